@@ -1,0 +1,33 @@
+# Two commands set everything up: `make dashboard` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PORT ?= 8866
+STUDENTS ?= 10
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: dashboard test classroom bench env clean
+
+# Create the virtual environment if it is missing and install the package with its dependencies.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+env: $(STAMP)
+
+dashboard: $(STAMP)
+	$(BIN)/attention-explorer serve --port $(PORT)
+
+classroom: $(STAMP)
+	$(BIN)/attention-explorer serve --port $(PORT) --students $(STUDENTS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q --nbmake tests notebooks
+
+bench: $(STAMP)
+	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) build *.egg-info

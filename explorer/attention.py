@@ -1,0 +1,199 @@
+"""The attention mechanism itself: score functions, ``attend`` and multi-head attention.
+
+Attention in three steps (Bahdanau et al. 2015; Vaswani et al. 2017):
+
+    scores  e_ij = score(q_i, k_j)                     (relevance of key j to query i)
+    weights a_ij = softmax_j(e_ij / temperature)       (each row sums to one)
+    context c_i  = sum_j a_ij v_j                      (weighted average of the values)
+
+Pure torch: no widgets, no plotting. Shapes are written ``[..., Q, K]`` with ``Q`` queries and ``K`` keys.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+SCORES = ("dot", "scaled_dot", "general", "additive")
+
+# The formula of each score, in LaTeX, for the views that explain it.
+SCORE_FORMULAS = {
+    "dot": r"e_{ij} = q_i^\top k_j",
+    "scaled_dot": r"e_{ij} = \frac{q_i^\top k_j}{\sqrt{d}}",
+    "general": r"e_{ij} = q_i^\top W k_j",
+    "additive": r"e_{ij} = v^\top \tanh(W_q q_i + W_k k_j)",
+}
+
+
+class GeneralScore(nn.Module):
+    """Luong's "general" score: e_ij = q_i^T W k_j with a learned matrix W [d_query, d_key]."""
+
+    def __init__(self, d_query: int, d_key: int | None = None):
+        super().__init__()
+        d_key = d_query if d_key is None else d_key
+        # Start at the identity where the shapes allow, so an untrained "general" equals "dot".
+        self.weight = nn.Parameter(torch.eye(d_query, d_key))
+
+    def forward(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+        return query @ self.weight @ key.transpose(-2, -1)  # [..., Q, K]
+
+
+class AdditiveScore(nn.Module):
+    """Bahdanau's additive score: e_ij = v^T tanh(W_q q_i + W_k k_j)."""
+
+    def __init__(self, d_query: int, d_key: int | None = None, d_hidden: int | None = None):
+        super().__init__()
+        d_key = d_query if d_key is None else d_key
+        d_hidden = d_hidden or max(d_query, d_key)
+        self.w_query = nn.Linear(d_query, d_hidden, bias=False)
+        self.w_key = nn.Linear(d_key, d_hidden, bias=False)
+        self.v = nn.Linear(d_hidden, 1, bias=False)
+
+    def forward(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+        q = self.w_query(query).unsqueeze(-2)  # [..., Q, 1, h]
+        k = self.w_key(key).unsqueeze(-3)  # [..., 1, K, h]
+        return self.v(torch.tanh(q + k)).squeeze(-1)  # [..., Q, K]
+
+
+def make_scorer(score: str, d_query: int, d_key: int | None = None, seed: int | None = None) -> nn.Module | None:
+    """The module that holds the parameters of ``score`` (None for the parameter-free scores)."""
+    _check_score(score)
+    if seed is not None:
+        torch.manual_seed(seed)
+    if score == "general":
+        return GeneralScore(d_query, d_key)
+    if score == "additive":
+        return AdditiveScore(d_query, d_key)
+    return None
+
+
+def score_matrix(query: torch.Tensor, key: torch.Tensor, score: str = "scaled_dot", scorer: nn.Module | None = None) -> torch.Tensor:
+    """Raw relevance scores e_ij, ``[..., Q, K]``, before temperature and softmax."""
+    _check_score(score)
+    if query.shape[-1] != key.shape[-1] and score in ("dot", "scaled_dot"):
+        raise ValueError(f"Queries have {query.shape[-1]} numbers and keys {key.shape[-1]}: a dot product needs the same length.")
+    if score == "dot":
+        return query @ key.transpose(-2, -1)
+    if score == "scaled_dot":
+        return (query @ key.transpose(-2, -1)) / math.sqrt(query.shape[-1])
+    if scorer is None:
+        raise ValueError(f"The '{score}' score has learned parameters: pass scorer=make_scorer('{score}', d).")
+    return scorer(query, key)
+
+
+def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Softmax over the last axis where ``mask`` is True; a row with no allowed key gets all-zero weights.
+
+    Masked scores are set to the most negative finite number rather than -inf, so an all-masked row
+    gives a finite (uniform) softmax that is then zeroed: never NaN, and gradients stay finite.
+    """
+    if mask is None:
+        return torch.softmax(scores, dim=-1)
+    mask = mask.to(torch.bool)
+    weights = torch.softmax(scores.masked_fill(~mask, torch.finfo(scores.dtype).min), dim=-1)
+    return weights.masked_fill(~mask, 0.0)
+
+
+def attend(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    score: str = "scaled_dot",
+    mask: torch.Tensor | None = None,
+    temperature: float = 1.0,
+    scorer: nn.Module | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention of queries ``[..., Q, d]`` over keys ``[..., K, d]`` and values ``[..., K, dv]``.
+
+    Returns ``(context [..., Q, dv], weights [..., Q, K])``. ``mask`` is boolean, broadcastable to
+    ``[..., Q, K]``, True where a query may attend.
+    """
+    _check_temperature(temperature)
+    if key.shape[-2] != value.shape[-2]:
+        raise ValueError(f"There are {key.shape[-2]} keys but {value.shape[-2]} values: each key needs one value.")
+    scores = score_matrix(query, key, score, scorer)
+    if temperature != 1.0:
+        scores = scores / temperature
+    weights = masked_softmax(scores, mask)
+    return weights @ value, weights
+
+
+def causal_mask(n_queries: int, n_keys: int | None = None, device=None) -> torch.Tensor:
+    """Boolean ``[Q, K]``: query i may attend to keys 0..i (lower triangle)."""
+    n_keys = n_queries if n_keys is None else n_keys
+    return torch.ones(n_queries, n_keys, dtype=torch.bool, device=device).tril()
+
+
+def valid_head_counts(d_model: int) -> list[int]:
+    """The head counts that divide ``d_model`` evenly."""
+    return [h for h in range(1, d_model + 1) if d_model % h == 0]
+
+
+def check_heads(d_model: int, n_heads: int) -> None:
+    """Raise a ValueError that names the numbers and the valid choices when heads do not divide the width."""
+    if d_model <= 0:
+        raise ValueError(f"The width d_model must be positive, got {d_model}.")
+    if n_heads <= 0 or d_model % n_heads != 0:
+        choices = ", ".join(map(str, valid_head_counts(d_model)))
+        raise ValueError(
+            f"d_model={d_model} is not divisible by n_heads={n_heads}: each head gets d_model / n_heads numbers. "
+            f"Valid head counts for width {d_model}: {choices}."
+        )
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head scaled dot-product attention (Vaswani et al. 2017, section 3.2.2).
+
+    head_h = softmax(Q W_h^Q (K W_h^K)^T / sqrt(d_head)) V W_h^V, out = concat(head_1..head_H) W^O.
+    ``forward`` returns the output and the weights of every head, ``[B, H, Q, K]``.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, bias: bool = True, dropout: float = 0.0):
+        super().__init__()
+        check_heads(d_model, n_heads)
+        self.d_model, self.n_heads, self.d_head = d_model, n_heads, d_model // n_heads
+        self.q_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.k_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.v_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.dropout = nn.Dropout(dropout)
+
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, _ = x.shape
+        return x.view(b, t, self.n_heads, self.d_head).transpose(1, 2)  # [B, H, T, d_head]
+
+    def project(self, x: torch.Tensor, context: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries from ``x``; keys and values from ``context`` (cross-attention) or from ``x`` (self-attention)."""
+        if context is None:
+            # One matrix product for all three projections: the same numbers, fewer passes over x.
+            weight = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
+            bias = None if self.q_proj.bias is None else torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias])
+            q, k, v = nn.functional.linear(x, weight, bias).chunk(3, dim=-1)
+        else:
+            q, k, v = self.q_proj(x), self.k_proj(context), self.v_proj(context)
+        return self.split_heads(q), self.split_heads(k), self.split_heads(v)
+
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor | None = None, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x`` ``[B, Q, d]``, ``context`` ``[B, K, d]`` or None; ``mask`` broadcastable to ``[B, H, Q, K]``."""
+        q, k, v = self.project(x, context)  # [B, H, T, d_head]
+        scores = (q * (1.0 / math.sqrt(self.d_head))) @ k.transpose(-2, -1)  # [B, H, Q, K]
+        weights = masked_softmax(scores, mask)
+        context_vectors = self.dropout(weights) @ v  # [B, H, Q, d_head]
+        b, _, n_queries, _ = context_vectors.shape
+        merged = context_vectors.transpose(1, 2).reshape(b, n_queries, self.d_model)
+        return self.out_proj(merged), weights
+
+
+def _check_score(score: str) -> None:
+    if score not in SCORES:
+        raise ValueError(f"Unknown score function '{score}'. Choose one of: {', '.join(SCORES)}.")
+
+
+def _check_temperature(temperature) -> None:
+    value = float(temperature)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"The temperature must be a positive number (it divides the scores), got {temperature}.")

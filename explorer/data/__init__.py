@@ -1,0 +1,1 @@
+"""Data sets for the labs, as ``datasets.DatasetDict`` objects made locally (never downloaded)."""

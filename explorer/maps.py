@@ -1,0 +1,196 @@
+"""The one record every token model produces, and pure functions over it.
+
+``AttentionMaps`` holds attention weights ``[layers, heads, queries, keys]`` with the labels of the
+queries and keys. Views draw it; models make it. Rollout (Abnar and Zuidema, 2020), entropy and head
+statistics are plain functions of the record.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class AttentionMaps:
+    """Attention over tokens: ``weights`` ``[layers, heads, queries, keys]`` and their labels."""
+
+    tokens: tuple[str, ...]
+    weights: torch.Tensor
+    key_tokens: tuple[str, ...] | None = None
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        weights = torch.as_tensor(self.weights).detach().to("cpu", torch.float32)
+        if weights.dim() == 2:  # one matrix: one layer, one head
+            weights = weights[None, None]
+        if weights.dim() != 4:
+            raise ValueError(f"Attention weights must be [layers, heads, queries, keys], got shape {tuple(weights.shape)}.")
+        tokens = tuple(str(t) for t in self.tokens)
+        key_tokens = None if self.key_tokens is None else tuple(str(t) for t in self.key_tokens)
+        n_keys = len(tokens) if key_tokens is None else len(key_tokens)
+        if weights.shape[2] != len(tokens) or weights.shape[3] != n_keys:
+            raise ValueError(
+                f"Weights of shape {tuple(weights.shape)} do not match {len(tokens)} query labels and {n_keys} key labels."
+            )
+        object.__setattr__(self, "weights", weights)
+        object.__setattr__(self, "tokens", tokens)
+        object.__setattr__(self, "key_tokens", key_tokens)
+        object.__setattr__(self, "meta", dict(self.meta))
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The key labels (the query labels for self-attention)."""
+        return self.tokens if self.key_tokens is None else self.key_tokens
+
+    @property
+    def n_layers(self) -> int:
+        return self.weights.shape[0]
+
+    @property
+    def n_heads(self) -> int:
+        return self.weights.shape[1]
+
+    def check_layer(self, layer: int) -> int:
+        if not -self.n_layers <= layer < self.n_layers:
+            raise ValueError(f"Layer {layer} does not exist: this model has layers 0 to {self.n_layers - 1}.")
+        return layer % self.n_layers
+
+    def check_head(self, head: int) -> int:
+        if not -self.n_heads <= head < self.n_heads:
+            raise ValueError(f"Head {head} does not exist: each layer has heads 0 to {self.n_heads - 1}.")
+        return head % self.n_heads
+
+    def head(self, layer: int, head: int) -> torch.Tensor:
+        """One head's weights ``[queries, keys]``."""
+        return self.weights[self.check_layer(layer), self.check_head(head)]
+
+    def layer(self, layer: int) -> torch.Tensor:
+        """All heads of one layer ``[heads, queries, keys]``."""
+        return self.weights[self.check_layer(layer)]
+
+    def mean_over_heads(self, layer: int) -> torch.Tensor:
+        """The average of one layer's heads ``[queries, keys]``."""
+        return self.layer(layer).mean(dim=0)
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict (weights as nested lists)."""
+        return {"tokens": list(self.tokens), "key_tokens": None if self.key_tokens is None else list(self.key_tokens),
+                "weights": self.weights.tolist(), "meta": _jsonable(self.meta)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "AttentionMaps":
+        return cls(tokens=data["tokens"], key_tokens=data.get("key_tokens"), weights=torch.tensor(data["weights"]),
+                   meta=data.get("meta", {}))
+
+    def save_npz(self, path) -> Path:
+        """Save weights and labels to a NumPy ``.npz`` file (no pickled objects)."""
+        path = Path(path)
+        np.savez_compressed(path, weights=self.weights.numpy(), tokens=np.array(self.tokens, dtype=str),
+                            key_tokens=np.array(self.keys, dtype=str), meta=np.array(json.dumps(_jsonable(self.meta))))
+        return path
+
+    @classmethod
+    def load_npz(cls, path) -> "AttentionMaps":
+        with np.load(path, allow_pickle=False) as data:
+            return cls(tokens=data["tokens"].tolist(), key_tokens=data["key_tokens"].tolist(),
+                       weights=torch.from_numpy(data["weights"]), meta=json.loads(str(data["meta"])))
+
+
+@dataclass(frozen=True)
+class ImageAttention:
+    """Attention over images: per stage, channel weights ``[B, C]`` and spatial maps ``[B, H, W]``.
+
+    ``spatial`` maps are upsampled to the input size so they can be drawn over ``images`` ``[B, C, H, W]``.
+    """
+
+    channel: list
+    spatial: list
+    images: torch.Tensor | None = None
+    labels: tuple[str, ...] | None = None
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        channel = [torch.as_tensor(c).detach().to("cpu", torch.float32) for c in self.channel]
+        spatial = [torch.as_tensor(s).detach().to("cpu", torch.float32) for s in self.spatial]
+        sizes = {t.shape[0] for t in channel + spatial}
+        if len(sizes) > 1:
+            raise ValueError(f"Every stage must hold the same number of images, got {sorted(sizes)}.")
+        if any(c.dim() != 2 for c in channel) or any(s.dim() != 3 for s in spatial):
+            raise ValueError("Channel weights must be [B, C] and spatial maps [B, H, W] for each stage.")
+        object.__setattr__(self, "channel", channel)
+        object.__setattr__(self, "spatial", spatial)
+        if self.images is not None:
+            object.__setattr__(self, "images", torch.as_tensor(self.images).detach().to("cpu", torch.float32))
+        object.__setattr__(self, "meta", dict(self.meta))
+
+    @property
+    def n_stages(self) -> int:
+        return max(len(self.channel), len(self.spatial))
+
+
+def rollout(maps: AttentionMaps, add_residual: bool = True) -> torch.Tensor:
+    """Attention rollout (Abnar and Zuidema, 2020), ``[layers, T, T]``.
+
+    Each layer's heads are averaged, the residual connection is added as ``0.5 A + 0.5 I`` and rows are
+    renormalised; entry ``l`` is the product ``A_l ... A_1 A_0``: how much each token at layer ``l``
+    draws on each input token.
+    """
+    if len(maps.tokens) != len(maps.keys):
+        raise ValueError("Rollout needs self-attention (as many keys as queries).")
+    n_tokens = len(maps.tokens)
+    identity = torch.eye(n_tokens)
+    joint = identity
+    layers = []
+    for layer_weights in maps.weights.mean(dim=1):  # [T, T] per layer
+        a = 0.5 * layer_weights + 0.5 * identity if add_residual else layer_weights
+        a = a / a.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+        joint = a @ joint
+        layers.append(joint)
+    return torch.stack(layers)
+
+
+def entropy(maps: AttentionMaps) -> torch.Tensor:
+    """Per-head entropy in nats ``[layers, heads]``: each query row's entropy, averaged over queries.
+
+    Low entropy means a head focuses on few keys; ``log(K)`` is the most spread out a row can be.
+    """
+    w = maps.weights
+    row_entropy = -(w * torch.log(w.clamp_min(1e-12))).sum(dim=-1)  # [L, H, Q]; 0 log 0 counts as 0
+    return row_entropy.mean(dim=-1)
+
+
+def pattern_score(maps: AttentionMaps, pattern: torch.Tensor) -> torch.Tensor:
+    """Mean weight each head puts on the cells of a boolean ``pattern`` ``[Q, K]``, ``[layers, heads]``.
+
+    For example the anti-diagonal pattern scores how much each head attends to the mirrored position.
+    """
+    pattern = torch.as_tensor(pattern, dtype=torch.bool)
+    return (maps.weights * pattern).sum(dim=-1).mean(dim=-1)
+
+
+def attention_distance(maps: AttentionMaps) -> torch.Tensor:
+    """Mean distance |i - j| between a query and the keys it attends to, ``[layers, heads]``."""
+    q = torch.arange(maps.weights.shape[2], dtype=torch.float32)[:, None]
+    k = torch.arange(maps.weights.shape[3], dtype=torch.float32)[None, :]
+    return (maps.weights * (q - k).abs()).sum(dim=-1).mean(dim=-1)
+
+
+def _jsonable(value):
+    """Meta values made JSON-safe (tensors and arrays as lists, unknown objects as strings)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        return value.tolist()
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)

@@ -1,0 +1,97 @@
+"""Heatmaps of attention weights: one matrix, or the heads of a layer as small multiples.
+
+Weights are drawn on a fixed colour scale (0 to 1 unless told otherwise) so frames can be compared.
+Rows are queries (top to bottom, in reading order), columns are keys.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+WEIGHT_COLORS = "Blues"
+SCORE_COLORS = "RdBu_r"
+
+
+def unique_labels(labels) -> list[str]:
+    """Token labels made unique for a categorical axis ("the", "the" -> "the", "the·2") and kept readable."""
+    seen: dict[str, int] = {}
+    out = []
+    for label in labels:
+        label = str(label)
+        seen[label] = seen.get(label, 0) + 1
+        out.append(label if seen[label] == 1 else f"{label}\u00b7{seen[label]}")
+    return out
+
+
+def heatmap(
+    matrix,
+    x_labels,
+    y_labels,
+    title: str = "",
+    zmin: float | None = 0.0,
+    zmax: float | None = 1.0,
+    colorscale: str = WEIGHT_COLORS,
+    x_title: str = "key (attended to)",
+    y_title: str = "query (attending)",
+    colorbar_title: str = "weight",
+    text_values: bool = False,
+    height: int = 360,
+    width: int | None = None,
+) -> go.Figure:
+    """One matrix as a labelled heatmap; ``text_values`` writes each number in its cell."""
+    z = np.asarray(matrix, dtype=float)
+    trace = go.Heatmap(
+        z=z, x=unique_labels(x_labels), y=unique_labels(y_labels), zmin=zmin, zmax=zmax, colorscale=colorscale,
+        colorbar=dict(title=dict(text=colorbar_title), thickness=12),
+        hovertemplate="query %{y}<br>key %{x}<br>" + colorbar_title + " %{z:.3f}<extra></extra>",
+    )
+    if text_values:
+        trace.update(text=np.round(z, 2), texttemplate="%{text}")
+    fig = go.Figure(trace)
+    fig.update_layout(title=dict(text=title), height=height, width=width, margin=dict(l=60, r=20, t=40, b=60))
+    fig.update_xaxes(title_text=x_title, side="bottom", tickangle=-45 if len(z[0]) > 6 else 0, type="category")
+    fig.update_yaxes(title_text=y_title, autorange="reversed", type="category")
+    return fig
+
+
+def grid_shape(n_panels: int, max_cols: int = 4) -> tuple[int, int]:
+    """Rows and columns for ``n_panels`` small multiples."""
+    n_cols = min(max_cols, n_panels)
+    return math.ceil(n_panels / n_cols), n_cols
+
+
+def head_grid(
+    weights,
+    x_labels,
+    y_labels,
+    titles=None,
+    title: str = "",
+    max_cols: int = 4,
+    zmin: float = 0.0,
+    zmax: float = 1.0,
+    panel_height: int = 220,
+    show_labels: bool = True,
+) -> go.Figure:
+    """Small multiples, one heatmap per head: ``weights`` ``[heads, queries, keys]``; one shared colour bar."""
+    weights = np.asarray(weights, dtype=float)
+    n_heads = weights.shape[0]
+    titles = list(titles) if titles is not None else [f"head {h}" for h in range(n_heads)]
+    n_rows, n_cols = grid_shape(n_heads, max_cols)
+    fig = make_subplots(rows=n_rows, cols=n_cols, subplot_titles=titles, horizontal_spacing=0.04,
+                        vertical_spacing=0.12 if show_labels else 0.06)
+    x, y = unique_labels(x_labels), unique_labels(y_labels)
+    for h in range(n_heads):
+        fig.add_trace(
+            go.Heatmap(z=weights[h], x=x, y=y, zmin=zmin, zmax=zmax, colorscale=WEIGHT_COLORS, showscale=h == 0,
+                       colorbar=dict(title=dict(text="weight"), thickness=12),
+                       hovertemplate=f"{titles[h]}<br>query %{{y}}<br>key %{{x}}<br>weight %{{z:.3f}}<extra></extra>"),
+            row=h // n_cols + 1, col=h % n_cols + 1,
+        )
+    fig.update_yaxes(autorange="reversed", type="category", showticklabels=show_labels, tickfont=dict(size=8))
+    fig.update_xaxes(type="category", showticklabels=show_labels, tickfont=dict(size=8), tickangle=-60)
+    fig.update_layout(title=dict(text=title), height=panel_height * n_rows + 60, margin=dict(l=50, r=20, t=60, b=40))
+    return fig
