@@ -1,0 +1,179 @@
+"""Image datasets for the CBAM lab, each a ``datasets.DatasetDict`` with ``train`` and ``test`` splits.
+
+Columns: ``pixel_values`` (float32 ``[C, H, W]`` in [0, 1]), ``label`` (a ``ClassLabel``) and, where the
+object's place is known, ``bbox`` (x0, y0, x1, y1 in pixels, exclusive ends).
+
+- ``make_shapes``: one large target shape (its kind is the label) among small, dimmer distractors and noise.
+- ``load_digits``: scikit-learn's bundled 8 x 8 handwritten digits, resized.
+- ``load_image_folder``: a user's own images through datasets' ``imagefolder`` (one sub-folder per class).
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from datasets import Array3D, ClassLabel, Dataset, DatasetDict, Features, Image, List, Value, load_dataset
+from PIL import Image as PILImage
+from PIL import ImageDraw
+
+SHAPES = ("circle", "square", "triangle", "cross")
+MAX_UPLOAD_BYTES = 5_000_000
+MAX_UPLOAD_PIXELS = 4096 * 4096
+
+
+def draw_shape(draw: ImageDraw.ImageDraw, kind: str, x0: int, y0: int, size: int, fill: int) -> None:
+    """Draw one filled shape in the box (x0, y0, x0 + size, y0 + size)."""
+    x1, y1 = x0 + size - 1, y0 + size - 1
+    if kind == "circle":
+        draw.ellipse([x0, y0, x1, y1], fill=fill)
+    elif kind == "square":
+        draw.rectangle([x0, y0, x1, y1], fill=fill)
+    elif kind == "triangle":
+        draw.polygon([(x0, y1), (x1, y1), ((x0 + x1) / 2, y0)], fill=fill)
+    else:  # cross: a horizontal and a vertical bar a third of the size thick
+        bar = max(size // 3, 1)
+        middle = (size - bar) // 2
+        draw.rectangle([x0, y0 + middle, x1, y0 + middle + bar - 1], fill=fill)
+        draw.rectangle([x0 + middle, y0, x0 + middle + bar - 1, y1], fill=fill)
+
+
+def overlaps(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def shape_scene(rng: np.random.Generator, size: int, clutter: int, noise: float) -> tuple[np.ndarray, int, list]:
+    """One scene: a float32 image ``[size, size]``, the target's label and its box."""
+    canvas = PILImage.new("L", (size, size), 0)
+    draw = ImageDraw.Draw(canvas)
+    label = int(rng.integers(len(SHAPES)))
+    side = int(rng.integers(size * 3 // 10, size // 2 + 1))
+    x0, y0 = (int(v) for v in rng.integers(0, size - side + 1, size=2))
+    box = [x0, y0, x0 + side, y0 + side]
+    small = max(size // 8, 3)
+    for _ in range(clutter):  # distractors: small, dimmer shapes of any kind, kept off the target
+        for _attempt in range(10):
+            side_d = int(rng.integers(small, small + 3))
+            dx, dy = (int(v) for v in rng.integers(0, size - side_d + 1, size=2))
+            if not overlaps(box, (dx - 1, dy - 1, dx + side_d + 1, dy + side_d + 1)):
+                draw_shape(draw, SHAPES[int(rng.integers(len(SHAPES)))], dx, dy, side_d, int(rng.integers(90, 180)))
+                break
+    draw_shape(draw, SHAPES[label], x0, y0, side, int(rng.integers(200, 256)))
+    image = np.asarray(canvas, dtype=np.float32) / 255.0
+    image = np.clip(image + rng.normal(0.0, noise, image.shape), 0.0, 1.0).astype(np.float32)
+    return image, label, box
+
+
+def image_features(channels: int, size: int, names, with_box: bool) -> Features:
+    features = {"pixel_values": Array3D((channels, size, size), "float32"), "label": ClassLabel(names=list(names))}
+    if with_box:
+        features["bbox"] = List(Value("int32"), length=4)
+    return Features(features)
+
+
+def make_shapes(n_train: int = 2000, n_test: int = 500, size: int = 32, seed: int = 0, clutter: int = 4,
+                noise: float = 0.08) -> DatasetDict:
+    """Scenes of one large target shape (circle, square, triangle or cross: the label) among ``clutter`` small,
+    dimmer distractor shapes and Gaussian noise; ``bbox`` is the target's box."""
+    if n_train < 1 or n_test < 1:
+        raise ValueError("Both splits need at least one image.")
+    if size < 16:
+        raise ValueError(f"Scenes need at least 16 x 16 pixels, got {size}.")
+    if clutter < 0 or noise < 0:
+        raise ValueError("Clutter and noise cannot be negative.")
+    rng = np.random.default_rng(seed)
+    features = image_features(1, size, SHAPES, with_box=True)
+    splits = {}
+    for name, count in (("train", n_train), ("test", n_test)):
+        images, labels, boxes = zip(*(shape_scene(rng, size, clutter, noise) for _ in range(count)))
+        splits[name] = Dataset.from_dict(
+            {"pixel_values": np.stack(images)[:, None], "label": list(labels), "bbox": list(boxes)}, features=features)
+    return DatasetDict(splits)
+
+
+def resize(images: np.ndarray, size: int) -> np.ndarray:
+    """``[N, C, h, w]`` images resized (bilinear) to ``[N, C, size, size]``, kept in [0, 1]."""
+    out = F.interpolate(torch.from_numpy(images), size=(size, size), mode="bilinear", align_corners=False)
+    return out.clamp(0.0, 1.0).numpy()
+
+
+def split_dataset(images: np.ndarray, labels, names, test_share: float, seed: int) -> DatasetDict:
+    """A shuffled train/test DatasetDict from ``images`` ``[N, C, S, S]`` and integer ``labels``."""
+    count = len(images)
+    n_test = max(1, int(round(count * test_share)))
+    if count - n_test < 1:
+        raise ValueError(f"Need at least 2 images to make a training and a test split, got {count}.")
+    order = np.random.default_rng(seed).permutation(count)
+    features = image_features(images.shape[1], images.shape[2], names, with_box=False)
+    labels = np.asarray(labels)
+    return DatasetDict({
+        split: Dataset.from_dict({"pixel_values": images[index], "label": labels[index].tolist()}, features=features)
+        for split, index in (("train", order[n_test:]), ("test", order[:n_test]))
+    })
+
+
+def load_digits(size: int = 32, test_share: float = 0.2, seed: int = 0) -> DatasetDict:
+    """scikit-learn's bundled handwritten digits (1797 images, 8 x 8, labels 0 to 9), resized to ``size``."""
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    digits = sklearn_digits()
+    images = (digits.images.astype(np.float32) / 16.0)[:, None]
+    return split_dataset(resize(images, size), digits.target, [str(d) for d in range(10)], test_share, seed)
+
+
+def to_pixels(image: PILImage.Image, size: int, channels: int) -> np.ndarray:
+    """A PIL image as float32 ``[channels, size, size]`` in [0, 1] (grey for 1 channel, RGB for 3)."""
+    image = image.convert("L" if channels == 1 else "RGB").resize((size, size), PILImage.Resampling.BILINEAR)
+    pixels = np.asarray(image, dtype=np.float32) / 255.0
+    return pixels[None] if channels == 1 else pixels.transpose(2, 0, 1).copy()
+
+
+def load_image_folder(path, size: int = 32, channels: int = 1, test_share: float = 0.2, seed: int = 0) -> DatasetDict:
+    """Your own images: ``path`` holds one sub-folder per class. Images are resized to ``size`` and read as
+    grey (``channels=1``) or RGB (3). Files that cannot be read are skipped; the returned DatasetDict's
+    ``skipped`` attribute counts them."""
+    folder = Path(str(path)).expanduser()
+    if not folder.is_dir():
+        raise ValueError(f"There is no folder at '{path}'.")
+    if channels not in (1, 3):
+        raise ValueError(f"Images are read with 1 (grey) or 3 (RGB) channels, not {channels}.")
+    try:
+        found = load_dataset("imagefolder", data_dir=str(folder), split="train")
+    except Exception as error:  # noqa: BLE001 - datasets raises several kinds for an empty or odd folder
+        raise ValueError(f"No images could be found in '{path}' ({type(error).__name__}).") from None
+    if "label" not in found.column_names:
+        raise ValueError(f"Put the images of '{path}' in one sub-folder per class: a classifier needs at least "
+                         "2 classes (for example cats/ and dogs/).")
+    found = found.cast_column("image", Image(decode=False))
+    images, labels, skipped = [], [], 0
+    for row in found:
+        try:
+            with PILImage.open(io.BytesIO(row["image"]["bytes"]) if row["image"]["bytes"] else row["image"]["path"]) as im:
+                images.append(to_pixels(im, size, channels))
+        except (OSError, ValueError, PILImage.DecompressionBombError):
+            skipped += 1
+            continue
+        labels.append(row["label"])
+    names = found.features["label"].names
+    if len(set(labels)) < 2:
+        raise ValueError(f"'{path}' has {len(images)} readable image(s) in {len(set(labels))} class(es); "
+                         f"a classifier needs at least 2 classes ({skipped} file(s) could not be read).")
+    data = split_dataset(np.stack(images), labels, names, test_share, seed)
+    data.skipped = skipped
+    return data
+
+
+def image_from_bytes(content: bytes, size: int, channels: int) -> np.ndarray:
+    """An uploaded file as float32 ``[channels, size, size]``; a ValueError if it is too big or not an image."""
+    if len(content) > MAX_UPLOAD_BYTES:
+        raise ValueError(f"The file is {len(content) / 1e6:.1f} MB; upload an image under {MAX_UPLOAD_BYTES / 1e6:.0f} MB.")
+    try:
+        with PILImage.open(io.BytesIO(content)) as image:
+            if image.width * image.height > MAX_UPLOAD_PIXELS:
+                raise ValueError(f"The image is {image.width} x {image.height} pixels; upload one under 4096 x 4096.")
+            return to_pixels(image, size, channels)
+    except (OSError, PILImage.DecompressionBombError):
+        raise ValueError("That file is not an image this lab can read (try a PNG or JPEG).") from None

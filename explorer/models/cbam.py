@@ -1,0 +1,302 @@
+"""CBAM (Woo et al., 2018): channel and spatial attention in a small residual CNN, and the maps it keeps.
+
+Channel attention (eq. 2):  M_c(F) = sigmoid( MLP(AvgPool(F)) + MLP(MaxPool(F)) )            [B, C]
+Spatial attention (eq. 3):  M_s(F) = sigmoid( conv_kxk([AvgPool_c(F); MaxPool_c(F)]) )       [B, 1, H, W]
+The module (eq. 1):         F' = M_c(F) * F,   F'' = M_s(F') * F'
+
+Each gate keeps its last weights (detached), so the maps drawn are the ones the network really used.
+``grad_cam`` (Selvaraju et al., 2017) reads the same model with hooks, for comparison.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from explorer.maps import ImageAttention
+
+POOL_TYPES = ("avg", "max", "lp", "lse")
+MERGES = ("sum", "concat")
+ORDERS = ("channel-spatial", "spatial-channel", "parallel")
+KERNEL_SIZES = (3, 5, 7)
+
+
+def check_pool(pool) -> tuple[str, ...]:
+    """The pool types as a tuple; a ValueError if none is given or one is unknown."""
+    pool = (pool,) if isinstance(pool, str) else tuple(pool)
+    if not pool:
+        raise ValueError(f"Tick at least one pooling type ({', '.join(POOL_TYPES)}).")
+    unknown = [p for p in pool if p not in POOL_TYPES]
+    if unknown:
+        raise ValueError(f"Unknown pooling type {unknown[0]!r}: use {', '.join(POOL_TYPES)}.")
+    return pool
+
+
+def pool_over(x: torch.Tensor, kind: str, dims: tuple[int, ...]) -> torch.Tensor:
+    """Pool ``x`` over ``dims`` (kept as size 1): average, maximum, L2 power (sqrt of the sum of squares)
+    or log-sum-exp."""
+    if kind == "avg":
+        return x.mean(dim=dims, keepdim=True)
+    if kind == "max":
+        return x.amax(dim=dims, keepdim=True)
+    if kind == "lp":
+        return x.pow(2).sum(dim=dims, keepdim=True).clamp_min(1e-12).sqrt()
+    return torch.logsumexp(x, dim=dims, keepdim=True)
+
+
+class ChannelAttention(nn.Module):
+    """Weigh each channel by a shared MLP (C -> C/r -> C, ReLU) over its globally pooled values."""
+
+    def __init__(self, channels: int, ratio: int = 16, pool=("avg", "max"), merge: str = "sum"):
+        super().__init__()
+        if ratio is None or int(ratio) < 1:
+            raise ValueError(f"The reduction ratio must be a whole number of at least 1, got {ratio}.")
+        if merge not in MERGES:
+            raise ValueError(f"Unknown merge {merge!r}: use 'sum' (as in the paper) or 'concat'.")
+        self.pool, self.merge = check_pool(pool), merge
+        hidden = channels // int(ratio)
+        self.note = ""
+        if hidden < 1:
+            hidden = 1
+            self.note = f"Ratio {ratio} is larger than the {channels} channels: the MLP keeps 1 hidden unit."
+            warnings.warn(self.note, stacklevel=2)
+        n_inputs = channels * len(self.pool) if merge == "concat" else channels
+        self.mlp = nn.Sequential(nn.Linear(n_inputs, hidden), nn.ReLU(), nn.Linear(hidden, channels))
+        self.weights: torch.Tensor | None = None  # [B, C] of the last forward
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(x)[:, :, None, None]
+
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        """M_c(x) ``[B, C]``; kept (detached) as ``self.weights``."""
+        pooled = [pool_over(x, kind, (2, 3)).flatten(1) for kind in self.pool]  # each [B, C]
+        if self.merge == "sum":
+            logits = sum(self.mlp(p) for p in pooled)
+        else:
+            logits = self.mlp(torch.cat(pooled, dim=1))
+        weights = torch.sigmoid(logits)
+        self.weights = weights.detach()
+        return weights
+
+
+class SpatialAttention(nn.Module):
+    """Weigh each position by a k x k convolution over the channel-pooled maps."""
+
+    def __init__(self, kernel_size: int = 7, pool=("avg", "max")):
+        super().__init__()
+        if int(kernel_size) < 1 or int(kernel_size) % 2 == 0:
+            raise ValueError(f"The kernel size must be odd (3, 5 or 7) so the map stays centred, got {kernel_size}.")
+        self.pool = check_pool(pool)
+        self.conv = nn.Conv2d(len(self.pool), 1, kernel_size, padding=kernel_size // 2)
+        self.weights: torch.Tensor | None = None  # [B, 1, H, W] of the last forward
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(x)
+
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        """M_s(x) ``[B, 1, H, W]``; kept (detached) as ``self.weights``."""
+        pooled = torch.cat([pool_over(x, kind, (1,)) for kind in self.pool], dim=1)  # [B, n_pool, H, W]
+        weights = torch.sigmoid(self.conv(pooled))
+        self.weights = weights.detach()
+        return weights
+
+
+class CBAM(nn.Module):
+    """Channel then spatial attention (or spatial first, or both from the input in parallel).
+
+    After each forward ``channel_weights`` ``[B, C]`` and ``spatial_map`` ``[B, 1, H, W]`` hold what was used.
+    """
+
+    def __init__(self, in_channels: int, ratio: int = 16, kernel_size: int = 7, order: str = "channel-spatial",
+                 channel: bool = True, spatial: bool = True, pool=("avg", "max"), merge: str = "sum"):
+        super().__init__()
+        if order not in ORDERS:
+            raise ValueError(f"Unknown order {order!r}: use {', '.join(ORDERS)}.")
+        if not (channel or spatial):
+            raise ValueError("Switch on channel or spatial attention (or switch CBAM off).")
+        self.order = order
+        self.channel_gate = ChannelAttention(in_channels, ratio, pool, merge) if channel else None
+        self.spatial_gate = SpatialAttention(kernel_size, pool) if spatial else None
+
+    @property
+    def channel_weights(self) -> torch.Tensor | None:
+        return None if self.channel_gate is None else self.channel_gate.weights
+
+    @property
+    def spatial_map(self) -> torch.Tensor | None:
+        return None if self.spatial_gate is None else self.spatial_gate.weights
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.order == "parallel":  # both gates read the input; their weights multiply it together
+            out = x
+            if self.channel_gate is not None:
+                out = out * self.channel_gate.gate(x)[:, :, None, None]
+            if self.spatial_gate is not None:
+                out = out * self.spatial_gate.gate(x)
+            return out
+        gates = [g for g in (self.channel_gate, self.spatial_gate) if g is not None]
+        if self.order == "spatial-channel":
+            gates.reverse()
+        for gate in gates:
+            x = gate(x)
+        return x
+
+
+class ResidualStage(nn.Module):
+    """A ResNet basic block that halves the resolution, with CBAM on the residual branch before the addition."""
+
+    def __init__(self, in_channels: int, out_channels: int, cbam_options: dict | None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=2, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.cbam = CBAM(out_channels, **cbam_options) if cbam_options is not None else None
+        self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=2, bias=False),
+                                      nn.BatchNorm2d(out_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.cbam is not None:
+            out = self.cbam(out)
+        return F.relu(out + self.shortcut(x))
+
+
+class CBAMNet(nn.Module):
+    """A small CNN: a 3x3 stem, ``stages`` residual stages (each halves H and W), global average pooling, a
+    linear classifier. ``cbam=False`` is the plain baseline with the identical backbone."""
+
+    def __init__(self, n_classes: int, in_channels: int = 1, width: int = 32, stages: int = 3, cbam: bool = True,
+                 **cbam_options):
+        super().__init__()
+        if n_classes < 2 or stages < 1 or width < 1:
+            raise ValueError("A CBAMNet needs at least 2 classes, 1 stage and a width of at least 1.")
+        self.config = dict(n_classes=n_classes, in_channels=in_channels, width=width, stages=stages, cbam=cbam,
+                           **cbam_options)
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
+                                  nn.ReLU())
+        self.stages = nn.ModuleList(
+            ResidualStage(width, width, dict(cbam_options) if cbam else None) for _ in range(stages))
+        self.head = nn.Linear(width, n_classes)
+
+    @property
+    def cbams(self) -> list[CBAM]:
+        return [stage.cbam for stage in self.stages if stage.cbam is not None]
+
+    def features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """The last stage's feature maps ``[B, width, H / 2**stages, W / 2**stages]``."""
+        x = self.stem(pixel_values)
+        for stage in self.stages:
+            x = stage(x)
+        return x
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(pixel_values).mean(dim=(2, 3)))  # logits [B, n_classes]
+
+
+def check_images(model: CBAMNet, pixel_values: torch.Tensor) -> torch.Tensor:
+    pixel_values = torch.as_tensor(pixel_values, dtype=torch.float32)
+    if pixel_values.dim() == 3:
+        pixel_values = pixel_values[None]
+    channels = model.config["in_channels"]
+    if pixel_values.dim() != 4 or pixel_values.shape[1] != channels:
+        raise ValueError(f"This model reads images of {channels} channel(s) [B, {channels}, H, W], "
+                         f"got shape {tuple(pixel_values.shape)}.")
+    return pixel_values
+
+
+def upsample(maps: torch.Tensor, size) -> torch.Tensor:
+    """``[B, 1, h, w]`` maps resized (bilinear) to ``size`` and returned as ``[B, H, W]``."""
+    return F.interpolate(maps, size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
+
+
+@torch.no_grad()
+def cbam_maps(model: CBAMNet, pixel_values: torch.Tensor) -> ImageAttention:
+    """Run ``model`` (in eval mode) and collect each stage's channel weights and spatial map."""
+    pixel_values = check_images(model, pixel_values)
+    was_training = model.training
+    model.eval()
+    try:
+        logits = model(pixel_values)
+    finally:
+        model.train(was_training)
+    size = pixel_values.shape[-2:]
+    channel = [c.channel_weights for c in model.cbams if c.channel_weights is not None]
+    spatial = [upsample(c.spatial_map, size) for c in model.cbams if c.spatial_map is not None]
+    return ImageAttention(channel=channel, spatial=spatial, images=pixel_values,
+                          meta={"predictions": logits.argmax(dim=1).tolist()})
+
+
+def grad_cam(model: CBAMNet, pixel_values: torch.Tensor, target=None) -> torch.Tensor:
+    """Grad-CAM on the last stage, ``[B, H, W]`` at the input size, each map scaled to a maximum of 1.
+
+    ``target`` is a class index (or one per image); by default the predicted class.
+    """
+    pixel_values = check_images(model, pixel_values)
+    layer = model.stages[-1]
+    kept = {}
+
+    def keep(module, inputs, output):
+        output.register_hook(lambda grad: kept.__setitem__("grad", grad))
+        kept["features"] = output
+
+    handle = layer.register_forward_hook(keep)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.enable_grad():
+            logits = model(pixel_values)
+            classes = logits.argmax(dim=1) if target is None else torch.as_tensor(target).expand(len(logits))
+            logits.gather(1, classes.view(-1, 1)).sum().backward()
+    finally:
+        handle.remove()
+        model.train(was_training)
+        model.zero_grad(set_to_none=True)
+    weights = kept["grad"].mean(dim=(2, 3), keepdim=True)  # alpha_k: pooled gradients [B, C, 1, 1]
+    cam = F.relu((weights * kept["features"]).sum(dim=1, keepdim=True)).detach()
+    cam = upsample(cam, pixel_values.shape[-2:])
+    return cam / cam.amax(dim=(1, 2), keepdim=True).clamp_min(1e-12)
+
+
+def localization(spatial_maps, boxes) -> float:
+    """How much more of each map's mass falls inside the object's box than a uniform map would put there.
+
+    ``spatial_maps`` ``[B, H, W]`` (non-negative), ``boxes`` ``[B, 4]`` as (x0, y0, x1, y1) pixels with exclusive
+    ends. The mean over images of (map mass in the box / all mass) / (box area / image area); 1.0 = uniform.
+    """
+    maps = torch.as_tensor(spatial_maps, dtype=torch.float64)
+    boxes = torch.as_tensor(boxes).long()
+    if maps.dim() != 3 or boxes.shape != (maps.shape[0], 4):
+        raise ValueError(f"Need maps [B, H, W] and boxes [B, 4], got {tuple(maps.shape)} and {tuple(boxes.shape)}.")
+    if (maps < 0).any():
+        raise ValueError("Attention maps must not be negative.")
+    height, width = maps.shape[1:]
+    scores = []
+    for m, (x0, y0, x1, y1) in zip(maps, boxes.tolist()):
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+        if x1 <= x0 or y1 <= y0:
+            raise ValueError(f"The box ({x0}, {y0}, {x1}, {y1}) holds no pixels of a {width} x {height} image.")
+        total = m.sum()
+        if total <= 0:
+            raise ValueError("An attention map is zero everywhere, so its mass has no place.")
+        mass = m[y0:y1, x0:x1].sum() / total
+        area = (x1 - x0) * (y1 - y0) / (height * width)
+        scores.append(float(mass / area))
+    return sum(scores) / len(scores)
+
+
+def probe_maps(model: CBAMNet, pixel_values: torch.Tensor, boxes=None) -> ImageAttention:
+    """CBAM maps of a fixed set of images plus their Grad-CAM (``meta['grad_cam']``) and, with boxes, the
+    localization of each stage's spatial map and of Grad-CAM (``meta['localization']``)."""
+    record = cbam_maps(model, pixel_values)
+    cam = grad_cam(model, pixel_values)
+    meta = dict(record.meta, grad_cam=cam)
+    if boxes is not None:
+        scores = {f"stage {i + 1}": localization(s, boxes) for i, s in enumerate(record.spatial)}
+        scores["Grad-CAM"] = localization(cam, boxes)
+        meta["localization"] = scores
+    return ImageAttention(channel=record.channel, spatial=record.spatial, images=record.images, meta=meta)

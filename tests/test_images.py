@@ -1,0 +1,105 @@
+"""Image datasets: shape scenes, bundled digits, user folders and uploads."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from explorer.data.images import SHAPES, image_from_bytes, load_digits, load_image_folder, make_shapes
+
+
+def test_make_shapes_has_labelled_scenes_with_boxes():
+    data = make_shapes(n_train=120, n_test=40, size=32, seed=1)
+    assert set(data) == {"train", "test"} and len(data["train"]) == 120 and len(data["test"]) == 40
+    assert data["train"].features["label"].names == list(SHAPES)
+    split = data["train"].with_format("numpy")
+    images, labels, boxes = split["pixel_values"][:], split["label"][:], split["bbox"][:]
+    assert images.shape == (120, 1, 32, 32) and images.dtype == np.float32
+    assert images.min() >= 0 and images.max() <= 1
+    assert set(labels.tolist()) == set(range(len(SHAPES)))
+    for image, (x0, y0, x1, y1) in zip(images[:, 0], boxes):
+        assert 0 <= x0 < x1 <= 32 and 0 <= y0 < y1 <= 32
+        assert image[y0:y1, x0:x1].max() > 0.7  # the bright target is inside its box
+
+
+def test_make_shapes_is_seeded():
+    a, b = make_shapes(n_train=10, n_test=5, seed=3), make_shapes(n_train=10, n_test=5, seed=3)
+    assert np.array_equal(a["test"].with_format("numpy")["pixel_values"][:], b["test"].with_format("numpy")["pixel_values"][:])
+    c = make_shapes(n_train=10, n_test=5, seed=4)
+    assert not np.array_equal(a["test"].with_format("numpy")["pixel_values"][:], c["test"].with_format("numpy")["pixel_values"][:])
+
+
+def test_make_shapes_rejects_bad_settings():
+    with pytest.raises(ValueError, match="16 x 16"):
+        make_shapes(size=8)
+    with pytest.raises(ValueError, match="negative"):
+        make_shapes(clutter=-1)
+
+
+def test_load_digits_matches_scikit_learn():
+    from sklearn.datasets import load_digits as reference
+
+    data = load_digits(size=8)
+    assert len(data["train"]) + len(data["test"]) == 1797
+    assert data["train"].features["label"].names == [str(d) for d in range(10)]
+    images = data["test"].with_format("numpy")["pixel_values"][:]
+    assert images.shape[1:] == (1, 8, 8) and images.min() >= 0 and images.max() <= 1
+    all_images = reference().images / 16.0
+    first = images[0, 0]
+    assert np.abs(all_images - first).reshape(len(all_images), -1).max(axis=1).min() < 1e-6
+
+
+def write_folder(root, per_class=3, classes=("dots", "bars")):
+    for k, name in enumerate(classes):
+        (root / name).mkdir()
+        for i in range(per_class):
+            pixels = np.full((20, 24, 3), 40 * i + 100 * k, dtype=np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{i}.png")
+
+
+def test_load_image_folder_reads_classes_and_counts_unreadable_files(tmp_path):
+    write_folder(tmp_path)
+    (tmp_path / "bars" / "broken.png").write_bytes(b"not really a png")
+    data = load_image_folder(tmp_path, size=16, channels=3)
+    assert data.skipped == 1
+    assert len(data["train"]) + len(data["test"]) == 6
+    assert data["train"].features["label"].names == ["bars", "dots"]
+    assert data["train"].with_format("numpy")["pixel_values"][:].shape[1:] == (3, 16, 16)
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda root: None, "No images"),
+    (lambda root: write_folder(root, classes=("only",)), "at least 2 classes"),
+])
+def test_load_image_folder_explains_what_is_wrong(tmp_path, make, words):
+    make(tmp_path)
+    with pytest.raises(ValueError, match=words):
+        load_image_folder(tmp_path)
+
+
+def test_load_image_folder_missing_folder(tmp_path):
+    with pytest.raises(ValueError, match="no folder"):
+        load_image_folder(tmp_path / "nowhere")
+
+
+def png_bytes(width, height, mode="RGB"):
+    buffer = io.BytesIO()
+    Image.new(mode, (width, height), (128, 128, 128) if mode == "RGB" else 1).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_uploaded_image_is_resized_to_the_model_input():
+    pixels = image_from_bytes(png_bytes(50, 40), size=32, channels=1)
+    assert pixels.shape == (1, 32, 32) and pixels.dtype == np.float32
+    assert np.allclose(pixels, 128 / 255, atol=1e-2)
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"hello, this is text", "not an image"),
+    (b"\0" * 6_000_000, "MB"),
+    (png_bytes(5000, 4000, "1"), "4096"),
+])
+def test_bad_uploads_say_why(content, words):
+    with pytest.raises(ValueError, match=words):
+        image_from_bytes(content, size=32, channels=1)
