@@ -15,7 +15,11 @@ import sys
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-DASHBOARD = PACKAGE_DIR.parent / "dashboards" / "explorer.ipynb"
+ROOT = PACKAGE_DIR.parent
+DASHBOARD = ROOT / "dashboards" / "explorer.ipynb"
+# Our Voila template (Voila's lab template with its CDN assets served locally) lives in share/jupyter.
+JUPYTER_DATA = ROOT / "share" / "jupyter"
+TEMPLATE_STATIC = JUPYTER_DATA / "voila" / "templates" / "explorer" / "static"
 IDLE_CULL_SECONDS = 20 * 60  # a kernel whose visitor left is shut down after 20 idle minutes
 
 
@@ -30,6 +34,7 @@ def voila_command(notebook: Path, port: int, open_browser: bool, students: int =
         sys.executable, "-m", "voila", str(notebook),
         f"--port={port}",
         f"--Voila.ip={ip}",
+        "--template=explorer",
         "--preheat_kernel=True",
         f"--pool_size={pool_size(students)}",
         "--strip_sources=True",
@@ -44,14 +49,29 @@ def voila_command(notebook: Path, port: int, open_browser: bool, students: int =
     return command
 
 
+def voila_env(base: dict | None = None) -> dict:
+    """The environment for Voila and its kernels: offline libraries and our template on the Jupyter path.
+
+    Also puts plotly's widget bundle among the template's static files, so figures load it once per page.
+    """
+    from explorer.widgets.figure import BUNDLE_ENV, bundle_file_name, install_bundle
+
+    install_bundle(TEMPLATE_STATIC)
+    env = dict(os.environ if base is None else base)
+    env[BUNDLE_ENV] = f"voila/templates/explorer/static/{bundle_file_name()}"
+    paths = [str(JUPYTER_DATA)] + [p for p in env.get("JUPYTER_PATH", "").split(os.pathsep) if p]
+    env.update(JUPYTER_PATH=os.pathsep.join(paths), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(ROOT))
+    return env
+
+
 def serve(port: int = 8866, open_browser: bool = True, students: int = 1, notebook: Path = DASHBOARD) -> int:
     if not notebook.exists():
         raise SystemExit(f"The dashboard notebook {notebook} is missing: run from a clone of the repository "
                          "(pip install -e .) so that dashboards/ is next to the package.")
     if students < 1:
         raise SystemExit("--students must be at least 1.")
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1",
-               TOKENIZERS_PARALLELISM="false")
+    env = voila_env()
     print(f"Serving Attention Explorer at http://localhost:{port} with {pool_size(students)} warm kernel(s)."
           " The page is ready once Voila logs that its kernels are preheated. Press Ctrl+C to stop.", flush=True)
     return subprocess.call(voila_command(notebook, port, open_browser, students), env=env)

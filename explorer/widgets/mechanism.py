@@ -9,13 +9,14 @@ import torch
 from explorer.attention import SCORE_FORMULAS, SCORES
 from explorer.models.mechanism import MASKS, PRESETS, ToyAttention, parse_vector
 from explorer.views import mechanism as view
+from explorer.widgets.figure import Figure
 from explorer.widgets.common import StatusLine, labelled, section, shows_errors
 
 KINDS = (("queries", "query"), ("keys", "key"), ("values", "value"))
 SCORE_LABELS = {"dot": "dot", "scaled_dot": "scaled dot", "general": "general", "additive": "additive"}
 
 
-def copy_trace_data(target: go.FigureWidget, source: go.Figure, fields=("x", "y", "z", "text", "name")) -> None:
+def copy_trace_data(target: Figure, source: go.Figure, fields=("x", "y", "z", "text", "name")) -> None:
     """Update an on-screen figure in place from a freshly built one with the same traces."""
     with target.batch_update():
         for old, new in zip(target.data, source.data):
@@ -97,9 +98,9 @@ class MechanismPanel(widgets.VBox):
         self.steps.add_class("ae-steps")
         result = self._compute(1.0)
         tokens = self.toy.tokens
-        self.vector_fig = go.FigureWidget(self._vector_figure(result))
-        self.score_fig = go.FigureWidget(view.score_figure(result.scores, tokens))
-        self.weight_fig = go.FigureWidget(view.weight_figure(result.weights, tokens, result.mask))
+        self.vector_fig = Figure(self._vector_figure(result))
+        self.score_fig = Figure(view.score_figure(result.scores, tokens))
+        self.weight_fig = Figure(view.weight_figure(result.weights, tokens, result.mask))
         self.weight_fig.data[0].on_click(self._on_cell_click)
         for fig, name in ((self.score_fig, "ae-scores"), (self.weight_fig, "ae-weights"), (self.vector_fig, "ae-vectors")):
             fig.layout.meta = name

@@ -1,0 +1,163 @@
+"""Save and load models as one ``.safetensors`` file: the weights, plus the model's class, config and history as JSON
+in the file's metadata header. Never pickle: nothing in a checkpoint can run code when it is read.
+
+    save(model, "checkpoints/reverse.safetensors", history=trainer.history)
+    model, history = load("checkpoints/reverse.safetensors")
+    load_into(live_model, path)  # same architecture only; the live model is untouched on any error
+
+A model is saved with its ``config`` attribute (a dataclass or a dict of constructor arguments); its
+class must be in ``MODELS`` ("module:Class" strings, imported only when a checkpoint needs them).
+A directory path means ``<directory>/model.safetensors``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+FORMAT = "attention-explorer/1"
+FILE_NAME = "model.safetensors"
+MODELS = {
+    "TinyTransformer": "explorer.models.transformer:TinyTransformer",
+    "TinySeq2Seq": "explorer.models.transformer:TinySeq2Seq",
+    "CBAMNet": "explorer.models.cbam:CBAMNet",
+}
+CONFIG_CLASSES = {"TinyTransformer": "explorer.models.transformer:TransformerConfig",
+                  "TinySeq2Seq": "explorer.models.transformer:TransformerConfig"}
+PICKLE_STARTS = (b"\x80", b"PK\x03\x04")  # a pickle protocol header, or the zip archive torch.save writes
+PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle")
+
+
+def _import(spec: str):
+    module_name, name = spec.split(":")
+    return getattr(importlib.import_module(module_name), name)
+
+
+def checkpoint_path(path) -> Path:
+    """The file a path names: a directory (existing, or given without a suffix) means ``<dir>/model.safetensors``."""
+    path = Path(path).expanduser()
+    if path.is_dir() or (not path.suffix and not path.exists()):
+        return path / FILE_NAME
+    return path
+
+
+def config_dict(model: nn.Module) -> dict:
+    """The constructor arguments of ``model`` from its ``config`` attribute."""
+    config = getattr(model, "config", None)
+    if dataclasses.is_dataclass(config):
+        return dataclasses.asdict(config)
+    if isinstance(config, dict):
+        return dict(config)
+    raise ValueError(f"{type(model).__name__} has no config (a dataclass or a dict of its arguments): it cannot be saved.")
+
+
+def save(model: nn.Module, path, history=None) -> Path:
+    """Write weights, class, config and ``history`` (a list of dicts) to one safetensors file; returns its path."""
+    name = type(model).__name__
+    if name not in MODELS:
+        raise ValueError(f"Only these models can be saved: {', '.join(MODELS)}; got {name}.")
+    metadata = {"format": FORMAT, "model": name, "config": json.dumps(config_dict(model)),
+                "history": json.dumps(list(history or []))}
+    path = checkpoint_path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    weights = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
+    save_file(weights, str(path), metadata=metadata)
+    return path
+
+
+def _read(path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Metadata and tensors of a checkpoint; a pickled, corrupted or foreign file is a ValueError."""
+    path = checkpoint_path(path)
+    if not path.is_file():
+        raise ValueError(f"There is no checkpoint at {path}.")
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise _pickle_error(path)
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        with open(path, "rb") as handle:
+            if handle.read(4).startswith(PICKLE_STARTS):
+                raise _pickle_error(path) from None
+        raise ValueError(f"{path.name} is not a readable safetensors checkpoint (it may be corrupted): {error}") from None
+    if metadata.get("format") != FORMAT or metadata.get("model") not in MODELS:
+        raise ValueError(f"{path.name} is a safetensors file but not an Attention Explorer checkpoint (no model and config).")
+    return metadata, tensors
+
+
+def _pickle_error(path: Path) -> ValueError:
+    return ValueError(f"{path.name} looks like a pickled file (torch.save or pickle). The explorer never loads "
+                      "pickles, because they can run code; save the model with explorer.checkpoints.save instead.")
+
+
+def _build(name: str, config: dict) -> nn.Module:
+    model_class = _import(MODELS[name])
+    if name in CONFIG_CLASSES:
+        return model_class(_import(CONFIG_CLASSES[name])(**config))
+    return model_class(**config)
+
+
+def _decode_json(metadata: dict, key: str):
+    try:
+        return json.loads(metadata.get(key) or "null")
+    except json.JSONDecodeError:
+        raise ValueError(f"The {key} stored in the checkpoint is damaged.") from None
+
+
+def load(path) -> tuple[nn.Module, list]:
+    """A new model with the saved architecture and weights, and the saved history: ``(model, history)``."""
+    metadata, tensors = _read(path)
+    config = _decode_json(metadata, "config")
+    try:
+        model = _build(metadata["model"], config)
+    except (TypeError, ImportError) as error:
+        raise ValueError(f"The checkpoint's {metadata['model']} config does not build a model: {error}") from None
+    _copy_weights(model, tensors, metadata["model"])
+    return model, _decode_json(metadata, "history") or []
+
+
+def describe(path) -> dict:
+    """The model class, config and number of history steps of a checkpoint, without building it."""
+    metadata, _ = _read(path)
+    return {"model": metadata["model"], "config": _decode_json(metadata, "config"),
+            "steps": len(_decode_json(metadata, "history") or [])}
+
+
+def load_into(model: nn.Module, path) -> list:
+    """Load saved weights into ``model`` of the same architecture; returns the history. On any mismatch,
+    a ValueError says what differs and ``model`` keeps its weights."""
+    metadata, tensors = _read(path)
+    name, config = metadata["model"], _decode_json(metadata, "config")
+    if name != type(model).__name__ or config != config_dict(model):
+        raise ValueError(f"The checkpoint holds a different architecture ({name} {_short(config)}) from the "
+                         f"current model ({type(model).__name__} {_short(config_dict(model))}); it was not loaded.")
+    _copy_weights(model, tensors, name)
+    return _decode_json(metadata, "history") or []
+
+
+def _copy_weights(model: nn.Module, tensors: dict, name: str) -> None:
+    """Copy every tensor into ``model`` after checking all names and shapes first (all or nothing)."""
+    state = model.state_dict()
+    missing, unexpected = sorted(set(state) - set(tensors)), sorted(set(tensors) - set(state))
+    wrong = [key for key in state if key in tensors and tensors[key].shape != state[key].shape]
+    if missing or unexpected or wrong:
+        details = "; ".join(part for part in (
+            f"missing {', '.join(missing[:3])}" if missing else "",
+            f"unexpected {', '.join(unexpected[:3])}" if unexpected else "",
+            f"other shapes for {', '.join(wrong[:3])}" if wrong else "") if part)
+        raise ValueError(f"The checkpoint's weights do not fit a {name} of its config ({details}).")
+    model.load_state_dict(tensors)
+
+
+def _short(config: dict) -> str:
+    keys = ("d_model", "n_heads", "n_layers", "pooling", "vocab_size")
+    shown = {k: config[k] for k in keys if k in config} or config
+    return ", ".join(f"{k}={v}" for k, v in shown.items())

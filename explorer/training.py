@@ -1,0 +1,390 @@
+"""The training loop shared by the labs: seeded, stoppable, with a NaN guard and snapshots of attention.
+
+``Trainer(model, data)`` trains any model of the explorer on a ``datasets.DatasetDict`` (splits
+``train`` and ``test``). The batch kind comes from the columns:
+
+- ``input_ids`` + ``labels``: ``model(input_ids)`` gives ``[B, T, vocab]`` for per-token labels ``[B, T]``
+  (``-100`` is ignored) or ``[B, n_classes]`` for one label per sequence. A model with
+  ``decoder_inputs(labels)`` (the encoder-decoder) is fed the shifted targets too.
+- ``pixel_values`` + ``label``: ``model(pixel_values)`` gives ``[B, n_classes]``.
+
+``run(steps)`` trains here; ``start(steps)`` trains in a background thread that ``stop()`` ends at the
+next step boundary. Every step adds a record to ``history``; every ``snapshot_every`` steps the
+``probe(model)`` record (attention on a fixed input) is kept in ``snapshots`` for scrubbing back in time.
+Callbacks ``fn(trainer, event, info)`` hear "step", "snapshot", "paused", "stopped", "finished" and "error".
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import traceback
+from typing import Callable
+
+import torch
+from torch import nn
+
+from explorer.maps import AttentionMaps
+
+TOKEN_COLUMNS = ("input_ids", "labels")
+IMAGE_COLUMNS = ("pixel_values", "label")
+WARMUP_STEPS = 20
+GRAD_CLIP = 1.0
+SMALL_MODEL = 2_000_000  # parameters; below this one CPU thread trains faster than several (less hand-off)
+
+
+def batch_kind(data) -> str:
+    """"tokens" or "images" from the columns of the train split; a ValueError names what is missing."""
+    if not hasattr(data, "keys") or "train" not in data or "test" not in data:
+        raise ValueError("Training needs a DatasetDict with a 'train' and a 'test' split.")
+    columns = set(data["train"].column_names)
+    for kind, needed in (("tokens", TOKEN_COLUMNS), ("images", IMAGE_COLUMNS)):
+        if set(needed) <= columns:
+            return kind
+    raise ValueError(f"The data has columns {', '.join(sorted(columns))}; training needs "
+                     f"{' + '.join(TOKEN_COLUMNS)} (sequences) or {' + '.join(IMAGE_COLUMNS)} (images).")
+
+
+def split_tensors(split, columns) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two columns of a split as whole tensors (sequences must share one length)."""
+    if len(split) == 0:
+        raise ValueError("A split of the data is empty: there is nothing to train or test on.")
+    batch = split.with_format("torch", columns=list(columns))[:]
+    tensors = []
+    for column in columns:
+        value = batch[column]
+        if not isinstance(value, torch.Tensor):
+            raise ValueError(f"The '{column}' values differ in length: cut or pad them to one length first.")
+        tensors.append(value)
+    return tensors[0], tensors[1]
+
+
+def model_inputs(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> tuple:
+    """The arguments of the model's forward: the encoder-decoder also gets its shifted targets."""
+    if hasattr(model, "decoder_inputs"):
+        return inputs, model.decoder_inputs(labels)
+    return (inputs,)
+
+
+def loss_and_hits(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Cross-entropy, and per example: correct positions and positions that count (``-100`` is ignored)."""
+    if logits.dim() == 3:  # [B, T, vocab] per-token
+        loss = nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+        counted = labels != -100
+        hits = (logits.argmax(dim=-1) == labels) & counted
+        return loss, hits.sum(dim=1), counted.sum(dim=1)
+    loss = nn.functional.cross_entropy(logits, labels)
+    return loss, (logits.argmax(dim=-1) == labels).long(), torch.ones_like(labels)
+
+
+def reinitialise(model: nn.Module, seed: int) -> None:
+    """Fresh weights from ``seed``: every module's ``reset_parameters``, children first so a parent's own init wins."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for module in reversed(list(model.modules())):
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+
+
+class TrainingState:
+    """A copy of weights, buffers and optimiser state, taken before a step so a bad step can be undone."""
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer):
+        self.model, self.optimizer = model, optimizer
+        self.saved: list[torch.Tensor] | None = None
+
+    def tensors(self) -> list[torch.Tensor]:
+        live = [p.data for p in self.model.parameters()] + list(self.model.buffers())
+        for state in self.optimizer.state.values():
+            live += [v for v in state.values() if torch.is_tensor(v)]
+        return live
+
+    def save(self) -> None:
+        live = self.tensors()
+        if self.saved is None or len(self.saved) != len(live):
+            self.saved = [t.detach().clone() for t in live]
+        else:
+            torch._foreach_copy_(self.saved, live)
+
+    def restore(self) -> None:
+        live = self.tensors()
+        if len(live) != len(self.saved):  # the optimiser had no state yet before this step
+            self.optimizer.state.clear()
+            live = self.tensors()
+        with torch.no_grad():
+            torch._foreach_copy_(live, self.saved)
+
+
+class Trainer:
+    """Train ``model`` on ``data`` with AdamW; see the module docstring for the contract."""
+
+    def __init__(self, model: nn.Module, data, lr: float = 1e-3, batch_size: int = 64, seed: int = 0,
+                 probe: Callable | None = None, snapshot_every: int = 10):
+        self.kind = batch_kind(data)
+        columns = TOKEN_COLUMNS if self.kind == "tokens" else IMAGE_COLUMNS
+        self.train_inputs, self.train_labels = split_tensors(data["train"], columns)
+        self.test_inputs, self.test_labels = split_tensors(data["test"], columns)
+        self.model, self.data, self.seed = model, data, int(seed)
+        self.lr = lr
+        self.batch_size = batch_size
+        if int(snapshot_every) <= 0:
+            raise ValueError(f"snapshot_every must be a positive number of steps, got {snapshot_every}.")
+        self.snapshot_every = int(snapshot_every)
+        self.probe = probe if probe is not None else (token_probe(data) if self.kind == "tokens" else None)
+        self.callbacks: list[Callable] = []
+        self.message = "Ready to train."
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._fresh_optimiser()
+
+    # ----- settings ------------------------------------------------------------------------------
+    @property
+    def lr(self) -> float:
+        return self._lr
+
+    @lr.setter
+    def lr(self, value) -> None:
+        value = float(value)
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError(f"The learning rate must be a positive number such as 0.001, got {value}.")
+        self._lr = value
+
+    @property
+    def batch_size(self) -> int:
+        return self._batch_size
+
+    @batch_size.setter
+    def batch_size(self, value) -> None:
+        if int(value) != value or int(value) <= 0:
+            raise ValueError(f"The batch size must be a positive whole number, got {value}.")
+        self._batch_size = min(int(value), len(self.train_labels))
+
+    def _fresh_optimiser(self) -> None:
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.lr, weight_decay=0.01)
+        self.guard = TrainingState(self.model, self.optimizer)
+        self.generator = torch.Generator().manual_seed(self.seed)
+        self.step = 0
+        self.elapsed = 0.0
+        self.history: list[dict] = []
+        self.snapshots: list[tuple[int, object]] = []
+
+    def reset(self) -> None:
+        """New weights from the seed, a new optimiser, and an empty history (refused while training)."""
+        self._check_idle("reset")
+        reinitialise(self.model, self.seed)
+        self._fresh_optimiser()
+        self.message = "Weights re-initialised; history cleared."
+
+    def add_callback(self, function: Callable) -> None:
+        """``function(trainer, event, info)`` is called from the training thread."""
+        self.callbacks.append(function)
+
+    def _emit(self, event: str, info: dict) -> None:
+        for function in list(self.callbacks):
+            function(self, event, info)
+
+    # ----- one step ------------------------------------------------------------------------------
+    def current_lr(self) -> float:
+        """A short linear warm-up, then the chosen rate."""
+        return self.lr * min(1.0, (self.step + 1) / WARMUP_STEPS)
+
+    def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        index = torch.randint(len(self.train_labels), (self.batch_size,), generator=self.generator)
+        return self.train_inputs[index], self.train_labels[index]
+
+    def train_step(self) -> dict | None:
+        """One optimiser step; returns its history record, or None when the step was undone (non-finite loss)."""
+        started = time.perf_counter()
+        inputs, labels = self._batch()
+        lr = self.current_lr()
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.guard.save()
+        self.model.train()
+        logits = self.model(*model_inputs(self.model, inputs, labels))
+        loss, hits, counted = loss_and_hits(logits, labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), GRAD_CLIP)
+        if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
+            self.guard.restore()
+            self.optimizer.zero_grad(set_to_none=True)
+            return None
+        self.optimizer.step()
+        self.step += 1
+        self.elapsed += time.perf_counter() - started
+        record = {"step": self.step, "loss": loss.item(), "accuracy": (hits.sum() / counted.sum()).item(),
+                  "lr": lr, "elapsed": self.elapsed}
+        self.history.append(record)
+        return record
+
+    def take_snapshot(self) -> None:
+        """Record the probe's attention at this step (in eval mode, without gradients)."""
+        if self.probe is None or (self.snapshots and self.snapshots[-1][0] == self.step):
+            return
+        self.model.eval()
+        with torch.no_grad():
+            record = self.probe(self.model)
+        self.snapshots.append((self.step, record))
+        self._emit("snapshot", {"step": self.step, "record": record})
+
+    # ----- loops -----------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _check_idle(self, action: str) -> None:
+        if self.running:
+            raise ValueError(f"Training is running: press Stop before you {action}.")
+
+    def _check_steps(self, steps) -> int:
+        if int(steps) != steps or int(steps) <= 0:
+            raise ValueError(f"The number of steps must be a positive whole number, got {steps}.")
+        return int(steps)
+
+    def run(self, steps: int) -> list[dict]:
+        """Train ``steps`` steps here and now; returns the new history records."""
+        steps = self._check_steps(steps)
+        self._check_idle("train again")
+        self._stop.clear()
+        return self._loop(steps)
+
+    def _loop(self, steps: int) -> list[dict]:
+        threads = torch.get_num_threads()
+        if sum(p.numel() for p in self.model.parameters()) < SMALL_MODEL:
+            torch.set_num_threads(1)
+        try:
+            return self._steps(steps)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _steps(self, steps: int) -> list[dict]:
+        first = len(self.history)
+        if not self.snapshots:
+            self.take_snapshot()
+        target = self.step + steps
+        while self.step < target:
+            if self._stop.is_set():
+                self.message = f"Stopped at step {self.step}."
+                self._emit("stopped", {"step": self.step})
+                return self.history[first:]
+            record = self.train_step()
+            if record is None:
+                self._pause()
+                return self.history[first:]
+            self._emit("step", record)
+            if self.step % self.snapshot_every == 0 or self.step == target:
+                self.take_snapshot()
+        self.message = f"Finished {steps} steps (step {self.step}, loss {self.history[-1]['loss']:.4f})."
+        self._emit("finished", {"step": self.step})
+        return self.history[first:]
+
+    def _pause(self) -> None:
+        self.message = (f"The loss became NaN or infinite at step {self.step + 1} with learning rate {self.lr:g}: "
+                        f"training paused and the weights from step {self.step} kept. "
+                        "Lower the learning rate and press Train to continue.")
+        self._emit("paused", {"step": self.step, "message": self.message})
+
+    def start(self, steps: int) -> None:
+        """Train ``steps`` steps in a background thread; a ValueError if training is already running."""
+        steps = self._check_steps(steps)
+        with self._lock:
+            if self.running:
+                raise ValueError("Training is already running: press Stop first, or wait for it to finish.")
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._background, args=(steps,), daemon=True, name="trainer")
+            self._thread.start()
+
+    def _background(self, steps: int) -> None:
+        try:
+            self._loop(steps)
+        except Exception as error:  # noqa: BLE001 - reported to the panel, never lost in a thread
+            traceback.print_exc()
+            self.message = f"Training stopped by an error at step {self.step}: {error}"
+            self._emit("error", {"step": self.step, "message": self.message})
+
+    def stop(self, timeout: float = 1.0) -> bool:
+        """Ask the training thread to end at the next step boundary and wait up to ``timeout`` seconds.
+
+        Returns False (and says so in ``message``) when nothing was running.
+        """
+        if not self.running:
+            self.message = f"Training is not running (step {self.step}); nothing to stop."
+            return False
+        self._stop.set()
+        self._thread.join(timeout)
+        return True
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the background training to end."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    # ----- evaluation ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, inputs: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """The model's predicted ids (or classes) for ``inputs``; the encoder-decoder decodes greedily."""
+        self.model.eval()
+        if hasattr(self.model, "generate"):
+            return self.model.generate(inputs, inputs.shape[1] if labels is None else labels.shape[1])
+        logits = self.model(*model_inputs(self.model, inputs, labels))
+        return logits.argmax(dim=-1)
+
+    def evaluate(self, batch_size: int = 512) -> dict:
+        """Accuracy on the test split: ``token_accuracy`` and ``sequence_accuracy``, or ``accuracy`` for classes."""
+        hits = counted = exact = 0
+        n = len(self.test_labels)
+        for start in range(0, n, batch_size):
+            inputs, labels = self.test_inputs[start: start + batch_size], self.test_labels[start: start + batch_size]
+            predicted = self.predict(inputs, labels)
+            correct = predicted == labels
+            if labels.dim() == 2:
+                counted_here = labels != -100
+                hits += int((correct & counted_here).sum())
+                counted += int(counted_here.sum())
+                exact += int((correct | ~counted_here).all(dim=1).sum())
+            else:
+                hits += int(correct.sum())
+        if self.test_labels.dim() == 2:
+            return {"token_accuracy": hits / max(counted, 1), "sequence_accuracy": exact / n}
+        return {"accuracy": hits / n}
+
+
+def token_probe(data, index: int = 0) -> Callable:
+    """The default probe: the model's attention on test example ``index``, as AttentionMaps.
+
+    ``meta`` holds the prediction and the target as token strings (and the pooling weights, if any).
+    """
+    split = data["test"]
+    example = split.with_format("torch")[index]
+    inputs, labels = example["input_ids"][None], example["labels"][None]
+    names = _names(split.features["input_ids"].feature, split.features["input_ids"].feature.num_classes)
+    label_feature = split.features["labels"]
+    label_names = names if labels.dim() == 2 else _names(label_feature, int(labels.max()) + 1)
+    tokens = [names[i] for i in inputs[0].tolist()]
+
+    def probe(model: nn.Module) -> AttentionMaps:
+        outputs = model(*model_inputs(model, inputs, labels), return_attention=True)
+        logits, attention = outputs[0], outputs[1]
+        meta = {"target": _decode(labels[0], label_names), "prediction": _decode(logits[0].argmax(dim=-1), label_names)}
+        if isinstance(attention, dict):  # encoder-decoder: show the cross-attention, targets over sources
+            targets = [label_names[i] for i in labels[0].clamp_min(0).tolist()]
+            return AttentionMaps(tokens=targets, key_tokens=tokens, weights=attention["cross"][0], meta=meta)
+        shown = (["[CLS]"] + tokens) if attention.shape[-1] == len(tokens) + 1 else tokens
+        if len(outputs) == 3:
+            meta["pool_weights"] = outputs[2][0].tolist()
+        return AttentionMaps(tokens=shown, weights=attention[0], meta=meta)
+
+    return probe
+
+
+def _names(feature, n: int) -> list[str]:
+    return list(feature.names) if hasattr(feature, "names") else [str(i) for i in range(n)]
+
+
+def _decode(ids: torch.Tensor, names: list[str]):
+    if ids.dim() == 0:
+        return names[int(ids)] if int(ids) < len(names) else str(int(ids))
+    return [names[i] if 0 <= i < len(names) else "·" for i in ids.tolist()]

@@ -1,0 +1,58 @@
+"""The on-screen figure: plotly's FigureWidget, loading plotly's 5 MB widget bundle once per page.
+
+plotly's FigureWidget is an anywidget whose JavaScript (about 5 MB) travels inside every widget's state,
+so a tab with six figures would send 30 MB through the kernel's websocket and evaluate plotly six times.
+Under ``attention-explorer serve`` the bundle is a static file of our Voila template instead: each figure
+sends a three-line module that imports it, and the browser fetches and caches it once. In JupyterLab
+(no such server route) the figure falls back to plotly's own inline bundle.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import plotly
+import plotly.graph_objects as go
+from plotly.basewidget import BaseFigureWidget
+
+# Where the static bundle lives, relative to the Voila server URL (set by explorer.cli.voila_env).
+BUNDLE_ENV = "AE_FIGURE_BUNDLE"
+PLOTLY_BUNDLE = Path(plotly.__file__).parent / "package_data" / "widgetbundle.js"
+
+
+def bundle_file_name() -> str:
+    return f"figurewidget-{plotly.__version__}.js"
+
+
+def install_bundle(static_dir: Path) -> Path:
+    """Copy plotly's widget bundle into ``static_dir`` (done once by the serve command)."""
+    static_dir.mkdir(parents=True, exist_ok=True)
+    target = static_dir / bundle_file_name()
+    if not target.exists() or target.stat().st_size != PLOTLY_BUNDLE.stat().st_size:
+        shutil.copyfile(PLOTLY_BUNDLE, target)
+    return target
+
+
+def proxy_module(bundle_path: str, server_url: str) -> str:
+    """A tiny ES module that re-exports plotly's widget from the served bundle."""
+    path = server_url.rstrip("/") + "/" + bundle_path.lstrip("/")
+    return (f"const bundle = await import(new URL({path!r}, window.location.href).href);\n"
+            "export default bundle.default;\n")
+
+
+def _esm_source():
+    bundle_path = os.environ.get(BUNDLE_ENV)
+    if bundle_path and "VOILA_SERVER_URL" in os.environ:
+        return proxy_module(bundle_path, os.environ["VOILA_SERVER_URL"])
+    return PLOTLY_BUNDLE
+
+
+class Figure(go.FigureWidget):
+    """A FigureWidget; use it exactly like ``go.FigureWidget(figure)``."""
+
+    _esm = _esm_source()
+
+
+assert issubclass(Figure, BaseFigureWidget)

@@ -1,0 +1,416 @@
+"""The Pretrained tab: every layer and head of a real encoder on the visitor's own text, offline.
+
+The model loads in a background thread (the tab paints at once); each new text is one forward pass in a
+background thread; layer, head, view and token changes redraw only the figure on screen, in place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import ipywidgets as widgets
+import plotly.graph_objects as go
+import torch
+
+from explorer.maps import AttentionMaps, entropy, rollout
+from explorer.views import bertviz as bertviz_view
+from explorer.views import export
+from explorer.views import pretrained as view
+from explorer.widgets.common import BackgroundTask, StatusLine, Throttle, labelled, section, shows_errors
+
+PRESETS = {
+    "coreference": dict(text="The animal didn't cross the street because it was too tired.", layer=3, head=1,
+                        token="it", view="head"),
+    "subject-verb agreement": dict(text="The keys to the old cabinet are on the table.", layer=3, head=1,
+                                   token="are", view="head"),
+    "sentence pair": dict(text="The cat sat on the mat.", text_b="A cat was sitting on a rug.", mode="pair",
+                          layer=2, head=0, view="layer"),
+    "compare two texts": dict(text="The trophy didn't fit in the suitcase because it was too big.",
+                              text_b="The trophy didn't fit in the suitcase because it was too small.",
+                              mode="compare", layer=3, head=1, token="it", view="compare"),
+}
+VIEWS = (("one head", "head"), ("layer's heads", "layer"), ("mean of heads", "mean"), ("rollout", "rollout"),
+         ("compare A / B", "compare"))
+MODES = (("B is a sentence pair with A", "pair"), ("compare A and B", "compare"))
+EXPORTS = ("png", "svg", "json", "npz")
+
+
+@dataclass(frozen=True)
+class Reading:
+    """Everything one forward pass gives the views."""
+
+    maps: AttentionMaps
+    rollout: torch.Tensor  # [L, T, T]
+    entropy: torch.Tensor  # [L, H]
+    maps_b: AttentionMaps | None = None
+    difference: AttentionMaps | None = None
+    change: torch.Tensor | None = None  # [L], largest weight change per layer from the ablation
+    cosine: float | None = None  # sentence embedding before vs after the ablation
+
+
+def read(encoder, text: str, text_b: str = "", mode: str = "pair", ablate=()) -> Reading:
+    """Run the encoder on the panel's inputs and gather the records each view draws."""
+    from explorer.models.pretrained import aligned_difference, cosine_similarity, layer_change
+
+    pair = text_b if mode == "pair" and text_b.strip() else None
+    run = encoder.run(text, pair, ablate)
+    extra = {}
+    if ablate:
+        base = encoder.run(text, pair)
+        extra.update(change=layer_change(base.maps, run.maps), cosine=cosine_similarity(base.embedding, run.embedding))
+    if mode == "compare" and text_b.strip():
+        maps_b = encoder.attend(text_b, None, ablate)
+        extra.update(maps_b=maps_b, difference=aligned_difference(run.maps, maps_b))
+    return Reading(run.maps, rollout(run.maps), entropy(run.maps), **extra)
+
+
+def update_in_place(target: go.FigureWidget, source: go.Figure) -> None:
+    """Copy trace data, titles and outlines of a freshly built figure into the one on screen."""
+    with target.batch_update():
+        for old, new in zip(target.data, source.data):
+            for name in ("x", "y", "z"):
+                if new[name] is not None:
+                    old[name] = new[name]
+        target.layout.title.text = source.layout.title.text
+        target.layout.shapes = source.layout.shapes
+        for annotation, new_annotation in zip(target.layout.annotations, source.layout.annotations):
+            annotation.text = new_annotation.text
+
+
+def signature(fig: go.Figure) -> tuple:
+    """What must match for an in-place update: trace kinds and the figure's height."""
+    return tuple(trace.type for trace in fig.data), fig.layout.height
+
+
+class PretrainedPanel(widgets.VBox):
+    """Text and controls on the left; the chosen view, head entropy and the selected token on the right."""
+
+    def __init__(self, model: str | None = None, encoder=None, preset: str | None = None):
+        super().__init__()
+        self.add_class("ae-pretrained")
+        self.status = StatusLine("Loading the model…")
+        self.task = BackgroundTask(self.status)
+        self.encoder, self.reading = encoder, None
+        self.token: int | None = None
+        self.ablated: set[tuple[int, int]] = set()
+        self.figures: dict[str, go.FigureWidget] = {}
+        self._pending = False
+        self._syncing = False
+        self._nonce = 0
+        self.redraw_soon = Throttle(self.redraw, 0.15)
+        self._build_controls()
+        self._build_outputs()
+        self.children = [widgets.HBox([self.controls, self.outputs])]
+        if preset:
+            self._fill_preset(preset)
+        if encoder is not None:
+            self._on_loaded(encoder)
+        else:
+            self.task.start(_load, model, on_done=self._on_loaded)
+
+    # ----- layout -------------------------------------------------------------------------------
+    def _build_controls(self) -> None:
+        wide = widgets.Layout(width="330px")
+        self.model_name = widgets.Text(placeholder="all-MiniLM-L6-v2, a folder, or a cached hub name", layout=wide)
+        self.load_button = widgets.Button(description="Load model", icon="download")
+        self.preset = widgets.Dropdown(options=["(choose)", *PRESETS], value="(choose)", layout=wide)
+        self.text_a = widgets.Textarea(value=PRESETS["coreference"]["text"], rows=3, layout=wide,
+                                       continuous_update=False, placeholder="Type a sentence")
+        self.text_b = widgets.Textarea(value="", rows=2, layout=wide, continuous_update=False,
+                                       placeholder="Optional second text")
+        self.mode = widgets.RadioButtons(options=MODES, value="pair")
+        self.run_button = widgets.Button(description="Show attention", button_style="primary", icon="play")
+        self.layer = widgets.IntSlider(min=0, max=0, description="layer", continuous_update=True)
+        self.head = widgets.Dropdown(options=[0], value=0, description="head", layout=widgets.Layout(width="160px"))
+        self.view = widgets.ToggleButtons(options=VIEWS, value="head", style=dict(button_width="100px"))
+        self.token_pick = widgets.Dropdown(options=[("(none)", -1)], value=-1, description="token",
+                                           layout=widgets.Layout(width="230px"))
+        self.lock = widgets.ToggleButton(description="lock", icon="lock", tooltip="keep the selected token")
+        self.ablate_button = widgets.ToggleButton(description="ablate this head", icon="ban")
+        self.clear_ablation = widgets.Button(description="restore all heads")
+        self.export_format = widgets.Dropdown(options=EXPORTS, value="png", layout=widgets.Layout(width="90px"))
+        self.export_button = widgets.Button(description="Export", icon="save")
+        self.bertviz_kind = widgets.ToggleButtons(options=(("head view", "head"), ("model view", "model")),
+                                                  style=dict(button_width="100px"))
+        self.bertviz_button = widgets.Button(description="Render bertviz")
+        for control, name in ((self.text_a, "text-a"), (self.text_b, "text-b"), (self.run_button, "run"),
+                              (self.layer, "layer"), (self.head, "head"), (self.view, "view"),
+                              (self.token_pick, "token"), (self.lock, "lock"), (self.ablate_button, "ablate"),
+                              (self.export_button, "export"), (self.bertviz_button, "bertviz-render"),
+                              (self.model_name, "model-name"), (self.load_button, "load")):
+            control.add_class(f"ae-pretrained-{name}")
+        self.controls = widgets.VBox([
+            section("Model", self.model_name, self.load_button),
+            section("Example", self.preset),
+            section("Text A", self.text_a),
+            section("Text B (optional)", self.text_b, self.mode),
+            self.run_button,
+            section("Where to look", self.layer, self.head, self.view),
+            section("Token (or click a row)", widgets.HBox([self.token_pick, self.lock])),
+            section("Head ablation", widgets.HBox([self.ablate_button, self.clear_ablation])),
+            section("Export", widgets.HBox([self.export_format, self.export_button])),
+            section("bertviz (offline)", self.bertviz_kind, self.bertviz_button),
+            self.status,
+        ], layout=widgets.Layout(width="360px", min_width="360px"))
+        self._wire_controls()
+
+    def _wire_controls(self) -> None:
+        self.load_button.on_click(lambda _: self.load_model(self.model_name.value))
+        self.preset.observe(lambda change: change["new"] in PRESETS and self.apply_preset(change["new"]), "value")
+        for control in (self.text_a, self.text_b, self.mode):
+            control.observe(lambda _: self._syncing or self.request(), "value")
+        self.run_button.on_click(lambda _: self.request())
+        for control in (self.layer, self.head, self.view):
+            control.observe(self._on_where, "value")
+        self.token_pick.observe(lambda change: self._syncing or self.select_token(change["new"], force=True), "value")
+        self.ablate_button.observe(self._on_ablate, "value")
+        self.clear_ablation.on_click(lambda _: self.set_ablation(()))
+        self.export_button.on_click(lambda _: self.export(self.export_format.value))
+        self.bertviz_button.on_click(lambda _: self.render_bertviz(self.bertviz_kind.value))
+
+    def _build_outputs(self) -> None:
+        self.main = widgets.Box(layout=widgets.Layout(width="100%"))
+        self.main.add_class("ae-pretrained-main")
+        self.entropy_box = widgets.Box(layout=widgets.Layout(width="48%"))
+        self.focus_box = widgets.Box(layout=widgets.Layout(width="52%"))
+        self.ablation_box = widgets.Box()
+        self.downloads = widgets.HTML()
+        self.downloads.add_class("ae-pretrained-downloads")
+        self.bertviz_notice = widgets.HTML()
+        self.bertviz = widgets.HTML()
+        self.bertviz.add_class("ae-pretrained-bertviz")
+        self.outputs = widgets.VBox([self.main, widgets.HBox([self.entropy_box, self.focus_box]), self.ablation_box,
+                                     self.downloads, self.bertviz_notice, self.bertviz],
+                                    layout=widgets.Layout(flex="1 1 auto", min_width="640px"))
+
+    # ----- model and text -> reading (background) -------------------------------------------------
+    def load_model(self, name_or_path: str | None) -> None:
+        """Load another encoder in the background; if it fails, the current one stays."""
+        self.status.busy(f"Loading {name_or_path or 'the default model'}…")
+        self.task.start(_load, name_or_path or None, on_done=self._on_loaded)
+
+    def _on_loaded(self, encoder) -> None:
+        self.encoder = encoder
+        self.ablated.clear()
+        self._syncing = True
+        self.layer.max = encoder.n_layers - 1
+        self.head.options = list(range(encoder.n_heads))
+        self._syncing = False
+        self.status.ok(f"Loaded {encoder.name}: {encoder.n_layers} layers x {encoder.n_heads} heads.")
+        self.request(background=False)
+
+    def request(self, background: bool = True) -> None:
+        """Read the current texts (one forward pass, in a background thread unless told otherwise)."""
+        if self.encoder is None:
+            self.status.busy("The model is still loading; your text will be shown when it is ready.")
+            return
+        args = (self.encoder, self.text_a.value, self.text_b.value, self.mode.value, tuple(sorted(self.ablated)))
+        if not background:
+            self._guarded(lambda: self._on_read(read(*args)))
+            return
+        if self.task.running:
+            self._pending = True
+            return
+        self.status.busy("Reading the text…")
+        self.task.start(read, *args, on_done=self._on_read)
+
+    def update_now(self) -> None:
+        """Read and draw in this thread (for notebooks, tests and the benchmark)."""
+        self.request(background=False)
+
+    @shows_errors
+    def _guarded(self, work) -> None:
+        work()
+
+    def _on_read(self, reading: Reading) -> None:
+        previous = self.reading.maps.tokens if self.reading else ()
+        self.reading = reading
+        tokens = reading.maps.tokens
+        if self.token is not None and (not self.lock.value or self.token >= len(tokens)
+                                       or previous[self.token:self.token + 1] != tokens[self.token:self.token + 1]):
+            kept = self.lock.value and previous and previous[self.token] in tokens
+            self.token = tokens.index(previous[self.token]) if kept else None
+        self._syncing = True
+        self.token_pick.options = [("(none)", -1)] + [(f"{i}: {t}", i) for i, t in enumerate(tokens)]
+        self.token_pick.value = -1 if self.token is None else self.token
+        self._syncing = False
+        self.redraw()
+        notice = reading.maps.meta.get("notice", "")
+        self.status.ok(f"{len(tokens)} tokens, {reading.maps.n_layers} layers x {reading.maps.n_heads} heads. {notice}")
+        if self._pending:
+            self._pending = False
+            self.request()
+
+    # ----- presets and selection -------------------------------------------------------------------
+    def apply_preset(self, name: str) -> None:
+        """Load one of the named examples (``PRESETS``); a ValueError lists them if the name is unknown."""
+        if name not in PRESETS:
+            raise ValueError(f"Unknown preset '{name}'. Presets: {', '.join(PRESETS)}.")
+        self._fill_preset(name)
+        self.request()
+
+    def _fill_preset(self, name: str) -> None:
+        preset = PRESETS[name]
+        self._syncing = True
+        self.text_a.value, self.text_b.value = preset["text"], preset.get("text_b", "")
+        self.mode.value = preset.get("mode", "pair")
+        self.layer.max = max(self.layer.max, preset["layer"])
+        self.layer.value, self.view.value = preset["layer"], preset["view"]
+        self.head.options = sorted(set(self.head.options) | {preset["head"]})
+        self.head.value = preset["head"]
+        self.lock.value = False
+        self._syncing = False
+        self.token = None
+        self._preset_token = preset.get("token")
+
+    @shows_errors
+    def select_head(self, layer: int, head: int) -> None:
+        """Show ``layer``/``head`` (a ValueError in the status line if they do not exist)."""
+        if self.reading is None:
+            raise ValueError("Nothing to show yet: the model is still reading the text.")
+        layer, head = self.reading.maps.check_layer(layer), self.reading.maps.check_head(head)
+        self._syncing = True
+        self.layer.value, self.head.value = layer, head
+        self._syncing = False
+        self.redraw()
+
+    def select_token(self, index: int | None, force: bool = False) -> None:
+        """Highlight what token ``index`` attends to and what attends to it (``None`` or -1 clears)."""
+        if self.lock.value and not force:
+            return
+        index = None if index is None or index < 0 else int(index)
+        if index is not None and self.reading is not None and index >= len(self.reading.maps.tokens):
+            self.status.error(f"Token {index} does not exist: the text has {len(self.reading.maps.tokens)} tokens.")
+            return
+        self.token = None if (index == self.token and not force) else index
+        self._syncing = True
+        self.token_pick.value = -1 if self.token is None else self.token
+        self._syncing = False
+        self.redraw_soon()
+
+    def _on_where(self, change) -> None:
+        if not self._syncing:
+            self._syncing = True
+            self.ablate_button.value = (self.layer.value, self.head.value) in self.ablated
+            self._syncing = False
+            self.redraw_soon()
+
+    def _on_cell_click(self, trace, points, selector) -> None:
+        if points.point_inds:
+            point = points.point_inds[0]
+            self.select_token(point[0] if isinstance(point, (list, tuple)) else point // len(self.reading.maps.keys))
+
+    def _on_entropy_click(self, trace, points, selector) -> None:
+        if points.point_inds:
+            point = points.point_inds[0]
+            layer, head = point if isinstance(point, (list, tuple)) else divmod(point, self.reading.maps.n_heads)
+            self.view.value = "head"
+            self.select_head(layer, head)
+
+    # ----- ablation ----------------------------------------------------------------------------------
+    def _on_ablate(self, change) -> None:
+        if self._syncing:
+            return
+        pair = (self.layer.value, self.head.value)
+        self.set_ablation(self.ablated | {pair} if change["new"] else self.ablated - {pair})
+
+    def set_ablation(self, pairs) -> None:
+        """Zero these ``(layer, head)`` outputs in the forward pass and show the effect."""
+        self.ablated = set(self.encoder.check_ablation(pairs)) if self.encoder else set()
+        self._syncing = True
+        self.ablate_button.value = (self.layer.value, self.head.value) in self.ablated
+        self._syncing = False
+        self.request()
+
+    # ----- drawing (only what is on screen) ------------------------------------------------------------
+    @shows_errors
+    def redraw(self) -> None:
+        """Draw the chosen view, the entropy map, the token focus and the ablation effect from the last reading."""
+        reading = self.reading
+        if reading is None:
+            return
+        if getattr(self, "_preset_token", None) in reading.maps.tokens:
+            self.token, self._preset_token = reading.maps.tokens.index(self._preset_token), None
+            self._syncing = True
+            self.token_pick.value = self.token
+            self._syncing = False
+        layer, head, maps = self.layer.value, self.head.value, reading.maps
+        self._show(self.main, self.view.value, self._view_figure(self.view.value, layer, head))
+        self._show(self.entropy_box, "entropy", view.entropy_figure(reading.entropy, len(maps.keys), layer, head))
+        self._show(self.focus_box, "focus", view.token_focus_figure(maps, layer, head, self.token))
+        if reading.change is not None:
+            self._show(self.ablation_box, "ablation", view.ablation_figure(reading.change, reading.cosine,
+                                                                           sorted(self.ablated)))
+        self.ablation_box.layout.display = None if reading.change is not None else "none"
+
+    def _view_figure(self, name: str, layer: int, head: int) -> go.Figure:
+        reading, token = self.reading, self.token
+        maps = reading.maps
+        if name == "layer":
+            return view.layer_figure(maps, layer)
+        if name == "mean":
+            return view.mean_figure(maps, layer, token)
+        if name == "rollout":
+            return view.rollout_figure(reading.rollout[layer], maps.tokens, layer, token)
+        if name == "compare":
+            if reading.maps_b is None:
+                raise ValueError("Type a text B and choose 'compare A and B' to see two texts side by side.")
+            return view.compare_figure(maps, reading.maps_b, reading.difference, layer, head)
+        return view.head_figure(maps, layer, head, token)
+
+    def _show(self, box: widgets.Box, key: str, fig: go.Figure) -> None:
+        widget = self.figures.get(key)
+        if widget is not None and signature(widget) == signature(fig):
+            update_in_place(widget, fig)
+        else:
+            fig.update_layout(meta=f"ae-pretrained-{key}")
+            widget = go.FigureWidget(fig)
+            self.figures[key] = widget
+            if key in ("head", "mean", "rollout"):
+                widget.data[0].on_click(self._on_cell_click)
+            if key == "entropy":
+                widget.data[0].on_click(self._on_entropy_click)
+        if list(box.children) != [widget]:
+            box.children = [widget]
+
+    # ----- export and bertviz ----------------------------------------------------------------------------
+    @shows_errors
+    def export(self, fmt: str) -> None:
+        """PNG/SVG of the figure on screen (made in the browser), or the maps as JSON/``.npz`` (a download link)."""
+        if self.reading is None:
+            raise ValueError("Nothing to export yet: the model is still reading the text.")
+        self._nonce += 1
+        name = f"attention-layer{self.layer.value}-{self.view.value}"
+        if fmt in export.IMAGE_FORMATS:
+            self.downloads.value = export.image_script("ae-pretrained-main", fmt, name, self._nonce)
+            self.status.ok(f"Saving the figure on screen as {name}.{fmt} (your browser downloads it).")
+            return
+        data = export.maps_bytes(self.reading.maps, fmt)
+        self.downloads.value = export.download_link(data, f"attention-maps.{fmt}", fmt, self._nonce)
+        self.status.ok(f"Maps of all {self.reading.maps.n_layers} layers saved as attention-maps.{fmt}.")
+
+    def render_bertviz(self, kind: str = "head") -> None:
+        """bertviz's own head or model view of the current text, with its scripts served locally."""
+        if self.reading is None:
+            self.status.error("Nothing to show yet: the model is still reading the text.")
+            return
+        maps, layer = self.reading.maps, self.layer.value
+        self.status.busy(f"Building bertviz's {kind} view…")
+
+        def build():
+            return bertviz_view.bertviz_page(maps, kind, layer)
+
+        def show(result):
+            page, notice = result
+            shown = min(len(maps.tokens), bertviz_view.MAX_TOKENS)
+            self.bertviz.value = bertviz_view.iframe(page, bertviz_view.frame_height(kind, shown, maps.n_layers))
+            self.bertviz_notice.value = f"<small>bertviz {kind} view, offline. {notice}</small>"
+            self.status.ok(f"bertviz's {kind} view is below the figures ({len(page) / 1e6:.1f} MB of HTML).")
+
+        self.task.start(build, on_done=show)
+
+
+def _load(name_or_path):
+    from explorer.models.pretrained import load
+
+    return load(name_or_path)

@@ -1,0 +1,111 @@
+"""Browser tests: serve the dashboard with Voila on a free port and drive it in headless Chromium.
+
+Chromium is Debian's (``CHROMIUM_PATH`` or the ``chromium`` on PATH), driven by Playwright's Python package.
+Without a browser these tests skip, unless ``REQUIRE_BROWSER=1`` (as in CI), where they fail instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DASHBOARD = ROOT / "dashboards" / "explorer.ipynb"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+TRACEBACK_MARKERS = ("Traceback (most recent call last)", "Error in kernel", "An error occurred while executing")
+
+
+def chromium_path() -> str | None:
+    return os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "tests/browser" in str(item.fspath).replace(os.sep, "/"):
+            item.add_marker(pytest.mark.browser)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    path = chromium_path()
+    if not path:
+        if os.environ.get("REQUIRE_BROWSER") == "1":
+            pytest.fail("REQUIRE_BROWSER=1 but no Chromium was found (set CHROMIUM_PATH or install chromium).")
+        pytest.skip("no Chromium found; set CHROMIUM_PATH to run the browser tests")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"Voila exited with code {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"Voila did not answer at {url} within {timeout} s")
+
+
+@pytest.fixture(scope="session")
+def dashboard_url(browser, tmp_path_factory):
+    """Voila serving the dashboard notebook the way ``attention-explorer serve`` does (warm kernel pool)."""
+    from explorer.cli import voila_command, voila_env
+
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("voila") / "voila.log"
+    env = voila_env(dict(os.environ, AE_FAST="1"))
+    command = voila_command(DASHBOARD, port, open_browser=False, students=2, ip="127.0.0.1")
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_for_http(url, process)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        if os.environ.get("SHOW_VOILA_LOG"):
+            sys.stderr.write(log_path.read_text())
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh page; the test fails if the page logs a console error or shows a Python traceback."""
+    context = browser.new_context(viewport={"width": 1500, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    body = page.inner_text("body") if not page.is_closed() else ""
+    context.close()
+    shown = [marker for marker in TRACEBACK_MARKERS if marker in body]
+    assert not shown, f"the page shows a Python error: {shown}"
+    real_errors = [e for e in errors if not e.startswith("Failed to load resource") or "favicon" not in e]
+    assert not real_errors, f"console errors in the page: {real_errors}"

@@ -1,0 +1,42 @@
+"""The Mechanism tab in a real browser: changing the score and the temperature redraws the weights."""
+
+from __future__ import annotations
+
+from tests.browser.helpers import figure_data, open_dashboard, wait_for_figure
+
+
+def weights_in_page(page):
+    return figure_data(page, "ae-weights")[0]["z"]
+
+
+def test_score_and_temperature_change_the_drawn_weights(page, dashboard_url):
+    open_dashboard(page, dashboard_url)
+    wait_for_figure(page, "ae-weights")
+    before = weights_in_page(page)
+    assert abs(sum(before[0]) - 1.0) < 1e-3  # a softmax row as drawn
+
+    page.locator(".ae-score button").filter(has_text="additive").click()
+    page.wait_for_function("(b) => JSON.stringify([...document.querySelectorAll('.js-plotly-plot')]"
+                           ".find(p => p.layout.meta === 'ae-weights').data[0].z) !== b", arg=str(before).replace(' ', '').replace("'", '"'))
+    after_score = weights_in_page(page)
+    assert after_score != before
+
+    box = page.locator(".ae-temperature-text input")
+    box.fill("0.2")
+    box.press("Enter")
+    page.wait_for_function("(b) => JSON.stringify([...document.querySelectorAll('.js-plotly-plot')]"
+                           ".find(p => p.layout.meta === 'ae-weights').data[0].z) !== JSON.stringify(b)", arg=after_score)
+    sharper = weights_in_page(page)
+    assert max(sharper[0]) > max(after_score[0])  # a lower temperature sharpens the softmax
+
+
+def test_bad_temperature_is_explained_not_a_traceback(page, dashboard_url):
+    open_dashboard(page, dashboard_url)
+    wait_for_figure(page, "ae-weights")
+    before = weights_in_page(page)
+    box = page.locator(".ae-temperature-text input")
+    box.fill("0")
+    box.press("Enter")
+    page.wait_for_selector(".ae-mechanism .ae-status-error")
+    assert "positive" in page.inner_text(".ae-mechanism .ae-status-error")
+    assert weights_in_page(page) == before

@@ -1,0 +1,228 @@
+"""The shared Trainer: learning, seeding, stop and resume, the NaN guard, and bad input."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+from datasets import Dataset, DatasetDict
+from torch import nn
+
+from explorer.data.sequences import make_task
+from explorer.maps import AttentionMaps, pattern_score
+from explorer.models.transformer import TinyTransformer, TinySeq2Seq, TransformerConfig
+from explorer.training import Trainer
+
+
+
+def reverse_model(seed=0, **options):
+    torch.manual_seed(seed)
+    return TinyTransformer(TransformerConfig(vocab_size=10, **options))
+
+
+@pytest.fixture(scope="module")
+def reverse_data():
+    return make_task("reverse", n_train=4000, n_test=200, seed=0)
+
+
+@pytest.fixture(scope="module")
+def trained(reverse_data):
+    trainer = Trainer(reverse_model(), reverse_data, lr=2e-3)
+    trainer.run(300)
+    return trainer
+
+
+def test_reverse_trains_above_95_percent_sequence_accuracy(trained):
+    result = trained.evaluate()
+    assert result["sequence_accuracy"] > 0.95
+    assert result["token_accuracy"] > 0.98
+
+
+def test_some_head_attends_to_the_mirrored_position(trained):
+    _, maps = trained.snapshots[-1]
+    n = len(maps.tokens)
+    mirror = torch.eye(n, dtype=torch.bool).flip(1)
+    assert pattern_score(maps, mirror).max() > 0.5
+    _, first = trained.snapshots[0]
+    assert pattern_score(first, mirror).max() < 0.3  # at step 0 no head knows about mirroring yet
+
+
+def test_history_has_one_record_per_step_and_snapshots_every_few_steps(trained):
+    assert [r["step"] for r in trained.history] == list(range(1, 301))
+    assert set(trained.history[0]) == {"step", "loss", "accuracy", "lr", "elapsed"}
+    steps = [step for step, _ in trained.snapshots]
+    assert steps[:3] == [0, 10, 20] and steps[-1] == 300
+    assert isinstance(trained.snapshots[-1][1], AttentionMaps)
+    assert trained.snapshots[-1][1].weights.shape == (2, 4, 10, 10)
+    assert trained.history[-1]["loss"] < trained.history[0]["loss"] / 5
+
+
+def test_probe_meta_holds_prediction_and_target(trained, reverse_data):
+    meta = trained.snapshots[-1][1].meta
+    example = reverse_data["test"][0]
+    assert meta["target"] == [str(i) for i in example["labels"]]
+    assert len(meta["prediction"]) == 10
+
+
+def test_seeded_runs_repeat_exactly(reverse_data):
+    first = Trainer(reverse_model(seed=3), reverse_data, seed=5)
+    first.run(15)
+    second = Trainer(reverse_model(seed=3), reverse_data, seed=5)
+    second.run(15)
+    assert [r["loss"] for r in first.history] == [r["loss"] for r in second.history]
+    losses = [r["loss"] for r in first.history]
+    first.reset()
+    first.run(15)
+    again = [r["loss"] for r in first.history]
+    first.reset()
+    first.run(15)
+    assert [r["loss"] for r in first.history] == again
+    assert again != losses  # reset draws weights from the trainer's seed, not the model's original ones
+
+
+def test_stop_then_start_continues_the_same_history(reverse_data):
+    trainer = Trainer(reverse_model(), reverse_data)
+    stepped = threading.Event()
+    trainer.add_callback(lambda t, event, info: stepped.set() if event == "step" and info["step"] >= 5 else None)
+    trainer.start(100_000)
+    assert stepped.wait(30)
+    assert trainer.stop()
+    assert not trainer.running
+    assert "Stopped" in trainer.message
+    assert trainer.stop() is False  # pressing Stop twice is harmless
+    n = trainer.step
+    assert 5 <= n < 100_000
+    trainer.start(7)
+    trainer.join()
+    assert [r["step"] for r in trainer.history] == list(range(1, n + 8))
+
+
+def test_training_twice_is_refused_and_loses_nothing(reverse_data):
+    trainer = Trainer(reverse_model(), reverse_data)
+    trainer.start(100_000)
+    try:
+        with pytest.raises(ValueError, match="already running"):
+            trainer.start(10)
+        with pytest.raises(ValueError, match="Stop"):
+            trainer.run(10)
+        with pytest.raises(ValueError, match="Stop"):
+            trainer.reset()
+    finally:
+        trainer.stop()
+    steps = [r["step"] for r in trainer.history]
+    assert steps == list(range(1, len(steps) + 1))
+
+
+class NanAt(nn.Module):
+    """A wrapper whose loss becomes NaN at one chosen forward pass."""
+
+    def __init__(self, model, bad_call):
+        super().__init__()
+        self.model, self.bad_call, self.calls = model, bad_call, 0
+
+    def forward(self, input_ids, return_attention=False):
+        self.calls += self.training
+        out = self.model(input_ids, return_attention)
+        if self.training and self.calls == self.bad_call:
+            return out * float("nan")
+        return out
+
+
+def test_nan_guard_restores_weights_and_optimiser_and_pauses(reverse_data):
+    model = NanAt(reverse_model(), bad_call=6)
+    trainer = Trainer(model, reverse_data, snapshot_every=100)
+    events = []
+    trainer.add_callback(lambda t, event, info: events.append(event))
+    trainer.run(5)
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    moments = [s["exp_avg"].clone() for s in trainer.optimizer.state.values()]
+    trainer.run(10)
+    assert trainer.step == 5 and len(trainer.history) == 5
+    assert events[-1] == "paused" and "NaN" in trainer.message and "step 5" in trainer.message
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, weights[key]), key
+    assert all(torch.equal(a["exp_avg"], b) for a, b in zip(trainer.optimizer.state.values(), moments))
+    trainer.run(3)  # continues from the kept weights
+    assert trainer.step == 8
+
+
+def test_a_diverging_learning_rate_never_leaves_non_finite_weights(reverse_data):
+    trainer = Trainer(reverse_model(), reverse_data, lr=1e30)
+    trainer.run(200)
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+    assert all(all(torch.isfinite(v).all() for v in s.values()) for s in trainer.optimizer.state.values())
+
+
+@pytest.mark.parametrize("options, match", [
+    (dict(lr=0), "learning rate"), (dict(lr=float("nan")), "learning rate"), (dict(batch_size=0), "batch size"),
+    (dict(batch_size=2.5), "batch size"), (dict(snapshot_every=0), "snapshot"),
+])
+def test_bad_settings_are_refused(reverse_data, options, match):
+    with pytest.raises(ValueError, match=match):
+        Trainer(reverse_model(), reverse_data, **options)
+
+
+def test_zero_steps_and_bad_data_are_refused(reverse_data):
+    trainer = Trainer(reverse_model(), reverse_data)
+    for steps in (0, -3, 1.5):
+        with pytest.raises(ValueError, match="steps"):
+            trainer.run(steps)
+        with pytest.raises(ValueError, match="steps"):
+            trainer.start(steps)
+    assert trainer.history == [] and not trainer.running
+    with pytest.raises(ValueError, match="train"):
+        Trainer(reverse_model(), {"train": reverse_data["train"]})
+    with pytest.raises(ValueError, match="columns"):
+        Trainer(reverse_model(), DatasetDict({"train": Dataset.from_dict({"x": [1]}), "test": Dataset.from_dict({"x": [1]})}))
+    empty = DatasetDict({"train": reverse_data["train"].select([]), "test": reverse_data["test"]})
+    with pytest.raises(ValueError, match="empty"):
+        Trainer(reverse_model(), empty)
+
+
+def test_classification_with_every_pooling_learns_majority():
+    data = make_task("majority", n_train=2000, n_test=200, length=8, vocab_size=4, seed=1)
+    for pooling in ("cls", "mean", "max", "attention"):
+        torch.manual_seed(0)
+        model = TinyTransformer(TransformerConfig(vocab_size=4, pooling=pooling, n_classes=4, d_model=32, n_layers=1))
+        trainer = Trainer(model, data, lr=3e-3)
+        trainer.run(150)
+        assert trainer.evaluate()["accuracy"] > 0.6, pooling
+        meta = trainer.snapshots[-1][1].meta
+        assert meta["target"] in "0123" and meta["prediction"] in "0123"
+        assert ("pool_weights" in meta) == (pooling == "attention")
+
+
+class TinyImageNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.config = {}
+        self.net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
+
+    def forward(self, pixel_values):
+        return self.net(pixel_values)
+
+
+def test_image_batches_train_a_classifier_with_a_custom_probe():
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 2, (300,), generator=generator)
+    images = torch.rand(300, 1, 6, 6, generator=generator) * 0.2
+    images[labels == 1, :, :3] += 1.0  # class 1: the top half is bright
+    split = lambda s: Dataset.from_dict({"pixel_values": images[s].tolist(), "label": labels[s].tolist()})  # noqa: E731
+    data = DatasetDict({"train": split(slice(0, 250)), "test": split(slice(250, 300))})
+    calls = []
+    trainer = Trainer(TinyImageNet(), data, lr=1e-2, batch_size=32, probe=lambda model: calls.append(1) or "record",
+                      snapshot_every=20)
+    trainer.run(60)
+    assert trainer.evaluate()["accuracy"] > 0.9
+    assert [step for step, _ in trainer.snapshots] == [0, 20, 40, 60] and len(calls) == 4
+
+
+def test_the_encoder_decoder_trains_and_shows_cross_attention(reverse_data):
+    torch.manual_seed(0)
+    model = TinySeq2Seq(TransformerConfig(vocab_size=10, d_model=32, n_layers=1))
+    trainer = Trainer(model, reverse_data, lr=3e-3)
+    trainer.run(250)
+    assert trainer.evaluate()["token_accuracy"] > 0.9  # greedy decoding, not teacher forcing
+    maps = trainer.snapshots[-1][1]
+    assert maps.weights.shape == (1, 4, 10, 10) and maps.key_tokens is not None
