@@ -29,7 +29,7 @@ def reverse_data():
 @pytest.fixture(scope="module")
 def trained(reverse_data):
     trainer = Trainer(reverse_model(), reverse_data, lr=2e-3)
-    trainer.run(300)
+    trainer.run(200)
     return trainer
 
 
@@ -49,10 +49,10 @@ def test_some_head_attends_to_the_mirrored_position(trained):
 
 
 def test_history_has_one_record_per_step_and_snapshots_every_few_steps(trained):
-    assert [r["step"] for r in trained.history] == list(range(1, 301))
+    assert [r["step"] for r in trained.history] == list(range(1, 201))
     assert set(trained.history[0]) == {"step", "loss", "accuracy", "lr", "elapsed"}
     steps = [step for step, _ in trained.snapshots]
-    assert steps[:3] == [0, 10, 20] and steps[-1] == 300
+    assert steps[:3] == [0, 10, 20] and steps[-1] == 200
     assert isinstance(trained.snapshots[-1][1], AttentionMaps)
     assert trained.snapshots[-1][1].weights.shape == (2, 4, 10, 10)
     assert trained.history[-1]["loss"] < trained.history[0]["loss"] / 5
