@@ -26,6 +26,7 @@ class TabSpec:
 
 TABS = (
     TabSpec("mechanism", "Mechanism", "explorer.widgets.mechanism:MechanismPanel"),
+    TabSpec("pretrained", "Pretrained", "explorer.widgets.pretrained:PretrainedPanel"),
 )
 
 APP_CSS = """

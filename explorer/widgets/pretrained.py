@@ -6,6 +6,7 @@ background thread; layer, head, view and token changes redraw only the figure on
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import ipywidgets as widgets
@@ -16,6 +17,7 @@ from explorer.maps import AttentionMaps, entropy, rollout
 from explorer.views import bertviz as bertviz_view
 from explorer.views import export
 from explorer.views import pretrained as view
+from explorer.widgets.figure import Figure
 from explorer.widgets.common import BackgroundTask, StatusLine, Throttle, labelled, section, shows_errors
 
 PRESETS = {
@@ -64,12 +66,12 @@ def read(encoder, text: str, text_b: str = "", mode: str = "pair", ablate=()) ->
     return Reading(run.maps, rollout(run.maps), entropy(run.maps), **extra)
 
 
-def update_in_place(target: go.FigureWidget, source: go.Figure) -> None:
+def update_in_place(target: Figure, source: go.Figure) -> None:
     """Copy trace data, titles and outlines of a freshly built figure into the one on screen."""
     with target.batch_update():
         for old, new in zip(target.data, source.data):
             for name in ("x", "y", "z"):
-                if new[name] is not None:
+                if name in new and new[name] is not None:
                     old[name] = new[name]
         target.layout.title.text = source.layout.title.text
         target.layout.shapes = source.layout.shapes
@@ -93,9 +95,10 @@ class PretrainedPanel(widgets.VBox):
         self.encoder, self.reading = encoder, None
         self.token: int | None = None
         self.ablated: set[tuple[int, int]] = set()
-        self.figures: dict[str, go.FigureWidget] = {}
+        self.figures: dict[str, Figure] = {}
         self._pending = False
         self._syncing = False
+        self._wanted_token: str | None = None
         self._nonce = 0
         self.redraw_soon = Throttle(self.redraw, 0.15)
         self._build_controls()
@@ -218,28 +221,42 @@ class PretrainedPanel(widgets.VBox):
         """Read and draw in this thread (for notebooks, tests and the benchmark)."""
         self.request(background=False)
 
+    def wait(self, timeout: float = 60.0) -> None:
+        """Block until the model is loaded and every requested reading is drawn (for notebooks and tests)."""
+        deadline = time.monotonic() + timeout
+        while (self.task.running or self._pending) and time.monotonic() < deadline:
+            self.task.join(0.05)
+
     @shows_errors
     def _guarded(self, work) -> None:
         work()
 
+    @shows_errors
     def _on_read(self, reading: Reading) -> None:
         previous = self.reading.maps.tokens if self.reading else ()
         self.reading = reading
         tokens = reading.maps.tokens
-        if self.token is not None and (not self.lock.value or self.token >= len(tokens)
-                                       or previous[self.token:self.token + 1] != tokens[self.token:self.token + 1]):
-            kept = self.lock.value and previous and previous[self.token] in tokens
-            self.token = tokens.index(previous[self.token]) if kept else None
+        self._carry_token(previous, tokens)
         self._syncing = True
         self.token_pick.options = [("(none)", -1)] + [(f"{i}: {t}", i) for i, t in enumerate(tokens)]
         self.token_pick.value = -1 if self.token is None else self.token
         self._syncing = False
-        self.redraw()
         notice = reading.maps.meta.get("notice", "")
         self.status.ok(f"{len(tokens)} tokens, {reading.maps.n_layers} layers x {reading.maps.n_heads} heads. {notice}")
+        self.redraw()
         if self._pending:
             self._pending = False
             self.request()
+
+    def _carry_token(self, previous, tokens) -> None:
+        """Keep the selected token over a new reading if the text is the same, or by its label when locked."""
+        if tokens == previous and self._wanted_token is None:
+            return
+        label = self._wanted_token
+        if label is None and self.lock.value and self.token is not None and self.token < len(previous):
+            label = previous[self.token]
+        self._wanted_token = None
+        self.token = tokens.index(label) if label in tokens else None
 
     # ----- presets and selection -------------------------------------------------------------------
     def apply_preset(self, name: str) -> None:
@@ -261,7 +278,7 @@ class PretrainedPanel(widgets.VBox):
         self.lock.value = False
         self._syncing = False
         self.token = None
-        self._preset_token = preset.get("token")
+        self._wanted_token = preset.get("token")
 
     @shows_errors
     def select_head(self, layer: int, head: int) -> None:
@@ -277,6 +294,7 @@ class PretrainedPanel(widgets.VBox):
     def select_token(self, index: int | None, force: bool = False) -> None:
         """Highlight what token ``index`` attends to and what attends to it (``None`` or -1 clears)."""
         if self.lock.value and not force:
+            self.status.show("The selected token is locked; unlock it to pick another.")
             return
         index = None if index is None or index < 0 else int(index)
         if index is not None and self.reading is not None and index >= len(self.reading.maps.tokens):
@@ -329,11 +347,6 @@ class PretrainedPanel(widgets.VBox):
         reading = self.reading
         if reading is None:
             return
-        if getattr(self, "_preset_token", None) in reading.maps.tokens:
-            self.token, self._preset_token = reading.maps.tokens.index(self._preset_token), None
-            self._syncing = True
-            self.token_pick.value = self.token
-            self._syncing = False
         layer, head, maps = self.layer.value, self.head.value, reading.maps
         self._show(self.main, self.view.value, self._view_figure(self.view.value, layer, head))
         self._show(self.entropy_box, "entropy", view.entropy_figure(reading.entropy, len(maps.keys), layer, head))
@@ -364,7 +377,7 @@ class PretrainedPanel(widgets.VBox):
             update_in_place(widget, fig)
         else:
             fig.update_layout(meta=f"ae-pretrained-{key}")
-            widget = go.FigureWidget(fig)
+            widget = Figure(fig)
             self.figures[key] = widget
             if key in ("head", "mean", "rollout"):
                 widget.data[0].on_click(self._on_cell_click)
