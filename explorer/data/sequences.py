@@ -141,9 +141,11 @@ def load_text_task(path, length: int = 32, test_fraction: float = 0.1, max_bytes
     size = path.stat().st_size
     if size > max_bytes:
         raise ValueError(f"{path.name} is {size / 1e6:.1f} MB; the lab takes text files up to {max_bytes / 1e6:.1f} MB.")
+    if size == 0:
+        raise ValueError(f"{path.name} is empty: it holds no text.")
     text = _read_text(path)
     if len(text.strip()) == 0:
-        raise ValueError(f"{path.name} holds no text.")
+        raise ValueError(f"{path.name} holds no text, only spaces or empty rows.")
     n_windows = (len(text) - 1) // length
     if n_windows < 2:
         raise ValueError(f"{path.name} has {len(text)} characters: the lab needs at least {2 * length + 1} "

@@ -1,0 +1,111 @@
+"""Checkpoints: safetensors weights plus JSON config and history; never pickle."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+
+from explorer import checkpoints
+from explorer.models.transformer import TinySeq2Seq, TinyTransformer, TransformerConfig
+
+
+def make_model(**options):
+    torch.manual_seed(0)
+    return TinyTransformer(TransformerConfig(vocab_size=10, d_model=32, **options)).eval()
+
+
+@pytest.mark.parametrize("options", [{}, dict(pooling="attention", n_classes=3, positional="learned", norm="post")])
+def test_round_trip_gives_identical_outputs_and_history(tmp_path, options):
+    model = make_model(**options)
+    history = [{"step": 1, "loss": 2.3, "accuracy": 0.1, "lr": 1e-3, "elapsed": 0.01}]
+    path = checkpoints.save(model, tmp_path / "run", history=history)
+    assert path == tmp_path / "run" / "model.safetensors"
+    loaded, loaded_history = checkpoints.load(tmp_path / "run")
+    assert type(loaded) is TinyTransformer and loaded.config == model.config
+    assert loaded_history == history
+    x = torch.randint(0, 10, (4, 10))
+    loaded.eval()
+    for ours, theirs in zip(model(x, return_attention=True), loaded(x, return_attention=True)):
+        assert torch.equal(ours, theirs)
+
+
+def test_seq2seq_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = TinySeq2Seq(TransformerConfig(vocab_size=6, d_model=16, n_heads=2)).eval()
+    path = checkpoints.save(model, tmp_path / "s2s.safetensors")
+    loaded, history = checkpoints.load(path)
+    x = torch.randint(0, 6, (2, 5))
+    assert history == [] and torch.equal(model(x, model.decoder_inputs(x)), loaded.eval()(x, loaded.decoder_inputs(x)))
+
+
+def test_the_file_is_plain_safetensors_with_json_metadata(tmp_path):
+    from safetensors import safe_open
+
+    path = checkpoints.save(make_model(), tmp_path / "m.safetensors", history=[{"step": 1}])
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata()
+        assert "blocks.0.self_attention.q_proj.weight" in handle.keys()
+    assert metadata["model"] == "TinyTransformer" and '"d_model": 32' in metadata["config"]
+    assert checkpoints.describe(path)["steps"] == 1
+
+
+@pytest.mark.parametrize("writer", ["torch", "pickle"])
+def test_a_pickled_file_is_refused(tmp_path, writer):
+    model = make_model()
+    for name in ("weights.pt", "weights.safetensors"):
+        path = tmp_path / name
+        if writer == "torch":
+            torch.save(model.state_dict(), path)
+        else:
+            path.write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
+        with pytest.raises(ValueError, match="pickle"):
+            checkpoints.load(path)
+
+
+def test_corrupted_and_foreign_files_are_clear_errors(tmp_path):
+    path = checkpoints.save(make_model(), tmp_path / "m.safetensors")
+    (tmp_path / "cut.safetensors").write_bytes(path.read_bytes()[:200])
+    (tmp_path / "noise.safetensors").write_bytes(bytes(range(256)) * 4)
+    from safetensors.torch import save_file
+
+    save_file({"x": torch.zeros(2)}, str(tmp_path / "foreign.safetensors"))
+    for name, match in (("cut", "corrupted"), ("noise", "corrupted"), ("foreign", "not an Attention Explorer"),
+                        ("missing", "no checkpoint")):
+        with pytest.raises(ValueError, match=match):
+            checkpoints.load(tmp_path / f"{name}.safetensors")
+
+
+def test_another_architecture_is_refused_and_the_live_model_is_unchanged(tmp_path):
+    path = checkpoints.save(make_model(n_heads=4), tmp_path / "four.safetensors")
+    live = make_model(n_heads=2)
+    before = {k: v.clone() for k, v in live.state_dict().items()}
+    with pytest.raises(ValueError, match="different architecture"):
+        checkpoints.load_into(live, path)
+    assert all(torch.equal(v, before[k]) for k, v in live.state_dict().items())
+    trained = make_model(n_heads=2)
+    torch.nn.init.zeros_(trained.head.weight)
+    checkpoints.load_into(live, checkpoints.save(trained, tmp_path / "two.safetensors"))
+    assert torch.equal(live.head.weight, torch.zeros_like(live.head.weight))
+
+
+def test_weights_that_do_not_fit_their_config_are_refused(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    path = checkpoints.save(make_model(), tmp_path / "m.safetensors")
+    tensors = load_file(str(path))
+    tensors["head.weight"] = torch.zeros(3, 3)
+    with open(path, "rb"):
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata()
+    save_file(tensors, str(tmp_path / "bad.safetensors"), metadata=metadata)
+    with pytest.raises(ValueError, match="do not fit"):
+        checkpoints.load(tmp_path / "bad.safetensors")
+
+
+def test_models_without_a_config_or_unknown_classes_cannot_be_saved(tmp_path):
+    with pytest.raises(ValueError, match="Only these models"):
+        checkpoints.save(torch.nn.Linear(2, 2), tmp_path / "x.safetensors")
