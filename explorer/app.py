@@ -27,6 +27,7 @@ class TabSpec:
 TABS = (
     TabSpec("mechanism", "Mechanism", "explorer.widgets.mechanism:MechanismPanel"),
     TabSpec("pretrained", "Pretrained", "explorer.widgets.pretrained:PretrainedPanel"),
+    TabSpec("cbam", "CBAM", "explorer.widgets.cbam_lab:CBAMPanel"),
 )
 
 APP_CSS = """

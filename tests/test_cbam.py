@@ -173,6 +173,7 @@ def test_localization_equals_hand_computation():
     assert localization(maps, boxes) == pytest.approx((4.0 + 1.0) / 2)
     toy = torch.tensor([[[1.0, 3.0], [0.0, 4.0]]])  # box = right column: mass 7/8, area 1/2
     assert localization(toy, [[1, 0, 2, 2]]) == pytest.approx((7 / 8) / (1 / 2))
+    assert localization(torch.zeros(1, 2, 2), [[0, 0, 1, 1]]) == 1.0  # a map pointing nowhere is uniform
     with pytest.raises(ValueError, match="no pixels"):
         localization(toy, [[2, 0, 2, 2]])
     with pytest.raises(ValueError, match="negative"):

@@ -267,6 +267,7 @@ def localization(spatial_maps, boxes) -> float:
 
     ``spatial_maps`` ``[B, H, W]`` (non-negative), ``boxes`` ``[B, 4]`` as (x0, y0, x1, y1) pixels with exclusive
     ends. The mean over images of (map mass in the box / all mass) / (box area / image area); 1.0 = uniform.
+    A map that is zero everywhere (Grad-CAM with no positive evidence) points nowhere and counts as 1.0.
     """
     maps = torch.as_tensor(spatial_maps, dtype=torch.float64)
     boxes = torch.as_tensor(boxes).long()
@@ -281,11 +282,8 @@ def localization(spatial_maps, boxes) -> float:
         if x1 <= x0 or y1 <= y0:
             raise ValueError(f"The box ({x0}, {y0}, {x1}, {y1}) holds no pixels of a {width} x {height} image.")
         total = m.sum()
-        if total <= 0:
-            raise ValueError("An attention map is zero everywhere, so its mass has no place.")
-        mass = m[y0:y1, x0:x1].sum() / total
         area = (x1 - x0) * (y1 - y0) / (height * width)
-        scores.append(float(mass / area))
+        scores.append(float(m[y0:y1, x0:x1].sum() / total / area) if total > 0 else 1.0)
     return sum(scores) / len(scores)
 
 

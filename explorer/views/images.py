@@ -1,0 +1,110 @@
+"""Figures for the CBAM lab: training curves, a gallery of maps over images, channel-weight bars, localization.
+
+Arrays in, figures out. Maps and weights are drawn on a fixed 0..1 scale so frames compare; trace order is
+fixed for each figure so a panel can update it in place.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+MAP_COLORS = "Inferno"
+MAP_OPACITY = 0.55
+MODEL_COLORS = {"CBAM net": "#d62728", "plain baseline": "#1f77b4"}
+LOCALIZATION_COLORS = ("#fdae61", "#f46d43", "#d73027", "#a50026", "#1a9850", "#4575b4")
+
+
+def grey(images) -> np.ndarray:
+    """Images ``[N, C, H, W]`` as grey ``[N, H, W]`` (the mean over channels) for drawing under a map."""
+    return np.asarray(images, dtype=float).mean(axis=1)
+
+
+def curves_figure(histories: dict, evaluations: dict) -> go.Figure:
+    """Training loss (left) and test accuracy (right) of each model.
+
+    ``histories`` maps a model name to its Trainer history (dicts with step and loss); ``evaluations`` maps it
+    to ``(steps, accuracies)``. Trace order: one loss per model, then one accuracy per model.
+    """
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("training loss", "test accuracy"), horizontal_spacing=0.1)
+    for name, history in histories.items():
+        fig.add_trace(go.Scatter(x=[r["step"] for r in history], y=[r["loss"] for r in history], name=name,
+                                 mode="lines", line=dict(color=MODEL_COLORS.get(name), width=1.5),
+                                 legendgroup=name), row=1, col=1)
+    for name, (steps, accuracy) in evaluations.items():
+        fig.add_trace(go.Scatter(x=list(steps), y=list(accuracy), name=name, mode="lines+markers", showlegend=False,
+                                 line=dict(color=MODEL_COLORS.get(name)), legendgroup=name), row=1, col=2)
+    fig.update_xaxes(title_text="step")
+    fig.update_yaxes(title_text="cross-entropy", rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=1, col=2)
+    fig.update_layout(height=280, margin=dict(l=50, r=20, t=40, b=40), legend=dict(orientation="h", y=1.18))
+    return fig
+
+
+def gallery_figure(images, columns: dict, row_titles, height_per_row: int = 150) -> go.Figure:
+    """One row per image: the image, then each map of ``columns`` (title -> ``[N, H, W]``) over it.
+
+    Trace order: per row, the image, then for each map column a grey image trace and the map above it.
+    """
+    pictures = grey(images)
+    n_rows, n_cols = len(pictures), 1 + len(columns)
+    titles = [f"{row_titles[r]}" if c == 0 else "" for r in range(n_rows) for c in range(n_cols)]
+    fig = make_subplots(rows=n_rows, cols=n_cols, subplot_titles=titles, horizontal_spacing=0.01,
+                        vertical_spacing=0.06 if n_rows > 1 else 0.0, column_titles=None)
+    maps = [np.asarray(m, dtype=float) for m in columns.values()]
+    for r in range(n_rows):
+        fig.add_trace(image_trace(pictures[r]), row=r + 1, col=1)
+        for c, (title, stack) in enumerate(zip(columns, maps)):
+            fig.add_trace(image_trace(pictures[r]), row=r + 1, col=c + 2)
+            fig.add_trace(map_trace(stack[r], title, show_scale=r == 0 and c == 0), row=r + 1, col=c + 2)
+    for c, title in enumerate(["image", *columns]):
+        fig.add_annotation(text=f"<b>{title}</b>", x=(c + 0.5) / n_cols, y=1.0, xref="paper", yref="paper",
+                           yanchor="bottom", showarrow=False, yshift=18, font=dict(size=11))
+    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
+    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, autorange="reversed", scaleanchor="x")
+    fig.update_layout(height=height_per_row * n_rows + 70, margin=dict(l=10, r=10, t=60, b=10))
+    fig.update_annotations(font_size=10)
+    return fig
+
+
+def image_trace(picture) -> go.Heatmap:
+    return go.Heatmap(z=picture, colorscale="Greys", reversescale=True, zmin=0, zmax=1, showscale=False,
+                      hovertemplate="x %{x}, y %{y}<br>pixel %{z:.2f}<extra></extra>")
+
+
+def map_trace(values, title: str, show_scale: bool) -> go.Heatmap:
+    return go.Heatmap(z=values, colorscale=MAP_COLORS, zmin=0, zmax=1, opacity=MAP_OPACITY, showscale=show_scale,
+                      colorbar=dict(title=dict(text="attention"), thickness=10, len=0.5, y=1, yanchor="top"),
+                      hovertemplate=f"{title}<br>x %{{x}}, y %{{y}}<br>value %{{z:.3f}}<extra></extra>")
+
+
+def channel_bars(channel_weights, title: str = "") -> go.Figure:
+    """One bar chart per stage of the channel weights ``[C]`` of one image, on a fixed 0..1 axis."""
+    n_stages = max(len(channel_weights), 1)
+    fig = make_subplots(rows=1, cols=n_stages, subplot_titles=[f"stage {s + 1}" for s in range(n_stages)],
+                        horizontal_spacing=0.04, shared_yaxes=True)
+    for s, weights in enumerate(channel_weights):
+        weights = np.asarray(weights, dtype=float)
+        fig.add_trace(go.Bar(x=np.arange(len(weights)), y=weights, marker_color="#6a3d9a", showlegend=False,
+                             hovertemplate=f"stage {s + 1}<br>channel %{{x}}<br>weight %{{y:.3f}}<extra></extra>"),
+                      row=1, col=s + 1)
+    fig.update_xaxes(title_text="channel")
+    fig.update_yaxes(range=[0, 1], title_text="channel weight", col=1)
+    fig.update_layout(title=dict(text=title, font=dict(size=13)), height=240, bargap=0.1,
+                      margin=dict(l=50, r=20, t=60, b=40))
+    return fig
+
+
+def localization_figure(steps, scores: dict) -> go.Figure:
+    """Localization over training: one line per map (``scores`` name -> values); 1.0 is a uniform map."""
+    fig = go.Figure()
+    for (name, values), color in zip(scores.items(), LOCALIZATION_COLORS):
+        fig.add_trace(go.Scatter(x=list(steps), y=list(values), name=name, mode="lines+markers",
+                                 line=dict(color=color, dash="dot" if "Grad-CAM" in name else None)))
+    fig.add_hline(y=1.0, line=dict(color="#888", dash="dash"), annotation_text="uniform",
+                  annotation_position="bottom right")
+    fig.update_layout(title=dict(text="localization: map mass in the object's box ÷ box area", font=dict(size=13)),
+                      height=240, margin=dict(l=50, r=20, t=50, b=40), xaxis_title="step",
+                      yaxis=dict(title="× uniform", rangemode="tozero"), legend=dict(font=dict(size=10)))
+    return fig

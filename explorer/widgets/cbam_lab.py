@@ -1,0 +1,430 @@
+"""The CBAM tab: train a small CNN with CBAM and the identical plain CNN side by side, and watch where CBAM looks.
+
+Controls on the left; on the right the curves of both nets, a gallery of test images with each stage's spatial
+map and Grad-CAM over them, the channel weights of the selected image, and the localization over training.
+Both nets train in one background thread, alternating chunks of steps through the shared Trainer.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import warnings
+from pathlib import Path
+
+import ipywidgets as widgets
+import torch
+
+from explorer import checkpoints
+from explorer.data.images import image_from_bytes, load_digits, load_image_folder, make_shapes
+from explorer.models.cbam import KERNEL_SIZES, MERGES, ORDERS, POOL_TYPES, CBAM, CBAMNet, probe_maps
+from explorer.training import Trainer
+from explorer.views import images as view
+from explorer.widgets.common import BackgroundTask, StatusLine, Throttle, labelled, section, shows_errors
+from explorer.widgets.figure import Figure
+from explorer.widgets.mechanism import copy_trace_data
+
+NAMES = {"cbam": "CBAM net", "plain": "plain baseline"}
+DATASETS = (("shapes (with boxes)", "shapes"), ("digits (scikit-learn)", "digits"), ("your folder", "folder"))
+PAPER = dict(cbam=True, channel=True, spatial=True, order="channel-spatial", pool=("avg", "max"), merge="sum",
+             ratio=16, kernel_size=7)
+PRESETS = {
+    "CBAM: paper defaults": PAPER,
+    "CBAM: average vs max pooling": dict(PAPER, pool=("avg",)),
+    "CBAM: max pooling only": dict(PAPER, pool=("max",)),
+    "CBAM: spatial attention only": dict(PAPER, channel=False),
+    "CBAM: channel attention only": dict(PAPER, spatial=False),
+    "CBAM: spatial first": dict(PAPER, order="spatial-channel"),
+    "CBAM: parallel gates": dict(PAPER, order="parallel"),
+}
+PRESET_NOTES = {"CBAM: average vs max pooling": "Average pooling only: train, then tick max and Reset to compare."}
+GALLERY_SIZE = 4  # test images drawn in the gallery
+PROBE_SIZE = 64  # test images whose maps are scored for localization
+CHUNK = 10  # steps each net trains before the other takes its turn (and a snapshot is taken)
+BATCH_SIZE = 64
+NET_WIDTH = 32  # the nets' default width: the channels each CBAM weighs
+
+
+def pixels_and_boxes(split, count: int):
+    """The first ``count`` images of a split, their labels and (if known) their boxes, as tensors."""
+    rows = split.with_format("torch")[:count]
+    return rows["pixel_values"], rows["label"], rows.get("bbox")
+
+
+class CBAMPanel(widgets.VBox):
+    """The live CBAM lab; ``train(steps)`` and ``apply_preset(name)`` drive it from code too."""
+
+    def __init__(self, n_train: int = 2000, n_test: int = 500):
+        super().__init__()
+        self.add_class("ae-cbam")
+        self.sizes = dict(n_train=n_train, n_test=n_test)
+        self.status = StatusLine()
+        self.task = BackgroundTask(self.status)
+        self._stop = threading.Event()
+        self._events: dict[str, str] = {}
+        self.upload_pixels = None
+        self._syncing = False
+        self._build_controls()
+        self.redraw_soon = Throttle(self.redraw, 0.3)
+        self.use_data(make_shapes(**self.sizes), "shapes")
+        self._build_figures()
+        self.children = [widgets.HBox([self.controls, self.outputs])]
+        self.status.ok("Ready: press Train to train the CBAM net and the plain baseline side by side.")
+
+    # ----- layout ---------------------------------------------------------------------------------
+    def _build_controls(self) -> None:
+        w = widgets
+        self.dataset = w.Dropdown(options=DATASETS, value="shapes", layout=w.Layout(width="190px"))
+        self.folder = w.Text(placeholder="folder with one sub-folder per class", layout=w.Layout(width="300px"))
+        self.load_button = w.Button(description="Load data", icon="folder-open")
+        self.use_cbam = w.Checkbox(value=True, description="CBAM on", indent=False)
+        self.channel = w.Checkbox(value=True, description="channel attention", indent=False)
+        self.spatial = w.Checkbox(value=True, description="spatial attention", indent=False)
+        self.order = w.Dropdown(options=ORDERS, value="channel-spatial", layout=w.Layout(width="170px"))
+        self.pools = {p: w.Checkbox(value=p in PAPER["pool"], description=p, indent=False,
+                                    layout=w.Layout(width="70px")) for p in POOL_TYPES}
+        self.merge = w.ToggleButtons(options=MERGES, value="sum", style=dict(button_width="70px"))
+        self.ratio = w.IntText(value=16, layout=w.Layout(width="80px"))
+        self.kernel = w.ToggleButtons(options=KERNEL_SIZES, value=7, style=dict(button_width="45px"))
+        self.lr = w.FloatText(value=0.003, step=0.001, layout=w.Layout(width="90px"))
+        self.epochs = w.IntText(value=3, layout=w.Layout(width="80px"))
+        self.train_button = w.Button(description="Train", icon="play", button_style="success")
+        self.stop_button = w.Button(description="Stop", icon="stop")
+        self.reset_button = w.Button(description="Reset", icon="undo")
+        self.progress = w.IntProgress(value=0, min=0, max=1, layout=w.Layout(width="300px"))
+        self.path = w.Text(value="checkpoints/cbam", layout=w.Layout(width="190px"))
+        self.save_button, self.load_model_button = w.Button(description="Save"), w.Button(description="Load")
+        self.upload = w.FileUpload(accept="image/*", multiple=False, description="Your image")
+        self.selected = w.ToggleButtons(options=[(f"image {i + 1}", i) for i in range(GALLERY_SIZE)], value=0,
+                                        style=dict(button_width="64px"))
+        for control, name in ((self.dataset, "dataset"), (self.ratio, "ratio"), (self.train_button, "train"),
+                              (self.stop_button, "stop"), (self.reset_button, "reset"), (self.upload, "upload"),
+                              (self.use_cbam, "use-cbam"), (self.kernel, "kernel"), (self.epochs, "epochs"),
+                              (self.lr, "lr"), (self.progress, "progress"), (self.selected, "selected")):
+            control.add_class(f"ae-cbam-{name}")
+        self.controls = w.VBox([
+            section("Data", labelled("dataset", self.dataset, "70px"), self.folder, self.load_button),
+            section("CBAM", self.use_cbam, w.HBox([self.channel, self.spatial]), labelled("order", self.order, "70px"),
+                    w.HBox(list(self.pools.values())), labelled("merge", self.merge, "70px"),
+                    labelled("ratio r", self.ratio, "70px"), labelled("kernel k", self.kernel, "70px")),
+            section("Training", labelled("learning rate", self.lr, "100px"), labelled("epochs", self.epochs, "100px"),
+                    w.HBox([self.train_button, self.stop_button, self.reset_button]), self.progress),
+            section("Checkpoint", w.HBox([self.path, self.save_button, self.load_model_button])),
+            section("Your own image", self.upload),
+            self.status,
+        ], layout=w.Layout(width="340px", min_width="340px"))
+        self.dataset.observe(self._on_dataset, "value")
+        self.load_button.on_click(lambda _: self.load_data())
+        for control in (self.use_cbam, self.channel, self.spatial, self.order, self.merge, self.ratio, self.kernel,
+                        *self.pools.values()):
+            control.observe(self._on_setting, "value")
+        self.train_button.on_click(lambda _: self.train())
+        self.stop_button.on_click(lambda _: self.stop())
+        self.reset_button.on_click(lambda _: self.reset())
+        self.save_button.on_click(lambda _: self.save())
+        self.load_model_button.on_click(lambda _: self.load())
+        self.upload.observe(self._on_upload, "value")
+        self.selected.observe(lambda _: self.redraw(), "value")
+
+    def _build_figures(self) -> None:
+        self.figures = {name: Figure(figure) for name, figure in self._figures().items()}
+        for name, figure in self.figures.items():
+            figure.layout.meta = f"ae-cbam-{name}"
+        self.yours = widgets.VBox()
+        self.outputs = widgets.VBox([
+            self.figures["curves"],
+            widgets.HTML("<b>Test images</b>: each stage's spatial map and Grad-CAM over the image "
+                         "(titles: true class · CBAM net · plain baseline)"),
+            self.figures["gallery"],
+            widgets.HBox([widgets.Label("channel weights of"), self.selected]),
+            widgets.HBox([self.figures["channels"], self.figures["localization"]]),
+            self.yours,
+        ], layout=widgets.Layout(flex="1 1 auto", min_width="640px"))
+
+    # ----- settings -> models ---------------------------------------------------------------------
+    def settings(self) -> dict:
+        """The CBAM options of the controls."""
+        return dict(channel=self.channel.value, spatial=self.spatial.value, order=self.order.value,
+                    pool=tuple(p for p, box in self.pools.items() if box.value), merge=self.merge.value,
+                    ratio=self.ratio.value, kernel_size=self.kernel.value)
+
+    def check_settings(self) -> str:
+        """Build one CBAM block from the controls: a ValueError if they cannot, else its note (or "")."""
+        if not self.use_cbam.value:
+            return ""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            block = CBAM(NET_WIDTH, **self.settings())
+        return "" if block.channel_gate is None else block.channel_gate.note
+
+    def _new_trainers(self, models: dict) -> dict:
+        pixels, labels, boxes = pixels_and_boxes(self.data["test"], PROBE_SIZE)
+        trainers = {}
+        for name, model in models.items():
+            trainer = Trainer(model, self.data, lr=self.lr.value, batch_size=BATCH_SIZE, seed=0, snapshot_every=CHUNK,
+                              probe=lambda m: probe_maps(m, pixels, boxes))
+            trainer.add_callback(lambda t, event, info, name=name: self._events.__setitem__(name, event))
+            trainer.take_snapshot()
+            trainers[name] = trainer
+        return trainers
+
+    def build_models(self) -> None:
+        """New CBAM and plain nets (same seed, so the same backbone weights) from the controls and the data."""
+        self.check_settings()
+        options = self.settings()
+        n_classes = self.data["train"].features["label"].num_classes
+        channels = self.data["train"].features["pixel_values"].shape[0]
+        models = {}
+        for name, use_cbam in (("cbam", self.use_cbam.value), ("plain", False)):
+            torch.manual_seed(0)
+            models[name] = CBAMNet(n_classes, in_channels=channels, cbam=use_cbam, **(options if use_cbam else {}))
+        self.trainers = self._new_trainers(models)
+        self.evaluations = {name: ([0], [trainer.evaluate()["accuracy"]]) for name, trainer in self.trainers.items()}
+
+    def use_data(self, data, name: str) -> None:
+        """Switch to ``data`` with fresh models; on any error the previous data and models stay."""
+        previous = getattr(self, "data", None), getattr(self, "data_name", None)
+        self.data, self.data_name = data, name
+        try:
+            self.build_models()
+        except Exception:
+            self.data, self.data_name = previous
+            raise
+        self.class_names = data["test"].features["label"].names
+        self.gallery_pixels, self.gallery_labels, _ = pixels_and_boxes(data["test"], GALLERY_SIZE)
+
+    def _busy(self) -> bool:
+        if self.task.running:
+            self.status.show("Training is running: press Stop first.", "busy")
+        return self.task.running
+
+    @shows_errors
+    def _on_setting(self, change) -> None:
+        if self._syncing:
+            return
+        note = self.check_settings()
+        if self._busy():
+            return
+        if max(t.step for t in self.trainers.values()) == 0:
+            self.build_models()
+            self.redraw()
+            self.status.ok(f"Settings applied to the untrained nets. {note}".strip())
+        else:
+            self.status.show(f"New settings apply when you press Reset (the trained nets are kept until then). {note}")
+
+    def _on_dataset(self, change) -> None:
+        if change["new"] != "folder":
+            self.load_data()
+        else:
+            self.status.show("Type the path of a folder with one sub-folder per class, then press Load data.")
+
+    def load_data(self) -> None:
+        """Load the chosen dataset in the background and start fresh nets on it."""
+        if self._busy():
+            return
+        kind, folder = self.dataset.value, self.folder.value.strip()
+        self.status.busy(f"Loading {kind}…")
+        loaders = {"shapes": lambda: make_shapes(**self.sizes), "digits": load_digits,
+                   "folder": lambda: load_image_folder(folder)}
+        self.task.start(lambda: self.use_data(loaders[kind](), kind), on_done=lambda _: self._loaded())
+
+    def _loaded(self) -> None:
+        self.redraw()
+        skipped = getattr(self.data, "skipped", 0)
+        note = f" ({skipped} unreadable file(s) skipped)" if skipped else ""
+        self.status.ok(f"{self.data_name}: {len(self.data['train'])} training and {len(self.data['test'])} test "
+                       f"images in {len(self.class_names)} classes{note}.")
+
+    @shows_errors
+    def reset(self) -> None:
+        """Fresh nets from the current settings (refused while training; bad settings keep the old nets)."""
+        if self._busy():
+            return
+        self.build_models()
+        self.progress.value = 0
+        self.redraw()
+        self.status.ok("New nets built from the settings; nothing trained yet.")
+
+    def apply_preset(self, name: str) -> None:
+        """Set the controls to one of ``PRESETS`` and build fresh nets with them."""
+        if name not in PRESETS:
+            raise ValueError(f"Unknown preset '{name}'. Presets: {', '.join(PRESETS)}.")
+        if self.task.running:
+            raise ValueError("Training is running: press Stop before choosing a preset.")
+        preset = PRESETS[name]
+        self._syncing = True
+        try:
+            for control, key in ((self.use_cbam, "cbam"), (self.channel, "channel"), (self.spatial, "spatial"),
+                                 (self.order, "order"), (self.merge, "merge"), (self.ratio, "ratio"),
+                                 (self.kernel, "kernel_size")):
+                control.value = preset[key]
+            for pool, box in self.pools.items():
+                box.value = pool in preset["pool"]
+        finally:
+            self._syncing = False
+        self.reset()
+        self.status.ok(PRESET_NOTES.get(name, f"{name}: fresh nets built; press Train."))
+
+    # ----- training -------------------------------------------------------------------------------
+    def steps_for_epochs(self) -> int:
+        epochs = self.epochs.value
+        if epochs < 1:
+            raise ValueError(f"Train for at least 1 epoch, got {epochs}.")
+        return epochs * -(-len(self.data["train"]) // BATCH_SIZE)
+
+    @shows_errors
+    def train(self, steps: int | None = None, wait: bool = False) -> None:
+        """Train both nets ``steps`` steps each (default: the epochs control) in the background."""
+        if self._busy():
+            return
+        steps = self.steps_for_epochs() if steps is None else int(steps)
+        for trainer in self.trainers.values():
+            trainer.lr = self.lr.value
+        self._stop.clear()
+        self.progress.max, self.progress.value = steps, 0
+        self.status.busy(f"Training both nets for {steps} steps…")
+        self.task.start(self._train_loop, steps, on_done=self._finished)
+        if wait:
+            self.task.join()
+
+    def _train_loop(self, steps: int) -> str:
+        done = 0
+        while done < steps and not self._stop.is_set():
+            chunk = min(CHUNK, steps - done)
+            for name, trainer in self.trainers.items():
+                self._events[name] = ""
+                trainer.start(chunk)
+                trainer.join()
+                if self._events[name] in ("paused", "error"):
+                    raise ValueError(f"{NAMES[name]}: {trainer.message}")
+                if self._events[name] == "stopped":
+                    return f"Stopped at step {trainer.step}"
+                steps_now, accuracy = self.evaluations[name]
+                self.evaluations[name] = (steps_now + [trainer.step], accuracy + [trainer.evaluate()["accuracy"]])
+            done += chunk
+            self.progress.value = done
+            self.status.busy(self._summary(f"Step {done}/{steps}"))
+            self.redraw_soon()
+        return "Stopped" if self._stop.is_set() else "Finished"
+
+    def _summary(self, head: str) -> str:
+        parts = [f"{NAMES[n]} {acc[-1]:.0%}" for n, (_, acc) in self.evaluations.items()]
+        return f"{head}: test accuracy {', '.join(parts)}."
+
+    def _finished(self, message: str) -> None:
+        self.redraw_soon.flush()
+        self._refresh_yours()
+        self.status.ok(self._summary(message))
+
+    def stop(self) -> None:
+        """End training at the next step boundary; the nets and their history are kept."""
+        self._stop.set()
+        for trainer in self.trainers.values():
+            if trainer.running:
+                trainer.stop(timeout=0.0)
+        if not self.task.running:
+            self.status.show("Nothing is training.")
+
+    # ----- drawing --------------------------------------------------------------------------------
+    def _latest(self, name: str):
+        return self.trainers[name].snapshots[-1][1]
+
+    def _map_columns(self, cbam_record, plain_record) -> dict:
+        columns = {f"stage {s + 1}": spatial for s, spatial in enumerate(cbam_record.spatial)}
+        columns[f"Grad-CAM ({NAMES['cbam']})"] = cbam_record.meta["grad_cam"]
+        columns[f"Grad-CAM ({NAMES['plain']})"] = plain_record.meta["grad_cam"]
+        return columns
+
+    def _row_titles(self, labels, records) -> list[str]:
+        names = self.class_names
+        return [f"{names[int(label)]} · " + " · ".join(names[r.meta['predictions'][i]] for r in records)
+                for i, label in enumerate(labels)]
+
+    def _figures(self) -> dict:
+        cbam, plain = self._latest("cbam"), self._latest("plain")
+        shown = slice(0, GALLERY_SIZE)
+        columns = {title: stack[shown] for title, stack in self._map_columns(cbam, plain).items()}
+        selected = min(self.selected.value, len(self.gallery_pixels) - 1)
+        channel = [weights[selected] for weights in cbam.channel]
+        title = (f"channel weights, image {selected + 1}" if channel else
+                 "no channel attention in this net")
+        scores = {}
+        for name in self.trainers:
+            for step_record in self.trainers[name].snapshots:
+                for key, value in step_record[1].meta.get("localization", {}).items():
+                    if name == "cbam" or key == "Grad-CAM":
+                        label = f"{key} ({NAMES[name]})" if key == "Grad-CAM" else key
+                        scores.setdefault(label, []).append(value)
+        steps = [step for step, _ in self.trainers["cbam"].snapshots]
+        return {
+            "curves": view.curves_figure({NAMES[n]: t.history for n, t in self.trainers.items()},
+                                         {NAMES[n]: e for n, e in self.evaluations.items()}),
+            "gallery": view.gallery_figure(self.gallery_pixels, columns,
+                                           self._row_titles(self.gallery_labels, (cbam, plain))),
+            "channels": view.channel_bars(channel, title),
+            "localization": view.localization_figure(steps, scores),
+        }
+
+    def redraw(self) -> None:
+        """Update every figure in place from the latest snapshots (a new figure only when its layout changed)."""
+        for name, figure in self._figures().items():
+            shown = self.figures[name]
+            if len(shown.data) == len(figure.data):
+                copy_trace_data(shown, figure)
+                shown.layout.title.text = figure.layout.title.text
+            else:
+                shown.data = []
+                shown.add_traces(figure.data)
+                shown.layout = figure.layout
+                shown.layout.meta = f"ae-cbam-{name}"
+
+    # ----- your image and checkpoints -------------------------------------------------------------
+    @shows_errors
+    def _on_upload(self, change) -> None:
+        if not change["new"]:
+            return
+        upload = change["new"][0]
+        self.upload.value = ()  # the file's bytes are not kept in the page or the kernel
+        shape = self.data["train"].features["pixel_values"].shape
+        self.upload_pixels = torch.from_numpy(image_from_bytes(bytes(upload["content"]), shape[-1], shape[0]))[None]
+        self._refresh_yours()
+        self.status.ok(f"Maps of {upload['name']} drawn below the gallery.")
+
+    def _refresh_yours(self) -> None:
+        if self.upload_pixels is None:
+            return
+        records = [probe_maps(copy.deepcopy(t.model), self.upload_pixels) for t in self.trainers.values()]
+        columns = self._map_columns(*records)
+        titles = ["your image · " + " · ".join(self.class_names[r.meta["predictions"][0]] for r in records)]
+        figure = Figure(view.gallery_figure(self.upload_pixels, columns, titles, height_per_row=170))
+        figure.layout.meta = "ae-cbam-yours"
+        self.yours.children = [widgets.HTML("<b>Your image</b>"), figure]
+
+    @shows_errors
+    def save(self) -> None:
+        """Save both nets (with their histories) to ``<path>/cbam.safetensors`` and ``<path>/plain.safetensors``."""
+        folder = Path(self.path.value.strip() or "checkpoints/cbam")
+        for name, trainer in self.trainers.items():
+            checkpoints.save(trainer.model, folder / f"{name}.safetensors", history=trainer.history)
+        self.status.ok(f"Saved both nets to {folder}.")
+
+    @shows_errors
+    def load(self) -> None:
+        """Load both nets saved by ``save``; they must fit the current data (classes and channels)."""
+        if self._busy():
+            return
+        folder = Path(self.path.value.strip() or "checkpoints/cbam")
+        loaded = {name: checkpoints.load(folder / f"{name}.safetensors") for name in NAMES}
+        n_classes = self.data["train"].features["label"].num_classes
+        for name, (model, _) in loaded.items():
+            if model.config["n_classes"] != n_classes:
+                raise ValueError(f"The saved {NAMES[name]} predicts {model.config['n_classes']} classes; "
+                                 f"the {self.data_name} data has {n_classes}. Nothing was loaded.")
+        trainers = self._new_trainers({name: model for name, (model, _) in loaded.items()})
+        for name, trainer in trainers.items():
+            trainer.history = loaded[name][1]
+            trainer.step = trainer.history[-1]["step"] if trainer.history else 0
+        self.trainers = trainers
+        self.evaluations = {name: ([t.step], [t.evaluate()["accuracy"]]) for name, t in trainers.items()}
+        self.redraw()
+        self.status.ok(self._summary(f"Loaded both nets from {folder}"))

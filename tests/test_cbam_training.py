@@ -1,0 +1,168 @@
+"""Training CBAM nets with the shared Trainer, checkpoints, and the CBAM panel driven from Python."""
+
+import io
+from datetime import datetime, timezone
+
+import numpy as np
+import pytest
+import torch
+from datasets import DatasetDict
+from PIL import Image
+
+from explorer import checkpoints
+from explorer.data.images import make_shapes
+from explorer.models.cbam import CBAMNet, probe_maps
+from explorer.training import Trainer
+from explorer.widgets.cbam_lab import PRESETS, CBAMPanel
+
+
+@pytest.fixture(scope="module")
+def shapes():
+    return make_shapes(n_train=600, n_test=200, seed=0)
+
+
+def test_short_training_on_shapes_beats_chance_by_a_wide_margin(shapes):
+    torch.manual_seed(0)
+    trainer = Trainer(CBAMNet(4), shapes, lr=3e-3, seed=0)
+    before = trainer.evaluate()["accuracy"]
+    trainer.run(60)
+    after = trainer.evaluate()["accuracy"]
+    assert after >= 0.6 > before + 0.2  # chance is 0.25 with four shapes
+    assert trainer.history[-1]["loss"] < trainer.history[0]["loss"]
+
+
+def test_probe_snapshots_hold_maps_and_localization(shapes):
+    rows = shapes["test"].with_format("torch")[:8]
+    trainer = Trainer(CBAMNet(4, width=8, ratio=4), shapes, probe=lambda m: probe_maps(m, rows["pixel_values"], rows["bbox"]),
+                      snapshot_every=5)
+    trainer.run(10)
+    assert [step for step, _ in trainer.snapshots] == [0, 5, 10]
+    record = trainer.snapshots[-1][1]
+    assert record.n_stages == 3 and set(record.meta["localization"]) >= {"stage 1", "Grad-CAM"}
+
+
+def test_checkpoint_round_trip_keeps_weights_config_and_history(tmp_path, shapes):
+    model = CBAMNet(4, width=8, ratio=4, kernel_size=3, pool=("avg", "lse"), merge="concat", order="parallel")
+    trainer = Trainer(model, shapes)
+    trainer.run(3)
+    path = checkpoints.save(model, tmp_path / "cbam.safetensors", history=trainer.history)
+    loaded, history = checkpoints.load(path)
+    images = torch.rand(2, 1, 32, 32)
+    model.eval(), loaded.eval()
+    torch.testing.assert_close(loaded(images), model(images))
+    assert loaded.config["merge"] == "concat" and len(history) == 3
+
+
+def test_nan_guard_pauses_and_keeps_the_weights(shapes):
+    broken = shapes["train"].select(range(64)).map(lambda row: {"pixel_values": np.full((1, 32, 32), np.nan, "float32")})
+    data = DatasetDict(train=broken, test=shapes["test"])
+    model = CBAMNet(4, width=8, ratio=4)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    trainer = Trainer(model, data)
+    trainer.run(3)
+    assert trainer.step == 0 and "NaN" in trainer.message
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.fixture(scope="module")
+def panel():
+    return CBAMPanel(n_train=300, n_test=100)
+
+
+def gallery_maps(panel):
+    """The maps drawn over the first image: per column a grey image trace, then the map."""
+    return [np.array(trace.z) for trace in panel.figures["gallery"].data[2:11:2]]
+
+
+def test_panel_trains_both_nets_and_redraws_the_overlay(panel):
+    panel.reset()
+    before = gallery_maps(panel)
+    panel.train(steps=20, wait=True)
+    assert [t.step for t in panel.trainers.values()] == [20, 20]
+    assert "test accuracy" in panel.status.text and panel.status.kind == "ok"
+    assert not np.allclose(before[0], gallery_maps(panel)[0])  # the stage-1 spatial map over image 1 changed
+    assert len(panel.figures["curves"].data[0].x) == 20
+    assert len(panel.figures["localization"].data[0].x) == 3  # snapshots at steps 0, 10, 20
+
+
+@pytest.mark.parametrize("control, value, words", [
+    ("ratio", 0, "ratio"), ("epochs", 0, None)])
+def test_bad_settings_are_explained_and_the_trained_nets_kept(panel, control, value, words):
+    panel.reset()
+    panel.train(steps=10, wait=True)
+    model = panel.trainers["cbam"].model
+    getattr(panel, control).value = value
+    if control == "epochs":
+        panel.train()
+        words = "at least 1 epoch"
+    assert panel.status.kind == "error" and words in panel.status.text
+    assert panel.trainers["cbam"].model is model and panel.trainers["cbam"].step == 10
+    getattr(panel, control).value = {"ratio": 16, "epochs": 3}[control]
+
+
+def test_no_pooling_ticked_is_explained(panel):
+    for box in panel.pools.values():
+        box.value = False
+    assert panel.status.kind == "error" and "pooling" in panel.status.text
+    panel.apply_preset("CBAM: paper defaults")
+    assert panel.pools["avg"].value and panel.pools["max"].value and panel.status.kind == "ok"
+
+
+def test_presets_rebuild_the_nets(panel):
+    panel.apply_preset("CBAM: spatial attention only")
+    cbam_model = panel.trainers["cbam"].model
+    assert cbam_model.cbams[0].channel_gate is None and panel.trainers["cbam"].step == 0
+    assert len(panel.figures["gallery"].data) == GALLERY_TRACES(stages=3)
+    with pytest.raises(ValueError, match="Presets"):
+        panel.apply_preset("nonsense")
+    panel.apply_preset("CBAM: paper defaults")
+    assert set(PRESETS) >= {"CBAM: average vs max pooling"}
+
+
+def GALLERY_TRACES(stages, rows=4):
+    return rows * (1 + 2 * (stages + 2))
+
+
+def png(width=40, height=30):
+    buffer = io.BytesIO()
+    Image.new("L", (width, height), 200).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_upload_draws_maps_of_your_image_and_rejects_non_images(panel):
+    panel.upload.value = ({"name": "notes.txt", "type": "text/plain", "size": 5, "content": memoryview(b"hello"),
+                           "last_modified": datetime.now(timezone.utc)},)
+    assert panel.status.kind == "error" and "not an image" in panel.status.text
+    panel.upload.value = ({"name": "mine.png", "type": "image/png", "size": 10, "content": memoryview(png()),
+                           "last_modified": datetime.now(timezone.utc)},)
+    assert panel.status.kind == "ok" and "mine.png" in panel.status.text
+    figure = panel.yours.children[-1]
+    assert figure.layout.meta == "ae-cbam-yours" and len(figure.data) == 1 + 2 * 5
+
+
+def test_bad_folder_keeps_the_data_and_nets(panel, tmp_path):
+    model = panel.trainers["cbam"].model
+    panel.dataset.value = "folder"
+    panel.folder.value = str(tmp_path / "missing")
+    panel.load_data()
+    panel.task.join()
+    assert panel.status.kind == "error" and "no folder" in panel.status.text
+    assert panel.data_name == "shapes" and panel.trainers["cbam"].model is model
+    panel.dataset.value = "shapes"
+    panel.task.join()
+
+
+def test_save_and_load_both_nets(panel, tmp_path):
+    panel.reset()
+    panel.train(steps=10, wait=True)
+    panel.path.value = str(tmp_path / "lab")
+    panel.save()
+    expected = {name: t.model.state_dict() for name, t in panel.trainers.items()}
+    panel.reset()
+    panel.load()
+    assert panel.status.kind == "ok" and [t.step for t in panel.trainers.values()] == [10, 10]
+    for name, trainer in panel.trainers.items():
+        assert all(torch.equal(expected[name][k], v) for k, v in trainer.model.state_dict().items())
+    panel.path.value = str(tmp_path / "nothing")
+    panel.load()
+    assert panel.status.kind == "error" and [t.step for t in panel.trainers.values()] == [10, 10]
