@@ -103,7 +103,7 @@ class MechanismPanel(widgets.VBox):
         self.weight_fig = Figure(view.weight_figure(result.weights, tokens, result.mask))
         self.weight_fig.data[0].on_click(self._on_cell_click)
         for fig, name in ((self.score_fig, "ae-scores"), (self.weight_fig, "ae-weights"), (self.vector_fig, "ae-vectors")):
-            fig.layout.meta = name
+            fig.add_class(name)
         self.outputs = widgets.VBox([
             self.steps, self.vector_fig,
             widgets.HBox([self.score_fig, self.weight_fig], layout=widgets.Layout(width="100%")),

@@ -19,24 +19,38 @@ def select_tab(page, title: str) -> None:
     page.locator(WIDGETS_READY).filter(has_text=title).first.click()
 
 
-def figure_data(page, css_class: str) -> list:
-    """The trace data (as plotly holds it in the page) of the figure inside the element with ``css_class``.
+FIND_PLOT = """(name) => {
+    const inClass = document.querySelector(`.${name} .js-plotly-plot`) || document.querySelector(`.js-plotly-plot.${name}`);
+    if (inClass) return inClass;
+    return [...document.querySelectorAll('.js-plotly-plot')].find(
+        p => (p.layout && p.layout.meta === name) || (p._fullLayout && p._fullLayout.meta === name)) || null;
+}"""
 
-    Figures are tagged by ``layout.meta``; ``css_class`` may also be an ancestor's class.
+
+def figure_data(page, name: str) -> list | None:
+    """The trace data (as plotly holds it in the page) of the figure tagged ``name``.
+
+    A figure is found by a CSS class on the figure widget (``fig.add_class(name)``) or on an ancestor.
     """
     return json.loads(page.evaluate(
-        """(meta) => {
-            const plots = [...document.querySelectorAll('.js-plotly-plot')];
-            const plot = plots.find(p => p.layout && p.layout.meta === meta);
+        f"""(name) => {{
+            const plot = ({FIND_PLOT})(name);
             if (!plot) return 'null';
-            return JSON.stringify(plot.data.map(t => ({z: t.z, x: t.x, y: t.y, name: t.name})));
-        }""",
-        css_class,
+            return JSON.stringify(plot.data.map(t => ({{z: t.z, x: t.x, y: t.y, name: t.name, text: t.text}})));
+        }}""",
+        name,
     ))
 
 
-def wait_for_figure(page, meta: str, timeout: float = 60_000) -> None:
-    """Wait until the plotly figure tagged ``layout.meta == meta`` is drawn."""
+def wait_for_figure(page, name: str, timeout: float = 60_000) -> None:
+    """Wait until the plotly figure tagged ``name`` is drawn."""
+    page.wait_for_function(f"(name) => {{ const p = ({FIND_PLOT})(name); return p && p.data && p.data.length > 0; }}",
+                           arg=name, timeout=timeout)
+
+
+def wait_for_change(page, name: str, before, timeout: float = 60_000) -> list:
+    """Wait until the first trace's z of figure ``name`` differs from ``before``; returns the new data."""
     page.wait_for_function(
-        "(meta) => [...document.querySelectorAll('.js-plotly-plot')].some(p => p.layout && p.layout.meta === meta)",
-        arg=meta, timeout=timeout)
+        f"([name, before]) => {{ const p = ({FIND_PLOT})(name); return p && JSON.stringify(p.data[0].z) !== before; }}",
+        arg=[name, json.dumps(before, separators=(",", ":"))], timeout=timeout)
+    return figure_data(page, name)

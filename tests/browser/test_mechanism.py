@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.browser.helpers import figure_data, open_dashboard, wait_for_figure
+from tests.browser.helpers import figure_data, open_dashboard, wait_for_change, wait_for_figure
 
 
 def weights_in_page(page):
@@ -16,18 +16,14 @@ def test_score_and_temperature_change_the_drawn_weights(page, dashboard_url):
     assert abs(sum(before[0]) - 1.0) < 1e-3  # a softmax row as drawn
 
     page.locator(".ae-score button").filter(has_text="additive").click()
-    page.wait_for_function("(b) => JSON.stringify([...document.querySelectorAll('.js-plotly-plot')]"
-                           ".find(p => p.layout.meta === 'ae-weights').data[0].z) !== b", arg=str(before).replace(' ', '').replace("'", '"'))
-    after_score = weights_in_page(page)
+    after_score = wait_for_change(page, "ae-weights", before)[0]["z"]
     assert after_score != before
 
     box = page.locator(".ae-temperature-text input")
     box.fill("0.2")
     box.press("Enter")
-    page.wait_for_function("(b) => JSON.stringify([...document.querySelectorAll('.js-plotly-plot')]"
-                           ".find(p => p.layout.meta === 'ae-weights').data[0].z) !== JSON.stringify(b)", arg=after_score)
-    sharper = weights_in_page(page)
-    assert max(sharper[0]) > max(after_score[0])  # a lower temperature sharpens the softmax
+    sharper = wait_for_change(page, "ae-weights", after_score)[0]["z"]
+    assert max(sharper[1]) > max(after_score[1])  # a lower temperature sharpens the softmax
 
 
 def test_bad_temperature_is_explained_not_a_traceback(page, dashboard_url):
