@@ -27,6 +27,7 @@ class TabSpec:
 TABS = (
     TabSpec("mechanism", "Mechanism", "explorer.widgets.mechanism:MechanismPanel"),
     TabSpec("pretrained", "Pretrained", "explorer.widgets.pretrained:PretrainedPanel"),
+    TabSpec("transformer", "Train a Transformer", "explorer.widgets.transformer_lab:TransformerLabPanel"),
     TabSpec("cbam", "CBAM", "explorer.widgets.cbam_lab:CBAMPanel"),
 )
 

@@ -16,6 +16,7 @@ Callbacks ``fn(trainer, event, info)`` hear "step", "snapshot", "paused", "stopp
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -78,6 +79,13 @@ def loss_and_hits(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Ten
     return loss, (logits.argmax(dim=-1) == labels).long(), torch.ones_like(labels)
 
 
+def check_steps(steps) -> int:
+    """A positive whole number of steps, or a ValueError that says so."""
+    if int(steps) != steps or int(steps) <= 0:
+        raise ValueError(f"The number of steps must be a positive whole number, got {steps}.")
+    return int(steps)
+
+
 def reinitialise(model: nn.Module, seed: int) -> None:
     """Fresh weights from ``seed``: every module's ``reset_parameters``, children first so a parent's own init wins."""
     with torch.random.fork_rng(devices=[]):
@@ -85,6 +93,33 @@ def reinitialise(model: nn.Module, seed: int) -> None:
         for module in reversed(list(model.modules())):
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()
+
+
+_threads_lock = threading.Lock()
+_threads_users = 0
+_threads_before = 1
+
+
+@contextlib.contextmanager
+def one_thread(wanted: bool = True):
+    """Use one CPU thread while any small model trains (tiny matrices lose more to hand-offs than they gain);
+    the setting before the first trainer started comes back when the last one ends."""
+    global _threads_users, _threads_before
+    if not wanted:
+        yield
+        return
+    with _threads_lock:
+        if _threads_users == 0:
+            _threads_before = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _threads_users += 1
+    try:
+        yield
+    finally:
+        with _threads_lock:
+            _threads_users -= 1
+            if _threads_users == 0:
+                torch.set_num_threads(_threads_before)
 
 
 class TrainingState:
@@ -177,6 +212,14 @@ class Trainer:
         self._fresh_optimiser()
         self.message = "Weights re-initialised; history cleared."
 
+    def restore_history(self, history: list[dict]) -> None:
+        """Continue the steps and curves of a loaded checkpoint (refused while training)."""
+        self._check_idle("load a history")
+        self.history = [dict(record) for record in history]
+        self.step = int(history[-1]["step"]) if history else 0
+        self.elapsed = float(history[-1].get("elapsed", 0.0)) if history else 0.0
+        self.snapshots = []
+
     def add_callback(self, function: Callable) -> None:
         """``function(trainer, event, info)`` is called from the training thread."""
         self.callbacks.append(function)
@@ -239,26 +282,17 @@ class Trainer:
         if self.running:
             raise ValueError(f"Training is running: press Stop before you {action}.")
 
-    def _check_steps(self, steps) -> int:
-        if int(steps) != steps or int(steps) <= 0:
-            raise ValueError(f"The number of steps must be a positive whole number, got {steps}.")
-        return int(steps)
-
     def run(self, steps: int) -> list[dict]:
         """Train ``steps`` steps here and now; returns the new history records."""
-        steps = self._check_steps(steps)
+        steps = check_steps(steps)
         self._check_idle("train again")
         self._stop.clear()
         return self._loop(steps)
 
     def _loop(self, steps: int) -> list[dict]:
-        threads = torch.get_num_threads()
-        if sum(p.numel() for p in self.model.parameters()) < SMALL_MODEL:
-            torch.set_num_threads(1)
-        try:
+        small = sum(p.numel() for p in self.model.parameters()) < SMALL_MODEL
+        with one_thread(small):
             return self._steps(steps)
-        finally:
-            torch.set_num_threads(threads)
 
     def _steps(self, steps: int) -> list[dict]:
         first = len(self.history)
@@ -289,7 +323,7 @@ class Trainer:
 
     def start(self, steps: int) -> None:
         """Train ``steps`` steps in a background thread; a ValueError if training is already running."""
-        steps = self._check_steps(steps)
+        steps = check_steps(steps)
         with self._lock:
             if self.running:
                 raise ValueError("Training is already running: press Stop first, or wait for it to finish.")

@@ -1,0 +1,104 @@
+"""Figures of a training run: loss and accuracy curves, every head of every layer, prediction against target.
+
+Pure functions: histories (lists of dicts) and ``AttentionMaps`` in, plotly figures or HTML out. The
+``*_data`` helpers give just the arrays, so a panel can update an on-screen figure in place.
+"""
+
+from __future__ import annotations
+
+import html
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from explorer.maps import AttentionMaps
+from explorer.views.heatmaps import head_grid
+
+RUN_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
+MAX_POINTS = 400  # curves are thinned to this many points: enough for the eye, little to send
+
+
+def curve_data(history: list[dict], key: str, max_points: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """Steps and values of ``key`` (``loss`` or ``accuracy``), thinned evenly to at most ``max_points``."""
+    if not history:
+        return np.zeros(0), np.zeros(0)
+    stride = max(1, -(-len(history) // max_points))
+    picked = history[::stride]
+    if picked[-1] is not history[-1]:
+        picked = picked + [history[-1]]
+    return np.array([r["step"] for r in picked]), np.array([r[key] for r in picked], dtype=float)
+
+
+def curves_figure(histories: dict[str, list[dict]], height: int = 260) -> go.Figure:
+    """Loss (log scale) and training accuracy against step, one colour per named run.
+
+    Traces come in pairs per run, in order: ``[loss run 0, accuracy run 0, loss run 1, ...]``.
+    """
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss (cross-entropy)", "accuracy on the batch"),
+                        horizontal_spacing=0.12)
+    for i, (name, history) in enumerate(histories.items()):
+        color = RUN_COLORS[i % len(RUN_COLORS)]
+        for col, key in ((1, "loss"), (2, "accuracy")):
+            steps, values = curve_data(history, key)
+            fig.add_trace(go.Scatter(x=steps, y=values, mode="lines", name=name, legendgroup=name, showlegend=col == 1,
+                                     line=dict(color=color, width=2),
+                                     hovertemplate=f"%{{fullData.name}}<br>step %{{x}}<br>{key} %{{y:.4f}}<extra></extra>"),
+                          row=1, col=col)
+    fig.update_xaxes(title_text="step", rangemode="tozero")
+    fig.update_yaxes(type="log", row=1, col=1)
+    fig.update_yaxes(range=[0, 1.02], row=1, col=2)
+    fig.update_layout(height=height, margin=dict(l=50, r=20, t=40, b=40),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.12, x=0))
+    return fig
+
+
+def head_titles(maps: AttentionMaps) -> list[str]:
+    return [f"layer {layer} · head {head}" for layer in range(maps.n_layers) for head in range(maps.n_heads)]
+
+
+def all_heads_figure(maps: AttentionMaps, title: str = "", panel_height: int = 170) -> go.Figure:
+    """Every head of every layer as small multiples: one row per layer, one column per head (up to 8)."""
+    weights = all_heads_data(maps)
+    return head_grid(weights, maps.keys, maps.tokens, titles=head_titles(maps), title=title,
+                     max_cols=min(maps.n_heads, 8), panel_height=panel_height)
+
+
+def all_heads_data(maps: AttentionMaps) -> np.ndarray:
+    """The weights in the order of ``all_heads_figure``'s traces, ``[layers * heads, queries, keys]``."""
+    weights = maps.weights.numpy()
+    return weights.reshape(-1, *weights.shape[2:])
+
+
+def grid_matches(maps: AttentionMaps, fig) -> bool:
+    """True when ``fig`` (from ``all_heads_figure``) has one trace per head of ``maps`` with the same labels."""
+    return len(fig.data) == maps.n_layers * maps.n_heads and len(fig.data[0].y or ()) == len(maps.tokens) \
+        and len(fig.data[0].x or ()) == len(maps.keys)
+
+
+def prediction_html(maps: AttentionMaps, step: int, title: str = "") -> str:
+    """The probe input, the target and the model's prediction, each wrong token marked in red."""
+    target, prediction = maps.meta.get("target"), maps.meta.get("prediction")
+    if target is None or prediction is None:
+        return ""
+    rows = [("input", [t for t in maps.tokens if t != "[CLS]"], None)]
+    rows += [("target", _as_list(target), None), ("prediction", _as_list(prediction), _as_list(target))]
+    cells = []
+    for name, tokens, expected in rows:
+        spans = "".join(_token_span(token, expected[i] if expected and i < len(expected) else None)
+                        for i, token in enumerate(tokens))
+        cells.append(f"<tr><td style='padding-right:8px;color:#555'>{name}</td><td>{spans}</td></tr>")
+    correct = sum(p == t for p, t in zip(_as_list(prediction), _as_list(target)))
+    summary = f"{correct} of {len(_as_list(target))} correct at step {step}"
+    heading = f"<b>{html.escape(title)}</b> " if title else ""
+    return (f"<div class='ae-prediction'>{heading}<span style='color:#555'>probe: {summary}</span>"
+            f"<table style='font-family:monospace'>{''.join(cells)}</table></div>")
+
+
+def _as_list(value) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+
+
+def _token_span(token: str, expected: str | None) -> str:
+    color = "" if expected is None else ("background:#dafbe1" if token == expected else "background:#ffd7d5")
+    return f"<span style='display:inline-block;min-width:1.4em;text-align:center;margin:1px;{color}'>{html.escape(token)}</span>"
