@@ -86,7 +86,8 @@ def entropy_figure(entropy, n_keys: int, layer: int, head: int) -> go.Figure:
         hovertemplate="layer %{y}, head %{x}<br>entropy %{z:.2f} of the maximum<br>click to open<extra></extra>"))
     fig.add_trace(go.Scatter(x=[heads[head]], y=[layers[layer]], mode="markers", hoverinfo="skip", showlegend=False,
                              marker=dict(symbol="square-open", size=22, line=dict(width=3, color=HIGHLIGHT))))
-    fig.update_layout(title=dict(text="head entropy (click a head)"), height=260, margin=dict(l=40, r=10, t=40, b=30))
+    fig.update_layout(title=dict(text="head entropy (click a head)"), height=260, width=430,
+                      margin=dict(l=40, r=10, t=40, b=30))
     fig.update_xaxes(type="category", title_text="head")
     fig.update_yaxes(type="category", autorange="reversed", title_text="layer")
     return fig
@@ -96,8 +97,8 @@ def token_focus_figure(maps, layer: int, head: int, token: int | None) -> go.Fig
     """For the selected token: the weights it gives (its row) and the weights it receives (its column)."""
     labels = unique_labels(maps.tokens)
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.08, subplot_titles=(
-        "attends to" if token is None else f"'{labels[token]}' attends to",
-        "attended by" if token is None else f"who attends to '{labels[token]}'"))
+        "pick a token (click a row)" if token is None else f"'{labels[token]}' attends to",
+        "to see its row and column" if token is None else f"who attends to '{labels[token]}'"))
     weights = maps.head(layer, head)
     gives = _z(weights[token]) if token is not None else np.zeros(len(labels))
     receives = _z(weights[:, token]) if token is not None else np.zeros(len(labels))
@@ -108,7 +109,7 @@ def token_focus_figure(maps, layer: int, head: int, token: int | None) -> go.Fig
     fig.update_yaxes(range=[0, 1], title_text="weight", row=1, col=1)
     fig.update_yaxes(range=[0, 1], row=1, col=2)
     fig.update_xaxes(type="category", tickangle=-60, tickfont=dict(size=9))
-    fig.update_layout(height=260, showlegend=False, margin=dict(l=50, r=10, t=40, b=70))
+    fig.update_layout(height=260, width=520, showlegend=False, margin=dict(l=50, r=10, t=40, b=70))
     return fig
 
 

@@ -6,6 +6,7 @@ background thread; layer, head, view and token changes redraw only the figure on
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 
@@ -31,8 +32,7 @@ PRESETS = {
                               text_b="The trophy didn't fit in the suitcase because it was too small.",
                               mode="compare", layer=3, head=1, token="it", view="compare"),
 }
-VIEWS = (("one head", "head"), ("layer's heads", "layer"), ("mean of heads", "mean"), ("rollout", "rollout"),
-         ("compare A / B", "compare"))
+VIEWS = (("head", "head"), ("layer", "layer"), ("mean", "mean"), ("rollout", "rollout"), ("A vs B", "compare"))
 MODES = (("B is a sentence pair with A", "pair"), ("compare A and B", "compare"))
 EXPORTS = ("png", "svg", "json", "npz")
 
@@ -97,6 +97,8 @@ class PretrainedPanel(widgets.VBox):
         self.ablated: set[tuple[int, int]] = set()
         self.figures: dict[str, Figure] = {}
         self._pending = False
+        self._reader: threading.Thread | None = None
+        self._lock = threading.Lock()
         self._syncing = False
         self._wanted_token: str | None = None
         self._nonce = 0
@@ -125,7 +127,9 @@ class PretrainedPanel(widgets.VBox):
         self.run_button = widgets.Button(description="Show attention", button_style="primary", icon="play")
         self.layer = widgets.IntSlider(min=0, max=0, description="layer", continuous_update=True)
         self.head = widgets.Dropdown(options=[0], value=0, description="head", layout=widgets.Layout(width="160px"))
-        self.view = widgets.ToggleButtons(options=VIEWS, value="head", style=dict(button_width="100px"))
+        self.view = widgets.ToggleButtons(options=VIEWS, value="head", style=dict(button_width="58px"),
+                                          tooltips=["one head", "every head of the layer", "mean over the layer's heads",
+                                                    "attention rollout up to the layer", "text A and text B compared"])
         self.token_pick = widgets.Dropdown(options=[("(none)", -1)], value=-1, description="token",
                                            layout=widgets.Layout(width="230px"))
         self.lock = widgets.ToggleButton(description="lock", icon="lock", tooltip="keep the selected token")
@@ -174,15 +178,15 @@ class PretrainedPanel(widgets.VBox):
     def _build_outputs(self) -> None:
         self.main = widgets.Box(layout=widgets.Layout(width="100%"))
         self.main.add_class("ae-pretrained-main")
-        self.entropy_box = widgets.Box(layout=widgets.Layout(width="48%"))
-        self.focus_box = widgets.Box(layout=widgets.Layout(width="52%"))
+        self.entropy_box = widgets.Box()
+        self.focus_box = widgets.Box()
         self.ablation_box = widgets.Box()
         self.downloads = widgets.HTML()
         self.downloads.add_class("ae-pretrained-downloads")
         self.bertviz_notice = widgets.HTML()
         self.bertviz = widgets.HTML()
         self.bertviz.add_class("ae-pretrained-bertviz")
-        self.outputs = widgets.VBox([self.main, widgets.HBox([self.entropy_box, self.focus_box]), self.ablation_box,
+        self.outputs = widgets.VBox([self.main, widgets.HBox([self.entropy_box, self.focus_box], layout=widgets.Layout(flex_flow="row wrap")), self.ablation_box,
                                      self.downloads, self.bertviz_notice, self.bertviz],
                                     layout=widgets.Layout(flex="1 1 auto", min_width="640px"))
 
@@ -203,19 +207,34 @@ class PretrainedPanel(widgets.VBox):
         self.request(background=False)
 
     def request(self, background: bool = True) -> None:
-        """Read the current texts (one forward pass, in a background thread unless told otherwise)."""
+        """Read the current texts: one forward pass in a background thread (or in this one if not ``background``).
+
+        Requests made while a reading runs are collapsed: the reader then reads the newest texts once more.
+        """
         if self.encoder is None:
             self.status.busy("The model is still loading; your text will be shown when it is ready.")
             return
-        args = (self.encoder, self.text_a.value, self.text_b.value, self.mode.value, tuple(sorted(self.ablated)))
         if not background:
-            self._guarded(lambda: self._on_read(read(*args)))
+            self._guarded(lambda: self._on_read(read(*self._request_args())))
             return
-        if self.task.running:
+        with self._lock:
             self._pending = True
-            return
-        self.status.busy("Reading the text…")
-        self.task.start(read, *args, on_done=self._on_read)
+            if self._reader is not None and self._reader.is_alive():
+                return
+            self.status.busy("Reading the text…")
+            self._reader = threading.Thread(target=self._read_pending, daemon=True)
+            self._reader.start()
+
+    def _request_args(self) -> tuple:
+        return self.encoder, self.text_a.value, self.text_b.value, self.mode.value, tuple(sorted(self.ablated))
+
+    def _read_pending(self) -> None:
+        while True:
+            with self._lock:
+                if not self._pending:
+                    return
+                self._pending = False
+            self._guarded(lambda: self._on_read(read(*self._request_args())))
 
     def update_now(self) -> None:
         """Read and draw in this thread (for notebooks, tests and the benchmark)."""
@@ -224,8 +243,14 @@ class PretrainedPanel(widgets.VBox):
     def wait(self, timeout: float = 60.0) -> None:
         """Block until the model is loaded and every requested reading is drawn (for notebooks and tests)."""
         deadline = time.monotonic() + timeout
-        while (self.task.running or self._pending) and time.monotonic() < deadline:
-            self.task.join(0.05)
+        while time.monotonic() < deadline:
+            reader = self._reader
+            if self.task.running:
+                self.task.join(0.05)
+            elif reader is not None and reader.is_alive():
+                reader.join(0.05)
+            else:
+                return
 
     @shows_errors
     def _guarded(self, work) -> None:
@@ -244,9 +269,6 @@ class PretrainedPanel(widgets.VBox):
         notice = reading.maps.meta.get("notice", "")
         self.status.ok(f"{len(tokens)} tokens, {reading.maps.n_layers} layers x {reading.maps.n_heads} heads. {notice}")
         self.redraw()
-        if self._pending:
-            self._pending = False
-            self.request()
 
     def _carry_token(self, previous, tokens) -> None:
         """Keep the selected token over a new reading if the text is the same, or by its label when locked."""

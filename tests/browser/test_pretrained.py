@@ -1,0 +1,97 @@
+"""The Pretrained tab in a real browser: new text gives new tokens on the axes; bertviz renders with no network."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlparse
+
+from tests.browser.helpers import figure_data, open_dashboard, select_tab, wait_for_figure
+
+SHOTS = Path(os.environ.get("AE_SHOTS", "/tmp/shots"))
+HEAD = "ae-pretrained-head"
+
+
+def block_other_hosts(page) -> list[str]:
+    """Abort every request that is not to the local server; return the list of blocked addresses."""
+    blocked: list[str] = []
+
+    def route(request_route, request):
+        host = urlparse(request.url).hostname
+        if request.url.startswith(("data:", "about:", "blob:")) or host in ("127.0.0.1", "localhost"):
+            request_route.continue_()
+        else:
+            blocked.append(request.url)
+            request_route.abort()
+
+    page.route("**/*", route)
+    return blocked
+
+
+def open_pretrained(page, url):
+    open_dashboard(page, url)
+    select_tab(page, "Pretrained")
+    wait_for_figure(page, HEAD, timeout=120_000)
+
+
+def head_axes(page):
+    trace = figure_data(page, HEAD)[0]
+    return trace["x"], trace["y"], trace["z"]
+
+
+def test_typed_text_layer_and_head_reach_the_axes(page, dashboard_url):
+    blocked = block_other_hosts(page)
+    open_pretrained(page, dashboard_url)
+    x, _, _ = head_axes(page)
+    assert "animal" in x
+
+    box = page.locator(".ae-pretrained-text-a textarea")
+    box.fill("Penguins swim quickly")
+    box.press("Tab")  # leaving the box sends the text (continuous_update=False)
+    page.wait_for_function(
+        "(meta) => { const p = [...document.querySelectorAll('.js-plotly-plot')].find(p => p.layout.meta === meta);"
+        " return p && p.data[0].x.includes('swim'); }", arg=HEAD)
+    x, y, z_before = head_axes(page)
+    assert x[0] == "[CLS]" and x[-1] == "[SEP]" and "swim" in x and y == x
+    page.locator(".ae-pretrained-head select").select_option("5")
+    page.wait_for_function(
+        "(meta) => [...document.querySelectorAll('.js-plotly-plot')].find(p => p.layout.meta === meta)"
+        ".layout.title.text.includes('head 5')", arg=HEAD)
+    readout = page.locator(".ae-pretrained-layer .widget-readout")
+    readout.fill("5")
+    readout.press("Enter")
+    page.wait_for_function(
+        "(meta) => [...document.querySelectorAll('.js-plotly-plot')].find(p => p.layout.meta === meta)"
+        ".layout.title.text === 'layer 5, head 5'", arg=HEAD)
+    x, _, z_after = head_axes(page)
+    assert "swim" in x and z_after != z_before
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "pretrained.png"), full_page=True)
+    assert not blocked, f"the tab asked for addresses outside this server: {blocked}"
+
+
+def test_empty_text_is_explained_and_the_view_stays(page, dashboard_url):
+    open_pretrained(page, dashboard_url)
+    x_before, _, _ = head_axes(page)
+    box = page.locator(".ae-pretrained-text-a textarea")
+    box.fill("")
+    box.press("Tab")
+    page.wait_for_selector(".ae-pretrained .ae-status-error")
+    assert "empty" in page.inner_text(".ae-pretrained .ae-status-error")
+    assert head_axes(page)[0] == x_before
+
+
+def test_bertviz_renders_offline(page, dashboard_url):
+    blocked = block_other_hosts(page)
+    open_pretrained(page, dashboard_url)
+    page.locator(".ae-pretrained-bertviz-render").click()
+    frame_element = page.wait_for_selector(".ae-pretrained-bertviz iframe.ae-bertviz-frame", timeout=60_000)
+    frame = frame_element.content_frame()
+    frame.wait_for_selector("#vis svg text", timeout=30_000)  # drawn by bertviz's d3 code
+    tokens = frame.eval_on_selector_all("#vis svg text", "els => els.map(e => e.textContent)")
+    assert "animal" in tokens
+    assert frame.evaluate("() => typeof window.d3 === 'object' && typeof window.requirejs === 'function'")
+    frame_element.scroll_into_view_if_needed()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "pretrained-bertviz.png"), full_page=True)
+    assert not blocked, f"bertviz asked for addresses outside this server: {blocked}"
