@@ -1,0 +1,171 @@
+"""The Train a Transformer panel without a browser: training redraws, bad input is explained, nothing is lost."""
+
+from __future__ import annotations
+
+import datetime
+import threading
+
+import pytest
+
+from explorer.attention import valid_head_counts
+from explorer.widgets.transformer_lab import PRESETS, TransformerLabPanel
+
+
+@pytest.fixture
+def panel():
+    panel = TransformerLabPanel()
+    yield panel
+    for run in panel.runs:
+        run.trainer.stop()
+
+
+def train(panel, steps):
+    panel.steps.value = steps
+    panel.train()
+    for run in panel.runs:
+        run.trainer.join()
+    panel.redraw.flush()
+
+
+def drawn_heads(panel, run=0):
+    return [trace.z.tolist() for trace in panel.runs[run].grid.data]
+
+
+def test_training_moves_the_step_counter_curves_heatmaps_and_timeline(panel):
+    before = drawn_heads(panel)
+    assert len(before) == 8 and panel.runs[0].grid.layout.annotations[5].text == "layer 1 · head 1"
+    train(panel, 40)
+    trainer = panel.runs[0].trainer
+    assert "step 40" in panel.step_label.value
+    assert list(panel.curves.data[0].x)[-1] == 40 and len(panel.curves.data[1].y) == 40
+    after = drawn_heads(panel)
+    assert after != before
+    assert after[0] == trainer.snapshots[-1][1].weights[0, 0].tolist()
+    assert panel.timeline.max == len(trainer.snapshots) - 1 == 4
+    assert "Test set" in panel.status.text and "sequence accuracy" in panel.status.text
+    assert "correct at step 40" in panel.runs[0].prediction.value
+    panel.timeline.value = 0  # scrub back to the untrained model
+    assert drawn_heads(panel) == before and panel.timeline_label.value == "step 0"
+
+
+def test_heads_offered_always_divide_the_width(panel):
+    for width in (16, 32, 64, 128):
+        panel.arch["width"].value = width
+        panel.work.join()
+        assert all(width % h == 0 for h in panel.arch["heads"].options)
+        assert set(panel.arch["heads"].options) <= set(valid_head_counts(width))
+        assert panel.runs[0].trainer.model.config.d_model == width
+
+
+def test_changing_the_architecture_while_training_asks_to_stop_first(panel):
+    started = threading.Event()
+    panel.runs[0].trainer.add_callback(lambda t, event, info: started.set() if event == "step" else None)
+    panel.steps.value = 100_000
+    panel.train()
+    assert started.wait(30)
+    model = panel.runs[0].trainer.model
+    panel.arch["layers"].value = 3
+    assert "press Stop" in panel.status.text and panel.arch["layers"].value == 2
+    panel.train()
+    assert "already running" in panel.status.text
+    panel.stop()
+    panel.stop()
+    assert "not running" in panel.status.text
+    trainer = panel.runs[0].trainer
+    assert trainer.model is model and [r["step"] for r in trainer.history] == list(range(1, trainer.step + 1))
+
+
+def test_bad_settings_are_explained_and_keep_the_model(panel):
+    model = panel.runs[0].trainer.model
+    panel.steps.value = 0
+    panel.train()
+    assert "positive whole number" in panel.status.text
+    panel.lr.value = -1
+    assert "learning rate" in panel.status.text and panel.lr.value == pytest.approx(2e-3)
+    assert panel.runs[0].trainer.model is model and panel.runs[0].trainer.history == []
+
+
+def test_a_diverging_learning_rate_pauses_with_a_message_and_keeps_the_history(panel):
+    train(panel, 5)
+    panel.lr.value = 1e30
+    train(panel, 50)
+    trainer = panel.runs[0].trainer
+    assert "NaN" in panel.status.text and "Lower the learning rate" in panel.status.text
+    assert [r["step"] for r in trainer.history] == list(range(1, trainer.step + 1))
+    assert trainer.step < 55
+
+
+def test_comparison_preset_trains_two_models_on_the_same_data(panel):
+    panel.apply_preset("reverse: 1 head vs 4 heads")
+    a, b = panel.runs
+    assert (a.trainer.model.config.n_heads, b.trainer.model.config.n_heads) == (4, 1)
+    assert a.trainer.data is b.trainer.data
+    train(panel, 20)
+    assert len(a.trainer.history) == len(b.trainer.history) == 20
+    assert len(panel.grids.children) == 2 and len(b.grid.data) == 2
+    assert panel.curves.data[2].visible and panel.curves.data[2].name == "B: 1 head"
+    assert "A: 4 heads" in panel.status.text and "B: 1 head" in panel.status.text
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_every_preset_builds(panel, name):
+    panel.apply_preset(name)
+    assert panel.runs and "Press Train" in panel.status.text
+
+
+def test_unknown_preset_lists_the_names(panel):
+    with pytest.raises(ValueError, match="Presets"):
+        panel.apply_preset("nonsense")
+
+
+def test_save_and_load_continue_the_run(panel, tmp_path):
+    train(panel, 10)
+    panel.path.value = str(tmp_path / "run")
+    panel.save()
+    assert "Saved" in panel.status.text
+    weights = panel.runs[0].trainer.model.head.weight.clone()
+    panel.arch["heads"].value = 2
+    panel.work.join()
+    panel.load()
+    trainer = panel.runs[0].trainer
+    assert "Loaded" in panel.status.text and trainer.step == 10 and panel.arch["heads"].value == 4
+    assert trainer.model.head.weight.equal(weights)
+    train(panel, 5)
+    assert [r["step"] for r in trainer.history] == list(range(1, 16))
+
+
+def test_loading_a_checkpoint_of_another_task_is_refused(panel, tmp_path):
+    panel.path.value = str(tmp_path / "run")
+    panel.save()
+    panel.apply_preset("needle with a [CLS] token")
+    model = panel.runs[0].trainer.model
+    panel.path.value = str(tmp_path / "run")
+    panel.load()
+    assert "another task" in panel.status.text and panel.runs[0].trainer.model is model
+    panel.path.value = str(tmp_path / "nowhere")
+    panel.load()
+    assert "no checkpoint" in panel.status.text
+
+
+def upload(panel, name, content: bytes):
+    panel.upload.value = ({"name": name, "type": "text/plain", "size": len(content), "content": memoryview(content),
+                           "last_modified": datetime.datetime(2026, 1, 1)},)
+    panel.work.join()
+
+
+def test_uploaded_text_becomes_a_causal_next_character_task(panel):
+    upload(panel, "poem.txt", b"the quick brown fox jumps over the lazy dog. " * 30)
+    assert panel.arch["task"].value == "text: poem.txt"
+    config = panel.runs[0].trainer.model.config
+    assert config.causal and config.vocab_size == len(set("the quick brown fox jumps over the lazy dog. "))
+    train(panel, 5)
+    assert panel.runs[0].trainer.step == 5
+
+
+def test_empty_or_too_large_uploads_are_refused(panel):
+    model = panel.runs[0].trainer.model
+    upload(panel, "empty.txt", b"")
+    assert "empty" in panel.status.text
+    upload(panel, "big.txt", b"x" * 3_000_000)
+    assert "MB" in panel.status.text
+    assert panel.runs[0].trainer.model is model and panel.arch["task"].value == "reverse"
