@@ -17,6 +17,7 @@ from explorer.maps import AttentionMaps
 MASKS = ("none", "causal", "custom")
 
 # (tokens, queries, keys, values); each vector is 2-D so it can be drawn as an arrow.
+# The token each story is about comes first in FOCUS.
 PRESETS = {
     "one query matches one key": (
         ("the", "cat", "sat", "down"),
@@ -43,6 +44,8 @@ PRESETS = {
         ((0.0, 1.0), (0.0, -1.0), (-1.0, 0.0), (1.0, 0.0)),
     ),
 }
+
+FOCUS = {"one query matches one key": "cat", "all keys alike": "a", "a distractor": "it", "opposite directions": "up"}
 
 # The learned matrix of the "general" score, fixed here so it visibly differs from the plain dot product.
 GENERAL_MATRIX = ((1.0, 0.6), (-0.6, 1.0))

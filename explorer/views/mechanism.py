@@ -18,9 +18,9 @@ AXIS_RANGE = (-3.2, 3.2)
 SCORE_RANGE = 6.0  # scores are drawn on a fixed -6..6 scale so frames compare
 
 
-def _arrow(x, y, color, name, width=3.0, dash=None, show_legend=False, legend_group=None, label=None):
+def _arrow(x, y, color, name, width=3.0, dash=None, show_legend=False, legend_group=None, label=None, opacity=1.0):
     """One arrow from the origin to (x, y), with its label at the tip."""
-    return go.Scatter(
+    return go.Scatter(opacity=opacity,
         x=[0.0, float(x)], y=[0.0, float(y)], mode="lines+markers+text", name=name,
         text=["", label or ""], textposition="top center", textfont=dict(color=color),
         line=dict(color=color, width=width, dash=dash),
@@ -33,7 +33,7 @@ def vector_figure(tokens, queries, keys, values, weights, context, query_index: 
     """Left: the chosen query and all keys. Right: values scaled by the query's weights, and the context.
 
     ``queries``/``keys``/``values`` ``[N, 2]``, ``weights`` ``[N, N]``, ``context`` ``[N, 2]``.
-    Trace order is fixed (keys, query, scaled values, context) so a widget can update it in place.
+    Trace order is fixed (keys, query, values, scaled values, context) so a widget can update it in place.
     """
     queries, keys, values = (np.asarray(a, dtype=float) for a in (queries, keys, values))
     weights, context = np.asarray(weights, dtype=float), np.asarray(context, dtype=float)
@@ -45,17 +45,21 @@ def vector_figure(tokens, queries, keys, values, weights, context, query_index: 
                              label=f"k:{token}"), row=1, col=1)
     fig.add_trace(_arrow(*queries[query_index], QUERY_COLOR, f"query {tokens[query_index]}", width=4,
                          show_legend=True, label=f"q:{tokens[query_index]}"), row=1, col=1)
+    for j, token in enumerate(tokens):  # the values themselves, faint, so the scaled copies can be compared
+        fig.add_trace(_arrow(*values[j], VALUE_COLOR, f"value {token}", width=1.5, show_legend=j == 0,
+                             legend_group="raw values", label=f"v:{token}", opacity=0.35), row=1, col=2)
     for j, token in enumerate(tokens):
         fig.add_trace(_arrow(*(row[j] * values[j]), VALUE_COLOR, f"{row[j]:.2f} × value {token}", dash="dot",
-                             show_legend=j == 0, legend_group="values", label=f"{row[j]:.2f}·v:{token}"), row=1, col=2)
+                             show_legend=j == 0, legend_group="values"), row=1, col=2)
     fig.add_trace(_arrow(*context[query_index], CONTEXT_COLOR, "context vector", width=4, show_legend=True,
                          label="context"), row=1, col=2)
-    fig.data[0].name, fig.data[len(tokens) + 1].name = "keys", "weight × value"
+    n = len(tokens)
+    fig.data[0].name, fig.data[n + 1].name, fig.data[2 * n + 1].name = "keys", "values", "weight × value"
     for col in (1, 2):
         fig.update_xaxes(range=AXIS_RANGE, zeroline=True, title_text="dimension 1", row=1, col=col)
         fig.update_yaxes(range=AXIS_RANGE, zeroline=True, title_text="dimension 2", scaleanchor=f"x{col if col > 1 else ''}",
                          row=1, col=col)
-    fig.update_layout(height=380, margin=dict(l=50, r=20, t=50, b=50),
+    fig.update_layout(height=380, width=900, margin=dict(l=50, r=20, t=50, b=50),
                       legend=dict(orientation="h", y=-0.18))
     return fig
 
@@ -63,12 +67,12 @@ def vector_figure(tokens, queries, keys, values, weights, context, query_index: 
 def score_figure(scores, tokens, title="scores e_ij (before softmax)") -> go.Figure:
     """The raw score matrix on a fixed diverging scale, with the numbers in the cells."""
     return heatmap(scores, tokens, tokens, title=title, zmin=-SCORE_RANGE, zmax=SCORE_RANGE,
-                   colorscale=SCORE_COLORS, colorbar_title="score", text_values=True, height=330)
+                   colorscale=SCORE_COLORS, colorbar_title="score", text_values=True, height=330, width=440)
 
 
 def weight_figure(weights, tokens, mask=None, title="weights a_ij = softmax(e_ij / T)") -> go.Figure:
     """The softmax weights (0..1), with masked cells marked by a cross."""
-    fig = heatmap(weights, tokens, tokens, title=title, text_values=True, height=330)
+    fig = heatmap(weights, tokens, tokens, title=title, text_values=True, height=330, width=440)
     fig.add_trace(mask_trace(mask, tokens))
     return fig
 

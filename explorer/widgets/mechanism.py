@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 import torch
 
 from explorer.attention import SCORE_FORMULAS, SCORES
-from explorer.models.mechanism import MASKS, PRESETS, ToyAttention, parse_vector
+from explorer.models.mechanism import FOCUS, MASKS, PRESETS, ToyAttention, parse_vector
 from explorer.views import mechanism as view
 from explorer.widgets.figure import Figure
 from explorer.widgets.common import StatusLine, labelled, section, shows_errors
@@ -47,7 +47,7 @@ class MechanismPanel(widgets.VBox):
     def _build_controls(self, preset: str) -> None:
         self.preset = widgets.Dropdown(options=list(PRESETS), value=preset, layout=widgets.Layout(width="210px"))
         self.score = widgets.ToggleButtons(options=[(SCORE_LABELS[s], s) for s in SCORES], value="scaled_dot",
-                                           style=dict(button_width="78px"))
+                                           style=dict(button_width="84px"))
         self.score.add_class("ae-score")
         self.temperature = widgets.FloatLogSlider(value=1.0, base=10, min=-1, max=1, step=0.01, readout_format=".2f",
                                                   continuous_update=True, layout=widgets.Layout(width="210px"))
@@ -56,7 +56,7 @@ class MechanismPanel(widgets.VBox):
                                              placeholder="T > 0", continuous_update=False)
         self.temperature_text.add_class("ae-temperature-text")
         self.mask_kind = widgets.ToggleButtons(options=MASKS, value="none", style=dict(button_width="70px"))
-        self.query = widgets.ToggleButtons(options=list(self.toy.tokens), value=self.toy.tokens[0],
+        self.query = widgets.ToggleButtons(options=list(self.toy.tokens), value=FOCUS[preset],
                                            style=dict(button_width="60px"))
         self.sliders = {
             (kind, axis): widgets.FloatSlider(min=-3, max=3, step=0.05, description=f"{label} {'xy'[axis]}",
@@ -79,7 +79,7 @@ class MechanismPanel(widgets.VBox):
             section("Its vectors", *self.sliders.values()),
             section("All vectors (type x, y)", table),
             self.status,
-        ], layout=widgets.Layout(width="350px", min_width="350px"))
+        ], layout=widgets.Layout(width="380px", min_width="380px"))
         self._fill_vector_controls()
         self.preset.observe(self._on_preset, "value")
         for control in (self.score, self.mask_kind):
@@ -130,7 +130,7 @@ class MechanismPanel(widgets.VBox):
         self.custom_mask = torch.ones(len(self.toy.tokens), len(self.toy.tokens), dtype=torch.bool)
         self._syncing = True
         self.query.options = list(self.toy.tokens)
-        self.query.value = self.toy.tokens[0]
+        self.query.value = FOCUS[change["new"]]
         self._syncing = False
         self._fill_vector_controls()
         self.update()
