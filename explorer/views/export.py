@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
@@ -27,9 +28,8 @@ def maps_json(maps, decimals: int = 5) -> bytes:
 
 def maps_npz(maps) -> bytes:
     """The record as a compressed NumPy ``.npz`` (``AttentionMaps.save_npz`` layout, no pickles)."""
-    buffer = io.BytesIO()
-    maps.save_npz(buffer)
-    return buffer.getvalue()
+    with tempfile.TemporaryDirectory() as folder:
+        return maps.save_npz(Path(folder) / "maps.npz").read_bytes()
 
 
 def maps_bytes(maps, fmt: str) -> bytes:

@@ -1,0 +1,290 @@
+"""The pretrained encoder against transformers itself, ablation, the maths on a tiny example, and the panel."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from explorer.maps import AttentionMaps, entropy, rollout
+from explorer.models.pretrained import (PretrainedEncoder, aligned_difference, align_tokens, cosine_similarity,
+                                        default_model_dir, layer_change, load)
+from explorer.views import bertviz as bertviz_view
+from explorer.views import export
+from explorer.views import pretrained as view
+
+CORE = "The animal didn't cross the street because it was too tired."
+
+
+@pytest.fixture(scope="module")
+def encoder() -> PretrainedEncoder:
+    return load()
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """transformers' own model and tokenizer, loaded separately from the same folder."""
+    from transformers import AutoModel, AutoTokenizer
+
+    folder = default_model_dir()
+    model = AutoModel.from_pretrained(folder, attn_implementation="eager", local_files_only=True).eval()
+    return model, AutoTokenizer.from_pretrained(folder, local_files_only=True)
+
+
+def reference_attentions(reference, text, text_pair=None):
+    model, tokenizer = reference
+    inputs = tokenizer(text, text_pair, return_tensors="pt")
+    with torch.no_grad():
+        output = model(**inputs, output_attentions=True)
+    return torch.cat(output.attentions), tokenizer.convert_ids_to_tokens(inputs["input_ids"][0])
+
+
+@pytest.mark.parametrize("text, pair", [
+    (CORE, None),
+    ("Short.", None),
+    ("Émilie a vu 東京 🚀 today!", None),
+    ("The cat sat on the mat.", "A cat was sitting on a rug."),
+])
+def test_weights_equal_transformers_output_attentions(encoder, reference, text, pair):
+    maps = encoder.attend(text, pair)
+    expected, tokens = reference_attentions(reference, text, pair)
+    assert maps.weights.shape == (6, 12, len(tokens), len(tokens))
+    torch.testing.assert_close(maps.weights, expected, rtol=0, atol=1e-6)
+    assert len(maps.tokens) == len(tokens)
+    assert maps.tokens[0] == "[CLS]" and maps.tokens[-1] == "[SEP]"
+    specials = [int(t in ("[CLS]", "[SEP]", "[UNK]")) for t in tokens]
+    assert maps.meta["special"] == specials and sum(specials) >= (3 if pair else 2)
+    assert maps.meta["model"] == "all-MiniLM-L6-v2" and maps.meta["n_layers"] == 6 and maps.meta["n_heads"] == 12
+    if pair:
+        assert maps.tokens[maps.meta["sentence_b_start"] - 1] == "[SEP]"
+
+
+def test_word_pieces_stay_readable(encoder):
+    maps = encoder.attend("unbelievably tokenization")
+    assert any(token.startswith("##") for token in maps.tokens)
+
+
+def test_ablation_changes_only_later_layers(encoder, reference):
+    plain = encoder.attend(CORE)
+    ablated = encoder.attend(CORE, ablate=[(2, 3), (2, 7)])
+    torch.testing.assert_close(ablated.weights[:3], plain.weights[:3], rtol=0, atol=0)
+    change = layer_change(plain, ablated)
+    assert change[:3].max() == 0 and bool((change[3:] > 1e-3).all())
+    assert ablated.meta["ablated"] == [[2, 3], [2, 7]]
+
+
+def test_ablation_matches_zeroing_the_head_by_hand(encoder, reference):
+    """Independent check: zero head 5 of layer 1 by editing the value projection's rows in a copy of the model."""
+    import copy
+
+    model, tokenizer = reference
+    edited = copy.deepcopy(model)
+    head_size = 384 // 12
+    rows = slice(5 * head_size, 6 * head_size)
+    with torch.no_grad():  # a head's output is its weights times its values: zero values -> zero output
+        edited.encoder.layer[1].attention.self.value.weight[rows] = 0
+        edited.encoder.layer[1].attention.self.value.bias[rows] = 0
+        expected = torch.cat(edited(**tokenizer(CORE, return_tensors="pt"), output_attentions=True).attentions)
+    torch.testing.assert_close(encoder.attend(CORE, ablate=[(1, 5)]).weights, expected, rtol=0, atol=1e-5)
+
+
+def test_ablation_lowers_embedding_similarity(encoder):
+    base = encoder.sentence_embedding(CORE)
+    assert cosine_similarity(base, encoder.sentence_embedding(CORE)) == pytest.approx(1.0)
+    assert cosine_similarity(base, encoder.sentence_embedding(CORE, ablate=[(0, h) for h in range(12)])) < 0.99
+
+
+@pytest.mark.parametrize("ablate, words", [([(6, 0)], "Layer 6"), ([(0, 12)], "Head 12"), ([("a",)], "pairs")])
+def test_bad_ablation_is_a_clear_error(encoder, ablate, words):
+    with pytest.raises(ValueError, match=words):
+        encoder.attend(CORE, ablate=ablate)
+
+
+@pytest.mark.parametrize("text", ["", "   \n"])
+def test_empty_text_is_a_clear_error(encoder, text):
+    with pytest.raises(ValueError, match="empty"):
+        encoder.attend(text)
+
+
+def test_long_text_is_truncated_with_a_notice(encoder):
+    maps = encoder.attend("word " * 3000)
+    assert len(maps.tokens) == 512 and maps.meta["truncated"]
+    assert "3002 tokens" in maps.meta["notice"] and "512" in maps.meta["notice"]
+    short = encoder.attend(CORE, max_tokens=8)
+    assert len(short.tokens) == 8 and short.tokens[-1] == "[SEP]" and short.meta["notice"]
+
+
+def test_repeated_input_comes_from_the_cache(encoder):
+    assert encoder.attend("cached sentence") is encoder.attend("cached sentence")
+
+
+def test_unknown_model_and_non_model_folder_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="not available offline"):
+        load("nobody/no-such-model-xyz")
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(ValueError, match="not a model"):
+        load(str(tmp_path))
+    with pytest.raises(ValueError, match="not a folder"):
+        load(str(tmp_path / "notes.txt"))
+
+
+def test_local_folder_loads(encoder):
+    other = load(str(default_model_dir()))
+    torch.testing.assert_close(other.attend("hi there").weights, encoder.attend("hi there").weights)
+
+
+def tiny_maps() -> AttentionMaps:
+    """Two layers, one head, two tokens: small enough to work out by hand."""
+    weights = torch.tensor([[[[1.0, 0.0], [0.5, 0.5]]], [[[0.5, 0.5], [0.0, 1.0]]]])
+    return AttentionMaps(tokens=("a", "b"), weights=weights)
+
+
+def test_rollout_matches_hand_computation():
+    # layer 0: 0.5 A + 0.5 I = [[1, 0], [.25, .75]]; layer 1: [[.75, .25], [0, 1]]
+    # product layer1 @ layer0 = [[.75 + .0625, .1875], [.25, .75]]
+    result = rollout(tiny_maps())
+    torch.testing.assert_close(result[0], torch.tensor([[1.0, 0.0], [0.25, 0.75]]))
+    torch.testing.assert_close(result[1], torch.tensor([[0.8125, 0.1875], [0.25, 0.75]]))
+
+
+def test_entropy_matches_hand_computation():
+    # layer 0 rows: 0 and log 2 -> mean log(2)/2; layer 1 the same
+    torch.testing.assert_close(entropy(tiny_maps()), torch.full((2, 1), math.log(2) / 2))
+
+
+def test_difference_aligns_shared_tokens():
+    a = AttentionMaps(tokens=("x", "cat", "y"), weights=torch.eye(3))
+    b = AttentionMaps(tokens=("x", "dog", "cat", "y"), weights=torch.full((4, 4), 0.25))
+    assert align_tokens(a.tokens, b.tokens) == ([0, 1, 2], [0, 2, 3])
+    difference = aligned_difference(a, b)
+    assert difference.tokens == ("x", "cat", "y")
+    torch.testing.assert_close(difference.weights[0, 0], torch.full((3, 3), 1 / 3) - torch.eye(3))
+
+
+def test_views_send_one_layer_with_labelled_axes(encoder):
+    maps = encoder.attend(CORE)
+    fig = view.head_figure(maps, 4, 11, token=10)
+    assert list(fig.data[0].x)[10] == "it" and fig.layout.xaxis.title.text.startswith("key")
+    assert np.asarray(fig.data[0].z).shape == (16, 16) and len(fig.layout.shapes) == 2
+    np.testing.assert_allclose(fig.data[0].z, maps.head(4, 11).numpy(), atol=5e-4)
+    assert len(view.layer_figure(maps, 2).data) == 12
+    share = view.entropy_figure(entropy(maps), 16, 0, 0).data[0].z
+    assert np.all((np.asarray(share) >= 0) & (np.asarray(share) <= 1))
+
+
+def test_bertviz_page_is_offline_and_capped(encoder):
+    maps = encoder.attend("word " * 100)
+    page, notice = bertviz_view.bertviz_page(maps, "head", layer=2, max_tokens=20)
+    assert "cdnjs" not in page and "https://" not in page.split("<script>", 1)[0]
+    assert "define('d3'" in page and "first 20 of 102 tokens" in notice
+    model_page, _ = bertviz_view.bertviz_page(encoder.attend(CORE), "model")
+    assert "cdnjs" not in model_page
+    with pytest.raises(ValueError, match="Unknown bertviz view"):
+        bertviz_view.bertviz_page(maps, "neuron")
+
+
+def test_exports_round_trip(encoder, tmp_path):
+    maps = encoder.attend(CORE)
+    data = json.loads(export.maps_json(maps))
+    np.testing.assert_allclose(data["weights"], maps.weights.numpy(), atol=1e-5)
+    path = tmp_path / "maps.npz"
+    path.write_bytes(export.maps_npz(maps))
+    loaded = AttentionMaps.load_npz(path)
+    assert loaded.tokens == maps.tokens and torch.equal(loaded.weights, maps.weights)
+    assert 'download="attention-maps.npz"' in export.download_link(export.maps_npz(maps), "attention-maps.npz", "npz")
+    with pytest.raises(ValueError):
+        export.image_script("ae-x", "gif", "plot")
+
+
+@pytest.fixture
+def panel(encoder):
+    from explorer.widgets.pretrained import PretrainedPanel
+
+    return PretrainedPanel(encoder=encoder)
+
+
+def test_panel_draws_new_text_layer_and_head(panel):
+    panel.text_a.value = "Penguins swim quickly"
+    panel.wait()
+    panel.layer.value, panel.head.value = 5, 5
+    panel.redraw()
+    figure = panel.figures["head"]
+    assert list(figure.data[0].x) == ["[CLS]", "penguins", "swim", "quickly", "[SEP]"]
+    assert figure.layout.title.text == "layer 5, head 5"
+    np.testing.assert_allclose(figure.data[0].z, panel.reading.maps.head(5, 5).numpy(), atol=5e-4)
+
+
+def test_panel_bad_input_keeps_the_view(panel):
+    before = list(panel.figures["head"].data[0].x)
+    panel.text_a.value = "  "
+    panel.wait()
+    assert panel.status.kind == "error" and "empty" in panel.status.text
+    assert list(panel.figures["head"].data[0].x) == before
+    panel.select_head(7, 0)
+    assert "Layer 7 does not exist" in panel.status.text
+    with pytest.raises(ValueError, match="Unknown preset"):
+        panel.apply_preset("nope")
+    panel.load_model("nobody/no-such-model-xyz")
+    panel.wait()
+    assert "not available offline" in panel.status.text and panel.encoder.name == "all-MiniLM-L6-v2"
+
+
+def test_panel_token_click_highlights_and_lock_keeps_it(panel):
+    panel.apply_preset("coreference")
+    panel.wait()
+    it = panel.reading.maps.tokens.index("it")
+    assert panel.token == it and len(panel.figures["head"].layout.shapes) == 2
+    focus = panel.figures["focus"]
+    np.testing.assert_allclose(focus.data[0].y, panel.reading.maps.head(3, 1)[it].numpy(), atol=5e-4)
+    panel.lock.value = True
+    panel.select_token(2)
+    assert panel.token == it
+    panel.text_a.value = "Yesterday it rained."
+    panel.wait()
+    assert panel.reading.maps.tokens[panel.token] == "it"
+    panel.lock.value = False
+    panel.select_token(1)
+    assert panel.token == 1
+
+
+def test_panel_ablation_shows_its_effect(panel):
+    panel.layer.value, panel.head.value = 2, 4
+    panel.ablate_button.value = True
+    panel.wait()
+    assert panel.ablated == {(2, 4)} and panel.reading.cosine < 1.0
+    assert panel.reading.change[:3].max() == 0 and panel.reading.change[3:].max() > 0
+    assert "L2H4" in panel.figures["ablation"].layout.title.text
+    panel.set_ablation(())
+    panel.wait()
+    assert panel.reading.change is None and panel.ablation_box.layout.display == "none"
+
+
+def test_panel_compares_two_texts(panel):
+    panel.apply_preset("compare two texts")
+    panel.wait()
+    figure = panel.figures["compare"]
+    assert len(figure.data) == 3 and "big" in list(figure.data[0].x) and "small" in list(figure.data[1].x)
+    assert "big" not in list(figure.data[2].x) and "it" in list(figure.data[2].x)
+
+
+def test_panel_entropy_click_opens_that_head(panel):
+    panel.view.value = "layer"
+    panel._on_entropy_click(None, type("Points", (), {"point_inds": [[4, 9]]})(), None)
+    assert (panel.layer.value, panel.head.value, panel.view.value) == (4, 9, "head")
+
+
+def test_panel_other_views_and_bertviz(panel):
+    for name in ("layer", "mean", "rollout"):
+        panel.view.value = name
+        panel.redraw()
+        assert panel.main.children[0] is panel.figures[name]
+    panel.render_bertviz("model")
+    panel.wait()
+    assert "ae-bertviz-frame" in panel.bertviz.value and "cdnjs" not in panel.bertviz.value
+    panel.export("npz")
+    assert "attention-maps.npz" in panel.downloads.value
+    panel.export("svg")
+    assert "format:'svg'" in panel.downloads.value.replace("&#x27;", "'")
