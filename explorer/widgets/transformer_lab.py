@@ -27,8 +27,8 @@ from explorer.widgets.figure import Figure
 TEXT_PREFIX = "text: "
 KINDS = ("encoder", "encoder-decoder")
 POOLING_CHOICES = [("[CLS] token", "cls"), ("mean", "mean"), ("max", "max"), ("attention", "attention")]
-PER_TOKEN = [("none: one prediction per token", None)]
-DEFAULTS = dict(task="reverse", length=10, vocab=10, kind="encoder", layers=2, width=64, heads=4, pooling=None,
+PER_TOKEN = [("none (per token)", "none")]
+DEFAULTS = dict(task="reverse", length=10, vocab=10, kind="encoder", layers=2, width=64, heads=4, pooling="none",
                 norm="pre", positional="sinusoidal", compare=False, heads_b=1)
 PRESETS = {
     "reverse: 1 head vs 4 heads": dict(compare=True),
@@ -93,8 +93,8 @@ class TransformerLabPanel(widgets.VBox):
             "layers": w.IntSlider(value=2, min=1, max=4, layout=narrow),
             "width": w.Dropdown(options=[16, 32, 64, 128], value=64, layout=narrow),
             "heads": w.Dropdown(options=head_options(64), value=4, layout=narrow),
-            "pooling": w.Dropdown(options=PER_TOKEN, value=None, layout=narrow),
-            "norm": w.ToggleButtons(options=[("pre-norm", "pre"), ("post-norm", "post")], style=dict(button_width="80px")),
+            "pooling": w.Dropdown(options=PER_TOKEN, value="none", layout=narrow),
+            "norm": w.ToggleButtons(options=[("pre", "pre"), ("post", "post")], style=dict(button_width="62px")),
             "positional": w.ToggleButtons(options=["sinusoidal", "learned"], style=dict(button_width="80px")),
             "compare": w.Checkbox(value=False, description="train a second model", indent=False),
             "heads_b": w.Dropdown(options=head_options(64), value=1, layout=narrow),
@@ -102,6 +102,7 @@ class TransformerLabPanel(widgets.VBox):
         self.lr = w.FloatText(value=2e-3, step=1e-4, layout=narrow)
         self.batch_size = w.Dropdown(options=[16, 32, 64, 128, 256], value=64, layout=narrow)
         self.steps = w.IntText(value=300, layout=narrow)
+        self.steps.add_class("ae-tl-steps")
         self.upload = w.FileUpload(accept=".txt,.csv,.jsonl", multiple=False, description="your text file")
         self.buttons = {name: w.Button(description=name, layout=w.Layout(width="76px"), button_style=style)
                         for name, style in (("Train", "success"), ("Stop", "danger"), ("Reset", ""),
@@ -116,7 +117,8 @@ class TransformerLabPanel(widgets.VBox):
                     labelled("vocabulary", a["vocab"], "90px"), self.upload),
             section("Model", labelled("model", a["kind"], "90px"), labelled("layers", a["layers"], "90px"),
                     labelled("width", a["width"], "90px"), labelled("heads", a["heads"], "90px"),
-                    labelled("pooling", a["pooling"], "90px"), a["norm"], a["positional"]),
+                    labelled("pooling", a["pooling"], "90px"), labelled("LayerNorm", a["norm"], "90px"),
+                    labelled("positions", a["positional"], "90px")),
             section("Compare", a["compare"], labelled("its heads", a["heads_b"], "90px")),
             section("Training", labelled("learning rate", self.lr, "90px"), labelled("batch size", self.batch_size, "90px"),
                     labelled("steps", self.steps, "90px"),
@@ -191,7 +193,7 @@ class TransformerLabPanel(widgets.VBox):
         try:
             pooling = self.arch["pooling"]
             pooling.options = POOLING_CHOICES if classify else PER_TOKEN
-            pooling.value = (settings["pooling"] or "mean") if classify else None
+            pooling.value = (settings["pooling"] if settings["pooling"] != "none" else "mean") if classify else "none"
             for name in ("length", "vocab"):
                 self.arch[name].disabled = text
         finally:
