@@ -38,7 +38,7 @@ def curves_figure(histories: dict, evaluations: dict) -> go.Figure:
     fig.update_xaxes(title_text="step")
     fig.update_yaxes(title_text="cross-entropy", rangemode="tozero", row=1, col=1)
     fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=1, col=2)
-    fig.update_layout(height=280, margin=dict(l=50, r=20, t=40, b=40), legend=dict(orientation="h", y=1.18))
+    fig.update_layout(height=300, margin=dict(l=50, r=20, t=70, b=40), legend=dict(orientation="h", x=0, y=1.3))
     return fig
 
 
@@ -59,11 +59,17 @@ def gallery_figure(images, columns: dict, row_titles, height_per_row: int = 150)
             fig.add_trace(image_trace(pictures[r]), row=r + 1, col=c + 2)
             fig.add_trace(map_trace(stack[r], title, show_scale=r == 0 and c == 0), row=r + 1, col=c + 2)
     for c, title in enumerate(["image", *columns]):
-        fig.add_annotation(text=f"<b>{title}</b>", x=(c + 0.5) / n_cols, y=1.0, xref="paper", yref="paper",
-                           yanchor="bottom", showarrow=False, yshift=18, font=dict(size=11))
-    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
-    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, autorange="reversed", scaleanchor="x")
-    fig.update_layout(height=height_per_row * n_rows + 70, margin=dict(l=10, r=10, t=60, b=10))
+        x0, x1 = fig.get_subplot(1, c + 1).xaxis.domain
+        fig.add_annotation(text=f"<b>{title.replace(' (', '<br>(')}</b>", x=(x0 + x1) / 2, y=1.0, xref="paper",
+                           yref="paper", yanchor="bottom", showarrow=False, yshift=16, font=dict(size=10))
+    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, constrain="domain")
+    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, autorange="reversed", constrain="domain")
+    for r in range(n_rows):
+        for c in range(n_cols):
+            axes = fig.get_subplot(r + 1, c + 1)
+            fig.update_yaxes(scaleanchor=axes.yaxis.anchor, row=r + 1, col=c + 1)
+    fig.update_layout(height=height_per_row * n_rows + 80, margin=dict(l=10, r=10, t=70, b=10),
+                      plot_bgcolor="white")
     fig.update_annotations(font_size=10)
     return fig
 
