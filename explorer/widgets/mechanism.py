@@ -9,6 +9,7 @@ import torch
 from explorer.attention import SCORE_FORMULAS, SCORES
 from explorer.models.mechanism import FOCUS, MASKS, PRESETS, ToyAttention, parse_vector
 from explorer.views import mechanism as view
+from explorer.widgets.export import ExportBar
 from explorer.widgets.figure import Figure
 from explorer.widgets.common import StatusLine, labelled, section, shows_errors
 
@@ -78,6 +79,9 @@ class MechanismPanel(widgets.VBox):
             section("Token (its steps and sliders)", self.query),
             section("Its vectors", *self.sliders.values()),
             section("All vectors (type x, y)", table),
+            section("Export", ExportBar({"weights": "ae-weights", "scores": "ae-scores", "vectors": "ae-vectors"},
+                                        lambda: self.result and self.result.maps(self.toy.tokens), self.status,
+                                        name="mechanism")),
             self.status,
         ], layout=widgets.Layout(width="380px", min_width="380px"))
         self._fill_vector_controls()
