@@ -75,7 +75,7 @@ def gallery_maps(panel):
 
 
 def test_panel_trains_both_nets_and_redraws_the_overlay(panel):
-    panel.reset()
+    reset(panel)
     before = gallery_maps(panel)
     panel.train(steps=20, wait=True)
     assert [t.step for t in panel.trainers.values()] == [20, 20]
@@ -85,19 +85,24 @@ def test_panel_trains_both_nets_and_redraws_the_overlay(panel):
     assert len(panel.figures["localization"].data[0].x) == 3  # snapshots at steps 0, 10, 20
 
 
-@pytest.mark.parametrize("control, value, words", [
-    ("ratio", 0, "ratio"), ("epochs", 0, None)])
-def test_bad_settings_are_explained_and_the_trained_nets_kept(panel, control, value, words):
+def reset(panel):
     panel.reset()
+    panel.task.join()
+
+
+@pytest.mark.parametrize("control, value, words", [
+    ("ratio", 0, "ratio"), ("lr", -1.0, "learning rate"), ("epochs", 0, "at least 1 epoch")])
+def test_bad_settings_are_explained_and_the_trained_nets_kept(panel, control, value, words):
+    reset(panel)
     panel.train(steps=10, wait=True)
     model = panel.trainers["cbam"].model
-    getattr(panel, control).value = value
-    if control == "epochs":
-        panel.train()
-        words = "at least 1 epoch"
+    widget = panel.options.get(control) or getattr(panel, control)
+    old, widget.value = widget.value, value
+    assert panel.status.kind == "error" if control == "ratio" else panel.status.kind == "ok"
+    panel.reset() if control == "ratio" else panel.train()
     assert panel.status.kind == "error" and words in panel.status.text
     assert panel.trainers["cbam"].model is model and panel.trainers["cbam"].step == 10
-    getattr(panel, control).value = {"ratio": 16, "epochs": 3}[control]
+    widget.value = old
 
 
 def test_no_pooling_ticked_is_explained(panel):
@@ -105,17 +110,21 @@ def test_no_pooling_ticked_is_explained(panel):
         box.value = False
     assert panel.status.kind == "error" and "pooling" in panel.status.text
     panel.apply_preset("CBAM: paper defaults")
+    panel.task.join()
     assert panel.pools["avg"].value and panel.pools["max"].value and panel.status.kind == "ok"
 
 
 def test_presets_rebuild_the_nets(panel):
     panel.apply_preset("CBAM: spatial attention only")
+    panel.task.join()
+    assert not panel.options["channel"].value and panel.status.kind == "ok"
     cbam_model = panel.trainers["cbam"].model
     assert cbam_model.cbams[0].channel_gate is None and panel.trainers["cbam"].step == 0
     assert len(panel.figures["gallery"].data) == GALLERY_TRACES(stages=3)
     with pytest.raises(ValueError, match="Presets"):
         panel.apply_preset("nonsense")
     panel.apply_preset("CBAM: paper defaults")
+    panel.task.join()
     assert set(PRESETS) >= {"CBAM: average vs max pooling"}
 
 
@@ -153,16 +162,20 @@ def test_bad_folder_keeps_the_data_and_nets(panel, tmp_path):
 
 
 def test_save_and_load_both_nets(panel, tmp_path):
-    panel.reset()
+    reset(panel)
     panel.train(steps=10, wait=True)
     panel.path.value = str(tmp_path / "lab")
     panel.save()
     expected = {name: t.model.state_dict() for name, t in panel.trainers.items()}
-    panel.reset()
+    panel.options["kernel_size"].value = 3
+    reset(panel)
     panel.load()
+    panel.task.join()
+    assert panel.options["kernel_size"].value == 7  # the controls show the loaded net's settings
     assert panel.status.kind == "ok" and [t.step for t in panel.trainers.values()] == [10, 10]
     for name, trainer in panel.trainers.items():
         assert all(torch.equal(expected[name][k], v) for k, v in trainer.model.state_dict().items())
     panel.path.value = str(tmp_path / "nothing")
     panel.load()
+    panel.task.join()
     assert panel.status.kind == "error" and [t.step for t in panel.trainers.values()] == [10, 10]

@@ -177,3 +177,9 @@ def image_from_bytes(content: bytes, size: int, channels: int) -> np.ndarray:
             return to_pixels(image, size, channels)
     except (OSError, PILImage.DecompressionBombError):
         raise ValueError("That file is not an image this lab can read (try a PNG or JPEG).") from None
+
+
+def first_images(split, count: int):
+    """The first ``count`` images of a split as tensors: pixel values, labels and boxes (None if unknown)."""
+    rows = split.with_format("torch")[:count]
+    return rows["pixel_values"], rows["label"], rows.get("bbox")

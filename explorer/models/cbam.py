@@ -22,6 +22,18 @@ POOL_TYPES = ("avg", "max", "lp", "lse")
 MERGES = ("sum", "concat")
 ORDERS = ("channel-spatial", "spatial-channel", "parallel")
 KERNEL_SIZES = (3, 5, 7)
+PAPER = dict(cbam=True, channel=True, spatial=True, order="channel-spatial", pool=("avg", "max"), merge="sum",
+             ratio=16, kernel_size=7)  # the settings of Woo et al. (2018)
+PRESETS = {
+    "CBAM: paper defaults": PAPER,
+    "CBAM: average vs max pooling": dict(PAPER, pool=("avg",)),
+    "CBAM: max pooling only": dict(PAPER, pool=("max",)),
+    "CBAM: spatial attention only": dict(PAPER, channel=False),
+    "CBAM: channel attention only": dict(PAPER, spatial=False),
+    "CBAM: spatial first": dict(PAPER, order="spatial-channel"),
+    "CBAM: parallel gates": dict(PAPER, order="parallel"),
+}
+PRESET_NOTES = {"CBAM: average vs max pooling": "Average pooling only: train, then tick max and Reset to compare."}
 
 
 def check_pool(pool) -> tuple[str, ...]:
@@ -298,3 +310,14 @@ def probe_maps(model: CBAMNet, pixel_values: torch.Tensor, boxes=None) -> ImageA
         scores["Grad-CAM"] = localization(cam, boxes)
         meta["localization"] = scores
     return ImageAttention(channel=record.channel, spatial=record.spatial, images=record.images, meta=meta)
+
+
+def localization_history(snapshots) -> dict:
+    """``{map name: (steps, scores)}`` from a Trainer's ``(step, record)`` snapshots of ``probe_maps``."""
+    history: dict = {}
+    for step, record in snapshots:
+        for name, score in record.meta.get("localization", {}).items():
+            steps, scores = history.setdefault(name, ([], []))
+            steps.append(step)
+            scores.append(score)
+    return history

@@ -102,15 +102,16 @@ def channel_bars(channel_weights, title: str = "") -> go.Figure:
     return fig
 
 
-def localization_figure(steps, scores: dict) -> go.Figure:
-    """Localization over training: one line per map (``scores`` name -> values); 1.0 is a uniform map."""
+def localization_figure(lines: dict) -> go.Figure:
+    """Localization over training: one line per map (``lines``: name -> (steps, scores)); 1.0 is a uniform map."""
     fig = go.Figure()
-    for (name, values), color in zip(scores.items(), LOCALIZATION_COLORS):
-        fig.add_trace(go.Scatter(x=list(steps), y=list(values), name=name, mode="lines+markers",
+    for (name, (steps, scores)), color in zip(lines.items(), LOCALIZATION_COLORS):
+        fig.add_trace(go.Scatter(x=list(steps), y=list(scores), name=name, mode="lines+markers",
                                  line=dict(color=color, dash="dot" if "Grad-CAM" in name else None)))
     fig.add_hline(y=1.0, line=dict(color="#888", dash="dash"), annotation_text="uniform",
                   annotation_position="bottom right")
-    fig.update_layout(title=dict(text="localization: map mass in the object's box ÷ box area", font=dict(size=13)),
+    title = "localization: map mass in the object's box ÷ box area" if lines else "localization: this data has no boxes"
+    fig.update_layout(title=dict(text=title, font=dict(size=13)),
                       height=240, margin=dict(l=50, r=20, t=50, b=40), xaxis_title="step",
                       yaxis=dict(title="× uniform", rangemode="tozero"), legend=dict(font=dict(size=10)))
     return fig

@@ -16,8 +16,9 @@ import ipywidgets as widgets
 import torch
 
 from explorer import checkpoints
-from explorer.data.images import image_from_bytes, load_digits, load_image_folder, make_shapes
-from explorer.models.cbam import KERNEL_SIZES, MERGES, ORDERS, POOL_TYPES, CBAM, CBAMNet, probe_maps
+from explorer.data.images import first_images, image_from_bytes, load_digits, load_image_folder, make_shapes
+from explorer.models.cbam import (KERNEL_SIZES, MERGES, ORDERS, PAPER, POOL_TYPES, PRESET_NOTES, PRESETS, CBAM, CBAMNet,
+                                  localization_history, probe_maps)
 from explorer.training import Trainer
 from explorer.views import images as view
 from explorer.widgets.common import BackgroundTask, StatusLine, Throttle, labelled, section, shows_errors
@@ -26,18 +27,6 @@ from explorer.widgets.mechanism import copy_trace_data
 
 NAMES = {"cbam": "CBAM net", "plain": "plain baseline"}
 DATASETS = (("shapes (with boxes)", "shapes"), ("digits (scikit-learn)", "digits"), ("your folder", "folder"))
-PAPER = dict(cbam=True, channel=True, spatial=True, order="channel-spatial", pool=("avg", "max"), merge="sum",
-             ratio=16, kernel_size=7)
-PRESETS = {
-    "CBAM: paper defaults": PAPER,
-    "CBAM: average vs max pooling": dict(PAPER, pool=("avg",)),
-    "CBAM: max pooling only": dict(PAPER, pool=("max",)),
-    "CBAM: spatial attention only": dict(PAPER, channel=False),
-    "CBAM: channel attention only": dict(PAPER, spatial=False),
-    "CBAM: spatial first": dict(PAPER, order="spatial-channel"),
-    "CBAM: parallel gates": dict(PAPER, order="parallel"),
-}
-PRESET_NOTES = {"CBAM: average vs max pooling": "Average pooling only: train, then tick max and Reset to compare."}
 GALLERY_SIZE = 4  # test images drawn in the gallery
 PROBE_SIZE = 64  # test images whose maps are scored for localization
 CHUNK = 10  # steps each net trains before the other takes its turn (and a snapshot is taken)
@@ -45,14 +34,21 @@ BATCH_SIZE = 64
 NET_WIDTH = 32  # the nets' default width: the channels each CBAM weighs
 
 
-def pixels_and_boxes(split, count: int):
-    """The first ``count`` images of a split, their labels and (if known) their boxes, as tensors."""
-    rows = split.with_format("torch")[:count]
-    return rows["pixel_values"], rows["label"], rows.get("bbox")
+def tagged(widget: widgets.Widget, name: str) -> widgets.Widget:
+    """``widget`` with the CSS class ``ae-cbam-<name>`` (for tests and styling)."""
+    widget.add_class(f"ae-cbam-{name}")
+    return widget
+
+
+def button(description: str, icon: str, action, name: str, style: str = "") -> widgets.Button:
+    control = tagged(widgets.Button(description=description, icon=icon, button_style=style), name)
+    control.on_click(lambda _: action())
+    return control
 
 
 class CBAMPanel(widgets.VBox):
-    """The live CBAM lab; ``train(steps)`` and ``apply_preset(name)`` drive it from code too."""
+    """The live CBAM lab; ``train(steps)`` and ``apply_preset(name)`` drive it from code too (work runs in
+    ``self.task``; ``self.task.join()`` waits for it)."""
 
     def __init__(self, n_train: int = 2000, n_test: int = 500):
         super().__init__()
@@ -74,55 +70,46 @@ class CBAMPanel(widgets.VBox):
     # ----- layout ---------------------------------------------------------------------------------
     def _build_controls(self) -> None:
         w = widgets
-        self.dataset = w.Dropdown(options=DATASETS, value="shapes", layout=w.Layout(width="190px"))
+        self.dataset = tagged(w.Dropdown(options=DATASETS, value="shapes", layout=w.Layout(width="190px")), "dataset")
         self.folder = w.Text(placeholder="folder with one sub-folder per class", layout=w.Layout(width="300px"))
-        self.load_button = w.Button(description="Load data", icon="folder-open")
-        self.use_cbam = w.Checkbox(value=True, description="CBAM on", indent=False)
-        self.channel = w.Checkbox(value=True, description="channel attention", indent=False)
-        self.spatial = w.Checkbox(value=True, description="spatial attention", indent=False)
-        self.order = w.Dropdown(options=ORDERS, value="channel-spatial", layout=w.Layout(width="170px"))
+        self.use_cbam = tagged(w.Checkbox(value=True, description="CBAM on", indent=False), "use-cbam")
+        self.options = {
+            "channel": w.Checkbox(value=True, description="channel attention", indent=False),
+            "spatial": w.Checkbox(value=True, description="spatial attention", indent=False),
+            "order": w.Dropdown(options=ORDERS, value="channel-spatial", layout=w.Layout(width="170px")),
+            "merge": w.ToggleButtons(options=MERGES, value="sum", style=dict(button_width="70px")),
+            "ratio": tagged(w.IntText(value=16, layout=w.Layout(width="80px")), "ratio"),
+            "kernel_size": tagged(w.ToggleButtons(options=KERNEL_SIZES, value=7, style=dict(button_width="45px")),
+                                  "kernel"),
+        }
         self.pools = {p: w.Checkbox(value=p in PAPER["pool"], description=p, indent=False,
                                     layout=w.Layout(width="70px")) for p in POOL_TYPES}
-        self.merge = w.ToggleButtons(options=MERGES, value="sum", style=dict(button_width="70px"))
-        self.ratio = w.IntText(value=16, layout=w.Layout(width="80px"))
-        self.kernel = w.ToggleButtons(options=KERNEL_SIZES, value=7, style=dict(button_width="45px"))
-        self.lr = w.FloatText(value=0.003, step=0.001, layout=w.Layout(width="90px"))
-        self.epochs = w.IntText(value=3, layout=w.Layout(width="80px"))
-        self.train_button = w.Button(description="Train", icon="play", button_style="success")
-        self.stop_button = w.Button(description="Stop", icon="stop")
-        self.reset_button = w.Button(description="Reset", icon="undo")
-        self.progress = w.IntProgress(value=0, min=0, max=1, layout=w.Layout(width="300px"))
+        self.lr = tagged(w.FloatText(value=0.003, step=0.001, layout=w.Layout(width="90px")), "lr")
+        self.epochs = tagged(w.IntText(value=3, layout=w.Layout(width="80px")), "epochs")
+        self.progress = tagged(w.IntProgress(value=0, min=0, max=1, layout=w.Layout(width="300px")), "progress")
         self.path = w.Text(value="checkpoints/cbam", layout=w.Layout(width="190px"))
-        self.save_button, self.load_model_button = w.Button(description="Save"), w.Button(description="Load")
-        self.upload = w.FileUpload(accept="image/*", multiple=False, description="Your image")
-        self.selected = w.ToggleButtons(options=[(f"image {i + 1}", i) for i in range(GALLERY_SIZE)], value=0,
-                                        style=dict(button_width="64px"))
-        for control, name in ((self.dataset, "dataset"), (self.ratio, "ratio"), (self.train_button, "train"),
-                              (self.stop_button, "stop"), (self.reset_button, "reset"), (self.upload, "upload"),
-                              (self.use_cbam, "use-cbam"), (self.kernel, "kernel"), (self.epochs, "epochs"),
-                              (self.lr, "lr"), (self.progress, "progress"), (self.selected, "selected")):
-            control.add_class(f"ae-cbam-{name}")
+        self.upload = tagged(w.FileUpload(accept="image/*", multiple=False, description="Your image"), "upload")
+        self.selected = tagged(w.ToggleButtons(options=[(f"image {i + 1}", i) for i in range(GALLERY_SIZE)],
+                                               value=0, style=dict(button_width="64px")), "selected")
+        option = {key: labelled(key.replace("_size", " k").replace("ratio", "ratio r"), control, "70px")
+                  for key, control in self.options.items()}
         self.controls = w.VBox([
-            section("Data", labelled("dataset", self.dataset, "70px"), self.folder, self.load_button),
-            section("CBAM", self.use_cbam, w.HBox([self.channel, self.spatial]), labelled("order", self.order, "70px"),
-                    w.HBox(list(self.pools.values())), labelled("merge", self.merge, "70px"),
-                    labelled("ratio r", self.ratio, "70px"), labelled("kernel k", self.kernel, "70px")),
+            section("Data", labelled("dataset", self.dataset, "70px"), self.folder,
+                    button("Load data", "folder-open", self.load_data, "load-data")),
+            section("CBAM", self.use_cbam, w.HBox([self.options["channel"], self.options["spatial"]]), option["order"],
+                    w.HBox(list(self.pools.values())), option["merge"], option["ratio"], option["kernel_size"]),
             section("Training", labelled("learning rate", self.lr, "100px"), labelled("epochs", self.epochs, "100px"),
-                    w.HBox([self.train_button, self.stop_button, self.reset_button]), self.progress),
-            section("Checkpoint", w.HBox([self.path, self.save_button, self.load_model_button])),
+                    w.HBox([button("Train", "play", self.train, "train", "success"),
+                            button("Stop", "stop", self.stop, "stop"), button("Reset", "undo", self.reset, "reset")]),
+                    self.progress),
+            section("Checkpoint", w.HBox([self.path, button("Save", "save", self.save, "save"),
+                                          button("Load", "upload", self.load, "load")])),
             section("Your own image", self.upload),
             self.status,
         ], layout=w.Layout(width="340px", min_width="340px"))
         self.dataset.observe(self._on_dataset, "value")
-        self.load_button.on_click(lambda _: self.load_data())
-        for control in (self.use_cbam, self.channel, self.spatial, self.order, self.merge, self.ratio, self.kernel,
-                        *self.pools.values()):
+        for control in (self.use_cbam, *self.options.values(), *self.pools.values()):
             control.observe(self._on_setting, "value")
-        self.train_button.on_click(lambda _: self.train())
-        self.stop_button.on_click(lambda _: self.stop())
-        self.reset_button.on_click(lambda _: self.reset())
-        self.save_button.on_click(lambda _: self.save())
-        self.load_model_button.on_click(lambda _: self.load())
         self.upload.observe(self._on_upload, "value")
         self.selected.observe(lambda _: self.redraw(), "value")
 
@@ -144,9 +131,8 @@ class CBAMPanel(widgets.VBox):
     # ----- settings -> models ---------------------------------------------------------------------
     def settings(self) -> dict:
         """The CBAM options of the controls."""
-        return dict(channel=self.channel.value, spatial=self.spatial.value, order=self.order.value,
-                    pool=tuple(p for p, box in self.pools.items() if box.value), merge=self.merge.value,
-                    ratio=self.ratio.value, kernel_size=self.kernel.value)
+        options = {key: control.value for key, control in self.options.items()}
+        return dict(options, pool=tuple(p for p, box in self.pools.items() if box.value))
 
     def check_settings(self) -> str:
         """Build one CBAM block from the controls: a ValueError if they cannot, else its note (or "")."""
@@ -157,16 +143,33 @@ class CBAMPanel(widgets.VBox):
             block = CBAM(NET_WIDTH, **self.settings())
         return "" if block.channel_gate is None else block.channel_gate.note
 
+    def show_settings(self, config: dict) -> None:
+        """Set the controls to ``config`` (a preset or a net's config) without rebuilding anything."""
+        self._syncing = True
+        try:
+            self.use_cbam.value = config["cbam"]
+            for key, control in self.options.items():
+                control.value = config.get(key, PAPER[key])
+            for pool, box in self.pools.items():
+                box.value = pool in config.get("pool", PAPER["pool"])
+        finally:
+            self._syncing = False
+
     def _new_trainers(self, models: dict) -> dict:
-        pixels, labels, boxes = pixels_and_boxes(self.data["test"], PROBE_SIZE)
+        pixels, labels, boxes = first_images(self.data["test"], PROBE_SIZE)
         trainers = {}
         for name, model in models.items():
             trainer = Trainer(model, self.data, lr=self.lr.value, batch_size=BATCH_SIZE, seed=0, snapshot_every=CHUNK,
                               probe=lambda m: probe_maps(m, pixels, boxes))
             trainer.add_callback(lambda t, event, info, name=name: self._events.__setitem__(name, event))
-            trainer.take_snapshot()
             trainers[name] = trainer
         return trainers
+
+    def _use_trainers(self, trainers: dict) -> None:
+        for trainer in trainers.values():
+            trainer.take_snapshot()
+        self.evaluations = {name: ([t.step], [t.evaluate()["accuracy"]]) for name, t in trainers.items()}
+        self.trainers = trainers
 
     def build_models(self) -> None:
         """New CBAM and plain nets (same seed, so the same backbone weights) from the controls and the data."""
@@ -178,8 +181,7 @@ class CBAMPanel(widgets.VBox):
         for name, use_cbam in (("cbam", self.use_cbam.value), ("plain", False)):
             torch.manual_seed(0)
             models[name] = CBAMNet(n_classes, in_channels=channels, cbam=use_cbam, **(options if use_cbam else {}))
-        self.trainers = self._new_trainers(models)
-        self.evaluations = {name: ([0], [trainer.evaluate()["accuracy"]]) for name, trainer in self.trainers.items()}
+        self._use_trainers(self._new_trainers(models))
 
     def use_data(self, data, name: str) -> None:
         """Switch to ``data`` with fresh models; on any error the previous data and models stay."""
@@ -191,24 +193,33 @@ class CBAMPanel(widgets.VBox):
             self.data, self.data_name = previous
             raise
         self.class_names = data["test"].features["label"].names
-        self.gallery_pixels, self.gallery_labels, _ = pixels_and_boxes(data["test"], GALLERY_SIZE)
+        self.gallery_pixels, self.gallery_labels, _ = first_images(data["test"], GALLERY_SIZE)
 
     def _busy(self) -> bool:
         if self.task.running:
-            self.status.show("Training is running: press Stop first.", "busy")
+            self.status.show("Busy training or loading: press Stop or wait a moment.", "busy")
         return self.task.running
+
+    def _in_background(self, message: str, work, done) -> None:
+        """Run ``work()`` in the background, then redraw and show ``done(result)``."""
+        if self._busy():
+            return
+        self.status.busy(message)
+
+        def finished(result):
+            self.redraw()
+            self.status.ok(done(result))
+
+        self.task.start(work, on_done=finished)
 
     @shows_errors
     def _on_setting(self, change) -> None:
         if self._syncing:
             return
         note = self.check_settings()
-        if self._busy():
-            return
         if max(t.step for t in self.trainers.values()) == 0:
-            self.build_models()
-            self.redraw()
-            self.status.ok(f"Settings applied to the untrained nets. {note}".strip())
+            self._in_background("Applying the settings…", self.build_models,
+                                lambda _: f"Settings applied to the untrained nets. {note}".strip())
         else:
             self.status.show(f"New settings apply when you press Reset (the trained nets are kept until then). {note}")
 
@@ -220,30 +231,24 @@ class CBAMPanel(widgets.VBox):
 
     def load_data(self) -> None:
         """Load the chosen dataset in the background and start fresh nets on it."""
-        if self._busy():
-            return
         kind, folder = self.dataset.value, self.folder.value.strip()
-        self.status.busy(f"Loading {kind}…")
         loaders = {"shapes": lambda: make_shapes(**self.sizes), "digits": load_digits,
                    "folder": lambda: load_image_folder(folder)}
-        self.task.start(lambda: self.use_data(loaders[kind](), kind), on_done=lambda _: self._loaded())
+        self._in_background(f"Loading {kind}…", lambda: self.use_data(loaders[kind](), kind),
+                            lambda _: self._data_summary())
 
-    def _loaded(self) -> None:
-        self.redraw()
+    def _data_summary(self) -> str:
         skipped = getattr(self.data, "skipped", 0)
         note = f" ({skipped} unreadable file(s) skipped)" if skipped else ""
-        self.status.ok(f"{self.data_name}: {len(self.data['train'])} training and {len(self.data['test'])} test "
-                       f"images in {len(self.class_names)} classes{note}.")
+        return (f"{self.data_name}: {len(self.data['train'])} training and {len(self.data['test'])} test "
+                f"images in {len(self.class_names)} classes{note}.")
 
     @shows_errors
-    def reset(self) -> None:
-        """Fresh nets from the current settings (refused while training; bad settings keep the old nets)."""
-        if self._busy():
-            return
-        self.build_models()
+    def reset(self, note: str = "New nets built from the settings; nothing trained yet.") -> None:
+        """Fresh nets from the current settings, in the background (bad settings keep the old nets)."""
+        self.check_settings()
         self.progress.value = 0
-        self.redraw()
-        self.status.ok("New nets built from the settings; nothing trained yet.")
+        self._in_background("Building fresh nets…", self.build_models, lambda _: note)
 
     def apply_preset(self, name: str) -> None:
         """Set the controls to one of ``PRESETS`` and build fresh nets with them."""
@@ -251,19 +256,8 @@ class CBAMPanel(widgets.VBox):
             raise ValueError(f"Unknown preset '{name}'. Presets: {', '.join(PRESETS)}.")
         if self.task.running:
             raise ValueError("Training is running: press Stop before choosing a preset.")
-        preset = PRESETS[name]
-        self._syncing = True
-        try:
-            for control, key in ((self.use_cbam, "cbam"), (self.channel, "channel"), (self.spatial, "spatial"),
-                                 (self.order, "order"), (self.merge, "merge"), (self.ratio, "ratio"),
-                                 (self.kernel, "kernel_size")):
-                control.value = preset[key]
-            for pool, box in self.pools.items():
-                box.value = pool in preset["pool"]
-        finally:
-            self._syncing = False
-        self.reset()
-        self.status.ok(PRESET_NOTES.get(name, f"{name}: fresh nets built; press Train."))
+        self.show_settings(PRESETS[name])
+        self.reset(PRESET_NOTES.get(name, f"{name}: fresh nets built; press Train."))
 
     # ----- training -------------------------------------------------------------------------------
     def steps_for_epochs(self) -> int:
@@ -348,22 +342,23 @@ class CBAMPanel(widgets.VBox):
         channel = [weights[selected] for weights in cbam.channel]
         title = (f"channel weights, image {selected + 1}" if channel else
                  "no channel attention in this net")
-        scores = {}
-        for name in self.trainers:
-            for step_record in self.trainers[name].snapshots:
-                for key, value in step_record[1].meta.get("localization", {}).items():
-                    if name == "cbam" or key == "Grad-CAM":
-                        label = f"{key} ({NAMES[name]})" if key == "Grad-CAM" else key
-                        scores.setdefault(label, []).append(value)
-        steps = [step for step, _ in self.trainers["cbam"].snapshots]
         return {
             "curves": view.curves_figure({NAMES[n]: t.history for n, t in self.trainers.items()},
                                          {NAMES[n]: e for n, e in self.evaluations.items()}),
             "gallery": view.gallery_figure(self.gallery_pixels, columns,
                                            self._row_titles(self.gallery_labels, (cbam, plain))),
             "channels": view.channel_bars(channel, title),
-            "localization": view.localization_figure(steps, scores),
+            "localization": view.localization_figure(self._localization_lines()),
         }
+
+    def _localization_lines(self) -> dict:
+        """Each CBAM stage's localization over training, and Grad-CAM's for both nets."""
+        cbam, plain = (localization_history(self.trainers[name].snapshots) for name in NAMES)
+        lines = {key: line for key, line in cbam.items() if key != "Grad-CAM"}
+        for name, history in (("cbam", cbam), ("plain", plain)):
+            if "Grad-CAM" in history:
+                lines[f"Grad-CAM ({NAMES[name]})"] = history["Grad-CAM"]
+        return lines
 
     def redraw(self) -> None:
         """Update every figure in place from the latest snapshots (a new figure only when its layout changed)."""
@@ -408,23 +403,24 @@ class CBAMPanel(widgets.VBox):
             checkpoints.save(trainer.model, folder / f"{name}.safetensors", history=trainer.history)
         self.status.ok(f"Saved both nets to {folder}.")
 
-    @shows_errors
     def load(self) -> None:
-        """Load both nets saved by ``save``; they must fit the current data (classes and channels)."""
-        if self._busy():
-            return
+        """Load both nets saved by ``save`` (in the background); they must fit the current data."""
         folder = Path(self.path.value.strip() or "checkpoints/cbam")
+        self._in_background(f"Loading {folder}…", lambda: self._load_from(folder),
+                            lambda _: self._summary(f"Loaded both nets from {folder}"))
+
+    def _load_from(self, folder: Path) -> None:
         loaded = {name: checkpoints.load(folder / f"{name}.safetensors") for name in NAMES}
-        n_classes = self.data["train"].features["label"].num_classes
+        features = self.data["train"].features
+        wanted = dict(n_classes=features["label"].num_classes, in_channels=features["pixel_values"].shape[0])
         for name, (model, _) in loaded.items():
-            if model.config["n_classes"] != n_classes:
-                raise ValueError(f"The saved {NAMES[name]} predicts {model.config['n_classes']} classes; "
-                                 f"the {self.data_name} data has {n_classes}. Nothing was loaded.")
+            if any(model.config[key] != value for key, value in wanted.items()):
+                raise ValueError(f"The saved {NAMES[name]} reads {model.config['in_channels']}-channel images into "
+                                 f"{model.config['n_classes']} classes; the {self.data_name} data has "
+                                 f"{wanted['in_channels']} and {wanted['n_classes']}. Nothing was loaded.")
         trainers = self._new_trainers({name: model for name, (model, _) in loaded.items()})
         for name, trainer in trainers.items():
             trainer.history = loaded[name][1]
             trainer.step = trainer.history[-1]["step"] if trainer.history else 0
-        self.trainers = trainers
-        self.evaluations = {name: ([t.step], [t.evaluate()["accuracy"]]) for name, t in trainers.items()}
-        self.redraw()
-        self.status.ok(self._summary(f"Loaded both nets from {folder}"))
+        self._use_trainers(trainers)
+        self.show_settings(loaded["cbam"][0].config)
