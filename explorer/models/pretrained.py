@@ -106,6 +106,7 @@ class PretrainedEncoder:
         self.hidden_size = config.hidden_size
         limits = [getattr(config, "max_position_embeddings", 512), tokenizer.model_max_length]
         self.max_tokens = int(min(limit for limit in limits if limit and limit < 1_000_000))
+        self.special_ids = frozenset(tokenizer.all_special_ids)
         self._cache: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
 
@@ -169,8 +170,10 @@ class PretrainedEncoder:
         return min(int(max_tokens), self.max_tokens)
 
     def _forward(self, text: str, text_pair: str | None, ablate, limit: int) -> Forward:
-        full_length = len(self.tokenizer(text, text_pair, truncation=False, verbose=False)["input_ids"])
         inputs = self.tokenizer(text, text_pair, truncation="longest_first", max_length=limit, return_tensors="pt")
+        full_length = inputs["input_ids"].shape[1]
+        if full_length == limit:  # possibly cut: count the whole text's tokens for the notice
+            full_length = len(self.tokenizer(text, text_pair, truncation=False, verbose=False)["input_ids"])
         hooks = self._ablation_hooks(ablate)
         try:
             with torch.inference_mode():
@@ -186,7 +189,7 @@ class PretrainedEncoder:
 
     def _meta(self, ids, inputs, full_length: int, ablate) -> dict:
         n_tokens = len(ids)
-        special = [int(i in self.tokenizer.all_special_ids) for i in ids]
+        special = [int(i in self.special_ids) for i in ids]
         segments = inputs.get("token_type_ids")
         segment_ids = [0] * n_tokens if segments is None else segments[0].tolist()
         sentence_b_start = segment_ids.index(1) if 1 in segment_ids else None
@@ -203,7 +206,7 @@ class PretrainedEncoder:
         removed; special tokens are kept in their brackets (``[CLS]``, ``<s>``) so they stand out."""
         labels = []
         for token_id, piece in zip(ids, self.tokenizer.convert_ids_to_tokens(ids)):
-            if token_id in self.tokenizer.all_special_ids:
+            if token_id in self.special_ids:
                 labels.append(piece if piece.startswith(("[", "<")) else f"[{piece}]")
             else:
                 labels.append(piece.replace("\u0120", "").replace("\u2581", "") or piece)

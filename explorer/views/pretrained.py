@@ -1,8 +1,13 @@
 """Figures for the Pretrained tab: records in, plotly figures out.
 
-Every builder keeps a fixed trace order for its kind of figure, so the panel can copy the new data into
-the FigureWidget on screen instead of rebuilding it. Weights are sent rounded to 3 decimals (what the
-hover shows) and only for the layer on screen.
+Each figure comes in two parts: ``*_update(...)`` gives what changes from frame to frame (trace data,
+title, outlines) as a plain dict, and ``*_figure(...)`` builds the whole figure once from that update.
+The panel builds a figure the first time and afterwards copies only the update into the FigureWidget on
+screen (``apply_update``), which skips rebuilding and re-validating the static parts. Weights are sent
+rounded to 3 decimals (what the hover shows) and only for the layer on screen.
+
+An update is ``{"structure": ..., "data": [per-trace dict], "layout": dict, "annotations": [texts]}``;
+two updates with the same ``structure`` fit the same figure.
 """
 
 from __future__ import annotations
@@ -18,10 +23,21 @@ from explorer.views.heatmaps import SCORE_COLORS, WEIGHT_COLORS, head_grid, heat
 DECIMALS = 3
 HIGHLIGHT = "#d62728"
 GRID_LABELS_UP_TO = 24  # small multiples show token labels up to this many tokens
+TICKS = dict(type="category", tickangle=-60, tickfont=dict(size=9))
 
 
 def _z(matrix) -> np.ndarray:
     return np.round(np.asarray(matrix, dtype=float), DECIMALS)
+
+
+def apply_update(fig, update: dict) -> None:
+    """Copy an update into a figure built for the same ``structure`` (a FigureWidget sends only the changes)."""
+    with fig.batch_update():
+        for trace, values in zip(fig.data, update["data"]):
+            trace.update(values)
+        fig.layout.update(update.get("layout", {}))
+        for annotation, text in zip(fig.layout.annotations, update.get("annotations", ())):
+            annotation.text = text
 
 
 def highlight_shapes(n_queries: int, n_keys: int, token: int | None) -> list[dict]:
@@ -39,108 +55,152 @@ def highlight_shapes(n_queries: int, n_keys: int, token: int | None) -> list[dic
     return shapes
 
 
-def head_figure(maps, layer: int, head: int, token: int | None = None, height: int = 460) -> go.Figure:
-    """One head as a heatmap, queries down and keys across, with the selected token's row and column outlined."""
-    fig = heatmap(_z(maps.head(layer, head)), maps.keys, maps.tokens, title=f"layer {layer}, head {head}",
-                  height=height)
-    fig.update_layout(shapes=highlight_shapes(len(maps.tokens), len(maps.keys), token))
+def matrix_update(kind: str, matrix, keys, queries, title: str, token: int | None = None) -> dict:
+    """One labelled matrix, with the selected token's row and column outlined."""
+    return {"structure": (kind,), "data": [dict(z=_z(matrix), x=unique_labels(keys), y=unique_labels(queries))],
+            "layout": dict(title=dict(text=title), shapes=highlight_shapes(len(queries), len(keys), token))}
+
+
+def matrix_figure(update: dict, **style) -> go.Figure:
+    trace = update["data"][0]
+    fig = heatmap(trace["z"], trace["x"], trace["y"], title=update["layout"]["title"]["text"], height=460, **style)
+    fig.update_layout(shapes=update["layout"]["shapes"])
     return fig
 
 
-def layer_figure(maps, layer: int) -> go.Figure:
-    """All heads of one layer as small multiples on one colour scale."""
-    show_labels = len(maps.tokens) <= GRID_LABELS_UP_TO
-    return head_grid(_z(maps.layer(layer)), maps.keys, maps.tokens, title=f"layer {layer}: every head",
-                     panel_height=200 if show_labels else 170, show_labels=show_labels)
+def head_update(maps, layer: int, head: int, token: int | None = None) -> dict:
+    return matrix_update("head", maps.head(layer, head), maps.keys, maps.tokens, f"layer {layer}, head {head}", token)
+
+
+def head_figure(maps, layer: int, head: int, token: int | None = None) -> go.Figure:
+    """One head as a heatmap, queries down and keys across, with the selected token's row and column outlined."""
+    return matrix_figure(head_update(maps, layer, head, token))
+
+
+def mean_update(maps, layer: int, token: int | None = None) -> dict:
+    return matrix_update("mean", maps.mean_over_heads(layer), maps.keys, maps.tokens,
+                         f"layer {layer}: mean over {maps.n_heads} heads", token)
 
 
 def mean_figure(maps, layer: int, token: int | None = None) -> go.Figure:
     """The average of one layer's heads."""
-    fig = heatmap(_z(maps.mean_over_heads(layer)), maps.keys, maps.tokens,
-                  title=f"layer {layer}: mean over {maps.n_heads} heads", height=460)
-    fig.update_layout(shapes=highlight_shapes(len(maps.tokens), len(maps.keys), token))
-    return fig
+    return matrix_figure(mean_update(maps, layer, token))
+
+
+def rollout_update(rollout_layer, tokens, layer: int, token: int | None = None) -> dict:
+    return matrix_update("rollout", rollout_layer, tokens, tokens, f"attention rollout through layer {layer}", token)
 
 
 def rollout_figure(rollout_layer, tokens, layer: int, token: int | None = None) -> go.Figure:
     """Attention rollout up to ``layer``: how much each token draws on each input token."""
-    fig = heatmap(_z(rollout_layer), tokens, tokens, title=f"attention rollout through layer {layer}",
-                  x_title="input token", y_title="token at this layer", colorbar_title="share", height=460)
-    fig.update_layout(shapes=highlight_shapes(len(tokens), len(tokens), token))
-    return fig
+    return matrix_figure(rollout_update(rollout_layer, tokens, layer, token), x_title="input token",
+                         y_title="token at this layer", colorbar_title="share")
+
+
+def layer_update(maps, layer: int) -> dict:
+    keys, queries = unique_labels(maps.keys), unique_labels(maps.tokens)
+    weights = _z(maps.layer(layer))
+    return {"structure": ("layer", maps.n_heads, len(maps.tokens) <= GRID_LABELS_UP_TO),
+            "data": [dict(z=w, x=keys, y=queries) for w in weights],
+            "layout": dict(title=dict(text=f"layer {layer}: every head"))}
+
+
+def layer_figure(maps, layer: int) -> go.Figure:
+    """All heads of one layer as small multiples on one colour scale."""
+    update = layer_update(maps, layer)
+    show_labels = update["structure"][2]
+    return head_grid([t["z"] for t in update["data"]], maps.keys, maps.tokens, title=update["layout"]["title"]["text"],
+                     panel_height=200 if show_labels else 170, show_labels=show_labels)
+
+
+def entropy_update(entropy, n_keys: int, layer: int, head: int) -> dict:
+    """Mean row entropy of every head as a share of the most spread-out ``log K``; the head on screen marked."""
+    entropy = np.asarray(entropy, dtype=float)
+    share = entropy / math.log(n_keys) if n_keys > 1 else np.zeros_like(entropy)
+    return {"structure": ("entropy",) + entropy.shape,
+            "data": [dict(z=_z(share)), dict(x=[f"H{head}"], y=[f"L{layer}"])], "layout": {}}
 
 
 def entropy_figure(entropy, n_keys: int, layer: int, head: int) -> go.Figure:
-    """Mean row entropy of every head, ``[layers, heads]``, as a share of the most spread-out ``log K``.
-
-    Low (dark) heads focus on few tokens. Trace 1 marks the head on screen; clicking a cell opens that head.
-    """
-    entropy = np.asarray(entropy, dtype=float)
-    n_layers, n_heads = entropy.shape
-    share = entropy / math.log(n_keys) if n_keys > 1 else np.zeros_like(entropy)
-    heads = [f"H{h}" for h in range(n_heads)]
-    layers = [f"L{l}" for l in range(n_layers)]
-    fig = go.Figure(go.Heatmap(
-        z=_z(share), x=heads, y=layers, zmin=0.0, zmax=1.0, colorscale="Viridis",
-        colorbar=dict(title=dict(text="entropy / log K"), thickness=10),
-        hovertemplate="layer %{y}, head %{x}<br>entropy %{z:.2f} of the maximum<br>click to open<extra></extra>"))
-    fig.add_trace(go.Scatter(x=[heads[head]], y=[layers[layer]], mode="markers", hoverinfo="skip", showlegend=False,
-                             marker=dict(symbol="square-open", size=22, line=dict(width=3, color=HIGHLIGHT))))
-    fig.update_layout(title=dict(text="head entropy (click a head)"), height=260, width=430,
-                      margin=dict(l=40, r=10, t=40, b=30))
-    fig.update_xaxes(type="category", title_text="head")
-    fig.update_yaxes(type="category", autorange="reversed", title_text="layer")
-    return fig
+    """Head entropy ``[layers, heads]``: low (dark) heads focus on few tokens; clicking a cell opens that head."""
+    update = entropy_update(entropy, n_keys, layer, head)
+    n_layers, n_heads = update["structure"][1:]
+    share, marker = update["data"]
+    return go.Figure([
+        go.Heatmap(z=share["z"], x=[f"H{h}" for h in range(n_heads)], y=[f"L{l}" for l in range(n_layers)],
+                   zmin=0.0, zmax=1.0, colorscale="Viridis", colorbar=dict(title=dict(text="entropy / log K"), thickness=10),
+                   hovertemplate="layer %{y}, head %{x}<br>entropy %{z:.2f} of the maximum<br>click to open<extra></extra>"),
+        go.Scatter(mode="markers", hoverinfo="skip", showlegend=False,
+                   marker=dict(symbol="square-open", size=22, line=dict(width=3, color=HIGHLIGHT)), **marker),
+    ], layout=dict(title=dict(text="head entropy (click a head)"), height=260, width=430,
+                   margin=dict(l=40, r=10, t=40, b=30), xaxis=dict(type="category", title_text="head"),
+                   yaxis=dict(type="category", autorange="reversed", title_text="layer")))
 
 
-def token_focus_figure(maps, layer: int, head: int, token: int | None) -> go.Figure:
-    """For the selected token: the weights it gives (its row) and the weights it receives (its column)."""
+def focus_update(maps, layer: int, head: int, token: int | None) -> dict:
+    """The selected token's row (the weights it gives) and column (the weights it receives)."""
     labels = unique_labels(maps.tokens)
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.08, subplot_titles=(
-        "pick a token (click a row)" if token is None else f"'{labels[token]}' attends to",
-        "to see its row and column" if token is None else f"who attends to '{labels[token]}'"))
     weights = maps.head(layer, head)
     gives = _z(weights[token]) if token is not None else np.zeros(len(labels))
     receives = _z(weights[:, token]) if token is not None else np.zeros(len(labels))
-    fig.add_trace(go.Bar(x=unique_labels(maps.keys), y=gives, marker_color="#1f77b4", name="attends to",
-                         hovertemplate="key %{x}: %{y:.3f}<extra></extra>"), row=1, col=1)
-    fig.add_trace(go.Bar(x=labels, y=receives, marker_color="#ff7f0e", name="attended by",
-                         hovertemplate="query %{x}: %{y:.3f}<extra></extra>"), row=1, col=2)
-    fig.update_yaxes(range=[0, 1], title_text="weight", row=1, col=1)
-    fig.update_yaxes(range=[0, 1], row=1, col=2)
-    fig.update_xaxes(type="category", tickangle=-60, tickfont=dict(size=9))
-    fig.update_layout(height=260, width=520, showlegend=False, margin=dict(l=50, r=10, t=40, b=70))
-    return fig
+    title = ("pick a token (click a row) to see its row and column" if token is None else
+             f"'{labels[token]}' attends to (left) and is attended by (right)")
+    return {"structure": ("focus",), "data": [dict(x=unique_labels(maps.keys), y=gives), dict(x=labels, y=receives)],
+            "layout": dict(title=dict(text=title))}
+
+
+def token_focus_figure(maps, layer: int, head: int, token: int | None) -> go.Figure:
+    """Bars of what the selected token attends to (left) and of who attends to it (right)."""
+    gives, receives = (update := focus_update(maps, layer, head, token))["data"]
+    return go.Figure([
+        go.Bar(marker_color="#1f77b4", name="attends to", hovertemplate="key %{x}: %{y:.3f}<extra></extra>", **gives),
+        go.Bar(marker_color="#ff7f0e", name="attended by", xaxis="x2", yaxis="y2",
+               hovertemplate="query %{x}: %{y:.3f}<extra></extra>", **receives),
+    ], layout=dict(xaxis=dict(TICKS, domain=[0, 0.46]), xaxis2=dict(TICKS, domain=[0.54, 1], anchor="y2"),
+                   yaxis=dict(range=[0, 1], title_text="weight"), yaxis2=dict(range=[0, 1], anchor="x2"),
+                   title=dict(update["layout"]["title"], font=dict(size=13)), height=260, width=520,
+                   showlegend=False, margin=dict(l=50, r=10, t=40, b=70)))
+
+
+def compare_update(maps_a, maps_b, difference, layer: int, head: int) -> dict:
+    data = [dict(z=_z(m.head(layer, head)), x=unique_labels(m.keys), y=unique_labels(m.tokens))
+            for m in (maps_a, maps_b, difference)]
+    return {"structure": ("compare",), "data": data,
+            "layout": dict(title=dict(text=f"layer {layer}, head {head}: two texts")),
+            "annotations": ["text A", "text B", f"B - A on {len(difference.tokens)} shared tokens"]}
 
 
 def compare_figure(maps_a, maps_b, difference, layer: int, head: int) -> go.Figure:
     """Text A and text B side by side for one head, and B - A on the tokens they share."""
-    fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.07, subplot_titles=(
-        "text A", "text B", f"B - A on {len(difference.tokens)} shared tokens"))
-    for col, maps in ((1, maps_a), (2, maps_b)):
-        fig.add_trace(go.Heatmap(z=_z(maps.head(layer, head)), x=unique_labels(maps.keys), y=unique_labels(maps.tokens),
-                                 zmin=0.0, zmax=1.0, colorscale=WEIGHT_COLORS, showscale=col == 1,
-                                 colorbar=dict(title=dict(text="weight"), thickness=10, x=-0.12),
-                                 hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.3f}<extra></extra>"), row=1, col=col)
-    fig.add_trace(go.Heatmap(z=_z(difference.head(layer, head)), x=unique_labels(difference.keys),
-                             y=unique_labels(difference.tokens), zmin=-1.0, zmax=1.0, colorscale=SCORE_COLORS,
-                             colorbar=dict(title=dict(text="B - A"), thickness=10),
-                             hovertemplate="query %{y}<br>key %{x}<br>B - A %{z:.3f}<extra></extra>"), row=1, col=3)
-    fig.update_xaxes(type="category", tickangle=-60, tickfont=dict(size=8))
+    update = compare_update(maps_a, maps_b, difference, layer, head)
+    fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.07, subplot_titles=update["annotations"])
+    styles = [dict(zmin=0.0, zmax=1.0, colorscale=WEIGHT_COLORS, showscale=True, name="weight",
+                   colorbar=dict(title=dict(text="weight"), thickness=10, x=-0.12)),
+              dict(zmin=0.0, zmax=1.0, colorscale=WEIGHT_COLORS, showscale=False, name="weight"),
+              dict(zmin=-1.0, zmax=1.0, colorscale=SCORE_COLORS, name="B - A",
+                   colorbar=dict(title=dict(text="B - A"), thickness=10))]
+    for col, (data, style) in enumerate(zip(update["data"], styles), start=1):
+        fig.add_trace(go.Heatmap(hovertemplate="query %{y}<br>key %{x}<br>%{fullData.name} %{z:.3f}<extra></extra>",
+                                 **data, **style), row=1, col=col)
+    fig.update_xaxes(TICKS, tickfont=dict(size=8))
     fig.update_yaxes(type="category", autorange="reversed", tickfont=dict(size=8))
-    fig.update_layout(title=dict(text=f"layer {layer}, head {head}: two texts"), height=440,
-                      margin=dict(l=60, r=20, t=70, b=60))
+    fig.update_layout(update["layout"], height=440, margin=dict(l=60, r=20, t=70, b=60))
     return fig
+
+
+def ablation_update(change, cosine: float | None, ablated) -> dict:
+    change = np.asarray(change, dtype=float)
+    names = ", ".join(f"L{l}H{h}" for l, h in ablated) or "none"
+    title = f"ablated: {names}" + ("" if cosine is None else f" | embedding cosine before/after {cosine:.4f}")
+    return {"structure": ("ablation",), "data": [dict(x=[f"L{l}" for l in range(len(change))], y=_z(change))],
+            "layout": dict(title=dict(text=title))}
 
 
 def ablation_figure(change, cosine: float | None, ablated) -> go.Figure:
     """The largest weight change per layer caused by the ablated heads, and the embedding's cosine similarity."""
-    change = np.asarray(change, dtype=float)
-    names = ", ".join(f"L{l}H{h}" for l, h in ablated) or "none"
-    title = f"ablated: {names}" + ("" if cosine is None else f" | embedding cosine before/after {cosine:.4f}")
-    fig = go.Figure(go.Bar(x=[f"L{l}" for l in range(len(change))], y=_z(change), marker_color="#9467bd",
-                           hovertemplate="layer %{x}: largest weight change %{y:.3f}<extra></extra>"))
-    fig.update_layout(title=dict(text=title, font=dict(size=12)), height=220, margin=dict(l=50, r=10, t=40, b=30))
-    fig.update_yaxes(range=[0, 1], title_text="max |change|")
-    fig.update_xaxes(type="category", title_text="layer")
-    return fig
+    update = ablation_update(change, cosine, ablated)
+    return go.Figure(go.Bar(marker_color="#9467bd", hovertemplate="layer %{x}: largest weight change %{y:.3f}<extra></extra>",
+                            **update["data"][0]),
+                     layout=dict(title=dict(update["layout"]["title"], font=dict(size=12)), height=220,
+                                 margin=dict(l=50, r=10, t=40, b=30), yaxis=dict(range=[0, 1], title_text="max |change|"),
+                                 xaxis=dict(type="category", title_text="layer")))

@@ -37,17 +37,24 @@ MODES = (("B is a sentence pair with A", "pair"), ("compare A and B", "compare")
 EXPORTS = ("png", "svg", "json", "npz")
 
 
-@dataclass(frozen=True)
+@dataclass
 class Reading:
-    """Everything one forward pass gives the views."""
+    """Everything one forward pass gives the views (rollout is worked out when first shown)."""
 
     maps: AttentionMaps
-    rollout: torch.Tensor  # [L, T, T]
     entropy: torch.Tensor  # [L, H]
     maps_b: AttentionMaps | None = None
     difference: AttentionMaps | None = None
     change: torch.Tensor | None = None  # [L], largest weight change per layer from the ablation
     cosine: float | None = None  # sentence embedding before vs after the ablation
+    _rollout: torch.Tensor | None = None
+
+    @property
+    def rollout(self) -> torch.Tensor:
+        """Attention rollout ``[L, T, T]``."""
+        if self._rollout is None:
+            self._rollout = rollout(self.maps)
+        return self._rollout
 
 
 def read(encoder, text: str, text_b: str = "", mode: str = "pair", ablate=()) -> Reading:
@@ -63,25 +70,7 @@ def read(encoder, text: str, text_b: str = "", mode: str = "pair", ablate=()) ->
     if mode == "compare" and text_b.strip():
         maps_b = encoder.attend(text_b, None, ablate)
         extra.update(maps_b=maps_b, difference=aligned_difference(run.maps, maps_b))
-    return Reading(run.maps, rollout(run.maps), entropy(run.maps), **extra)
-
-
-def update_in_place(target: Figure, source: go.Figure) -> None:
-    """Copy trace data, titles and outlines of a freshly built figure into the one on screen."""
-    with target.batch_update():
-        for old, new in zip(target.data, source.data):
-            for name in ("x", "y", "z"):
-                if name in new and new[name] is not None:
-                    old[name] = new[name]
-        target.layout.title.text = source.layout.title.text
-        target.layout.shapes = source.layout.shapes
-        for annotation, new_annotation in zip(target.layout.annotations, source.layout.annotations):
-            annotation.text = new_annotation.text
-
-
-def signature(fig: go.Figure) -> tuple:
-    """What must match for an in-place update: trace kinds and the figure's height."""
-    return tuple(trace.type for trace in fig.data), fig.layout.height
+    return Reading(run.maps, entropy(run.maps), **extra)
 
 
 class PretrainedPanel(widgets.VBox):
@@ -96,6 +85,7 @@ class PretrainedPanel(widgets.VBox):
         self.token: int | None = None
         self.ablated: set[tuple[int, int]] = set()
         self.figures: dict[str, Figure] = {}
+        self._structures: dict[str, tuple] = {}
         self._pending = False
         self._reader: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -370,37 +360,46 @@ class PretrainedPanel(widgets.VBox):
         if reading is None:
             return
         layer, head, maps = self.layer.value, self.head.value, reading.maps
-        self._show(self.main, self.view.value, self._view_figure(self.view.value, layer, head))
-        self._show(self.entropy_box, "entropy", view.entropy_figure(reading.entropy, len(maps.keys), layer, head))
-        self._show(self.focus_box, "focus", view.token_focus_figure(maps, layer, head, self.token))
+        self._show(self.main, self.view.value, *self._main_view(self.view.value, layer, head))
+        self._show(self.entropy_box, "entropy", view.entropy_update(reading.entropy, len(maps.keys), layer, head),
+                   lambda: view.entropy_figure(reading.entropy, len(maps.keys), layer, head))
+        self._show(self.focus_box, "focus", view.focus_update(maps, layer, head, self.token),
+                   lambda: view.token_focus_figure(maps, layer, head, self.token))
         if reading.change is not None:
-            self._show(self.ablation_box, "ablation", view.ablation_figure(reading.change, reading.cosine,
-                                                                           sorted(self.ablated)))
+            ablated = sorted(self.ablated)
+            self._show(self.ablation_box, "ablation", view.ablation_update(reading.change, reading.cosine, ablated),
+                       lambda: view.ablation_figure(reading.change, reading.cosine, ablated))
         self.ablation_box.layout.display = None if reading.change is not None else "none"
 
-    def _view_figure(self, name: str, layer: int, head: int) -> go.Figure:
+    def _main_view(self, name: str, layer: int, head: int) -> tuple:
+        """The update and the figure builder of the main view ``name``."""
         reading, token = self.reading, self.token
         maps = reading.maps
         if name == "layer":
-            return view.layer_figure(maps, layer)
+            return view.layer_update(maps, layer), lambda: view.layer_figure(maps, layer)
         if name == "mean":
-            return view.mean_figure(maps, layer, token)
+            return view.mean_update(maps, layer, token), lambda: view.mean_figure(maps, layer, token)
         if name == "rollout":
-            return view.rollout_figure(reading.rollout[layer], maps.tokens, layer, token)
+            rollout_layer = reading.rollout[layer]
+            return (view.rollout_update(rollout_layer, maps.tokens, layer, token),
+                    lambda: view.rollout_figure(rollout_layer, maps.tokens, layer, token))
         if name == "compare":
             if reading.maps_b is None:
                 raise ValueError("Type a text B and choose 'compare A and B' to see two texts side by side.")
-            return view.compare_figure(maps, reading.maps_b, reading.difference, layer, head)
-        return view.head_figure(maps, layer, head, token)
+            records = (maps, reading.maps_b, reading.difference, layer, head)
+            return view.compare_update(*records), lambda: view.compare_figure(*records)
+        return view.head_update(maps, layer, head, token), lambda: view.head_figure(maps, layer, head, token)
 
-    def _show(self, box: widgets.Box, key: str, fig: go.Figure) -> None:
+    def _show(self, box: widgets.Box, key: str, update: dict, build) -> None:
+        """Copy ``update`` into the figure on screen, or build the figure if its structure changed."""
         widget = self.figures.get(key)
-        if widget is not None and signature(widget) == signature(fig):
-            update_in_place(widget, fig)
+        if widget is not None and self._structures.get(key) == update["structure"]:
+            view.apply_update(widget, update)
         else:
+            fig = build()
             fig.update_layout(meta=f"ae-pretrained-{key}")
             widget = Figure(fig)
-            self.figures[key] = widget
+            self.figures[key], self._structures[key] = widget, update["structure"]
             if key in ("head", "mean", "rollout"):
                 widget.data[0].on_click(self._on_cell_click)
             if key == "entropy":
