@@ -33,7 +33,9 @@ class ExportBar(widgets.HBox):
 
     def _sync_formats(self) -> None:
         is_maps = self.target.value == "attention maps"
-        self.format.options = export.DATA_FORMATS if is_maps else export.IMAGE_FORMATS
+        options = export.DATA_FORMATS if is_maps else export.IMAGE_FORMATS
+        self.format.options = options
+        self.format.value = options[0]
 
     @shows_errors
     def export(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from copy import deepcopy
 from pathlib import Path
 
 import plotly
@@ -50,9 +51,21 @@ def _esm_source():
 
 
 class Figure(go.FigureWidget):
-    """A FigureWidget; use it exactly like ``go.FigureWidget(figure)``."""
+    """A FigureWidget; use it exactly like ``go.FigureWidget(figure)``.
+
+    plotly sends in-place updates as messages to the views already on the page, and gives a page that
+    connects later the figure as it was when created. Under Voila's warm kernels a visitor's page connects
+    after the dashboard was built and perhaps changed (a preset from the link, a model that finished
+    loading), so a full state request is answered with the figure as it is now.
+    """
 
     _esm = _esm_source()
+
+    def get_state(self, key=None, drop_defaults=False):
+        if key is None and hasattr(self, "_layout_obj"):  # a page asks for everything: the figure as it is now
+            self._trait_values["_widget_data"] = deepcopy(self._data)
+            self._trait_values["_widget_layout"] = deepcopy(self._layout_obj._props)
+        return super().get_state(key=key, drop_defaults=drop_defaults)
 
 
 assert issubclass(Figure, BaseFigureWidget)

@@ -54,3 +54,17 @@ def wait_for_change(page, name: str, before, timeout: float = 60_000) -> list:
         f"([name, before]) => {{ const p = ({FIND_PLOT})(name); return p && JSON.stringify(p.data[0].z) !== before; }}",
         arg=[name, json.dumps(before, separators=(",", ":"))], timeout=timeout)
     return figure_data(page, name)
+
+
+def wait_for_data(page, name: str, predicate, timeout: float = 60.0) -> list:
+    """Poll the figure tagged ``name`` until ``predicate(data)`` is true; returns that data."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        data = figure_data(page, name)
+        if data is not None and predicate(data):
+            return data
+        if time.monotonic() > deadline:
+            raise AssertionError(f"figure {name} did not reach the expected state; last data: {str(data)[:300]}")
+        page.wait_for_timeout(200)
