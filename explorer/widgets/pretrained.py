@@ -133,7 +133,7 @@ class PretrainedPanel(widgets.VBox):
         for control, name in ((self.text_a, "text-a"), (self.text_b, "text-b"), (self.run_button, "run"),
                               (self.layer, "layer"), (self.head, "head"), (self.view, "view"),
                               (self.token_pick, "token"), (self.lock, "lock"), (self.ablate_button, "ablate"),
-                              (self.export_button, "export"), (self.bertviz_button, "bertviz-render"),
+                              (self.export_button, "export"), (self.export_format, "export-format"), (self.bertviz_button, "bertviz-render"),
                               (self.model_name, "model-name"), (self.load_button, "load")):
             control.add_class(f"ae-pretrained-{name}")
         self.controls = widgets.VBox([

@@ -95,3 +95,17 @@ def test_bertviz_renders_offline(page, dashboard_url):
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "pretrained-bertviz.png"), full_page=True)
     assert not blocked, f"bertviz asked for addresses outside this server: {blocked}"
+
+
+def test_export_downloads_svg_and_npz(page, dashboard_url):
+    open_pretrained(page, dashboard_url)
+    page.locator(".ae-pretrained-export-format select").select_option("svg")
+    with page.expect_download() as svg:
+        page.locator(".ae-pretrained-export").click()
+    assert svg.value.suggested_filename == "attention-layer0-head.svg"
+    assert b"<svg" in Path(svg.value.path()).read_bytes()[:400]
+    page.locator(".ae-pretrained-export-format select").select_option("npz")
+    with page.expect_download() as npz:
+        page.locator(".ae-pretrained-export").click()
+    assert npz.value.suggested_filename == "attention-maps.npz"
+    assert Path(npz.value.path()).read_bytes()[:2] == b"PK"  # a zip archive, as .npz files are
