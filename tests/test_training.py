@@ -28,7 +28,7 @@ def reverse_data():
 
 @pytest.fixture(scope="module")
 def trained(reverse_data):
-    trainer = Trainer(reverse_model(), reverse_data, lr=2e-3)
+    trainer = Trainer(reverse_model(), reverse_data, lr=1e-3)
     trainer.run(200)
     return trainer
 

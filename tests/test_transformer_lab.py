@@ -81,7 +81,7 @@ def test_bad_settings_are_explained_and_keep_the_model(panel):
     panel.train()
     assert "positive whole number" in panel.status.text
     panel.lr.value = -1
-    assert "learning rate" in panel.status.text and panel.lr.value == pytest.approx(2e-3)
+    assert "learning rate" in panel.status.text and panel.lr.value == pytest.approx(1e-3)
     assert panel.runs[0].trainer.model is model and panel.runs[0].trainer.history == []
 
 

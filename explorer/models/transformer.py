@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 import torch
 from torch import nn
 
 from explorer.attention import MultiHeadAttention, causal_mask, check_heads
+from explorer.maps import AttentionMaps
 
 POOLINGS = (None, "cls", "mean", "max", "attention")
 POSITIONALS = ("sinusoidal", "learned")
@@ -300,6 +302,46 @@ class TinySeq2Seq(nn.Module):
             next_token = self(input_ids, decoded)[:, -1].argmax(dim=-1, keepdim=True)
             decoded = torch.cat([decoded, next_token], dim=1)
         return decoded[:, 1:]
+
+
+def token_probe(data, index: int = 0) -> Callable:
+    """The default probe: the model's attention on test example ``index``, as AttentionMaps.
+
+    ``meta`` holds the prediction and the target as token strings (and the pooling weights, if any).
+    """
+    split = data["test"]
+    example = split.with_format("torch")[index]
+    inputs, labels = example["input_ids"][None], example["labels"][None]
+    names = _names(split.features["input_ids"].feature, split.features["input_ids"].feature.num_classes)
+    label_feature = split.features["labels"]
+    label_names = names if labels.dim() == 2 else _names(label_feature, int(labels.max()) + 1)
+    tokens = [names[i] for i in inputs[0].tolist()]
+
+    def probe(model: nn.Module) -> AttentionMaps:
+        extra = (model.decoder_inputs(labels),) if hasattr(model, "decoder_inputs") else ()
+        outputs = model(inputs, *extra, return_attention=True)
+        logits, attention = outputs[0], outputs[1]
+        predicted = model.generate(inputs, labels.shape[1]) if extra else logits.argmax(dim=-1)  # greedy for seq2seq
+        meta = {"target": _decode(labels[0], label_names), "prediction": _decode(predicted[0], label_names)}
+        if isinstance(attention, dict):  # encoder-decoder: show the cross-attention, targets over sources
+            targets = [label_names[i] for i in labels[0].clamp_min(0).tolist()]
+            return AttentionMaps(tokens=targets, key_tokens=tokens, weights=attention["cross"][0], meta=meta)
+        shown = (["[CLS]"] + tokens) if attention.shape[-1] == len(tokens) + 1 else tokens
+        if len(outputs) == 3:
+            meta["pool_weights"] = outputs[2][0].tolist()
+        return AttentionMaps(tokens=shown, weights=attention[0], meta=meta)
+
+    return probe
+
+
+def _names(feature, n: int) -> list[str]:
+    return list(feature.names) if hasattr(feature, "names") else [str(i) for i in range(n)]
+
+
+def _decode(ids: torch.Tensor, names: list[str]):
+    if ids.dim() == 0:
+        return names[int(ids)] if int(ids) < len(names) else str(int(ids))
+    return [names[i] if 0 <= i < len(names) else "·" for i in ids.tolist()]
 
 
 def _check_ids(input_ids: torch.Tensor, vocab_size: int) -> None:

@@ -46,7 +46,7 @@ def curves_figure(histories: dict[str, list[dict]], height: int = 260) -> go.Fig
                                      hovertemplate=f"%{{fullData.name}}<br>step %{{x}}<br>{key} %{{y:.4f}}<extra></extra>"),
                           row=1, col=col)
     fig.update_xaxes(title_text="step", rangemode="tozero")
-    fig.update_yaxes(type="log", row=1, col=1)
+    fig.update_yaxes(type="log", dtick=1, row=1, col=1)
     fig.update_yaxes(range=[0, 1.02], row=1, col=2)
     fig.update_layout(height=height, margin=dict(l=50, r=20, t=40, b=40),
                       legend=dict(orientation="h", yanchor="bottom", y=1.12, x=0))
@@ -57,11 +57,15 @@ def head_titles(maps: AttentionMaps) -> list[str]:
     return [f"layer {layer} · head {head}" for layer in range(maps.n_layers) for head in range(maps.n_heads)]
 
 
-def all_heads_figure(maps: AttentionMaps, title: str = "", panel_height: int = 170) -> go.Figure:
-    """Every head of every layer as small multiples: one row per layer, one column per head (up to 8)."""
-    weights = all_heads_data(maps)
-    return head_grid(weights, maps.keys, maps.tokens, titles=head_titles(maps), title=title,
-                     max_cols=min(maps.n_heads, 8), panel_height=panel_height)
+def all_heads_figure(maps: AttentionMaps, title: str = "", panel_size: int = 150) -> go.Figure:
+    """Every head of every layer as small multiples: one row per layer, one column per head (up to 8).
+
+    Each small heatmap is about ``panel_size`` pixels square, so two runs fit side by side.
+    """
+    n_cols = min(maps.n_heads, 8)
+    fig = head_grid(all_heads_data(maps), maps.keys, maps.tokens, titles=head_titles(maps), title=title,
+                    max_cols=n_cols, panel_height=panel_size + 30)
+    return fig.update_layout(width=max(n_cols * (panel_size + 10) + 130, 360))
 
 
 def all_heads_data(maps: AttentionMaps) -> np.ndarray:

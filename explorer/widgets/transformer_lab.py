@@ -99,7 +99,7 @@ class TransformerLabPanel(widgets.VBox):
             "compare": w.Checkbox(value=False, description="train a second model", indent=False),
             "heads_b": w.Dropdown(options=head_options(64), value=1, layout=narrow),
         }
-        self.lr = w.FloatText(value=2e-3, step=1e-4, layout=narrow)
+        self.lr = w.FloatText(value=1e-3, step=1e-4, layout=narrow)
         self.batch_size = w.Dropdown(options=[16, 32, 64, 128, 256], value=64, layout=narrow)
         self.steps = w.IntText(value=300, layout=narrow)
         self.steps.add_class("ae-tl-steps")
@@ -153,8 +153,10 @@ class TransformerLabPanel(widgets.VBox):
         self.predictions = w.HBox()
         self.grids = w.HBox()
         self.grids.add_class("ae-tl-heads")
+        self.grid_caption = w.HTML("<small>Each square shows how much a query token (row) attends to a key token "
+                                   "(column) of the probe input; the cross-attention rows are the output positions.</small>")
         self.outputs = w.VBox([self.step_label, self.curves, self.predictions,
-                               w.HBox([self.play, self.timeline, self.timeline_label]), self.grids],
+                               w.HBox([self.play, self.timeline, self.timeline_label]), self.grid_caption, self.grids],
                               layout=w.Layout(flex="1 1 auto", min_width="600px"))
 
     # ----- building models -----------------------------------------------------------------------
@@ -261,8 +263,7 @@ class TransformerLabPanel(widgets.VBox):
         self._redraw()
 
     def _grid_title(self, run: Run, maps) -> str:
-        what = "cross-attention (target over source)" if maps.key_tokens is not None else "self-attention"
-        return f"{run.name}: {what} on the probe input"
+        return f"{run.name} · {'cross-attention' if maps.key_tokens is not None else 'self-attention'}"
 
     # ----- events ----------------------------------------------------------------------------------
     @property
