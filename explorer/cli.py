@@ -10,8 +10,11 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -21,11 +24,26 @@ DASHBOARD = ROOT / "dashboards" / "explorer.ipynb"
 JUPYTER_DATA = ROOT / "share" / "jupyter"
 TEMPLATE_STATIC = JUPYTER_DATA / "voila" / "templates" / "explorer" / "static"
 IDLE_CULL_SECONDS = 20 * 60  # a kernel whose visitor left is shut down after 20 idle minutes
+# The largest message a page may send to its kernel, uploads included (one file travels as one message).
+# Twice the largest file a panel accepts (5 MB images, 2 MB text files): such files still reach the panel,
+# which explains its own limit; anything bigger is refused by the server and never reaches a kernel.
+WEBSOCKET_MAX_BYTES = 10_000_000
+# After a visitor takes a warm kernel Voila starts a replacement; waiting lets a class arriving together get
+# the CPU for its own pages first (the pool is sized for the whole class, so nobody needs the replacement yet).
+REFILL_DELAY_SECONDS = 30
+WARM_TIMEOUT_SECONDS = 600  # stop waiting for the pool to warm up after this long (the server keeps running)
 
 
 def pool_size(students: int) -> int:
     """Warm kernels to keep for a class: one per student (at least one)."""
     return max(1, int(students))
+
+
+def kernel_threads(students: int) -> int:
+    """Torch threads per kernel: the machine's cores shared out among the class (at least one each).
+
+    Ten kernels with two OpenMP threads each on two cores spend their time waiting on each other."""
+    return max(1, (os.cpu_count() or 1) // pool_size(students))
 
 
 def voila_command(notebook: Path, port: int, open_browser: bool, students: int = 1, ip: str = "localhost") -> list[str]:
@@ -37,8 +55,13 @@ def voila_command(notebook: Path, port: int, open_browser: bool, students: int =
         "--template=explorer",
         "--preheat_kernel=True",
         f"--pool_size={pool_size(students)}",
+        f"--VoilaKernelManager.fill_delay={REFILL_DELAY_SECONDS}",
         "--strip_sources=True",
         "--show_tracebacks=False",
+        # Serve no files from the folder (Voila would serve its images by default): there is no file browser.
+        "--VoilaConfiguration.file_denylist=.*",
+        # The dict form keeps the number an int (traitlets warns that the form is old; key=value would give a str).
+        f"--Voila.tornado_settings={{'websocket_max_message_size': {WEBSOCKET_MAX_BYTES}}}",
         f"--MappingKernelManager.cull_idle_timeout={IDLE_CULL_SECONDS}",
         "--MappingKernelManager.cull_interval=60",
         # Plotly's FigureWidget and the heavy imports can take a while on a busy machine.
@@ -65,16 +88,62 @@ def voila_env(base: dict | None = None) -> dict:
     return env
 
 
+def warm_kernels(server_pid: int, port: int) -> int:
+    """How many kernels of the Voila server ``server_pid`` have run the dashboard and wait for a visitor.
+
+    A preheated kernel runs the dashboard notebook up to ``app.apply_link()``, which connects back to the
+    server on ``port`` to wait for its visitor's address: a kernel holding that connection is warm.
+    """
+    import psutil
+
+    warm = 0
+    for kernel in psutil.Process(server_pid).children(recursive=True):
+        try:
+            connections = kernel.net_connections("tcp")
+        except psutil.Error:
+            continue
+        warm += any(c.raddr and c.raddr.port == port for c in connections)
+    return warm
+
+
+def announce_when_ready(process: subprocess.Popen, port: int, students: int, timeout: float = WARM_TIMEOUT_SECONDS) -> bool:
+    """Print "Ready for N students at ..." once the whole pool is warm; False if it was not within ``timeout``."""
+    wanted, deadline = pool_size(students), time.monotonic() + timeout
+    while process.poll() is None and time.monotonic() < deadline:
+        if warm_kernels(process.pid, port) >= wanted:
+            print(f"Ready for {students} student(s) at http://localhost:{port}/ ({wanted} warm kernel(s)).", flush=True)
+            return True
+        time.sleep(0.5)
+    if process.poll() is None:
+        print(f"The warm pool is still filling after {timeout:.0f} s; visitors are served, the first ones may wait.",
+              flush=True)
+    return False
+
+
 def serve(port: int = 8866, open_browser: bool = True, students: int = 1, notebook: Path = DASHBOARD) -> int:
+    """Run Voila until it stops (Ctrl+C), echoing its log and saying when the warm pool is ready."""
     if not notebook.exists():
         raise SystemExit(f"The dashboard notebook {notebook} is missing: run from a clone of the repository "
                          "(pip install -e .) so that dashboards/ is next to the package.")
     if students < 1:
         raise SystemExit("--students must be at least 1.")
-    env = voila_env()
-    print(f"Serving Attention Explorer at http://localhost:{port} with {pool_size(students)} warm kernel(s)."
-          " The page is ready once Voila logs that its kernels are preheated. Press Ctrl+C to stop.", flush=True)
-    return subprocess.call(voila_command(notebook, port, open_browser, students), env=env)
+    print(f"Serving Attention Explorer at http://localhost:{port}, warming {pool_size(students)} kernel(s) "
+          "(each runs the dashboard once before its visitor arrives). Press Ctrl+C to stop.", flush=True)
+    env = dict(voila_env(), OMP_NUM_THREADS=str(kernel_threads(students)))
+    process = subprocess.Popen(voila_command(notebook, port, open_browser, students), env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    signal.signal(signal.SIGTERM, lambda *_: process.terminate())  # Voila then shuts its kernels down
+    threading.Thread(target=announce_when_ready, args=(process, port, students), daemon=True).start()
+    try:
+        for line in process.stdout:
+            sys.stdout.write(line)
+        return process.wait()
+    except KeyboardInterrupt:  # Voila got the same Ctrl+C and shuts its kernels down
+        try:
+            return process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.terminate()
+            return process.wait()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,301 @@
+"""A class on one machine: N visitors open the dashboard at once and work on the Pretrained tab.
+
+Starts ``attention-explorer serve --students N`` on a free loopback port, waits until it says it is ready,
+then drives N pages of one headless Chromium together. Each visitor loads the dashboard (time to first
+paint: until the first figure is drawn), opens the Pretrained tab, and makes updates: another head, another
+layer, a new sentence, each timed from the action until the figure in its page shows the change.
+Prints ``name: value`` lines: p50/p95 of update latency and first paint, each kernel's memory (RSS of the
+Voila server's kernel processes) and PASS/FAIL against the classroom goals. Bounded: at most 30 visitors,
+loopback only, and it gives up (and stops the server) after ``--time-limit`` seconds.
+
+    .venv/bin/python bench/classroom.py --students 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.browser.conftest import CHROMIUM_ARGS, chromium_path, free_port  # noqa: E402
+from tests.browser.helpers import FIND_PLOT, WIDGETS_READY  # noqa: E402
+
+GOAL_VISITORS, GOAL_P95_UPDATE_S, GOAL_KERNEL_MB = 10, 1.0, 600
+MAX_VISITORS = 30
+HEAD = "ae-pretrained-head"
+# Common words (one token each): every visitor types its own, so a page showing another's word would be caught.
+WORDS = ("river", "mountain", "garden", "window", "music", "doctor", "teacher", "village", "forest", "kitchen",
+         "winter", "summer", "bridge", "island", "market", "letter", "camera", "engine", "planet", "coffee",
+         "horse", "ocean", "castle", "school", "train", "flower", "dinner", "church", "station", "library")
+
+
+@dataclass
+class Visit:
+    """What one visitor saw."""
+
+    number: int
+    kernel_id: str = ""
+    first_paint_s: float = 0.0
+    tab_open_s: float = 0.0
+    updates_s: list[float] = field(default_factory=list)
+    tokens: list[str] = field(default_factory=list)  # the x labels of the head figure after the last update
+
+
+# ----- the server -----------------------------------------------------------------------------------------
+@contextmanager
+def classroom_server(students: int, timeout: float = 600.0):
+    """``attention-explorer serve --students N`` on a free port; yields (url, Voila's pid, its log so far)."""
+    port = free_port()
+    command = [sys.executable, "-m", "explorer.cli", "serve", "--students", str(students), "--no-browser",
+               "--port", str(port)]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, start_new_session=True)
+    try:
+        log = wait_for_ready(process, timeout)
+        yield f"http://127.0.0.1:{port}/", voila_pid(process.pid), log
+    finally:
+        process.send_signal(signal.SIGTERM)  # the serve command passes it on; Voila shuts its kernels down
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def wait_for_ready(process: subprocess.Popen, timeout: float) -> list[str]:
+    """Read the server's output until its "Ready for N students" line; returns the lines read."""
+    deadline, lines = time.monotonic() + timeout, []
+    os.set_blocking(process.stdout.fileno(), False)
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if line:
+            lines.append(line.rstrip())
+            if line.startswith("Ready for"):
+                os.set_blocking(process.stdout.fileno(), True)
+                return lines
+        elif process.poll() is not None:
+            raise RuntimeError("the server stopped:\n" + "\n".join(lines))
+        else:
+            time.sleep(0.1)
+    raise TimeoutError(f"the server was not ready within {timeout:.0f} s:\n" + "\n".join(lines[-20:]))
+
+
+def voila_pid(serve_pid: int) -> int:
+    import psutil
+
+    children = psutil.Process(serve_pid).children()
+    return next(c.pid for c in children if "voila" in " ".join(c.cmdline()))
+
+
+def kernel_memory_mb(voila: int) -> dict[str, tuple[float, float]]:
+    """(RSS, PSS) in MB of each kernel of the Voila server, by kernel id.
+
+    RSS counts the shared libraries (torch, numpy) in full in every kernel; PSS splits shared pages among the
+    processes that share them, so PSS adds up to what the kernels really take together."""
+    import psutil
+
+    memory = {}
+    for kernel in psutil.Process(voila).children(recursive=True):
+        try:
+            connection_file = next(a for a in kernel.cmdline() if a.endswith(".json"))
+            info = kernel.memory_full_info()
+            memory[Path(connection_file).stem.removeprefix("kernel-")] = (info.rss / 1e6, info.pss / 1e6)
+        except (StopIteration, psutil.Error):
+            continue
+    return memory
+
+
+def cpu_seconds(processes) -> float:
+    """CPU seconds used so far by ``processes`` (those that have exited are left out)."""
+    import psutil
+
+    seconds = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+            seconds += times.user + times.system
+        except psutil.Error:
+            continue
+    return seconds
+
+
+def server_processes(voila: int) -> list:
+    import psutil
+
+    return [psutil.Process(voila), *psutil.Process(voila).children(recursive=True)]
+
+
+def browser_processes() -> list:
+    import psutil
+
+    return [p for p in psutil.Process().children(recursive=True) if "chrom" in p.name()]
+
+
+# ----- one visitor ------------------------------------------------------------------------------------------
+async def head_figure(page) -> dict:
+    return json.loads(await page.evaluate(
+        f"(name) => {{ const p = ({FIND_PLOT})(name);"
+        " return JSON.stringify(p ? {title: p.layout.title.text, x: p.data[0].x} : null); }", HEAD))
+
+
+async def timed(page, action, condition: str, arg) -> float:
+    """Seconds from ``action`` until the head figure in the page satisfies ``condition`` (JS, given p and arg)."""
+    start = time.perf_counter()
+    await action()
+    await page.wait_for_function(
+        f"([name, arg]) => {{ const p = ({FIND_PLOT})(name); return !!p && p.data.length > 0 && ({condition}); }}",
+        arg=[HEAD, arg], polling="raf", timeout=120_000)
+    return time.perf_counter() - start
+
+
+async def open_visit(browser, url: str, number: int) -> tuple:
+    """Load the dashboard and open the Pretrained tab; returns (page, Visit)."""
+    context = await browser.new_context(viewport={"width": 1400, "height": 900})
+    page = await context.new_page()
+    visit = Visit(number)
+    start = time.perf_counter()
+    await page.goto(url, wait_until="domcontentloaded", timeout=180_000)
+    await page.wait_for_function(f"() => {{ const p = document.querySelector('.js-plotly-plot');"
+                                 f" return !!p && !!document.querySelector('{WIDGETS_READY.split(',')[0]}'); }}",
+                                 polling="raf", timeout=180_000)
+    visit.first_paint_s = time.perf_counter() - start
+    visit.kernel_id = await page.evaluate(
+        "() => JSON.parse(document.getElementById('jupyter-config-data').textContent).kernelId")
+    start = time.perf_counter()
+    await page.locator(WIDGETS_READY).filter(has_text="Pretrained").first.click()
+    await page.wait_for_function(f"(name) => {{ const p = ({FIND_PLOT})(name); return !!p && p.data.length > 0; }}",
+                                 arg=HEAD, polling="raf", timeout=300_000)
+    visit.tab_open_s = time.perf_counter() - start
+    return page, visit
+
+
+async def make_updates(page, visit: Visit, rounds: int, jitter: float) -> None:
+    """Another head, another layer, a sentence with this visitor's own word; each timed until drawn.
+
+    The heads and layers differ from round to round (and from the starting layer 0, head 0)."""
+    for round_ in range(rounds):
+        head, layer = (visit.number + round_) % 11 + 1, (visit.number + round_) % 5 + 1
+        word = visit_word(visit.number, round_, rounds)
+        await asyncio.sleep(random.uniform(0, jitter))
+        visit.updates_s.append(await timed(
+            page, lambda: page.locator(f".{HEAD} select").select_option(str(head)),
+            "p.layout.title.text.endsWith(`head ${arg}`)", head))
+        await asyncio.sleep(random.uniform(0, jitter))
+        readout = page.locator(".ae-pretrained-layer .widget-readout")
+
+        async def set_layer():
+            await readout.fill(str(layer))
+            await readout.press("Enter")
+
+        visit.updates_s.append(await timed(page, set_layer, "p.layout.title.text.startsWith(`layer ${arg},`)", layer))
+        await asyncio.sleep(random.uniform(0, jitter))
+        box = page.locator(".ae-pretrained-text-a textarea")
+        sentence = f"The {word} was seen by the whole class."
+
+        async def type_sentence():
+            await box.fill(sentence)
+            await box.press("Tab")  # leaving the box sends the text
+
+        visit.updates_s.append(await timed(page, type_sentence, "p.data[0].x.includes(arg)", word))
+    visit.tokens = (await head_figure(page))["x"]
+
+
+def visit_word(number: int, round_: int, rounds: int) -> str:
+    """The word visitor ``number`` types in ``round_``: different for every visitor and round."""
+    return WORDS[(number * rounds + round_) % len(WORDS)]
+
+
+async def run_class(url: str, students: int, rounds: int, jitter: float) -> tuple[list[Visit], float]:
+    """All visitors load together, then all make their updates together; also the browser's CPU seconds."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS)
+        try:
+            opened = await asyncio.gather(*(open_visit(browser, url, n) for n in range(students)))
+            await asyncio.gather(*(make_updates(page, visit, rounds, jitter) for page, visit in opened))
+            browser_cpu = cpu_seconds(browser_processes())
+        finally:
+            await browser.close()
+    return [visit for _, visit in opened], browser_cpu
+
+
+# ----- the report -------------------------------------------------------------------------------------------
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
+
+
+def report(visits: list[Visit], memory: dict[str, tuple[float, float]], cpu: tuple[float, float], seconds: float,
+           students: int) -> bool:
+    updates = [u for v in visits for u in v.updates_s]
+    paints, tabs = [v.first_paint_s for v in visits], [v.tab_open_s for v in visits]
+    visitor_memory = [memory[v.kernel_id] for v in visits if v.kernel_id in memory]
+    visitor_ids = {v.kernel_id for v in visits}
+    lines = {
+        "visitors": students,
+        "distinct_kernels": len(visitor_ids),
+        "updates": len(updates),
+        "update_p50_s": percentile(updates, 50), "update_p95_s": percentile(updates, 95),
+        "update_max_s": max(updates),
+        "first_paint_p50_s": percentile(paints, 50), "first_paint_p95_s": percentile(paints, 95),
+        "pretrained_tab_open_p50_s": percentile(tabs, 50), "pretrained_tab_open_p95_s": percentile(tabs, 95),
+        "visitor_kernel_rss_max_mb": max(rss for rss, _ in visitor_memory),
+        "visitor_kernel_pss_mean_mb": statistics.mean(pss for _, pss in visitor_memory),
+        "kernels_running": len(memory),
+        "class_seconds": seconds,
+        "server_cpu_s": cpu[0], "browser_cpu_s": cpu[1],
+        "server_cpu_per_visitor_s": cpu[0] / students,
+    }
+    for name, value in lines.items():
+        print(f"{name}: {value:.3f}" if isinstance(value, float) else f"{name}: {value}")
+    for kernel_id, (rss, pss) in sorted(memory.items(), key=lambda item: -item[1][0]):
+        role = "visitor" if kernel_id in visitor_ids else "warm pool"
+        print(f"kernel_rss_mb[{kernel_id[:8]} {role}]: {rss:.0f}  (pss {pss:.0f})")
+    goals = {
+        f"goal_visitors>={GOAL_VISITORS}": students >= GOAL_VISITORS,
+        f"goal_update_p95<={GOAL_P95_UPDATE_S}s": lines["update_p95_s"] <= GOAL_P95_UPDATE_S,
+        f"goal_kernel_rss<{GOAL_KERNEL_MB}MB": max(rss for rss, _ in memory.values()) < GOAL_KERNEL_MB,
+    }
+    for name, met in goals.items():
+        print(f"{name}: {'PASS' if met else 'FAIL'}")
+    return all(goals.values())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--students", type=int, default=GOAL_VISITORS, help=f"visitors at once (1..{MAX_VISITORS})")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of three updates per visitor")
+    parser.add_argument("--jitter", type=float, default=0.5, help="random pause before each action, seconds")
+    parser.add_argument("--time-limit", type=float, default=900.0, help="give up after this many seconds")
+    args = parser.parse_args(argv)
+    if not 1 <= args.students <= MAX_VISITORS:
+        parser.error(f"--students must be between 1 and {MAX_VISITORS}")
+    if chromium_path() is None:
+        parser.error("no Chromium found; set CHROMIUM_PATH")
+    random.seed(0)
+    start = time.perf_counter()
+    with classroom_server(args.students) as (url, voila, _):
+        print(f"server_ready_s: {time.perf_counter() - start:.3f}", flush=True)
+        server_before, start = cpu_seconds(server_processes(voila)), time.perf_counter()
+        visits, browser_cpu = asyncio.run(asyncio.wait_for(
+            run_class(url, args.students, args.rounds, args.jitter), args.time_limit))
+        seconds, server_cpu = time.perf_counter() - start, cpu_seconds(server_processes(voila)) - server_before
+        memory = kernel_memory_mb(voila)
+    cpu = (server_cpu, browser_cpu)
+    return 0 if report(visits, memory, cpu, seconds, args.students) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
