@@ -36,16 +36,16 @@ def test_training_moves_the_step_counter_curves_heatmaps_and_timeline(panel):
     assert len(before) == 8 and panel.runs[0].grid.layout.annotations[5].text == "layer 1 · head 1"
     train(panel, 40)
     trainer = panel.runs[0].trainer
-    assert "step 40" in panel.step_label.value
-    assert list(panel.curves.data[0].x)[-1] == 40 and len(panel.curves.data[1].y) == 40
+    assert "step 40" in panel.monitor.step_label.value
+    assert list(panel.monitor.curves.data[0].x)[-1] == 40 and len(panel.monitor.curves.data[1].y) == 40
     after = drawn_heads(panel)
     assert after != before
     assert after[0] == trainer.snapshots[-1][1].weights[0, 0].tolist()
-    assert panel.timeline.max == len(trainer.snapshots) - 1 == 4
+    assert panel.monitor.timeline.max == len(trainer.snapshots) - 1 == 4
     assert "Test set" in panel.status.text and "sequence accuracy" in panel.status.text
     assert "correct at step 40" in panel.runs[0].prediction.value
-    panel.timeline.value = 0  # scrub back to the untrained model
-    assert drawn_heads(panel) == before and panel.timeline_label.value == "step 0"
+    panel.monitor.timeline.value = 0  # scrub back to the untrained model
+    assert drawn_heads(panel) == before and panel.monitor.timeline_label.value == "step 0"
 
 
 def test_heads_offered_always_divide_the_width(panel):
@@ -102,8 +102,8 @@ def test_comparison_preset_trains_two_models_on_the_same_data(panel):
     assert a.trainer.data is b.trainer.data
     train(panel, 20)
     assert len(a.trainer.history) == len(b.trainer.history) == 20
-    assert len(panel.grids.children) == 2 and len(b.grid.data) == 2
-    assert panel.curves.data[2].visible and panel.curves.data[2].name == "B: 1 head"
+    assert len(panel.monitor.grids.children) == 2 and len(b.grid.data) == 2
+    assert panel.monitor.curves.data[2].visible and panel.monitor.curves.data[2].name == "B: 1 head"
     assert "A: 4 heads" in panel.status.text and "B: 1 head" in panel.status.text
 
 

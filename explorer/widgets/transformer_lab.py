@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tempfile
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import ipywidgets as widgets
@@ -20,9 +20,8 @@ from explorer.attention import valid_head_counts
 from explorer.data.sequences import MAX_TEXT_BYTES, TASKS, class_names, is_classification, load_text_task, make_task, vocabulary
 from explorer.models.transformer import TinySeq2Seq, TinyTransformer, TransformerConfig
 from explorer.training import Trainer, check_steps
-from explorer.views import training as view
 from explorer.widgets.common import BackgroundTask, StatusLine, Throttle, labelled, section, shows_errors
-from explorer.widgets.figure import Figure
+from explorer.widgets.training_monitor import Run, TrainingMonitor
 
 TEXT_PREFIX = "text: "
 KINDS = ("encoder", "encoder-decoder")
@@ -39,17 +38,6 @@ PRESETS = {
     "needle with a [CLS] token": dict(task="needle", pooling="cls"),
     "reverse with an encoder-decoder": dict(kind="encoder-decoder"),
 }
-MAX_RUNS = 2
-
-
-@dataclass
-class Run:
-    """One configuration being trained: its name, trainer and heatmap figure."""
-
-    name: str
-    trainer: Trainer
-    grid: Figure | None = None
-    prediction: widgets.HTML | None = None
 
 
 def head_options(width: int) -> list[int]:
@@ -69,13 +57,13 @@ class TransformerLabPanel(widgets.VBox):
         self.runs: list[Run] = []
         self._built: dict = {}
         self._syncing = False
-        self.redraw = Throttle(self._redraw, 0.3)
+        self.monitor = TrainingMonitor()
+        self.redraw = Throttle(self.monitor.redraw, 0.3)
         self.work = BackgroundTask(self.status)
         self._finished: set[str] = set()
         self._finish_lock = threading.Lock()
         self._build_controls()
-        self._build_outputs()
-        self.children = [widgets.HBox([self.controls, self.outputs])]
+        self.children = [widgets.HBox([self.controls, self.monitor])]
         if preset:
             self.apply_preset(preset)
         else:
@@ -135,29 +123,6 @@ class TransformerLabPanel(widgets.VBox):
         for name, handler in (("Train", self.train), ("Stop", self.stop), ("Reset", self.reset),
                               ("Save", self.save), ("Load", self.load)):
             self.buttons[name].on_click(lambda _, handler=handler: handler())
-
-    def _build_outputs(self) -> None:
-        w = widgets
-        self.step_label = w.HTML()
-        self.step_label.add_class("ae-tl-step")
-        self.curves = Figure(view.curves_figure({f"run {i}": [] for i in range(MAX_RUNS)}))
-        self.curves.layout.meta = "ae-tl-curves"
-        self.play = w.Play(value=0, min=0, max=0, interval=250, description="play the snapshots")
-        self.timeline = w.IntSlider(value=0, min=0, max=0, description="snapshot", readout=False,
-                                    layout=w.Layout(width="420px"))
-        self.timeline.add_class("ae-tl-timeline")
-        self.timeline_label = w.HTML()
-        w.jslink((self.play, "value"), (self.timeline, "value"))
-        w.jslink((self.play, "max"), (self.timeline, "max"))
-        self.timeline.observe(lambda change: self.show_snapshot(change["new"]), "value")
-        self.predictions = w.HBox()
-        self.grids = w.HBox()
-        self.grids.add_class("ae-tl-heads")
-        self.grid_caption = w.HTML("<small>Each square shows how much a query token (row) attends to a key token "
-                                   "(column) of the probe input; the cross-attention rows are the output positions.</small>")
-        self.outputs = w.VBox([self.step_label, self.curves, self.predictions,
-                               w.HBox([self.play, self.timeline, self.timeline_label]), self.grid_caption, self.grids],
-                              layout=w.Layout(flex="1 1 auto", min_width="600px"))
 
     # ----- building models -----------------------------------------------------------------------
     def settings(self) -> dict:
@@ -238,32 +203,14 @@ class TransformerLabPanel(widgets.VBox):
         else:
             runs = [Run(name, trainer) for name, trainer in trainers]
         for run in runs:
-            run.trainer.add_callback(lambda trainer, event, info, run=run: self._on_event(run, event, info))
             if not run.trainer.snapshots:
                 run.trainer.take_snapshot()
+            run.trainer.add_callback(lambda trainer, event, info, run=run: self._on_event(run, event, info))
         self.runs, self._built = runs, self.settings()
-        self._draw_new_figures()
+        self.monitor.show(runs)
         model = runs[0].trainer.model
         self.status.ok(f"New {type(model).__name__}: {model.config.n_layers} layer(s), width {model.config.d_model}, "
                        f"{sum(p.numel() for p in model.parameters()):,} weights. Press Train.")
-
-    def _draw_new_figures(self) -> None:
-        """Figures with the right number of traces for the current runs (only after an architecture change)."""
-        with self.curves.batch_update():
-            for i, trace in enumerate(self.curves.data):
-                run = self.runs[i // 2] if i // 2 < len(self.runs) else None
-                trace.visible, trace.name = run is not None, run.name if run else ""
-        for i, run in enumerate(self.runs):
-            _, maps = run.trainer.snapshots[-1]
-            run.grid = Figure(view.all_heads_figure(maps, self._grid_title(run, maps)))
-            run.grid.layout.meta = f"ae-tl-heads-{i}"
-            run.prediction = widgets.HTML(layout=widgets.Layout(margin="0 24px 0 0"))
-        self.grids.children = [run.grid for run in self.runs]
-        self.predictions.children = [run.prediction for run in self.runs]
-        self._redraw()
-
-    def _grid_title(self, run: Run, maps) -> str:
-        return f"{run.name} · {'cross-attention' if maps.key_tokens is not None else 'self-attention'}"
 
     # ----- events ----------------------------------------------------------------------------------
     @property
@@ -381,7 +328,7 @@ class TransformerLabPanel(widgets.VBox):
         for run in self.runs:
             run.trainer.reset()
             run.trainer.take_snapshot()
-        self._redraw()
+        self.monitor.redraw()
         self.status.ok("Weights re-initialised from the seed; the history is cleared.")
 
     def _on_event(self, run: Run, event: str, info: dict) -> None:
@@ -406,40 +353,6 @@ class TransformerLabPanel(widgets.VBox):
             shown = ", ".join(f"{k.replace('_', ' ')} {v:.1%}" for k, v in result.items())
             parts.append(f"{run.name}: {shown}")
         return f"{self.runs[0].trainer.message} Test set: " + "; ".join(parts) + "."
-
-    # ----- drawing ---------------------------------------------------------------------------------
-    def _redraw(self) -> None:
-        """Step counter, curves and, when the timeline follows the newest snapshot, the heatmaps."""
-        runs = list(self.runs)
-        self.step_label.value = "<b>" + " &nbsp; ".join(
-            f"{run.name}: step {run.trainer.step}" + (f", loss {run.trainer.history[-1]['loss']:.4f}"
-                                                       if run.trainer.history else "") for run in runs) + "</b>"
-        with self.curves.batch_update():
-            for i, run in enumerate(runs):
-                for j, key in enumerate(("loss", "accuracy")):
-                    self.curves.data[2 * i + j].x, self.curves.data[2 * i + j].y = view.curve_data(run.trainer.history, key)
-        newest = max(len(run.trainer.snapshots) for run in runs) - 1
-        following = self.timeline.value >= self.timeline.max
-        self.timeline.max = newest
-        if following and self.timeline.value != newest:
-            self.timeline.value = newest  # draws through the observer
-        elif following:
-            self.show_snapshot(newest)
-
-    def show_snapshot(self, index: int) -> None:
-        """Draw snapshot ``index`` of every run (the nearest earlier one where a run has fewer)."""
-        for run in list(self.runs):
-            snapshots = run.trainer.snapshots
-            if not snapshots or run.grid is None:
-                continue
-            step, maps = snapshots[min(index, len(snapshots) - 1)]
-            if not view.grid_matches(maps, run.grid):
-                continue
-            with run.grid.batch_update():
-                for trace, weights in zip(run.grid.data, view.all_heads_data(maps)):
-                    trace.z = weights
-            run.prediction.value = view.prediction_html(maps, step, run.name)
-            self.timeline_label.value = f"step {step}"
 
     # ----- checkpoints -------------------------------------------------------------------------------
     def checkpoint_files(self) -> list[Path]:
