@@ -1,0 +1,49 @@
+"""The layering of ARCHITECTURE.md, checked on the imports: models never draw, views never hold models."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "explorer"
+CORE = ["attention.py", "maps.py", "training.py", "checkpoints.py", "models", "data"]
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def files(*parts: str) -> list[Path]:
+    out = []
+    for part in parts:
+        target = PACKAGE / part
+        out.extend(sorted(target.glob("*.py")) if target.is_dir() else [target])
+    return out
+
+
+@pytest.mark.parametrize("path", files(*CORE), ids=lambda p: p.relative_to(PACKAGE).as_posix())
+def test_core_never_imports_widgets_or_plotting(path):
+    bad = {m for m in imported_modules(path) if m.split(".")[0] in ("ipywidgets", "plotly", "anywidget")
+           or m.startswith(("explorer.widgets", "explorer.views", "explorer.app"))}
+    assert not bad, f"{path.name} imports {bad}"
+
+
+@pytest.mark.parametrize("path", files("views"), ids=lambda p: p.name)
+def test_views_never_import_torch_modules_or_widgets(path):
+    bad = {m for m in imported_modules(path) if m.split(".")[0] in ("ipywidgets", "anywidget", "transformers")
+           or m.startswith(("torch.nn", "explorer.widgets", "explorer.models", "explorer.training", "explorer.app"))}
+    assert not bad, f"{path.name} imports {bad}"
+
+
+@pytest.mark.parametrize("path", files("widgets"), ids=lambda p: p.name)
+def test_widgets_do_not_import_the_app(path):
+    assert "explorer.app" not in imported_modules(path)
