@@ -51,6 +51,7 @@ def voila_command(notebook: Path, port: int, open_browser: bool, students: int =
     command = [
         sys.executable, "-m", "voila", str(notebook),
         f"--port={port}",
+        "--Voila.port_retries=0",  # a busy port is an error, not a silent move to another port
         f"--Voila.ip={ip}",
         "--template=explorer",
         "--preheat_kernel=True",
