@@ -14,10 +14,13 @@ Run: ``python bench/pretrained.py``. Everything runs in this one process on the 
   and the size of the HTML it returns (which the notebook then sends to the browser), not counting the
   forward pass that produced them.
 Medians of several repetitions; ratios are computed from the medians of this run.
+``--threads N`` sets torch's threads for everything (default: torch's own choice); on a busy shared
+machine ``--threads 1`` gives steadier numbers.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -88,6 +91,12 @@ def bench_size(encoder, panel, n_tokens: int, repeats: int, bertviz_repeats: int
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch_threads: {torch.get_num_threads()}")
     comm.create_comm = RecordingComm
     from explorer.models.pretrained import load
     from explorer.widgets.pretrained import PretrainedPanel

@@ -214,7 +214,7 @@ def test_panel_draws_new_text_layer_and_head(panel):
     figure = panel.figures["head"]
     assert list(figure.data[0].x) == ["[CLS]", "penguins", "swim", "quickly", "[SEP]"]
     assert figure.layout.title.text == "layer 5, head 5"
-    np.testing.assert_allclose(figure.data[0].z, panel.reading.maps.head(5, 5).numpy(), atol=5e-4)
+    np.testing.assert_allclose(view.unpacked(figure.data[0].z), panel.reading.maps.head(5, 5).numpy(), atol=5e-4)
 
 
 def test_panel_bad_input_keeps_the_view(panel):

@@ -404,7 +404,7 @@ class PretrainedPanel(widgets.VBox):
                 widget.data[0].on_click(self._on_cell_click)
             if key == "entropy":
                 widget.data[0].on_click(self._on_entropy_click)
-        if list(box.children) != [widget]:
+        if len(box.children) != 1 or box.children[0] is not widget:  # identity: figures compare by content
             box.children = [widget]
 
     # ----- export and bertviz ----------------------------------------------------------------------------
