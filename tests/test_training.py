@@ -221,7 +221,7 @@ def test_image_batches_train_a_classifier_with_a_custom_probe():
 def test_the_encoder_decoder_trains_and_shows_cross_attention(reverse_data):
     torch.manual_seed(0)
     model = TinySeq2Seq(TransformerConfig(vocab_size=10, d_model=32, n_layers=1))
-    trainer = Trainer(model, reverse_data, lr=3e-3)
+    trainer = Trainer(model, reverse_data, lr=3e-3, snapshot_every=125)
     trainer.run(250)
     assert trainer.evaluate()["token_accuracy"] > 0.9  # greedy decoding, not teacher forcing
     maps = trainer.snapshots[-1][1]

@@ -55,7 +55,6 @@ class TransformerLabPanel(widgets.VBox):
         self.seed = seed
         self.text_tasks: dict[str, object] = {}
         self.runs: list[Run] = []
-        self._built: dict = {}
         self._syncing = False
         self.monitor = TrainingMonitor()
         self.redraw = Throttle(self.monitor.redraw, 0.3)
@@ -206,7 +205,7 @@ class TransformerLabPanel(widgets.VBox):
             if not run.trainer.snapshots:
                 run.trainer.take_snapshot()
             run.trainer.add_callback(lambda trainer, event, info, run=run: self._on_event(run, event, info))
-        self.runs, self._built = runs, self.settings()
+        self.runs = runs
         self.monitor.show(runs)
         model = runs[0].trainer.model
         self.status.ok(f"New {type(model).__name__}: {model.config.n_layers} layer(s), width {model.config.d_model}, "
@@ -284,6 +283,7 @@ class TransformerLabPanel(widgets.VBox):
         if not change["new"]:
             return
         item = change["new"][0]
+        self.upload.value = ()  # the file's bytes are not kept in the page or the kernel
         if item["size"] > MAX_TEXT_BYTES:
             raise ValueError(f"{item['name']} is {item['size'] / 1e6:.1f} MB; the lab takes text files up to "
                              f"{MAX_TEXT_BYTES / 1e6:.1f} MB.")
