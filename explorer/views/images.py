@@ -58,6 +58,8 @@ def gallery_figure(images, columns: dict, row_titles, height_per_row: int = 150)
         for c, (title, stack) in enumerate(zip(columns, maps)):
             fig.add_trace(image_trace(pictures[r]), row=r + 1, col=c + 2)
             fig.add_trace(map_trace(stack[r], title, show_scale=r == 0 and c == 0), row=r + 1, col=c + 2)
+    for annotation, r in zip(fig.layout.annotations, range(n_rows)):  # row titles start at the row's left edge
+        annotation.update(x=fig.get_subplot(r + 1, 1).xaxis.domain[0], xanchor="left")
     for c, title in enumerate(["image", *columns]):
         x0, x1 = fig.get_subplot(1, c + 1).xaxis.domain
         fig.add_annotation(text=f"<b>{title.replace(' (', '<br>(')}</b>", x=(x0 + x1) / 2, y=1.0, xref="paper",
@@ -85,7 +87,7 @@ def map_trace(values, title: str, show_scale: bool) -> go.Heatmap:
                       hovertemplate=f"{title}<br>x %{{x}}, y %{{y}}<br>value %{{z:.3f}}<extra></extra>")
 
 
-def channel_bars(channel_weights, title: str = "") -> go.Figure:
+def channel_bars(channel_weights, title: str = "", width: int | None = None) -> go.Figure:
     """One bar chart per stage of the channel weights ``[C]`` of one image, on a fixed 0..1 axis."""
     n_stages = max(len(channel_weights), 1)
     fig = make_subplots(rows=1, cols=n_stages, subplot_titles=[f"stage {s + 1}" for s in range(n_stages)],
@@ -97,12 +99,12 @@ def channel_bars(channel_weights, title: str = "") -> go.Figure:
                       row=1, col=s + 1)
     fig.update_xaxes(title_text="channel")
     fig.update_yaxes(range=[0, 1], title_text="channel weight", col=1)
-    fig.update_layout(title=dict(text=title, font=dict(size=13)), height=240, bargap=0.1,
+    fig.update_layout(title=dict(text=title, font=dict(size=13)), height=240, width=width, bargap=0.1,
                       margin=dict(l=50, r=20, t=60, b=40))
     return fig
 
 
-def localization_figure(lines: dict) -> go.Figure:
+def localization_figure(lines: dict, width: int | None = None) -> go.Figure:
     """Localization over training: one line per map (``lines``: name -> (steps, scores)); 1.0 is a uniform map."""
     fig = go.Figure()
     for (name, (steps, scores)), color in zip(lines.items(), LOCALIZATION_COLORS):
@@ -112,6 +114,7 @@ def localization_figure(lines: dict) -> go.Figure:
                   annotation_position="bottom right")
     title = "localization: map mass in the object's box ÷ box area" if lines else "localization: this data has no boxes"
     fig.update_layout(title=dict(text=title, font=dict(size=13)),
-                      height=240, margin=dict(l=50, r=20, t=50, b=40), xaxis_title="step",
-                      yaxis=dict(title="× uniform", rangemode="tozero"), legend=dict(font=dict(size=10)))
+                      height=300, width=width, margin=dict(l=50, r=20, t=50, b=40), xaxis_title="step",
+                      yaxis=dict(title="× uniform", rangemode="tozero"),
+                      legend=dict(font=dict(size=10), orientation="h", y=-0.25))
     return fig

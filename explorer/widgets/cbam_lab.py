@@ -40,8 +40,9 @@ def tagged(widget: widgets.Widget, name: str) -> widgets.Widget:
     return widget
 
 
-def button(description: str, icon: str, action, name: str, style: str = "") -> widgets.Button:
-    control = tagged(widgets.Button(description=description, icon=icon, button_style=style), name)
+def button(description: str, icon: str, action, name: str, style: str = "", width: str = "100px") -> widgets.Button:
+    control = tagged(widgets.Button(description=description, icon=icon, button_style=style,
+                                    layout=widgets.Layout(width=width)), name)
     control.on_click(lambda _: action())
     return control
 
@@ -87,23 +88,23 @@ class CBAMPanel(widgets.VBox):
         self.lr = tagged(w.FloatText(value=0.003, step=0.001, layout=w.Layout(width="90px")), "lr")
         self.epochs = tagged(w.IntText(value=3, layout=w.Layout(width="80px")), "epochs")
         self.progress = tagged(w.IntProgress(value=0, min=0, max=1, layout=w.Layout(width="300px")), "progress")
-        self.path = w.Text(value="checkpoints/cbam", layout=w.Layout(width="190px"))
+        self.path = w.Text(value="checkpoints/cbam", layout=w.Layout(width="160px"))
         self.upload = tagged(w.FileUpload(accept="image/*", multiple=False, description="Your image"), "upload")
         self.selected = tagged(w.ToggleButtons(options=[(f"image {i + 1}", i) for i in range(GALLERY_SIZE)],
-                                               value=0, style=dict(button_width="64px")), "selected")
+                                               value=0, style=dict(button_width="78px")), "selected")
         option = {key: labelled(key.replace("_size", " k").replace("ratio", "ratio r"), control, "70px")
                   for key, control in self.options.items()}
         self.controls = w.VBox([
             section("Data", labelled("dataset", self.dataset, "70px"), self.folder,
-                    button("Load data", "folder-open", self.load_data, "load-data")),
+                    button("Load data", "folder-open", self.load_data, "load-data", width="130px")),
             section("CBAM", self.use_cbam, w.HBox([self.options["channel"], self.options["spatial"]]), option["order"],
                     w.HBox(list(self.pools.values())), option["merge"], option["ratio"], option["kernel_size"]),
             section("Training", labelled("learning rate", self.lr, "100px"), labelled("epochs", self.epochs, "100px"),
                     w.HBox([button("Train", "play", self.train, "train", "success"),
                             button("Stop", "stop", self.stop, "stop"), button("Reset", "undo", self.reset, "reset")]),
                     self.progress),
-            section("Checkpoint", w.HBox([self.path, button("Save", "save", self.save, "save"),
-                                          button("Load", "upload", self.load, "load")])),
+            section("Checkpoint", w.HBox([self.path, button("Save", "", self.save, "save", width="70px"),
+                                          button("Load", "", self.load, "load", width="70px")])),
             section("Your own image", self.upload),
             self.status,
         ], layout=w.Layout(width="340px", min_width="340px"))
@@ -347,8 +348,8 @@ class CBAMPanel(widgets.VBox):
                                          {NAMES[n]: e for n, e in self.evaluations.items()}),
             "gallery": view.gallery_figure(self.gallery_pixels, columns,
                                            self._row_titles(self.gallery_labels, (cbam, plain))),
-            "channels": view.channel_bars(channel, title),
-            "localization": view.localization_figure(self._localization_lines()),
+            "channels": view.channel_bars(channel, title, width=560),
+            "localization": view.localization_figure(self._localization_lines(), width=520),
         }
 
     def _localization_lines(self) -> dict:
