@@ -289,9 +289,13 @@ class Trainer:
         self._stop.clear()
         return self._loop(steps)
 
+    @property
+    def small(self) -> bool:
+        """True for models small enough that one CPU thread is fastest."""
+        return sum(p.numel() for p in self.model.parameters()) < SMALL_MODEL
+
     def _loop(self, steps: int) -> list[dict]:
-        small = sum(p.numel() for p in self.model.parameters()) < SMALL_MODEL
-        with one_thread(small):
+        with one_thread(self.small):
             return self._steps(steps)
 
     def _steps(self, steps: int) -> list[dict]:
@@ -372,7 +376,8 @@ class Trainer:
         n = len(self.test_labels)
         for start in range(0, n, batch_size):
             inputs, labels = self.test_inputs[start: start + batch_size], self.test_labels[start: start + batch_size]
-            predicted = self.predict(inputs, labels)
+            with one_thread(self.small):
+                predicted = self.predict(inputs, labels)
             correct = predicted == labels
             if labels.dim() == 2:
                 counted_here = labels != -100
