@@ -169,3 +169,25 @@ def test_empty_or_too_large_uploads_are_refused(panel):
     upload(panel, "big.txt", b"x" * 3_000_000)
     assert "MB" in panel.status.text
     assert panel.runs[0].trainer.model is model and panel.arch["task"].value == "reverse"
+
+
+def test_curves_are_thinned_but_keep_the_last_step():
+    from explorer.views.training import curve_data
+
+    history = [{"step": i, "loss": 1.0 / i, "accuracy": 0.0} for i in range(1, 1001)]
+    steps, losses = curve_data(history, "loss", max_points=100)
+    assert len(steps) <= 101 and steps[0] == 1 and steps[-1] == 1000
+    assert losses[-1] == 1.0 / 1000
+
+
+def test_prediction_marks_each_wrong_token():
+    import torch
+
+    from explorer.maps import AttentionMaps
+    from explorer.views.training import prediction_html
+
+    maps = AttentionMaps(tokens=["1", "2", "3"], weights=torch.full((1, 1, 3, 3), 1 / 3),
+                         meta={"target": ["3", "2", "1"], "prediction": ["3", "1", "1"]})
+    shown = prediction_html(maps, step=7, title="A")
+    assert "2 of 3 correct at step 7" in shown
+    assert shown.count("#ffd7d5") == 1 and shown.count("#dafbe1") == 2
