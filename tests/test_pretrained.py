@@ -281,9 +281,9 @@ def test_panel_other_views_and_bertviz(panel):
         panel.view.value = name
         panel.redraw()
         assert panel.main.children[0] is panel.figures[name]
-    panel.render_bertviz("model")
+    panel.bertviz.render("model")
     panel.wait()
-    assert "ae-bertviz-frame" in panel.bertviz.value and "cdnjs" not in panel.bertviz.value
+    assert "ae-bertviz-frame" in panel.bertviz.frame.value and "cdnjs" not in panel.bertviz.frame.value
     panel.export("npz")
     assert "attention-maps.npz" in panel.downloads.value
     panel.export("svg")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from explorer.maps import AttentionMaps
+from explorer.maps import AttentionMaps, entropy, rollout
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_ALIASES = (DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}")
@@ -297,3 +297,37 @@ def aligned_difference(maps_a: AttentionMaps, maps_b: AttentionMaps) -> Attentio
     difference = restricted(maps_b, index_b) - restricted(maps_a, index_a)
     tokens = [maps_a.tokens[i] for i in index_a]
     return AttentionMaps(tokens=tokens, weights=difference, meta=dict(kind="difference B - A", shared=len(tokens)))
+
+
+@dataclass
+class Reading:
+    """Everything one forward pass gives the views (rollout is worked out when first shown)."""
+
+    maps: AttentionMaps
+    entropy: torch.Tensor  # [L, H]
+    maps_b: AttentionMaps | None = None
+    difference: AttentionMaps | None = None
+    change: torch.Tensor | None = None  # [L], largest weight change per layer from the ablation
+    cosine: float | None = None  # sentence embedding before vs after the ablation
+    _rollout: torch.Tensor | None = None
+
+    @property
+    def rollout(self) -> torch.Tensor:
+        """Attention rollout ``[L, T, T]``."""
+        if self._rollout is None:
+            self._rollout = rollout(self.maps)
+        return self._rollout
+
+
+def read(encoder, text: str, text_b: str = "", mode: str = "pair", ablate=()) -> Reading:
+    """Run the encoder on the panel's inputs and gather the records each view draws."""
+    pair = text_b if mode == "pair" and text_b.strip() else None
+    run = encoder.run(text, pair, ablate)
+    extra = {}
+    if ablate:
+        base = encoder.run(text, pair)
+        extra.update(change=layer_change(base.maps, run.maps), cosine=cosine_similarity(base.embedding, run.embedding))
+    if mode == "compare" and text_b.strip():
+        maps_b = encoder.attend(text_b, None, ablate)
+        extra.update(maps_b=maps_b, difference=aligned_difference(run.maps, maps_b))
+    return Reading(run.maps, entropy(run.maps), **extra)

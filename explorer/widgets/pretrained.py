@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
 
 import ipywidgets as widgets
 import plotly.graph_objects as go
-import torch
 
-from explorer.maps import AttentionMaps, entropy, rollout
-from explorer.views import bertviz as bertviz_view
+from explorer.models.pretrained import Reading, read
 from explorer.views import export
 from explorer.views import pretrained as view
+from explorer.widgets.bertviz_view import BertvizView
 from explorer.widgets.figure import Figure
-from explorer.widgets.common import BackgroundTask, StatusLine, Throttle, labelled, section, shows_errors
+from explorer.widgets.common import BackgroundTask, StatusLine, Throttle, section, shows_errors
 
 PRESETS = {
     "coreference": dict(text="The animal didn't cross the street because it was too tired.", layer=3, head=1,
@@ -35,42 +33,6 @@ PRESETS = {
 VIEWS = (("head", "head"), ("layer", "layer"), ("mean", "mean"), ("rollout", "rollout"), ("A vs B", "compare"))
 MODES = (("B is a sentence pair with A", "pair"), ("compare A and B", "compare"))
 EXPORTS = ("png", "svg", "json", "npz")
-
-
-@dataclass
-class Reading:
-    """Everything one forward pass gives the views (rollout is worked out when first shown)."""
-
-    maps: AttentionMaps
-    entropy: torch.Tensor  # [L, H]
-    maps_b: AttentionMaps | None = None
-    difference: AttentionMaps | None = None
-    change: torch.Tensor | None = None  # [L], largest weight change per layer from the ablation
-    cosine: float | None = None  # sentence embedding before vs after the ablation
-    _rollout: torch.Tensor | None = None
-
-    @property
-    def rollout(self) -> torch.Tensor:
-        """Attention rollout ``[L, T, T]``."""
-        if self._rollout is None:
-            self._rollout = rollout(self.maps)
-        return self._rollout
-
-
-def read(encoder, text: str, text_b: str = "", mode: str = "pair", ablate=()) -> Reading:
-    """Run the encoder on the panel's inputs and gather the records each view draws."""
-    from explorer.models.pretrained import aligned_difference, cosine_similarity, layer_change
-
-    pair = text_b if mode == "pair" and text_b.strip() else None
-    run = encoder.run(text, pair, ablate)
-    extra = {}
-    if ablate:
-        base = encoder.run(text, pair)
-        extra.update(change=layer_change(base.maps, run.maps), cosine=cosine_similarity(base.embedding, run.embedding))
-    if mode == "compare" and text_b.strip():
-        maps_b = encoder.attend(text_b, None, ablate)
-        extra.update(maps_b=maps_b, difference=aligned_difference(run.maps, maps_b))
-    return Reading(run.maps, entropy(run.maps), **extra)
 
 
 class PretrainedPanel(widgets.VBox):
@@ -127,13 +89,11 @@ class PretrainedPanel(widgets.VBox):
         self.clear_ablation = widgets.Button(description="restore all heads")
         self.export_format = widgets.Dropdown(options=EXPORTS, value="png", layout=widgets.Layout(width="90px"))
         self.export_button = widgets.Button(description="Export", icon="save")
-        self.bertviz_kind = widgets.ToggleButtons(options=(("head view", "head"), ("model view", "model")),
-                                                  style=dict(button_width="100px"))
-        self.bertviz_button = widgets.Button(description="Render bertviz")
+        self.bertviz = BertvizView(self.status, self._bertviz_source)
         for control, name in ((self.text_a, "text-a"), (self.text_b, "text-b"), (self.run_button, "run"),
                               (self.layer, "layer"), (self.head, "head"), (self.view, "view"),
                               (self.token_pick, "token"), (self.lock, "lock"), (self.ablate_button, "ablate"),
-                              (self.export_button, "export"), (self.export_format, "export-format"), (self.bertviz_button, "bertviz-render"),
+                              (self.export_button, "export"), (self.export_format, "export-format"),
                               (self.model_name, "model-name"), (self.load_button, "load")):
             control.add_class(f"ae-pretrained-{name}")
         self.controls = widgets.VBox([
@@ -146,7 +106,7 @@ class PretrainedPanel(widgets.VBox):
             section("Token (or click a row)", widgets.HBox([self.token_pick, self.lock])),
             section("Head ablation", widgets.HBox([self.ablate_button, self.clear_ablation])),
             section("Export", widgets.HBox([self.export_format, self.export_button])),
-            section("bertviz (offline)", self.bertviz_kind, self.bertviz_button),
+            self.bertviz.controls,
             self.status,
         ], layout=widgets.Layout(width="360px", min_width="360px"))
         self._wire_controls()
@@ -163,7 +123,6 @@ class PretrainedPanel(widgets.VBox):
         self.ablate_button.observe(self._on_ablate, "value")
         self.clear_ablation.on_click(lambda _: self.set_ablation(()))
         self.export_button.on_click(lambda _: self.export(self.export_format.value))
-        self.bertviz_button.on_click(lambda _: self.render_bertviz(self.bertviz_kind.value))
 
     def _build_outputs(self) -> None:
         self.main = widgets.Box(layout=widgets.Layout(width="100%"))
@@ -173,11 +132,8 @@ class PretrainedPanel(widgets.VBox):
         self.ablation_box = widgets.Box()
         self.downloads = widgets.HTML()
         self.downloads.add_class("ae-pretrained-downloads")
-        self.bertviz_notice = widgets.HTML()
-        self.bertviz = widgets.HTML()
-        self.bertviz.add_class("ae-pretrained-bertviz")
         self.outputs = widgets.VBox([self.main, widgets.HBox([self.entropy_box, self.focus_box], layout=widgets.Layout(flex_flow="row wrap")), self.ablation_box,
-                                     self.downloads, self.bertviz_notice, self.bertviz],
+                                     self.downloads, self.bertviz.output],
                                     layout=widgets.Layout(flex="1 1 auto", min_width="640px"))
 
     # ----- model and text -> reading (background) -------------------------------------------------
@@ -235,8 +191,9 @@ class PretrainedPanel(widgets.VBox):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             reader = self._reader
-            if self.task.running:
+            if self.task.running or self.bertviz.task.running:
                 self.task.join(0.05)
+                self.bertviz.join(0.05)
             elif reader is not None and reader.is_alive():
                 reader.join(0.05)
             else:
@@ -423,25 +380,10 @@ class PretrainedPanel(widgets.VBox):
         self.downloads.value = export.download_link(data, f"attention-maps.{fmt}", fmt, self._nonce)
         self.status.ok(f"Maps of all {self.reading.maps.n_layers} layers saved as attention-maps.{fmt}.")
 
-    def render_bertviz(self, kind: str = "head") -> None:
-        """bertviz's own head or model view of the current text, with its scripts served locally."""
+    def _bertviz_source(self) -> tuple:
         if self.reading is None:
-            self.status.error("Nothing to show yet: the model is still reading the text.")
-            return
-        maps, layer = self.reading.maps, self.layer.value
-        self.status.busy(f"Building bertviz's {kind} view…")
-
-        def build():
-            return bertviz_view.bertviz_page(maps, kind, layer)
-
-        def show(result):
-            page, notice = result
-            shown = min(len(maps.tokens), bertviz_view.MAX_TOKENS)
-            self.bertviz.value = bertviz_view.iframe(page, bertviz_view.frame_height(kind, shown, maps.n_layers))
-            self.bertviz_notice.value = f"<small>bertviz {kind} view, offline. {notice}</small>"
-            self.status.ok(f"bertviz's {kind} view is below the figures ({len(page) / 1e6:.1f} MB of HTML).")
-
-        self.task.start(build, on_done=show)
+            raise ValueError("Nothing to show yet: the model is still reading the text.")
+        return self.reading.maps, self.layer.value
 
 
 def _load(name_or_path):
