@@ -288,3 +288,14 @@ def test_panel_other_views_and_bertviz(panel):
     assert "attention-maps.npz" in panel.downloads.value
     panel.export("svg")
     assert "format:'svg'" in panel.downloads.value.replace("&#x27;", "'")
+
+
+def test_link_opens_the_tab_with_a_preset(encoder):
+    from explorer.app import build_app
+
+    app = build_app(pretrained={"encoder": encoder})
+    app.apply_link("tab=pretrained&preset=subject-verb%20agreement")
+    panel = app.panels["pretrained"]
+    panel.wait()
+    assert app.tab.titles[app.tab.selected_index] == "Pretrained"
+    assert "keys" in panel.reading.maps.tokens and panel.reading.maps.tokens[panel.token] == "are"

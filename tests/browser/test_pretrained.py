@@ -39,6 +39,15 @@ def head_axes(page):
     return trace["x"], trace["y"], trace["z"]
 
 
+def click_row(page, meta: str, row: int, n_rows: int) -> None:
+    """Click the middle of row ``row`` of the heatmap tagged ``meta`` (plotly turns it into a click event)."""
+    box = page.evaluate(
+        "(meta) => { const p = [...document.querySelectorAll('.js-plotly-plot')].find(p => p.layout.meta === meta);"
+        " const r = p.querySelector('.nsewdrag').getBoundingClientRect();"
+        " return {x: r.x, y: r.y, width: r.width, height: r.height}; }", meta)
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] * (row + 0.5) / n_rows)
+
+
 def test_typed_text_layer_and_head_reach_the_axes(page, dashboard_url):
     blocked = block_other_hosts(page)
     open_pretrained(page, dashboard_url)
@@ -65,6 +74,14 @@ def test_typed_text_layer_and_head_reach_the_axes(page, dashboard_url):
         ".layout.title.text === 'layer 5, head 5'", arg=HEAD)
     x, _, z_after = head_axes(page)
     assert "swim" in x and z_after != z_before
+
+    click_row(page, HEAD, row=2, n_rows=len(x))  # the row of "swim"
+    page.wait_for_function(
+        "(meta) => { const p = [...document.querySelectorAll('.js-plotly-plot')].find(p => p.layout.meta === meta);"
+        " return p.layout.shapes && p.layout.shapes.length === 2; }", arg=HEAD)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.js-plotly-plot')].find(p => p.layout.meta === 'ae-pretrained-focus')"
+        ".layout.title.text.includes('swim')")
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "pretrained.png"), full_page=True)
     assert not blocked, f"the tab asked for addresses outside this server: {blocked}"
