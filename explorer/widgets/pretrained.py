@@ -41,7 +41,8 @@ class PretrainedPanel(widgets.VBox):
     def __init__(self, model: str | None = None, encoder=None, preset: str | None = None):
         super().__init__()
         self.add_class("ae-pretrained")
-        self.status = StatusLine("Loading the model…")
+        self.status = StatusLine()
+        self.status.busy("Loading the model…")
         self.task = BackgroundTask(self.status)
         self.encoder, self.reading = encoder, None
         self.token: int | None = None
@@ -51,6 +52,7 @@ class PretrainedPanel(widgets.VBox):
         self._pending = False
         self._reader: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._draw_lock = threading.Lock()  # the reader thread and the throttled redraws take turns
         self._syncing = False
         self._wanted_token: str | None = None
         self._nonce = 0
@@ -146,6 +148,7 @@ class PretrainedPanel(widgets.VBox):
         self.encoder = encoder
         self.ablated.clear()
         self._syncing = True
+        self.ablate_button.value = False
         self.layer.max = encoder.n_layers - 1
         self.head.options = list(range(encoder.n_heads))
         self._syncing = False
@@ -313,7 +316,10 @@ class PretrainedPanel(widgets.VBox):
     @shows_errors
     def redraw(self) -> None:
         """Draw the chosen view, the entropy map, the token focus and the ablation effect from the last reading."""
-        reading = self.reading
+        with self._draw_lock:
+            self._draw(self.reading)
+
+    def _draw(self, reading) -> None:
         if reading is None:
             return
         layer, head, maps = self.layer.value, self.head.value, reading.maps
@@ -323,7 +329,7 @@ class PretrainedPanel(widgets.VBox):
         self._show(self.focus_box, "focus", view.focus_update(maps, layer, head, self.token),
                    lambda: view.token_focus_figure(maps, layer, head, self.token))
         if reading.change is not None:
-            ablated = sorted(self.ablated)
+            ablated = [tuple(pair) for pair in maps.meta["ablated"]]
             self._show(self.ablation_box, "ablation", view.ablation_update(reading.change, reading.cosine, ablated),
                        lambda: view.ablation_figure(reading.change, reading.cosine, ablated))
         self.ablation_box.layout.display = None if reading.change is not None else "none"
