@@ -76,6 +76,20 @@ def gallery_figure(images, columns: dict, row_titles, height_per_row: int = 150)
     return fig
 
 
+def attention_gallery(images, records: dict, class_names, labels=None, height_per_row: int = 150) -> go.Figure:
+    """The gallery of several nets' records (name -> ImageAttention whose meta holds ``grad_cam`` and
+    ``predictions``) over the first ``len(images)`` images: the first net's spatial map of each stage, then
+    every net's Grad-CAM. Row titles: the true class (or "your image") and each net's prediction."""
+    n_images = len(images)
+    first = next(iter(records.values()))
+    columns = {f"stage {s + 1}": spatial[:n_images] for s, spatial in enumerate(first.spatial)}
+    columns.update({f"Grad-CAM ({name})": r.meta["grad_cam"][:n_images] for name, r in records.items()})
+    truth = ["your image"] * n_images if labels is None else [class_names[int(label)] for label in labels]
+    titles = [" · ".join([truth[i]] + [class_names[r.meta["predictions"][i]] for r in records.values()])
+              for i in range(n_images)]
+    return gallery_figure(images, columns, titles, height_per_row)
+
+
 def image_trace(picture) -> go.Heatmap:
     return go.Heatmap(z=picture, colorscale="Greys", reversescale=True, zmin=0, zmax=1, showscale=False,
                       hovertemplate="x %{x}, y %{y}<br>pixel %{z:.2f}<extra></extra>")

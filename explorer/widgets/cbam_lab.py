@@ -321,24 +321,9 @@ class CBAMPanel(widgets.VBox):
             self.status.show("Nothing is training.")
 
     # ----- drawing --------------------------------------------------------------------------------
-    def _latest(self, name: str):
-        return self.trainers[name].snapshots[-1][1]
-
-    def _map_columns(self, cbam_record, plain_record) -> dict:
-        columns = {f"stage {s + 1}": spatial for s, spatial in enumerate(cbam_record.spatial)}
-        columns[f"Grad-CAM ({NAMES['cbam']})"] = cbam_record.meta["grad_cam"]
-        columns[f"Grad-CAM ({NAMES['plain']})"] = plain_record.meta["grad_cam"]
-        return columns
-
-    def _row_titles(self, labels, records) -> list[str]:
-        names = self.class_names
-        return [f"{names[int(label)]} · " + " · ".join(names[r.meta['predictions'][i]] for r in records)
-                for i, label in enumerate(labels)]
-
     def _figures(self) -> dict:
-        cbam, plain = self._latest("cbam"), self._latest("plain")
-        shown = slice(0, GALLERY_SIZE)
-        columns = {title: stack[shown] for title, stack in self._map_columns(cbam, plain).items()}
+        records = {NAMES[name]: trainer.snapshots[-1][1] for name, trainer in self.trainers.items()}
+        cbam = records[NAMES["cbam"]]
         selected = min(self.selected.value, len(self.gallery_pixels) - 1)
         channel = [weights[selected] for weights in cbam.channel]
         title = (f"channel weights, image {selected + 1}" if channel else
@@ -346,8 +331,7 @@ class CBAMPanel(widgets.VBox):
         return {
             "curves": view.curves_figure({NAMES[n]: t.history for n, t in self.trainers.items()},
                                          {NAMES[n]: e for n, e in self.evaluations.items()}),
-            "gallery": view.gallery_figure(self.gallery_pixels, columns,
-                                           self._row_titles(self.gallery_labels, (cbam, plain))),
+            "gallery": view.attention_gallery(self.gallery_pixels, records, self.class_names, self.gallery_labels),
             "channels": view.channel_bars(channel, title, width=560),
             "localization": view.localization_figure(self._localization_lines(), width=520),
         }
@@ -389,10 +373,8 @@ class CBAMPanel(widgets.VBox):
     def _refresh_yours(self) -> None:
         if self.upload_pixels is None:
             return
-        records = [probe_maps(copy.deepcopy(t.model), self.upload_pixels) for t in self.trainers.values()]
-        columns = self._map_columns(*records)
-        titles = ["your image · " + " · ".join(self.class_names[r.meta["predictions"][0]] for r in records)]
-        figure = Figure(view.gallery_figure(self.upload_pixels, columns, titles, height_per_row=170))
+        records = {NAMES[n]: probe_maps(copy.deepcopy(t.model), self.upload_pixels) for n, t in self.trainers.items()}
+        figure = Figure(view.attention_gallery(self.upload_pixels, records, self.class_names, height_per_row=170))
         figure.layout.meta = "ae-cbam-yours"
         self.yours.children = [widgets.HTML("<b>Your image</b>"), figure]
 
