@@ -17,6 +17,7 @@ Callbacks ``fn(trainer, event, info)`` hear "step", "snapshot", "paused", "stopp
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 import threading
 import time
@@ -77,6 +78,13 @@ def loss_and_hits(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Ten
         return loss, hits.sum(dim=1), counted.sum(dim=1)
     loss = nn.functional.cross_entropy(logits, labels)
     return loss, (logits.argmax(dim=-1) == labels).long(), torch.ones_like(labels)
+
+
+def default_probe(model: nn.Module, data, kind: str) -> Callable | None:
+    """The attention on the first test example, for token models whose forward can return it; else none."""
+    if kind == "tokens" and "return_attention" in inspect.signature(model.forward).parameters:
+        return token_probe(data)
+    return None
 
 
 def check_steps(steps) -> int:
@@ -166,7 +174,7 @@ class Trainer:
         if int(snapshot_every) <= 0:
             raise ValueError(f"snapshot_every must be a positive number of steps, got {snapshot_every}.")
         self.snapshot_every = int(snapshot_every)
-        self.probe = probe if probe is not None else (token_probe(data) if self.kind == "tokens" else None)
+        self.probe = probe if probe is not None else default_probe(model, data, self.kind)
         self.callbacks: list[Callable] = []
         self.message = "Ready to train."
         self._thread: threading.Thread | None = None

@@ -226,3 +226,17 @@ def test_the_encoder_decoder_trains_and_shows_cross_attention(reverse_data):
     assert trainer.evaluate()["token_accuracy"] > 0.9  # greedy decoding, not teacher forcing
     maps = trainer.snapshots[-1][1]
     assert maps.weights.shape == (1, 4, 10, 10) and maps.key_tokens is not None
+
+
+def test_a_token_model_without_attention_output_trains_without_snapshots(reverse_data):
+    class Plain(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed, self.head = nn.Embedding(10, 16), nn.Linear(16, 10)
+
+        def forward(self, input_ids):
+            return self.head(self.embed(input_ids))
+
+    trainer = Trainer(Plain(), reverse_data)
+    trainer.run(3)
+    assert trainer.step == 3 and trainer.snapshots == [] and "token_accuracy" in trainer.evaluate()
