@@ -299,3 +299,10 @@ def test_link_opens_the_tab_with_a_preset(encoder):
     panel.wait()
     assert app.tab.titles[app.tab.selected_index] == "Pretrained"
     assert "keys" in panel.reading.maps.tokens and panel.reading.maps.tokens[panel.token] == "are"
+
+
+def test_views_mark_ablated_heads(encoder):
+    maps = encoder.attend(CORE, ablate=[(2, 3)])
+    assert "output zeroed" in view.head_update(maps, 2, 3)["layout"]["title"]["text"]
+    assert "output zeroed" not in view.head_update(maps, 2, 4)["layout"]["title"]["text"]
+    assert view.layer_figure(maps, 2).layout.annotations[3].text == "head 3 (ablated)"

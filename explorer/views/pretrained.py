@@ -86,8 +86,14 @@ def matrix_figure(update: dict, **style) -> go.Figure:
     return fig
 
 
+def ablated_heads(maps, layer: int) -> set[int]:
+    """Heads of ``layer`` whose output was zeroed when ``maps`` were made (their own weights are unchanged)."""
+    return {h for l, h in maps.meta.get("ablated", ()) if l == layer}
+
+
 def head_update(maps, layer: int, head: int, token: int | None = None) -> dict:
-    return matrix_update("head", maps.head(layer, head), maps.keys, maps.tokens, f"layer {layer}, head {head}", token)
+    title = f"layer {layer}, head {head}" + (" (output zeroed: later layers feel it)" if head in ablated_heads(maps, layer) else "")
+    return matrix_update("head", maps.head(layer, head), maps.keys, maps.tokens, title, token)
 
 
 def head_figure(maps, layer: int, head: int, token: int | None = None) -> go.Figure:
@@ -118,17 +124,20 @@ def rollout_figure(rollout_layer, tokens, layer: int, token: int | None = None) 
 def layer_update(maps, layer: int) -> dict:
     keys, queries = unique_labels(maps.keys), unique_labels(maps.tokens)
     weights = _z(maps.layer(layer))
+    ablated = ablated_heads(maps, layer)
     return {"structure": ("layer", maps.n_heads, len(maps.tokens) <= GRID_LABELS_UP_TO),
             "data": [dict(z=w, x=keys, y=queries) for w in weights],
-            "layout": dict(title=dict(text=f"layer {layer}: every head"))}
+            "layout": dict(title=dict(text=f"layer {layer}: every head")),
+            "annotations": [f"head {h}" + (" (ablated)" if h in ablated else "") for h in range(maps.n_heads)]}
 
 
 def layer_figure(maps, layer: int) -> go.Figure:
     """All heads of one layer as small multiples on one colour scale."""
     update = layer_update(maps, layer)
     show_labels = update["structure"][2]
-    return head_grid([t["z"] for t in update["data"]], maps.keys, maps.tokens, title=update["layout"]["title"]["text"],
-                     panel_height=200 if show_labels else 170, show_labels=show_labels)
+    return head_grid([t["z"] for t in update["data"]], maps.keys, maps.tokens, titles=update["annotations"],
+                     title=update["layout"]["title"]["text"], panel_height=200 if show_labels else 170,
+                     show_labels=show_labels)
 
 
 def entropy_update(entropy, n_keys: int, layer: int, head: int) -> dict:
@@ -193,16 +202,16 @@ def compare_figure(maps_a, maps_b, difference, layer: int, head: int) -> go.Figu
     update = compare_update(maps_a, maps_b, difference, layer, head)
     fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.07, subplot_titles=update["annotations"])
     styles = [dict(zmin=0.0, zmax=1.0, colorscale=WEIGHT_COLORS, showscale=True, name="weight",
-                   colorbar=dict(title=dict(text="weight"), thickness=10, x=-0.12)),
+                   colorbar=dict(title=dict(text="weight"), thickness=10, x=1.02)),
               dict(zmin=0.0, zmax=1.0, colorscale=WEIGHT_COLORS, showscale=False, name="weight"),
               dict(zmin=-1.0, zmax=1.0, colorscale=SCORE_COLORS, name="B - A",
-                   colorbar=dict(title=dict(text="B - A"), thickness=10))]
+                   colorbar=dict(title=dict(text="B - A"), thickness=10, x=1.12))]
     for col, (data, style) in enumerate(zip(update["data"], styles), start=1):
         fig.add_trace(go.Heatmap(hovertemplate="query %{y}<br>key %{x}<br>%{fullData.name} %{z:.3f}<extra></extra>",
                                  **data, **style), row=1, col=col)
     fig.update_xaxes(TICKS, tickfont=dict(size=8))
     fig.update_yaxes(type="category", autorange="reversed", tickfont=dict(size=8))
-    fig.update_layout(update["layout"], height=440, margin=dict(l=60, r=20, t=70, b=60))
+    fig.update_layout(update["layout"], height=440, margin=dict(l=60, r=110, t=70, b=60))
     return fig
 
 
