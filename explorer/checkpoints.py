@@ -64,7 +64,7 @@ def save(model: nn.Module, path, history=None) -> Path:
     if name not in MODELS:
         raise ValueError(f"Only these models can be saved: {', '.join(MODELS)}; got {name}.")
     metadata = {"format": FORMAT, "model": name, "config": json.dumps(config_dict(model)),
-                "history": json.dumps(list(history or []))}
+                "history": json.dumps(list(history or []), default=_plain)}
     path = checkpoint_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     weights = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
@@ -155,6 +155,14 @@ def _copy_weights(model: nn.Module, tensors: dict, name: str) -> None:
             f"other shapes for {', '.join(wrong[:3])}" if wrong else "") if part)
         raise ValueError(f"The checkpoint's weights do not fit a {name} of its config ({details}).")
     model.load_state_dict(tensors)
+
+
+def _plain(value):
+    """History values such as numpy or torch scalars as plain numbers; anything else as text."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
 
 
 def _short(config: dict) -> str:

@@ -360,7 +360,8 @@ class Trainer:
             self.message = f"Training is not running (step {self.step}); nothing to stop."
             return False
         self._stop.set()
-        self._thread.join(timeout)
+        if threading.current_thread() is not self._thread:  # a callback may call stop() from the training thread
+            self._thread.join(timeout)
         return True
 
     def join(self, timeout: float | None = None) -> None:

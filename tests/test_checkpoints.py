@@ -109,3 +109,12 @@ def test_weights_that_do_not_fit_their_config_are_refused(tmp_path):
 def test_models_without_a_config_or_unknown_classes_cannot_be_saved(tmp_path):
     with pytest.raises(ValueError, match="Only these models"):
         checkpoints.save(torch.nn.Linear(2, 2), tmp_path / "x.safetensors")
+
+
+def test_history_with_numpy_and_torch_numbers_is_saved_as_plain_numbers(tmp_path):
+    import numpy as np
+
+    path = checkpoints.save(make_model(), tmp_path / "m.safetensors",
+                            history=[{"step": 1, "loss": np.float32(0.5), "accuracy": torch.tensor(0.25)}])
+    _, history = checkpoints.load(path)
+    assert history == [{"step": 1, "loss": 0.5, "accuracy": 0.25}]

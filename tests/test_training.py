@@ -240,3 +240,11 @@ def test_a_token_model_without_attention_output_trains_without_snapshots(reverse
     trainer = Trainer(Plain(), reverse_data)
     trainer.run(3)
     assert trainer.step == 3 and trainer.snapshots == [] and "token_accuracy" in trainer.evaluate()
+
+
+def test_a_callback_may_stop_training_from_the_training_thread(reverse_data):
+    trainer = Trainer(reverse_model(), reverse_data)
+    trainer.add_callback(lambda t, event, info: t.stop() if event == "step" and info["step"] == 3 else None)
+    trainer.start(1000)
+    trainer.join(30)
+    assert not trainer.running and trainer.step == 3 and "Stopped at step 3" in trainer.message
