@@ -95,7 +95,8 @@ def test_orders_follow_their_definitions(x, order):
 
 
 def test_default_output_is_input_times_kept_weights(x):
-    cbam = CBAM(8, ratio=16, kernel_size=3)  # as written in tutorials; 8 // 16 = 0 hidden units -> 1
+    with pytest.warns(UserWarning):  # as written in tutorials; 8 // 16 = 0 hidden units -> 1
+        cbam = CBAM(8, ratio=16, kernel_size=3)
     out = cbam(x)
     assert not cbam.channel_weights.requires_grad and not cbam.spatial_map.requires_grad
     torch.testing.assert_close(out, x * cbam.channel_weights[:, :, None, None] * cbam.spatial_map)
@@ -152,7 +153,7 @@ def test_cbam_maps_have_the_right_shapes_and_ranges():
 
 def test_grad_cam_equals_autograd_reference():
     torch.manual_seed(5)
-    model = CBAMNet(3, width=8).eval()
+    model = CBAMNet(3, width=8, ratio=4).eval()
     images = torch.rand(4, 1, 32, 32)
     cam = grad_cam(model, images, target=2)
     features = model.features(images)
@@ -190,4 +191,4 @@ def test_probe_scores_every_stage_and_grad_cam():
 
 def test_wrong_image_channels_say_what_is_expected():
     with pytest.raises(ValueError, match="1 channel"):
-        cbam_maps(CBAMNet(4, width=8), torch.rand(2, 3, 32, 32))
+        cbam_maps(CBAMNet(4, width=8, ratio=4), torch.rand(2, 3, 32, 32))

@@ -179,3 +179,27 @@ def test_save_and_load_both_nets(panel, tmp_path):
     panel.load()
     panel.task.join()
     assert panel.status.kind == "error" and [t.step for t in panel.trainers.values()] == [10, 10]
+
+
+def test_digits_and_your_own_colour_folder_train_with_fresh_nets(panel, tmp_path):
+    panel.dataset.value = "digits"
+    panel.task.join()
+    assert panel.status.kind == "ok" and "10 classes" in panel.status.text
+    assert panel.trainers["cbam"].model.config["n_classes"] == 10
+    assert "no boxes" in panel.figures["localization"].layout.title.text
+    for k, name in enumerate(("red", "blue")):
+        (tmp_path / name).mkdir()
+        for i in range(6):
+            colour = (200, 30 * i, 0) if k == 0 else (0, 30 * i, 200)
+            Image.new("RGB", (40, 40), colour).save(tmp_path / name / f"{i}.png")
+    panel.dataset.value = "folder"
+    panel.folder.value = str(tmp_path)
+    panel.load_data()
+    panel.task.join()
+    assert panel.status.kind == "ok" and "2 classes" in panel.status.text
+    assert panel.trainers["cbam"].model.config["in_channels"] == 3
+    panel.train(steps=3, wait=True)
+    assert panel.status.kind == "ok" and panel.trainers["plain"].step == 3
+    panel.dataset.value = "shapes"
+    panel.task.join()
+    assert panel.data_name == "shapes"

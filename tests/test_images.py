@@ -66,6 +66,8 @@ def test_load_image_folder_reads_classes_and_counts_unreadable_files(tmp_path):
     assert len(data["train"]) + len(data["test"]) == 6
     assert data["train"].features["label"].names == ["bars", "dots"]
     assert data["train"].with_format("numpy")["pixel_values"][:].shape[1:] == (3, 16, 16)
+    grey = load_image_folder(tmp_path, size=16)  # the test images are grey: one channel is enough
+    assert grey["test"].with_format("numpy")["pixel_values"][:].shape[1:] == (1, 16, 16)
 
 
 @pytest.mark.parametrize("make, words", [

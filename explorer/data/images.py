@@ -131,14 +131,15 @@ def to_pixels(image: PILImage.Image, size: int, channels: int) -> np.ndarray:
     return pixels[None] if channels == 1 else pixels.transpose(2, 0, 1).copy()
 
 
-def load_image_folder(path, size: int = 32, channels: int = 1, test_share: float = 0.2, seed: int = 0) -> DatasetDict:
+def load_image_folder(path, size: int = 32, channels: int | None = None, test_share: float = 0.2,
+                      seed: int = 0) -> DatasetDict:
     """Your own images: ``path`` holds one sub-folder per class. Images are resized to ``size`` and read as
-    grey (``channels=1``) or RGB (3). Files that cannot be read are skipped; the returned DatasetDict's
-    ``skipped`` attribute counts them."""
+    grey (``channels=1``), RGB (3) or, by default, RGB only if some image has colour. Files that cannot be
+    read are skipped; the returned DatasetDict's ``skipped`` attribute counts them."""
     folder = Path(str(path)).expanduser()
     if not folder.is_dir():
         raise ValueError(f"There is no folder at '{path}'.")
-    if channels not in (1, 3):
+    if channels not in (None, 1, 3):
         raise ValueError(f"Images are read with 1 (grey) or 3 (RGB) channels, not {channels}.")
     try:
         found = load_dataset("imagefolder", data_dir=str(folder), split="train")
@@ -152,7 +153,7 @@ def load_image_folder(path, size: int = 32, channels: int = 1, test_share: float
     for row in found:
         try:
             with PILImage.open(io.BytesIO(row["image"]["bytes"]) if row["image"]["bytes"] else row["image"]["path"]) as im:
-                images.append(to_pixels(im, size, channels))
+                images.append(to_pixels(im, size, 3))
         except (OSError, ValueError, PILImage.DecompressionBombError):
             skipped += 1
             continue
@@ -161,7 +162,10 @@ def load_image_folder(path, size: int = 32, channels: int = 1, test_share: float
     if len(set(labels)) < 2:
         raise ValueError(f"'{path}' has {len(images)} readable image(s) in {len(set(labels))} class(es); "
                          f"a classifier needs at least 2 classes ({skipped} file(s) could not be read).")
-    data = split_dataset(np.stack(images), labels, names, test_share, seed)
+    images = np.stack(images)  # [N, 3, size, size]
+    if channels == 1 or (channels is None and np.array_equal(images.min(axis=1), images.max(axis=1))):
+        images = images.mean(axis=1, keepdims=True)  # grey images keep one channel
+    data = split_dataset(images, labels, names, test_share, seed)
     data.skipped = skipped
     return data
 
