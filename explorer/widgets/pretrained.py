@@ -355,9 +355,10 @@ class PretrainedPanel(widgets.VBox):
 
     def _show(self, box: widgets.Box, key: str, update: dict, build) -> None:
         """Copy ``update`` into the figure on screen, or build the figure if its structure changed."""
-        widget = self.figures.get(key)
+        widget = old = self.figures.get(key)
         if widget is not None and self._structures.get(key) == update["structure"]:
             view.apply_update(widget, update)
+            old = None
         else:
             fig = build()
             fig.update_layout(meta=f"ae-pretrained-{key}")
@@ -369,6 +370,8 @@ class PretrainedPanel(widgets.VBox):
                 widget.data[0].on_click(self._on_entropy_click)
         if len(box.children) != 1 or box.children[0] is not widget:  # identity: figures compare by content
             box.children = [widget]
+        if old is not None:
+            old.close()  # a figure of the old shape: free it in the kernel and the page
 
     # ----- export and bertviz ----------------------------------------------------------------------------
     @shows_errors
