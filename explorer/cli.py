@@ -11,6 +11,7 @@ import argparse
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -28,8 +29,9 @@ IDLE_CULL_SECONDS = 20 * 60  # a kernel whose visitor left is shut down after 20
 # Twice the largest file a panel accepts (5 MB images, 2 MB text files): such files still reach the panel,
 # which explains its own limit; anything bigger is refused by the server and never reaches a kernel.
 WEBSOCKET_MAX_BYTES = 10_000_000
-# After a visitor takes a warm kernel Voila starts a replacement; waiting lets a class arriving together get
-# the CPU for its own pages first (the pool is sized for the whole class, so nobody needs the replacement yet).
+# After a visitor takes a warm kernel Voila starts a replacement (after 1 s). For a class, waiting lets students
+# arriving together get the CPU for their own pages first: the pool is sized for all of them, so nobody needs
+# the replacements yet.
 REFILL_DELAY_SECONDS = 30
 WARM_TIMEOUT_SECONDS = 600  # stop waiting for the pool to warm up after this long (the server keeps running)
 
@@ -56,7 +58,6 @@ def voila_command(notebook: Path, port: int, open_browser: bool, students: int =
         "--template=explorer",
         "--preheat_kernel=True",
         f"--pool_size={pool_size(students)}",
-        f"--VoilaKernelManager.fill_delay={REFILL_DELAY_SECONDS}",
         "--strip_sources=True",
         "--show_tracebacks=False",
         # Serve no files from the folder (Voila would serve its images by default): there is no file browser.
@@ -107,12 +108,13 @@ def warm_kernels(server_pid: int, port: int) -> int:
     return warm
 
 
-def announce_when_ready(process: subprocess.Popen, port: int, students: int, timeout: float = WARM_TIMEOUT_SECONDS) -> bool:
-    """Print "Ready for N students at ..." once the whole pool is warm; False if it was not within ``timeout``."""
+def announce_when_ready(process: subprocess.Popen, url: str, port: int, students: int,
+                        timeout: float = WARM_TIMEOUT_SECONDS) -> bool:
+    """Print "Ready for N students at <url>" once the whole pool is warm; False if it was not within ``timeout``."""
     wanted, deadline = pool_size(students), time.monotonic() + timeout
     while process.poll() is None and time.monotonic() < deadline:
         if warm_kernels(process.pid, port) >= wanted:
-            print(f"Ready for {students} student(s) at http://localhost:{port}/ ({wanted} warm kernel(s)).", flush=True)
+            print(f"Ready for {students} student(s) at {url} ({wanted} warm kernel(s)).", flush=True)
             return True
         time.sleep(0.5)
     if process.poll() is None:
@@ -121,20 +123,27 @@ def announce_when_ready(process: subprocess.Popen, port: int, students: int, tim
     return False
 
 
-def serve(port: int = 8866, open_browser: bool = True, students: int = 1, notebook: Path = DASHBOARD) -> int:
-    """Run Voila until it stops (Ctrl+C), echoing its log and saying when the warm pool is ready."""
+def serve(port: int = 8866, open_browser: bool = True, students: int = 1, notebook: Path = DASHBOARD,
+          ip: str = "localhost") -> int:
+    """Run Voila until it stops (Ctrl+C), echoing its log and saying when the warm pool is ready.
+
+    ``ip="0.0.0.0"`` lets the students' laptops on the same network reach the dashboard."""
     if not notebook.exists():
         raise SystemExit(f"The dashboard notebook {notebook} is missing: run from a clone of the repository "
                          "(pip install -e .) so that dashboards/ is next to the package.")
     if students < 1:
         raise SystemExit("--students must be at least 1.")
-    print(f"Serving Attention Explorer at http://localhost:{port}, warming {pool_size(students)} kernel(s) "
+    url = f"http://{socket.gethostname() if ip == '0.0.0.0' else ip}:{port}/"
+    print(f"Serving Attention Explorer at {url}, warming {pool_size(students)} kernel(s) "
           "(each runs the dashboard once before its visitor arrives). Press Ctrl+C to stop.", flush=True)
     env = dict(voila_env(), OMP_NUM_THREADS=str(kernel_threads(students)))
-    process = subprocess.Popen(voila_command(notebook, port, open_browser, students), env=env,
+    command = voila_command(notebook, port, open_browser, students, ip)
+    if students > 1:
+        command.append(f"--VoilaKernelManager.fill_delay={REFILL_DELAY_SECONDS}")
+    process = subprocess.Popen(command, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
     signal.signal(signal.SIGTERM, lambda *_: process.terminate())  # Voila then shuts its kernels down
-    threading.Thread(target=announce_when_ready, args=(process, port, students), daemon=True).start()
+    threading.Thread(target=announce_when_ready, args=(process, url, port, students), daemon=True).start()
     try:
         for line in process.stdout:
             sys.stdout.write(line)
@@ -155,10 +164,12 @@ def main(argv: list[str] | None = None) -> int:
     serve_parser.add_argument("--no-browser", action="store_true", help="do not open a web browser")
     serve_parser.add_argument("--students", type=int, default=1,
                               help="size the warm kernel pool for this many simultaneous visitors")
+    serve_parser.add_argument("--ip", default="localhost",
+                              help="address to listen on; 0.0.0.0 serves the laptops of a class on this network")
     args = parser.parse_args(argv)
     if shutil.which("voila") is None and not (Path(sys.executable).parent / "voila").exists():
         print("Voila is not installed in this environment: run `make dashboard` or pip install -e .", file=sys.stderr)
-    return serve(args.port, not args.no_browser, args.students)
+    return serve(args.port, not args.no_browser, args.students, ip=args.ip)
 
 
 if __name__ == "__main__":

@@ -122,3 +122,25 @@ def test_serve_command_caps_messages_serves_no_files_and_shares_the_cores():
 
     assert WEBSOCKET_MAX_BYTES >= 2 * max(MAX_UPLOAD_BYTES, MAX_TEXT_BYTES)
     assert kernel_threads(10 * (os.cpu_count() or 1)) == 1 and kernel_threads(1) == (os.cpu_count() or 1)
+
+
+def test_server_extension_config_for_jupyterhub_and_binder_matches_the_serve_command():
+    from pathlib import Path
+
+    from traitlets.config.loader import PyFileConfigLoader
+
+    from explorer.cli import IDLE_CULL_SECONDS
+
+    root = Path(__file__).resolve().parents[1]
+    config = PyFileConfigLoader("jupyter_server_config.py", path=str(root / "docs")).load_config()
+    command = voila_command(Path("dash.ipynb"), 9000, open_browser=False)
+    assert config.ServerApp.tornado_settings == {"websocket_max_message_size": WEBSOCKET_MAX_BYTES}
+    assert config.ServerApp.terminals_enabled is False
+    assert config.VoilaConfiguration.strip_sources is True and "--strip_sources=True" in command
+    assert config.VoilaConfiguration.file_denylist == [".*"]
+    assert config.VoilaConfiguration.template == "explorer" and "--template=explorer" in command
+    assert config.MappingKernelManager.cull_idle_timeout == IDLE_CULL_SECONDS
+    assert config.ServerApp.default_url.endswith("dashboards/explorer.ipynb")
+    assert (root / config.ServerApp.default_url.removeprefix("/voila/render/")).exists()
+    for script in ("postBuild", "start"):
+        assert os.access(root / script, os.X_OK), f"repo2docker runs {script} only if it is executable"

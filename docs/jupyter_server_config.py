@@ -1,0 +1,13 @@
+# Voila as a Jupyter server extension (JupyterHub, Binder) with the settings of `attention-explorer serve`.
+# docs/deploy.md explains each line; tests/test_classroom.py checks that both agree.
+c = get_config()  # noqa: F821 - provided by Jupyter when it loads this file
+
+c.ServerApp.default_url = "/voila/render/dashboards/explorer.ipynb"
+c.ServerApp.terminals_enabled = False
+c.ServerApp.tornado_settings = {"websocket_max_message_size": 10_000_000}
+c.VoilaConfiguration.template = "explorer"
+c.VoilaConfiguration.strip_sources = True
+c.VoilaConfiguration.show_tracebacks = False
+c.VoilaConfiguration.file_denylist = [".*"]
+c.MappingKernelManager.cull_idle_timeout = 1200
+c.MappingKernelManager.cull_interval = 60
