@@ -191,3 +191,11 @@ def test_prediction_marks_each_wrong_token():
     shown = prediction_html(maps, step=7, title="A")
     assert "2 of 3 correct at step 7" in shown
     assert shown.count("#ffd7d5") == 1 and shown.count("#dafbe1") == 2
+
+
+def test_attention_pooling_weights_are_shown_under_the_input(panel):
+    panel.apply_preset("majority with attention pooling")
+    train(panel, 5)
+    shown = panel.runs[0].prediction.value
+    weights = panel.runs[0].trainer.snapshots[-1][1].meta["pool_weights"]
+    assert "pooling weight" in shown and f"{weights[0]:.2f}" in shown and len(weights) == 10
