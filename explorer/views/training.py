@@ -93,8 +93,8 @@ def prediction_html(maps: AttentionMaps, step: int, title: str = "") -> str:
                         for i, token in enumerate(tokens))
         cells.append(f"<tr><td style='padding-right:8px;color:#555'>{name}</td><td>{spans}</td></tr>")
     if "pool_weights" in maps.meta:  # attention pooling: how much each token counts for the class
-        shades = "".join(_weight_span(f"{w:.2f}", w) for w in maps.meta["pool_weights"])
-        cells.insert(1, f"<tr><td style='padding-right:8px;color:#555'>pooling weight</td><td>{shades}</td></tr>")
+        shades = "".join(_weight_span(f"{100 * w:.0f}", w) for w in maps.meta["pool_weights"])
+        cells.insert(1, f"<tr><td style='padding-right:8px;color:#555'>pooling %</td><td>{shades}</td></tr>")
     correct = sum(p == t for p, t in zip(_as_list(prediction), _as_list(target)))
     summary = f"{correct} of {len(_as_list(target))} correct at step {step}"
     heading = f"<b>{html.escape(title)}</b> " if title else ""
@@ -108,7 +108,7 @@ def _as_list(value) -> list[str]:
 
 def _weight_span(text: str, weight: float) -> str:
     alpha = min(max(float(weight), 0.0), 1.0)
-    return (f"<span style='display:inline-block;width:2.3em;text-align:center;margin:1px;font-size:80%;"
+    return (f"<span style='display:inline-block;width:2.3em;text-align:center;margin:1px;"
             f"background:rgba(8,81,156,{alpha:.2f});color:{'white' if alpha > 0.5 else 'black'}'>{text}</span>")
 
 

@@ -60,6 +60,7 @@ class TransformerLabPanel(widgets.VBox):
         self.redraw = Throttle(self.monitor.redraw, 0.3)
         self.work = BackgroundTask(self.status)
         self._finished: set[str] = set()
+        self._default_path = "checkpoints/reverse"
         self._finish_lock = threading.Lock()
         self._build_controls()
         self.children = [widgets.HBox([self.controls, self.monitor])]
@@ -206,10 +207,18 @@ class TransformerLabPanel(widgets.VBox):
                 run.trainer.take_snapshot()
             run.trainer.add_callback(lambda trainer, event, info, run=run: self._on_event(run, event, info))
         self.runs = runs
+        self._follow_task_in_path(settings["task"])
         self.monitor.show(runs)
         model = runs[0].trainer.model
         self.status.ok(f"New {type(model).__name__}: {model.config.n_layers} layer(s), width {model.config.d_model}, "
                        f"{sum(p.numel() for p in model.parameters()):,} weights. Press Train.")
+
+    def _follow_task_in_path(self, task: str) -> None:
+        """Keep the checkpoint folder at checkpoints/<task> unless the user typed another one."""
+        default = f"checkpoints/{task.removeprefix(TEXT_PREFIX)}"
+        if self.path.value in (self._default_path, ""):
+            self.path.value = default
+        self._default_path = default
 
     # ----- events ----------------------------------------------------------------------------------
     @property
@@ -231,8 +240,6 @@ class TransformerLabPanel(widgets.VBox):
             self._syncing = True
             self._sync_head_options(change["new"])
             self._syncing = False
-        if name == "task":
-            self.path.value = f"checkpoints/{change['new'].removeprefix(TEXT_PREFIX)}"
         self.status.busy("Building the model…")
         self.work.start(self._rebuild_until_current)
 
