@@ -200,3 +200,15 @@ def test_attention_pooling_weights_are_shown_under_the_input(panel):
     shown = panel.runs[0].prediction.value
     weights = panel.runs[0].trainer.snapshots[-1][1].meta["pool_weights"]
     assert "pooling %" in shown and f">{100 * weights[0]:.0f}<" in shown and len(weights) == 10
+
+
+def test_encoder_decoder_probe_shows_the_source_as_input():
+    from explorer.maps import AttentionMaps
+    from explorer.views.training import prediction_html
+
+    import torch
+
+    maps = AttentionMaps(tokens=["c", "b", "a"], key_tokens=["a", "b", "c"], weights=torch.full((1, 1, 3, 3), 1 / 3),
+                         meta={"target": ["c", "b", "a"], "prediction": ["c", "b", "a"]})
+    input_row = prediction_html(maps, step=1).split("</tr>")[0]
+    assert input_row.index(">a<") < input_row.index(">b<") < input_row.index(">c<")

@@ -85,7 +85,8 @@ def prediction_html(maps: AttentionMaps, step: int, title: str = "") -> str:
     target, prediction = maps.meta.get("target"), maps.meta.get("prediction")
     if target is None or prediction is None:
         return ""
-    rows = [("input", [t for t in maps.tokens if t != "[CLS]"], None)]
+    source = maps.keys if maps.key_tokens is not None else maps.tokens  # cross-attention: the keys are the input
+    rows = [("input", [t for t in source if t != "[CLS]"], None)]
     rows += [("target", _as_list(target), None), ("prediction", _as_list(prediction), _as_list(target))]
     cells = []
     for name, tokens, expected in rows:
