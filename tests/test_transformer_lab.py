@@ -203,10 +203,10 @@ def test_attention_pooling_weights_are_shown_under_the_input(panel):
 
 
 def test_encoder_decoder_probe_shows_the_source_as_input():
+    import torch
+
     from explorer.maps import AttentionMaps
     from explorer.views.training import prediction_html
-
-    import torch
 
     maps = AttentionMaps(tokens=["c", "b", "a"], key_tokens=["a", "b", "c"], weights=torch.full((1, 1, 3, 3), 1 / 3),
                          meta={"target": ["c", "b", "a"], "prediction": ["c", "b", "a"]})
