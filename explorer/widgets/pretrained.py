@@ -63,7 +63,7 @@ class PretrainedPanel(widgets.VBox):
         if preset:
             self._fill_preset(preset)
         if encoder is not None:
-            self._on_loaded(encoder)
+            self._on_loaded(encoder, background=False)  # a ready encoder: draw before returning
         else:
             self.task.start(_load, model, on_done=self._on_loaded)
 
@@ -144,7 +144,7 @@ class PretrainedPanel(widgets.VBox):
         self.status.busy(f"Loading {name_or_path or 'the default model'}…")
         self.task.start(_load, name_or_path or None, on_done=self._on_loaded)
 
-    def _on_loaded(self, encoder) -> None:
+    def _on_loaded(self, encoder, background: bool = True) -> None:
         self.encoder = encoder
         self.ablated.clear()
         self._syncing = True
@@ -153,7 +153,7 @@ class PretrainedPanel(widgets.VBox):
         self.head.options = list(range(encoder.n_heads))
         self._syncing = False
         self.status.ok(f"Loaded {encoder.name}: {encoder.n_layers} layers x {encoder.n_heads} heads.")
-        self.request(background=False)
+        self.request(background)  # through the reader thread, so text typed meanwhile is read after it
 
     def request(self, background: bool = True) -> None:
         """Read the current texts: one forward pass in a background thread (or in this one if not ``background``).
