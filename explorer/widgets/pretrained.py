@@ -10,7 +10,6 @@ import threading
 import time
 
 import ipywidgets as widgets
-import plotly.graph_objects as go
 
 from explorer.models.pretrained import Reading, read
 from explorer.views import export
