@@ -24,14 +24,15 @@ PLOTLY_BUNDLE = Path(plotly.__file__).parent / "package_data" / "widgetbundle.js
 
 
 def bundle_file_name() -> str:
-    return f"figurewidget-{plotly.__version__}.js"
+    """The served name; fixed, because our Voila template preloads it by this name (see index.html.j2)."""
+    return "figurewidget.js"
 
 
 def install_bundle(static_dir: Path) -> Path:
     """Copy plotly's widget bundle into ``static_dir`` (done once by the serve command)."""
     static_dir.mkdir(parents=True, exist_ok=True)
     target = static_dir / bundle_file_name()
-    if not target.exists() or target.stat().st_size != PLOTLY_BUNDLE.stat().st_size:
+    if not target.exists() or target.read_bytes() != PLOTLY_BUNDLE.read_bytes():
         shutil.copyfile(PLOTLY_BUNDLE, target)
     return target
 
