@@ -52,11 +52,11 @@ def test_ratio_of_zero_is_explained_and_nothing_is_lost(page, dashboard_url):
 
 def test_preset_link_rebuilds_the_nets_and_redraws_the_figures(page, dashboard_url):
     open_dashboard(page, dashboard_url, "tab=cbam&preset=CBAM%3A%20spatial%20attention%20only")
-    wait_for_figure(page, "ae-cbam-channels", timeout=120_000)
+    wait_for_figure(page, "ae-cbam-gallery", timeout=120_000)
     page.wait_for_function(
         """() => {
             const plot = [...document.querySelectorAll('.js-plotly-plot')].find(p => p.layout && p.layout.meta === 'ae-cbam-channels');
-            return plot.data.length === 0 && /no channel attention/.test(plot.layout.title.text);
+            return plot && plot.data.length === 0 && /no channel attention/.test(plot.layout.title.text);
         }""", timeout=120_000)
     assert not page.locator(".ae-cbam-use-cbam input").is_disabled()
     assert len(figure_data(page, "ae-cbam-gallery")) == 4 * (1 + 2 * 5)  # image + 3 stage maps + 2 Grad-CAMs
