@@ -14,8 +14,9 @@ Run: ``python bench/pretrained.py``. Everything runs in this one process on the 
   and the size of the HTML it returns (which the notebook then sends to the browser), not counting the
   forward pass that produced them.
 Medians of several repetitions; ratios are computed from the medians of this run.
-``--threads N`` sets torch's threads for everything (default: torch's own choice); on a busy shared
-machine ``--threads 1`` gives steadier numbers.
+``--threads N`` sets torch's threads for everything (default 1; 0 keeps torch's own choice). One thread is
+the conservative default: it slows our forward pass on an idle machine, never bertviz (plain Python), and
+on a busy shared machine torch's one-thread-per-core default oversubscribes and swings timings tenfold.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def bench_size(encoder, panel, n_tokens: int, repeats: int, bertviz_repeats: int
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1; 0: torch's choice)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
