@@ -16,7 +16,7 @@ import numpy as np
 
 IMAGE_FORMATS = ("png", "svg")
 DATA_FORMATS = ("json", "npz")
-MIME = {"json": "application/json", "npz": "application/octet-stream"}
+MIME = {"json": "application/json", "npz": "application/octet-stream", "gif": "image/gif", "html": "text/html"}
 
 
 def maps_json(maps, decimals: int = 5) -> bytes:

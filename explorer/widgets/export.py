@@ -1,4 +1,8 @@
-"""An export bar any panel can show: a figure as PNG/SVG (drawn by plotly.js in the browser), maps as JSON/npz."""
+"""An export bar any panel can show: figures as PNG/SVG (drawn by plotly.js in the browser), data as files.
+
+Figures are named by the CSS class of their widget on screen. Data exports (attention maps as JSON or
+npz, a training timeline as GIF or HTML, ...) are functions that return the file's bytes for a format.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +13,29 @@ import ipywidgets as widgets
 from explorer.views import export
 from explorer.widgets.common import StatusLine, shows_errors
 
+def maps_export(get_maps: Callable) -> tuple[tuple[str, ...], Callable]:
+    """A data export of the current ``AttentionMaps`` (``get_maps()`` returns it, or None before there is one)."""
+
+    def to_bytes(fmt: str) -> bytes:
+        record = get_maps()
+        if record is None:
+            raise ValueError("Nothing to export yet.")
+        return export.maps_bytes(record, fmt)
+
+    return export.DATA_FORMATS, to_bytes
+
 
 class ExportBar(widgets.HBox):
     """Pick what to export and the format, press Export; the browser downloads the file.
 
-    ``figures`` maps a label to the CSS class of the figure widget on screen; ``maps`` returns the current
-    record (an ``AttentionMaps``) or None when there is nothing to export yet.
+    ``figures`` maps a label to the CSS class of a figure widget; ``data`` maps a label to
+    ``(formats, to_bytes)`` where ``to_bytes(fmt)`` returns the file (or raises a ValueError saying why not).
     """
 
-    def __init__(self, figures: dict[str, str], maps: Callable | None, status: StatusLine, name: str = "attention"):
-        self.status, self.maps, self.name, self.figures = status, maps, name, dict(figures)
-        targets = list(self.figures) + (["attention maps"] if maps is not None else [])
-        self.target = widgets.Dropdown(options=targets, layout=widgets.Layout(width="150px"))
+    def __init__(self, figures: dict[str, str], data: dict[str, tuple] | None, status: StatusLine,
+                 name: str = "attention"):
+        self.status, self.name, self.figures, self.data = status, name, dict(figures), dict(data or {})
+        self.target = widgets.Dropdown(options=list(self.figures) + list(self.data), layout=widgets.Layout(width="150px"))
         self.format = widgets.Dropdown(layout=widgets.Layout(width="80px"))
         self.button = widgets.Button(description="Export", icon="download", layout=widgets.Layout(width="90px"))
         self.button.add_class("ae-export")
@@ -32,8 +47,7 @@ class ExportBar(widgets.HBox):
         self._sync_formats()
 
     def _sync_formats(self) -> None:
-        is_maps = self.target.value == "attention maps"
-        options = export.DATA_FORMATS if is_maps else export.IMAGE_FORMATS
+        options = self.data[self.target.value][0] if self.target.value in self.data else export.IMAGE_FORMATS
         self.format.options = options
         self.format.value = options[0]
 
@@ -41,15 +55,13 @@ class ExportBar(widgets.HBox):
     def export(self) -> None:
         """Start the download of the chosen target in the chosen format."""
         self._nonce += 1
-        fmt = self.format.value
-        if self.target.value == "attention maps":
-            record = self.maps()
-            if record is None:
-                raise ValueError("Nothing to export yet.")
-            filename = f"{self.name}-maps.{fmt}"
-            self.downloads.value = export.download_link(export.maps_bytes(record, fmt), filename, fmt, self._nonce)
+        fmt, target = self.format.value, self.target.value
+        filename = f"{self.name}-{target.replace(' ', '-')}.{fmt}"
+        if target in self.data:
+            content = self.data[target][1](fmt)
+            self.downloads.value = export.download_link(content, filename, fmt, self._nonce)
         else:
-            filename = f"{self.name}-{self.target.value.replace(' ', '-')}"
-            self.downloads.value = export.image_script(self.figures[self.target.value], fmt, filename, self._nonce)
-            filename += f".{fmt}"
+            self.downloads.value = export.image_script(self.figures[target], fmt, filename[: -len(fmt) - 1],
+                                                       self._nonce)
         self.status.ok(f"Exported {filename}.")
+

@@ -9,7 +9,7 @@ import torch
 from explorer.attention import SCORE_FORMULAS, SCORES
 from explorer.models.mechanism import FOCUS, MASKS, PRESETS, ToyAttention, parse_vector
 from explorer.views import mechanism as view
-from explorer.widgets.export import ExportBar
+from explorer.widgets.export import ExportBar, maps_export
 from explorer.widgets.figure import Figure
 from explorer.widgets.common import StatusLine, labelled, section, shows_errors
 
@@ -80,7 +80,7 @@ class MechanismPanel(widgets.VBox):
             section("Its vectors", *self.sliders.values()),
             section("All vectors (type x, y)", table),
             section("Export", ExportBar({"weights": "ae-weights", "scores": "ae-scores", "vectors": "ae-vectors"},
-                                        lambda: self.result and self.result.maps(self.toy.tokens), self.status,
+                                        {"attention maps": maps_export(self._current_maps)}, self.status,
                                         name="mechanism")),
             self.status,
         ], layout=widgets.Layout(width="380px", min_width="380px"))
@@ -199,6 +199,9 @@ class MechanismPanel(widgets.VBox):
             self.mask_kind.value = "custom"  # triggers update
         else:
             self.update()
+
+    def _current_maps(self):
+        return None if self.result is None else self.result.maps(self.toy.tokens)
 
     # ----- compute and draw ----------------------------------------------------------------------
     def _compute(self, temperature: float):
