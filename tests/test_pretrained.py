@@ -306,3 +306,26 @@ def test_views_mark_ablated_heads(encoder):
     assert "output zeroed" in view.head_update(maps, 2, 3)["layout"]["title"]["text"]
     assert "output zeroed" not in view.head_update(maps, 2, 4)["layout"]["title"]["text"]
     assert view.layer_figure(maps, 2).layout.annotations[3].text == "head 3 (ablated)"
+
+
+@pytest.mark.parametrize("kind", ["distilbert", "roberta"])
+def test_other_bert_like_folders_load_and_ablate(encoder, tmp_path, kind):
+    """A small random DistilBERT or RoBERTa saved to a folder: same weights as transformers, ablation works."""
+    from transformers import AutoModel, DistilBertConfig, DistilBertModel, RobertaConfig, RobertaModel
+
+    torch.manual_seed(0)
+    if kind == "distilbert":
+        model = DistilBertModel(DistilBertConfig(dim=32, n_layers=3, n_heads=4, hidden_dim=64))
+    else:
+        model = RobertaModel(RobertaConfig(hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+                                           intermediate_size=64, vocab_size=30522))
+    model.save_pretrained(tmp_path)
+    encoder.tokenizer.save_pretrained(tmp_path)
+    other = load(str(tmp_path))
+    inputs = encoder.tokenizer("hello there world", return_tensors="pt")
+    reference_model = AutoModel.from_pretrained(tmp_path, attn_implementation="eager").eval()
+    with torch.no_grad():
+        expected = torch.cat(reference_model(**inputs, output_attentions=True).attentions)
+    torch.testing.assert_close(other.attend("hello there world").weights, expected, rtol=0, atol=1e-6)
+    change = layer_change(other.attend("hello there world"), other.attend("hello there world", ablate=[(1, 2)]))
+    assert change[:2].max() == 0 and change[2] > 0
