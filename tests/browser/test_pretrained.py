@@ -40,13 +40,13 @@ def head_axes(page):
     return trace["x"], trace["y"], trace["z"]
 
 
-def click_row(page, meta: str, row: int, n_rows: int) -> None:
-    """Click the middle of row ``row`` of the heatmap tagged ``meta`` (plotly turns it into a click event)."""
+def click_cell(page, meta: str, row: int, n_rows: int, col: int = 0, n_cols: int = 1) -> None:
+    """Click the middle of a cell of the heatmap tagged ``meta`` (plotly turns it into a click event)."""
     box = page.evaluate(
         "(meta) => { const p = [...document.querySelectorAll('.js-plotly-plot')].find(p => p.layout.meta === meta);"
         " const r = p.querySelector('.nsewdrag').getBoundingClientRect();"
         " return {x: r.x, y: r.y, width: r.width, height: r.height}; }", meta)
-    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] * (row + 0.5) / n_rows)
+    page.mouse.click(box["x"] + box["width"] * (col + 0.5) / n_cols, box["y"] + box["height"] * (row + 0.5) / n_rows)
 
 
 def test_typed_text_layer_and_head_reach_the_axes(page, dashboard_url):
@@ -76,7 +76,7 @@ def test_typed_text_layer_and_head_reach_the_axes(page, dashboard_url):
     x, _, z_after = head_axes(page)
     assert "swim" in x and z_after != z_before
 
-    click_row(page, HEAD, row=2, n_rows=len(x))  # the row of "swim"
+    click_cell(page, HEAD, row=2, n_rows=len(x))  # the row of "swim"
     page.wait_for_function(
         "(meta) => { const p = [...document.querySelectorAll('.js-plotly-plot')].find(p => p.layout.meta === meta);"
         " return p.layout.shapes && p.layout.shapes.length === 2; }", arg=HEAD)
@@ -85,6 +85,11 @@ def test_typed_text_layer_and_head_reach_the_axes(page, dashboard_url):
         ".layout.title.text.includes('swim')")
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "pretrained.png"), full_page=True)
+
+    click_cell(page, "ae-pretrained-entropy", row=2, n_rows=6, col=7, n_cols=12)  # opens layer 2, head 7
+    page.wait_for_function(
+        "(meta) => [...document.querySelectorAll('.js-plotly-plot')].find(p => p.layout.meta === meta)"
+        ".layout.title.text === 'layer 2, head 7'", arg=HEAD)
 
     box.fill("")  # bad input: a message in the panel, and the view stays as it was
     box.press("Tab")
