@@ -212,3 +212,26 @@ def test_encoder_decoder_probe_shows_the_source_as_input():
                          meta={"target": ["c", "b", "a"], "prediction": ["c", "b", "a"]})
     input_row = prediction_html(maps, step=1).split("</tr>")[0]
     assert input_row.index(">a<") < input_row.index(">b<") < input_row.index(">c<")
+
+
+def test_export_timeline_as_gif_and_html_after_training():
+    import base64
+    import io
+
+    from PIL import Image
+
+    from explorer.widgets.export import ExportBar
+
+    panel = TransformerLabPanel()
+    bar = next(w for w in panel.controls.children[-2].children if isinstance(w, ExportBar))
+    bar.target.value = "timeline"
+    bar.export()
+    assert panel.status.kind == "error" and "train for a few steps" in panel.status.text
+    panel.runs[0].trainer.run(20)
+    bar.format.value = "gif"
+    bar.export()
+    gif = Image.open(io.BytesIO(base64.b64decode(bar.downloads.value.split("base64,")[1].split('"')[0])))
+    assert gif.n_frames == len(panel.runs[0].trainer.snapshots)
+    bar.format.value = "html"
+    bar.export()
+    assert "text/html" in bar.downloads.value and panel.status.kind == "ok"

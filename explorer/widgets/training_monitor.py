@@ -40,6 +40,7 @@ class TrainingMonitor(widgets.VBox):
         self.step_label.add_class("ae-tl-step")
         self.curves = Figure(view.curves_figure({f"run {i}": [] for i in range(MAX_RUNS)}))
         self.curves.layout.meta = "ae-tl-curves"
+        self.curves.add_class("ae-tl-curves")
         self.play = w.Play(value=0, min=0, max=0, interval=250, description="play the snapshots")
         self.timeline = w.IntSlider(value=0, min=0, max=0, description="snapshot", readout=False,
                                     layout=w.Layout(width="420px"))
@@ -66,6 +67,7 @@ class TrainingMonitor(widgets.VBox):
             kind = "cross-attention" if maps.key_tokens is not None else "self-attention"
             run.grid = Figure(view.all_heads_figure(maps, f"{run.name} · {kind}"))
             run.grid.layout.meta = f"ae-tl-heads-{i}"
+            run.grid.add_class(f"ae-tl-heads-{i}")
             run.prediction = widgets.HTML(layout=widgets.Layout(margin="0 24px 0 0"))
         self.runs = list(runs)
         self.grids.children = [run.grid for run in runs]

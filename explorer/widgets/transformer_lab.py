@@ -20,7 +20,9 @@ from explorer.attention import valid_head_counts
 from explorer.data.sequences import MAX_TEXT_BYTES, TASKS, class_names, is_classification, load_text_task, make_task, vocabulary
 from explorer.models.transformer import TinySeq2Seq, TinyTransformer, TransformerConfig
 from explorer.training import Trainer, check_steps
+from explorer.views.timeline import timeline_gif, timeline_html
 from explorer.widgets.common import BackgroundTask, StatusLine, Throttle, labelled, section, shows_errors
+from explorer.widgets.export import ExportBar, maps_export
 from explorer.widgets.training_monitor import Run, TrainingMonitor
 
 TEXT_PREFIX = "text: "
@@ -112,6 +114,10 @@ class TransformerLabPanel(widgets.VBox):
                     labelled("steps", self.steps, "90px"),
                     w.HBox([self.buttons["Train"], self.buttons["Stop"], self.buttons["Reset"]])),
             section("Checkpoint folder", self.path, w.HBox([self.buttons["Save"], self.buttons["Load"]])),
+            section("Export", ExportBar({"curves": "ae-tl-curves", "heads": "ae-tl-heads-0"},
+                                        {"timeline": (("gif", "html"), self.timeline_file),
+                                         "attention maps": maps_export(self.probe_maps)}, self.status,
+                                        name="transformer")),
             self.status,
         ], layout=w.Layout(width="330px", min_width="330px"))
         self.preset.observe(self._on_preset, "value")
@@ -123,6 +129,19 @@ class TransformerLabPanel(widgets.VBox):
         for name, handler in (("Train", self.train), ("Stop", self.stop), ("Reset", self.reset),
                               ("Save", self.save), ("Load", self.load)):
             self.buttons[name].on_click(lambda _, handler=handler: handler())
+
+    # ----- export -------------------------------------------------------------------------------
+    def probe_maps(self):
+        """The first model's newest attention on the probe input (None before it has any)."""
+        return self.runs[0].trainer.snapshots[-1][1] if self.runs and self.runs[0].trainer.snapshots else None
+
+    def timeline_file(self, fmt: str) -> bytes:
+        """The first model's last layer over its training snapshots, as an animated GIF or an HTML page."""
+        snapshots = self.runs[0].trainer.snapshots if self.runs else []
+        if len(snapshots) < 2:
+            raise ValueError("There is no timeline yet: train for a few steps first.")
+        layer = snapshots[-1][1].n_layers - 1
+        return timeline_gif(snapshots, layer) if fmt == "gif" else timeline_html(snapshots, layer)
 
     # ----- building models -----------------------------------------------------------------------
     def settings(self) -> dict:
