@@ -38,7 +38,8 @@ def load(name_or_path: str | Path | None = None) -> "PretrainedEncoder":
     """A pretrained encoder from the packaged default (``None``), a local folder, or the local hub cache."""
     from transformers import AutoModel, AutoTokenizer
 
-    name = DEFAULT_MODEL if name_or_path is None or str(name_or_path).strip() in DEFAULT_ALIASES else str(name_or_path).strip()
+    name = DEFAULT_MODEL if name_or_path is None else str(name_or_path).strip()
+    name = DEFAULT_MODEL if name in DEFAULT_ALIASES else name
     source = _resolve(name)
     options = dict(local_files_only=True, trust_remote_code=False)
     try:
@@ -227,7 +228,8 @@ class PretrainedEncoder:
         layers = self._layers()
         hooks = []
         for layer_index in sorted({layer for layer, _ in ablate}):
-            projection = next((p for p in (_get(layers[layer_index], d) for d in OUTPUT_PROJECTIONS) if p is not None), None)
+            found = (_get(layers[layer_index], dotted) for dotted in OUTPUT_PROJECTIONS)
+            projection = next((module for module in found if module is not None), None)
             if projection is None:
                 for hook in hooks:
                     hook.remove()

@@ -92,7 +92,9 @@ def ablated_heads(maps, layer: int) -> set[int]:
 
 
 def head_update(maps, layer: int, head: int, token: int | None = None) -> dict:
-    title = f"layer {layer}, head {head}" + (" (output zeroed: later layers feel it)" if head in ablated_heads(maps, layer) else "")
+    title = f"layer {layer}, head {head}"
+    if head in ablated_heads(maps, layer):
+        title += " (output zeroed: later layers feel it)"
     return matrix_update("head", maps.head(layer, head), maps.keys, maps.tokens, title, token)
 
 
@@ -226,8 +228,8 @@ def ablation_update(change, cosine: float | None, ablated) -> dict:
 def ablation_figure(change, cosine: float | None, ablated) -> go.Figure:
     """The largest weight change per layer caused by the ablated heads, and the embedding's cosine similarity."""
     update = ablation_update(change, cosine, ablated)
-    return go.Figure(go.Bar(marker_color="#9467bd", hovertemplate="layer %{x}: largest weight change %{y:.3f}<extra></extra>",
-                            **update["data"][0]),
-                     layout=dict(title=dict(update["layout"]["title"], font=dict(size=12)), height=220,
-                                 margin=dict(l=50, r=10, t=40, b=30), yaxis=dict(range=[0, 1], title_text="max |change|"),
-                                 xaxis=dict(type="category", title_text="layer")))
+    bars = go.Bar(marker_color="#9467bd", hovertemplate="layer %{x}: largest weight change %{y:.3f}<extra></extra>",
+                  **update["data"][0])
+    return go.Figure(bars, layout=dict(
+        title=dict(update["layout"]["title"], font=dict(size=12)), height=220, margin=dict(l=50, r=10, t=40, b=30),
+        yaxis=dict(range=[0, 1], title_text="max |change|"), xaxis=dict(type="category", title_text="layer")))

@@ -43,7 +43,8 @@ class BertvizView:
             self.status.error(str(error))
             return
         self.status.busy(f"Building bertviz's {kind} view…")
-        self.task.start(bertviz_view.bertviz_page, maps, kind, layer, on_done=lambda result: self._show(maps, kind, *result))
+        self.task.start(bertviz_view.bertviz_page, maps, kind, layer,
+                        on_done=lambda result: self._show(maps, kind, *result))
 
     def _show(self, maps, kind: str, page: str, notice: str) -> None:
         shown = min(len(maps.tokens), bertviz_view.MAX_TOKENS)

@@ -133,8 +133,8 @@ class PretrainedPanel(widgets.VBox):
         self.ablation_box = widgets.Box()
         self.downloads = widgets.HTML()
         self.downloads.add_class("ae-pretrained-downloads")
-        self.outputs = widgets.VBox([self.main, widgets.HBox([self.entropy_box, self.focus_box], layout=widgets.Layout(flex_flow="row wrap")), self.ablation_box,
-                                     self.downloads, self.bertviz.output],
+        small = widgets.HBox([self.entropy_box, self.focus_box], layout=widgets.Layout(flex_flow="row wrap"))
+        self.outputs = widgets.VBox([self.main, small, self.ablation_box, self.downloads, self.bertviz.output],
                                     layout=widgets.Layout(flex="1 1 auto", min_width="640px"))
 
     # ----- model and text -> reading (background) -------------------------------------------------
