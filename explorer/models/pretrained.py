@@ -191,20 +191,18 @@ class PretrainedEncoder:
     def _meta(self, ids, inputs, full_length: int, ablate) -> dict:
         n_tokens = len(ids)
         special = [int(i in self.special_ids) for i in ids]
-        segments = inputs.get("token_type_ids")
-        segment_ids = [0] * n_tokens if segments is None else segments[0].tolist()
-        sentence_b_start = segment_ids.index(1) if 1 in segment_ids else None
+        sentence_b_start = _second_text_start(inputs)
         notice = ""
         if full_length > n_tokens:
             notice = (f"The text is {full_length} tokens long; {self.name} reads at most {n_tokens}, "
-                      f"so it was cut to the first {n_tokens} tokens.")
+                      f"so it was cut to {n_tokens} tokens (the end of the text is not shown).")
         return dict(model=self.name, n_layers=self.n_layers, n_heads=self.n_heads, hidden_size=self.hidden_size,
                     n_tokens=n_tokens, full_length=full_length, truncated=full_length > n_tokens, notice=notice,
                     special=special, sentence_b_start=sentence_b_start, ablated=[list(p) for p in ablate])
 
     def token_labels(self, ids) -> list[str]:
-        """Word pieces as the tokenizer writes them (``##ing``), with ``Ġ``/``▁`` word marks shown as spaces
-        removed; special tokens are kept in their brackets (``[CLS]``, ``<s>``) so they stand out."""
+        """Word pieces as the tokenizer writes them (``##ing``), without the ``Ġ``/``▁`` word-start marks of
+        byte-level and SentencePiece tokenizers; special tokens keep their brackets (``[CLS]``, ``<s>``)."""
         labels = []
         for token_id, piece in zip(ids, self.tokenizer.convert_ids_to_tokens(ids)):
             if token_id in self.special_ids:
@@ -237,6 +235,16 @@ class PretrainedEncoder:
             heads = [head for layer, head in ablate if layer == layer_index]
             hooks.append(projection.register_forward_pre_hook(_zero_heads_hook(heads, head_size)))
         return hooks
+
+
+def _second_text_start(inputs) -> int | None:
+    """Index of the first token of the second text in a pair (``None`` for one text)."""
+    try:
+        sequence_ids = inputs.sequence_ids(0)  # fast tokenizers: 0, 1 or None (special) per token
+    except (AttributeError, ValueError):
+        segments = inputs.get("token_type_ids")
+        sequence_ids = [] if segments is None else segments[0].tolist()
+    return sequence_ids.index(1) if 1 in sequence_ids else None
 
 
 def _zero_heads_hook(heads, head_size: int):
