@@ -59,7 +59,7 @@ class CBAMPanel(widgets.VBox):
         self.task = BackgroundTask(self.status)
         self._stop = threading.Event()
         self._events: dict[str, str] = {}
-        self.upload_pixels = None
+        self.uploaded: bytes | None = None  # the last uploaded image file, redrawn after training
         self._syncing = False
         self._build_controls()
         self.redraw_soon = Throttle(self.redraw, 0.3)
@@ -179,9 +179,11 @@ class CBAMPanel(widgets.VBox):
         n_classes = self.data["train"].features["label"].num_classes
         channels = self.data["train"].features["pixel_values"].shape[0]
         models = {}
-        for name, use_cbam in (("cbam", self.use_cbam.value), ("plain", False)):
-            torch.manual_seed(0)
-            models[name] = CBAMNet(n_classes, in_channels=channels, cbam=use_cbam, **(options if use_cbam else {}))
+        with warnings.catch_warnings():  # a ratio above the width is told in the status line, not on stderr
+            warnings.simplefilter("ignore")
+            for name, use_cbam in (("cbam", self.use_cbam.value), ("plain", False)):
+                torch.manual_seed(0)
+                models[name] = CBAMNet(n_classes, in_channels=channels, cbam=use_cbam, **(options if use_cbam else {}))
         self._use_trainers(self._new_trainers(models))
 
     def use_data(self, data, name: str) -> None:
@@ -207,11 +209,14 @@ class CBAMPanel(widgets.VBox):
             return
         self.status.busy(message)
 
-        def finished(result):
-            self.redraw()
-            self.status.ok(done(result))
+        self.task.start(work, on_done=lambda result: self._show_done(done(result)))
 
-        self.task.start(work, on_done=finished)
+    @shows_errors
+    def _show_done(self, message: str) -> None:
+        """After background work: redraw everything (your image too) and say how it went."""
+        self.redraw()
+        self._refresh_yours()
+        self.status.ok(message)
 
     @shows_errors
     def _on_setting(self, change) -> None:
@@ -278,7 +283,7 @@ class CBAMPanel(widgets.VBox):
         self._stop.clear()
         self.progress.max, self.progress.value = steps, 0
         self.status.busy(f"Training both nets for {steps} steps…")
-        self.task.start(self._train_loop, steps, on_done=self._finished)
+        self.task.start(self._train_loop, steps, on_done=lambda message: self._show_done(self._summary(message)))
         if wait:
             self.task.join()
 
@@ -305,11 +310,6 @@ class CBAMPanel(widgets.VBox):
     def _summary(self, head: str) -> str:
         parts = [f"{NAMES[n]} {acc[-1]:.0%}" for n, (_, acc) in self.evaluations.items()]
         return f"{head}: test accuracy {', '.join(parts)}."
-
-    def _finished(self, message: str) -> None:
-        self.redraw_soon.flush()
-        self._refresh_yours()
-        self.status.ok(self._summary(message))
 
     def stop(self) -> None:
         """End training at the next step boundary; the nets and their history are kept."""
@@ -364,17 +364,24 @@ class CBAMPanel(widgets.VBox):
         if not change["new"]:
             return
         upload = change["new"][0]
-        self.upload.value = ()  # the file's bytes are not kept in the page or the kernel
-        shape = self.data["train"].features["pixel_values"].shape
-        self.upload_pixels = torch.from_numpy(image_from_bytes(bytes(upload["content"]), shape[-1], shape[0]))[None]
+        self.upload.value = ()  # the widget does not keep the file (nor send it back to the page)
+        content = bytes(upload["content"])
+        self._upload_pixels(content)  # a ValueError here keeps the previous image
+        self.uploaded = content
         self._refresh_yours()
         self.status.ok(f"Maps of {upload['name']} drawn below the gallery.")
 
+    def _upload_pixels(self, content: bytes) -> torch.Tensor:
+        """The uploaded image as the current data's images ``[1, C, H, W]`` (grey or colour, resized)."""
+        channels, _, size = self.data["train"].features["pixel_values"].shape
+        return torch.from_numpy(image_from_bytes(content, size, channels))[None]
+
     def _refresh_yours(self) -> None:
-        if self.upload_pixels is None:
+        if self.uploaded is None:
             return
-        records = {NAMES[n]: probe_maps(copy.deepcopy(t.model), self.upload_pixels) for n, t in self.trainers.items()}
-        figure = Figure(view.attention_gallery(self.upload_pixels, records, self.class_names, height_per_row=170))
+        pixels = self._upload_pixels(self.uploaded)
+        records = {NAMES[n]: probe_maps(copy.deepcopy(t.model), pixels) for n, t in self.trainers.items()}
+        figure = Figure(view.attention_gallery(pixels, records, self.class_names, height_per_row=170))
         figure.layout.meta = "ae-cbam-yours"
         self.yours.children = [widgets.HTML("<b>Your image</b>"), figure]
 
@@ -393,7 +400,9 @@ class CBAMPanel(widgets.VBox):
                             lambda _: self._summary(f"Loaded both nets from {folder}"))
 
     def _load_from(self, folder: Path) -> None:
-        loaded = {name: checkpoints.load(folder / f"{name}.safetensors") for name in NAMES}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            loaded = {name: checkpoints.load(folder / f"{name}.safetensors") for name in NAMES}
         features = self.data["train"].features
         wanted = dict(n_classes=features["label"].num_classes, in_channels=features["pixel_values"].shape[0])
         for name, (model, _) in loaded.items():
