@@ -188,15 +188,17 @@ class CBAMPanel(widgets.VBox):
 
     def use_data(self, data, name: str) -> None:
         """Switch to ``data`` with fresh models; on any error the previous data and models stay."""
-        previous = getattr(self, "data", None), getattr(self, "data_name", None)
-        self.data, self.data_name = data, name
+        fields = ("data", "data_name", "class_names", "gallery_pixels", "gallery_labels")
+        previous = {field: getattr(self, field, None) for field in fields}
+        pixels, labels, _ = first_images(data["test"], GALLERY_SIZE)
+        for field, value in zip(fields, (data, name, data["test"].features["label"].names, pixels, labels)):
+            setattr(self, field, value)
         try:
             self.build_models()
         except Exception:
-            self.data, self.data_name = previous
+            for field, value in previous.items():
+                setattr(self, field, value)
             raise
-        self.class_names = data["test"].features["label"].names
-        self.gallery_pixels, self.gallery_labels, _ = first_images(data["test"], GALLERY_SIZE)
 
     def _busy(self) -> bool:
         if self.task.running:
@@ -208,7 +210,6 @@ class CBAMPanel(widgets.VBox):
         if self._busy():
             return
         self.status.busy(message)
-
         self.task.start(work, on_done=lambda result: self._show_done(done(result)))
 
     @shows_errors
