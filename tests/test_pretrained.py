@@ -329,3 +329,10 @@ def test_other_bert_like_folders_load_and_ablate(encoder, tmp_path, kind):
     torch.testing.assert_close(other.attend("hello there world").weights, expected, rtol=0, atol=1e-6)
     change = layer_change(other.attend("hello there world"), other.attend("hello there world", ablate=[(1, 2)]))
     assert change[:2].max() == 0 and change[2] > 0
+
+
+def test_large_exports_keep_to_the_layer_on_screen(encoder):
+    maps = encoder.attend(CORE)
+    assert export.export_scope(maps, 2)[0] is maps
+    one, scope = export.export_scope(maps, 2, limit=1000)
+    assert one.n_layers == 1 and torch.equal(one.weights[0], maps.weights[2]) and "layer 2 only" in scope

@@ -18,6 +18,17 @@ IMAGE_FORMATS = ("png", "svg")
 DATA_FORMATS = ("json", "npz")
 MIME = {"json": "application/json", "npz": "application/octet-stream", "gif": "image/gif", "html": "text/html"}
 
+DOWNLOAD_LIMIT = 8_000_000  # weights in one download; beyond it only the layer on screen is saved
+
+
+def export_scope(maps, layer: int, limit: int = DOWNLOAD_LIMIT):
+    """The record to save and its description: every layer, or only ``layer`` when all would be too large."""
+    if maps.weights.numel() <= limit:
+        return maps, f"all {maps.n_layers} layers"
+    one = type(maps)(tokens=maps.tokens, key_tokens=maps.key_tokens, weights=maps.weights[layer:layer + 1],
+                     meta=dict(maps.meta, layer=layer))
+    return one, (f"layer {layer} only (all {maps.n_layers} layers would be {maps.weights.numel() / 1e6:.0f} million "
+                 "numbers; save them from Python with AttentionMaps.save_npz)")
 
 def maps_json(maps, decimals: int = 5) -> bytes:
     """The record as JSON (``AttentionMaps.to_dict`` layout), weights rounded to ``decimals``."""

@@ -384,9 +384,10 @@ class PretrainedPanel(widgets.VBox):
             self.downloads.value = export.image_script("ae-pretrained-main", fmt, name, self._nonce)
             self.status.ok(f"Saving the figure on screen as {name}.{fmt} (your browser downloads it).")
             return
-        data = export.maps_bytes(self.reading.maps, fmt)
+        maps, scope = export.export_scope(self.reading.maps, self.layer.value)
+        data = export.maps_bytes(maps, fmt)
         self.downloads.value = export.download_link(data, f"attention-maps.{fmt}", fmt, self._nonce)
-        self.status.ok(f"Maps of all {self.reading.maps.n_layers} layers saved as attention-maps.{fmt}.")
+        self.status.ok(f"Maps of {scope} saved as attention-maps.{fmt}.")
 
     def _bertviz_source(self) -> tuple:
         if self.reading is None:
