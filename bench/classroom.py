@@ -217,19 +217,32 @@ def visit_word(number: int, round_: int, rounds: int) -> str:
     return WORDS[(number * rounds + round_) % len(WORDS)]
 
 
-async def run_class(url: str, students: int, rounds: int, jitter: float) -> tuple[list[Visit], float]:
-    """All visitors load together, then all make their updates together; also the browser's CPU seconds."""
+async def run_class(url: str, students: int, rounds: int, jitter: float, voila: int | None = None,
+                    screenshot: str | None = None) -> tuple:
+    """All visitors load together, then all make their updates together (``screenshot``: save the first page).
+
+    Returns the visits and the CPU seconds spent: by the server (``voila``'s process tree, if given) while the
+    visitors opened the dashboard and the Pretrained tab, by the server during the updates, and by the browser.
+    """
     from playwright.async_api import async_playwright
+
+    def server_cpu() -> float:
+        return cpu_seconds(server_processes(voila)) if voila else 0.0
 
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS)
         try:
+            start = server_cpu()
             opened = await asyncio.gather(*(open_visit(browser, url, n) for n in range(students)))
+            middle = server_cpu()
             await asyncio.gather(*(make_updates(page, visit, rounds, jitter) for page, visit in opened))
-            browser_cpu = cpu_seconds(browser_processes())
+            cpu = dict(server_open=middle - start, server_updates=server_cpu() - middle,
+                       browser=cpu_seconds(browser_processes()))
+            if screenshot:
+                await opened[0][0].screenshot(path=screenshot, full_page=True)
         finally:
             await browser.close()
-    return [visit for _, visit in opened], browser_cpu
+    return [visit for _, visit in opened], cpu
 
 
 # ----- the report -------------------------------------------------------------------------------------------
@@ -237,8 +250,8 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
 
 
-def report(visits: list[Visit], memory: dict[str, tuple[float, float]], cpu: tuple[float, float], seconds: float,
-           students: int) -> bool:
+def report(visits: list[Visit], memory: dict[str, tuple[float, float]], cpu: dict[str, float], seconds: float,
+           students: int) -> None:
     updates = [u for v in visits for u in v.updates_s]
     paints, tabs = [v.first_paint_s for v in visits], [v.tab_open_s for v in visits]
     visitor_memory = [memory[v.kernel_id] for v in visits if v.kernel_id in memory]
@@ -255,8 +268,9 @@ def report(visits: list[Visit], memory: dict[str, tuple[float, float]], cpu: tup
         "visitor_kernel_pss_mean_mb": statistics.mean(pss for _, pss in visitor_memory),
         "kernels_running": len(memory),
         "class_seconds": seconds,
-        "server_cpu_s": cpu[0], "browser_cpu_s": cpu[1],
-        "server_cpu_per_visitor_s": cpu[0] / students,
+        "server_cpu_opening_per_visitor_s": cpu["server_open"] / students,
+        "server_cpu_per_update_s": cpu["server_updates"] / len(updates),
+        "browser_cpu_s": cpu["browser"],
     }
     for name, value in lines.items():
         print(f"{name}: {value:.3f}" if isinstance(value, float) else f"{name}: {value}")
@@ -270,7 +284,6 @@ def report(visits: list[Visit], memory: dict[str, tuple[float, float]], cpu: tup
     }
     for name, met in goals.items():
         print(f"{name}: {'PASS' if met else 'FAIL'}")
-    return all(goals.values())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -279,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of three updates per visitor")
     parser.add_argument("--jitter", type=float, default=0.5, help="random pause before each action, seconds")
     parser.add_argument("--time-limit", type=float, default=900.0, help="give up after this many seconds")
+    parser.add_argument("--screenshot", help="save the first visitor's page here (PNG) after the updates")
     args = parser.parse_args(argv)
     if not 1 <= args.students <= MAX_VISITORS:
         parser.error(f"--students must be between 1 and {MAX_VISITORS}")
@@ -288,13 +302,13 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     with classroom_server(args.students) as (url, voila, _):
         print(f"server_ready_s: {time.perf_counter() - start:.3f}", flush=True)
-        server_before, start = cpu_seconds(server_processes(voila)), time.perf_counter()
-        visits, browser_cpu = asyncio.run(asyncio.wait_for(
-            run_class(url, args.students, args.rounds, args.jitter), args.time_limit))
-        seconds, server_cpu = time.perf_counter() - start, cpu_seconds(server_processes(voila)) - server_before
+        start = time.perf_counter()
+        visits, cpu = asyncio.run(asyncio.wait_for(
+            run_class(url, args.students, args.rounds, args.jitter, voila, args.screenshot), args.time_limit))
+        seconds = time.perf_counter() - start
         memory = kernel_memory_mb(voila)
-    cpu = (server_cpu, browser_cpu)
-    return 0 if report(visits, memory, cpu, seconds, args.students) else 1
+    report(visits, memory, cpu, seconds, args.students)
+    return 0  # missed goals are reported as FAIL lines; `make bench` runs on
 
 
 if __name__ == "__main__":
