@@ -33,7 +33,10 @@ def install_bundle(static_dir: Path) -> Path:
     static_dir.mkdir(parents=True, exist_ok=True)
     target = static_dir / bundle_file_name()
     if not target.exists() or target.read_bytes() != PLOTLY_BUNDLE.read_bytes():
-        shutil.copyfile(PLOTLY_BUNDLE, target)
+        # Copy under a private name, then rename: a server starting at the same time never sees half a file.
+        partial = target.with_name(f".{target.name}.{os.getpid()}")
+        shutil.copyfile(PLOTLY_BUNDLE, partial)
+        os.replace(partial, target)
     return target
 
 
