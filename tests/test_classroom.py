@@ -1,6 +1,6 @@
-"""A small class on loopback: ``attention-explorer serve --students 3`` says when it is ready, three visitors at
-once each get their own kernel and see their own update, and the server shows no sources, serves no files and
-refuses messages above its upload cap."""
+"""A small class on loopback: ``attention-explorer serve --students 3`` says when it is ready; three visitors at
+once each get their own kernel, and those who stay see their own updates while one closes the page mid-update;
+the server shows no sources, serves no files and refuses messages above its upload cap."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import pytest
 from traitlets import Dict
 from traitlets.config import Application
 
-from bench.classroom import GOAL_KERNEL_MB, classroom_server, kernel_memory_mb, run_class, visit_word
+from bench.classroom import classroom_server, kernel_memory_mb, make_updates, open_visit, visit_word
 from explorer.cli import WEBSOCKET_MAX_BYTES, kernel_threads, voila_command
-from tests.browser.conftest import chromium_path
+from tests.browser.conftest import CHROMIUM_ARGS, chromium_path
 
 STUDENTS = 3
 DASHBOARD_SOURCE = ("build_app(", "apply_link(", "from explorer")
@@ -46,17 +46,38 @@ def fetch(url: str) -> tuple[int, str]:
 def test_three_visitors_at_once_each_get_their_own_kernel_and_their_own_update(classroom):
     url, voila, log = classroom
     assert any(line.startswith(f"Ready for {STUDENTS} student(s)") for line in log)
-    visits, _ = asyncio.run(run_class(url, STUDENTS, rounds=1, jitter=0.0))
+    visits, left = asyncio.run(class_where_one_leaves(url))
     running = kernel_memory_mb(voila)
-    assert len({visit.kernel_id for visit in visits}) == STUDENTS
+    assert len({visit.kernel_id for visit in visits + [left]}) == STUDENTS
+    words = {visit.number: visit_word(visit.number, 0, 1) for visit in visits + [left]}
     for visit in visits:
         assert visit.kernel_id in running, "each visitor's kernel is one of the server's kernel processes"
         assert len(visit.updates_s) == 3
-        own, others = visit_word(visit.number, 0, 1), {visit_word(v.number, 0, 1) for v in visits} - {visit_word(visit.number, 0, 1)}
-        assert visit.tokens[0] == "[CLS]" and own in visit.tokens
+        others = set(words.values()) - {words[visit.number]}
+        assert visit.tokens[0] == "[CLS]" and words[visit.number] in visit.tokens
         assert not others & set(visit.tokens), "a visitor must never see another visitor's text"
-        rss, _ = running[visit.kernel_id]
-        assert rss < GOAL_KERNEL_MB
+
+
+async def class_where_one_leaves(url: str):
+    """All visitors open the Pretrained tab; then the last one closes the page while its new sentence is on the
+    way, and the others make their updates at the same moment."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS)
+        try:
+            opened = await asyncio.gather(*(open_visit(browser, url, n) for n in range(STUDENTS)))
+            (leaver_page, leaver), staying = opened[-1], opened[:-1]
+
+            async def leave():
+                await leaver_page.locator(".ae-pretrained-text-a textarea").fill("A sentence nobody waits for.")
+                await leaver_page.locator(".ae-pretrained-text-a textarea").press("Tab")
+                await leaver_page.context.close()
+
+            await asyncio.gather(leave(), *(make_updates(page, visit, 1, 0.0) for page, visit in staying))
+        finally:
+            await browser.close()
+    return [visit for _, visit in staying], leaver
 
 
 @pytest.mark.browser
