@@ -25,6 +25,7 @@ import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from math import nan
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,6 +52,7 @@ class Visit:
     first_paint_s: float = 0.0
     tab_open_s: float = 0.0
     updates_s: list[float] = field(default_factory=list)
+    error: str = ""  # why this visitor could not finish, if it could not
     tokens: list[str] = field(default_factory=list)  # the x labels of the head figure after the last update
 
 
@@ -160,11 +162,29 @@ async def timed(page, action, condition: str, arg) -> float:
     return time.perf_counter() - start
 
 
+async def new_visitor(browser, number: int) -> tuple:
+    """A page of its own (a browser context: no shared cache or cookies) and an empty Visit."""
+    context = await browser.new_context(viewport={"width": 1400, "height": 900})
+    return await context.new_page(), Visit(number)
+
+
 async def open_visit(browser, url: str, number: int) -> tuple:
     """Load the dashboard and open the Pretrained tab; returns (page, Visit)."""
-    context = await browser.new_context(viewport={"width": 1400, "height": 900})
-    page = await context.new_page()
-    visit = Visit(number)
+    page, visit = await new_visitor(browser, number)
+    await load(page, visit, url)
+    return page, visit
+
+
+async def recorded(visit: Visit, stage: str, work) -> None:
+    """Await ``work``; if it fails, keep the reason in ``visit.error`` instead of stopping the whole class."""
+    try:
+        await work
+    except Exception as error:  # noqa: BLE001 - one visitor's failure is a result to report
+        visit.error = f"{stage}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+
+
+async def load(page, visit: Visit, url: str) -> None:
+    """Load the dashboard (time to first paint) and open the Pretrained tab (time until its figure is drawn)."""
     start = time.perf_counter()
     await page.goto(url, wait_until="domcontentloaded", timeout=180_000)
     await page.wait_for_function(f"() => {{ const p = document.querySelector('.js-plotly-plot');"
@@ -178,7 +198,6 @@ async def open_visit(browser, url: str, number: int) -> tuple:
     await page.wait_for_function(f"(name) => {{ const p = ({FIND_PLOT})(name); return !!p && p.data.length > 0; }}",
                                  arg=HEAD, polling="raf", timeout=300_000)
     visit.tab_open_s = time.perf_counter() - start
-    return page, visit
 
 
 async def make_updates(page, visit: Visit, rounds: int, jitter: float) -> None:
@@ -232,10 +251,12 @@ async def run_class(url: str, students: int, rounds: int, jitter: float, voila: 
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS)
         try:
+            opened = [await new_visitor(browser, n) for n in range(students)]
             start = server_cpu()
-            opened = await asyncio.gather(*(open_visit(browser, url, n) for n in range(students)))
+            await asyncio.gather(*(recorded(visit, "opening", load(page, visit, url)) for page, visit in opened))
             middle = server_cpu()
-            await asyncio.gather(*(make_updates(page, visit, rounds, jitter) for page, visit in opened))
+            await asyncio.gather(*(recorded(visit, "updating", make_updates(page, visit, rounds, jitter))
+                                   for page, visit in opened if not visit.error))
             cpu = dict(server_open=middle - start, server_updates=server_cpu() - middle,
                        browser=cpu_seconds(browser_processes()))
             if screenshot:
@@ -246,22 +267,28 @@ async def run_class(url: str, students: int, rounds: int, jitter: float, voila: 
 
 
 # ----- the report -------------------------------------------------------------------------------------------
-def percentile(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
+def percentile(values: list[float], q: int) -> float:
+    """The ``q``-th percentile (nan if nothing was measured)."""
+    if len(values) < 2:
+        return values[0] if values else float("nan")
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
 def report(visits: list[Visit], memory: dict[str, tuple[float, float]], cpu: dict[str, float], seconds: float,
            students: int) -> None:
     updates = [u for v in visits for u in v.updates_s]
-    paints, tabs = [v.first_paint_s for v in visits], [v.tab_open_s for v in visits]
-    visitor_memory = [memory[v.kernel_id] for v in visits if v.kernel_id in memory]
-    visitor_ids = {v.kernel_id for v in visits}
+    paints = [v.first_paint_s for v in visits if v.first_paint_s]
+    tabs = [v.tab_open_s for v in visits if v.tab_open_s]
+    visitor_ids = {v.kernel_id for v in visits if v.kernel_id}
+    visitor_memory = [memory[kernel_id] for kernel_id in visitor_ids if kernel_id in memory] or [(nan, nan)]
+    failed = [v for v in visits if v.error]
     lines = {
         "visitors": students,
+        "visitors_failed": len(failed),
         "distinct_kernels": len(visitor_ids),
         "updates": len(updates),
         "update_p50_s": percentile(updates, 50), "update_p95_s": percentile(updates, 95),
-        "update_max_s": max(updates),
+        "update_max_s": max(updates, default=nan),
         "first_paint_p50_s": percentile(paints, 50), "first_paint_p95_s": percentile(paints, 95),
         "pretrained_tab_open_p50_s": percentile(tabs, 50), "pretrained_tab_open_p95_s": percentile(tabs, 95),
         "visitor_kernel_rss_max_mb": max(rss for rss, _ in visitor_memory),
@@ -269,16 +296,18 @@ def report(visits: list[Visit], memory: dict[str, tuple[float, float]], cpu: dic
         "kernels_running": len(memory),
         "class_seconds": seconds,
         "server_cpu_opening_per_visitor_s": cpu["server_open"] / students,
-        "server_cpu_per_update_s": cpu["server_updates"] / len(updates),
+        "server_cpu_per_update_s": cpu["server_updates"] / max(1, len(updates)),
         "browser_cpu_s": cpu["browser"],
     }
     for name, value in lines.items():
         print(f"{name}: {value:.3f}" if isinstance(value, float) else f"{name}: {value}")
+    for visit in failed:
+        print(f"visitor_error[{visit.number}]: {visit.error}")
     for kernel_id, (rss, pss) in sorted(memory.items(), key=lambda item: -item[1][0]):
         role = "visitor" if kernel_id in visitor_ids else "warm pool"
         print(f"kernel_rss_mb[{kernel_id[:8]} {role}]: {rss:.0f}  (pss {pss:.0f})")
     goals = {
-        f"goal_visitors>={GOAL_VISITORS}": students >= GOAL_VISITORS,
+        f"goal_visitors>={GOAL_VISITORS}": students >= GOAL_VISITORS and not failed,
         f"goal_update_p95<={GOAL_P95_UPDATE_S}s": lines["update_p95_s"] <= GOAL_P95_UPDATE_S,
         f"goal_kernel_rss<{GOAL_KERNEL_MB}MB": max(rss for rss, _ in memory.values()) < GOAL_KERNEL_MB,
     }
