@@ -46,10 +46,10 @@ def curves_figure(histories: dict[str, list[dict]], height: int = 260) -> go.Fig
                                      hovertemplate=f"%{{fullData.name}}<br>step %{{x}}<br>{key} %{{y:.4f}}<extra></extra>"),
                           row=1, col=col)
     fig.update_xaxes(title_text="step", rangemode="tozero")
-    fig.update_yaxes(type="log", row=1, col=1)
+    fig.update_yaxes(type="log", dtick=1, exponentformat="power", row=1, col=1)  # ticks at powers of ten only
     fig.update_yaxes(range=[0, 1.02], row=1, col=2)
-    fig.update_layout(height=height, margin=dict(l=50, r=20, t=40, b=40),
-                      legend=dict(orientation="h", yanchor="bottom", y=1.12, x=0))
+    fig.update_layout(height=height, margin=dict(l=50, r=20, t=60, b=40),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.16, x=0))
     return fig
 
 
