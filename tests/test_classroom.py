@@ -5,6 +5,7 @@ the server shows no sources, serves no files and refuses messages above its uplo
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import os
 import re
@@ -33,6 +34,12 @@ def classroom():
         yield server
 
 
+def run_in_own_loop(coroutine):
+    """``asyncio.run`` in a thread of its own: after the browser tests, Playwright keeps a loop running in this one."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 def fetch(url: str) -> tuple[int, str]:
     """Status and body of a GET, following redirects."""
     try:
@@ -46,7 +53,7 @@ def fetch(url: str) -> tuple[int, str]:
 def test_three_visitors_at_once_each_get_their_own_kernel_and_their_own_update(classroom):
     url, voila, log = classroom
     assert any(line.startswith(f"Ready for {STUDENTS} student(s)") for line in log)
-    visits, left = asyncio.run(class_where_one_leaves(url))
+    visits, left = run_in_own_loop(class_where_one_leaves(url))
     running = kernel_memory_mb(voila)
     assert len({visit.kernel_id for visit in visits + [left]}) == STUDENTS
     words = {visit.number: visit_word(visit.number, 0, 1) for visit in visits + [left]}
@@ -99,8 +106,8 @@ def test_messages_above_the_upload_cap_are_refused_and_those_below_answered(clas
     _, page = fetch(url)
     kernel_id = re.search(r'"kernelId": "([0-9a-f-]+)"', page).group(1)
     channel = url.replace("http://", "ws://") + f"api/kernels/{kernel_id}/channels"
-    assert asyncio.run(kernel_info(channel, padding=WEBSOCKET_MAX_BYTES - 10_000)) == "kernel_info_reply"
-    assert asyncio.run(kernel_info(channel, padding=WEBSOCKET_MAX_BYTES + 1)) is None
+    assert run_in_own_loop(kernel_info(channel, padding=WEBSOCKET_MAX_BYTES - 10_000)) == "kernel_info_reply"
+    assert run_in_own_loop(kernel_info(channel, padding=WEBSOCKET_MAX_BYTES + 1)) is None
 
 
 async def kernel_info(channel: str, padding: int) -> str | None:
