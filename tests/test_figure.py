@@ -1,0 +1,29 @@
+"""The shared Figure widget: the current figure for late pages, a small module under Voila, no tracebacks."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import pytest
+from plotly.basewidget import BaseFigureWidget
+
+from explorer.widgets.figure import Figure, install_bundle, proxy_module
+
+
+def test_a_late_page_gets_the_figure_as_it_is_now():
+    figure = Figure(go.Figure(go.Heatmap(z=[[1, 2], [3, 4]])))
+    figure.data[0].z = [[5, 6], [7, 8]]
+    assert figure.get_state()["_widget_data"][0]["z"] == [[5, 6], [7, 8]]
+
+
+def test_mismatched_kinds_after_a_redraw_are_not_an_error():
+    typed, plain = {"z": [[1.0, 2.0]]}, {"z": {"dtype": "f4", "bdata": "AACAPwAAAEA="}}
+    with pytest.raises(AssertionError):
+        BaseFigureWidget._remove_overlapping_props({"z": [[1.0, 2.0]]}, plain)
+    assert Figure._remove_overlapping_props(typed, plain) == []
+
+
+def test_voila_pages_import_the_served_bundle(tmp_path):
+    module = proxy_module("voila/templates/explorer/static/figurewidget.js", "/base/")
+    assert "/base/voila/templates/explorer/static/figurewidget.js" in module and "export default" in module
+    target = install_bundle(tmp_path)
+    assert target.stat().st_size > 1_000_000 and install_bundle(tmp_path) == target
