@@ -9,5 +9,5 @@ c.VoilaConfiguration.template = "explorer"
 c.VoilaConfiguration.strip_sources = True
 c.VoilaConfiguration.show_tracebacks = False
 c.VoilaConfiguration.file_denylist = [".*"]
-c.MappingKernelManager.cull_idle_timeout = 1200
+c.MappingKernelManager.cull_idle_timeout = 300
 c.MappingKernelManager.cull_interval = 60

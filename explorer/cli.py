@@ -24,7 +24,7 @@ DASHBOARD = ROOT / "dashboards" / "explorer.ipynb"
 # Our Voila template (Voila's lab template with its CDN assets served locally) lives in share/jupyter.
 JUPYTER_DATA = ROOT / "share" / "jupyter"
 TEMPLATE_STATIC = JUPYTER_DATA / "voila" / "templates" / "explorer" / "static"
-IDLE_CULL_SECONDS = 20 * 60  # a kernel whose visitor left is shut down after 20 idle minutes
+IDLE_CULL_SECONDS = 5 * 60  # a kernel whose page was closed is shut down after 5 idle minutes (open pages never are)
 # The largest message a page may send to its kernel, uploads included (one file travels as one message).
 # Twice the largest file a panel accepts (5 MB images, 2 MB text files): such files still reach the panel,
 # which explains its own limit; anything bigger is refused by the server and never reaches a kernel.
