@@ -22,8 +22,7 @@ from explorer.models.cbam import (KERNEL_SIZES, MERGES, ORDERS, PAPER, POOL_TYPE
 from explorer.training import Trainer
 from explorer.views import images as view
 from explorer.widgets.common import BackgroundTask, StatusLine, Throttle, labelled, section, shows_errors
-from explorer.widgets.figure import Figure
-from explorer.widgets.mechanism import copy_trace_data
+from explorer.widgets.figure import Figure, copy_trace_data
 
 NAMES = {"cbam": "CBAM net", "plain": "plain baseline"}
 DATASETS = (("shapes (with boxes)", "shapes"), ("digits (scikit-learn)", "digits"), ("your folder", "folder"))

@@ -81,3 +81,13 @@ class Figure(go.FigureWidget):
             self._trait_values["_widget_layout"] = deepcopy(self._layout_obj._props)
         return super().get_state(key=key, drop_defaults=drop_defaults)
 
+
+def copy_trace_data(target: go.FigureWidget, source: go.Figure, fields=("x", "y", "z", "text", "name")) -> None:
+    """Update an on-screen figure in place from a freshly built one with the same traces."""
+    with target.batch_update():
+        for old, new in zip(target.data, source.data):
+            for name in fields:
+                if name in new:
+                    old[name] = new[name]
+        for annotation, new_annotation in zip(target.layout.annotations, source.layout.annotations):
+            annotation.text = new_annotation.text

@@ -10,22 +10,11 @@ from explorer.attention import SCORE_FORMULAS, SCORES
 from explorer.models.mechanism import FOCUS, MASKS, PRESETS, ToyAttention, parse_vector
 from explorer.views import mechanism as view
 from explorer.widgets.export import ExportBar, maps_export
-from explorer.widgets.figure import Figure
+from explorer.widgets.figure import Figure, copy_trace_data
 from explorer.widgets.common import StatusLine, labelled, section, shows_errors
 
 KINDS = (("queries", "query"), ("keys", "key"), ("values", "value"))
 SCORE_LABELS = {"dot": "dot", "scaled_dot": "scaled dot", "general": "general", "additive": "additive"}
-
-
-def copy_trace_data(target: Figure, source: go.Figure, fields=("x", "y", "z", "text", "name")) -> None:
-    """Update an on-screen figure in place from a freshly built one with the same traces."""
-    with target.batch_update():
-        for old, new in zip(target.data, source.data):
-            for name in fields:
-                if name in new:
-                    old[name] = new[name]
-        for annotation, new_annotation in zip(target.layout.annotations, source.layout.annotations):
-            annotation.text = new_annotation.text
 
 
 class MechanismPanel(widgets.VBox):
@@ -226,7 +215,7 @@ class MechanismPanel(widgets.VBox):
         copy_trace_data(self.weight_fig, view.weight_figure(result.weights, tokens, result.mask))
         self.steps.value = view.steps_latex(
             SCORE_FORMULAS[self.score.value], tokens, result.scores[index].tolist(), result.weights[index].tolist(),
-            self.toy.values, result.context[index].tolist(), temperature, tokens[index], masked=~result.mask[index])
+            result.context[index].tolist(), temperature, tokens[index], masked=~result.mask[index])
         blocked = int((~result.mask).sum())
         empty_rows = [tokens[i] for i in range(len(tokens)) if not result.mask[i].any()]
         message = f"{SCORE_LABELS[self.score.value]} score, T = {temperature:.3g}, {blocked} cell(s) masked."
