@@ -93,7 +93,7 @@ def _vec(v) -> str:
     return r"\begin{pmatrix}" + r"\\".join(f"{x:.2f}" for x in v) + r"\end{pmatrix}"
 
 
-def steps_latex(formula: str, tokens, scores_row, weights_row, values, context_vector, temperature: float,
+def steps_latex(formula: str, tokens, scores_row, weights_row, context_vector, temperature: float,
                 query_token: str, masked=None) -> str:
     """The three steps for one query, written out with its numbers (for an HTMLMath widget)."""
     masked = np.zeros(len(tokens), dtype=bool) if masked is None else np.asarray(masked, dtype=bool)
