@@ -39,12 +39,12 @@ APP_CSS = """
 """
 
 
-def find_tab(key: str) -> int:
+def find_tab(key: str, tabs=TABS) -> int:
     """The index of the tab called ``key``; a ValueError lists the known tabs."""
-    for index, spec in enumerate(TABS):
+    for index, spec in enumerate(tabs):
         if spec.key == key:
             return index
-    raise ValueError(f"There is no tab called '{key}'. Tabs: {', '.join(spec.key for spec in TABS)}.")
+    raise ValueError(f"There is no tab called '{key}'. Tabs: {', '.join(spec.key for spec in tabs)}.")
 
 
 def make_panel(spec: TabSpec, **options) -> widgets.Widget:
@@ -71,7 +71,7 @@ class ExplorerApp(widgets.VBox):
         start = 0
         if tab:
             try:
-                start = find_tab(tab)
+                start = find_tab(tab, self.tabs)
             except ValueError as error:
                 self.notice.value = f'<span style="color:#b42318">{html.escape(str(error))} Showing the first tab.</span>'
         self.tab.observe(self._on_select, "selected_index")
@@ -94,7 +94,7 @@ class ExplorerApp(widgets.VBox):
             thread.join()
 
     def _build(self, key: str) -> None:
-        index = [s.key for s in self.tabs].index(key)
+        index = find_tab(key, self.tabs)
         spec = self.tabs[index]
         try:
             panel = make_panel(spec, **self.panel_options.get(key, {}))
@@ -114,7 +114,7 @@ class ExplorerApp(widgets.VBox):
     def select(self, key: str, preset: str | None = None) -> None:
         """Show tab ``key`` (and apply one of its panel's presets, if given); unknown names become a notice."""
         try:
-            index = find_tab(key)
+            index = find_tab(key, self.tabs)
             self.tab.selected_index = index
             if preset:
                 panel = self.wait(key)
@@ -140,6 +140,8 @@ class ExplorerApp(widgets.VBox):
         thread = self._threads.get(key)
         if thread is not None:
             thread.join(timeout)
+        if key not in self.panels:  # it failed to build (its tab says why) or is still building
+            raise ValueError(f"The {self.tabs[find_tab(key, self.tabs)].title} tab is not ready; its tab says why.")
         return self.panels[key]
 
 

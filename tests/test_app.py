@@ -30,3 +30,14 @@ def test_serve_command_keeps_warm_kernels():
     assert "--preheat_kernel=True" in command and "--pool_size=5" in command
     assert "--port=9000" in command and "--no-browser" in command and "--template=explorer" in command
     assert pool_size(0) == 1
+
+
+def test_a_tab_that_cannot_start_is_explained_in_the_tab_and_the_link_notice():
+    from explorer.app import ExplorerApp, TabSpec
+
+    tabs = (TabSpec("mechanism", "Mechanism", "explorer.widgets.mechanism:MechanismPanel"),
+            TabSpec("broken", "Broken", "explorer.no_such_module:Panel"))
+    app = ExplorerApp(tabs=tabs)
+    app.apply_link("tab=broken&preset=x")
+    assert "could not start" in app.tab.children[1].value
+    assert "not ready" in app.notice.value
