@@ -16,6 +16,8 @@ from urllib.parse import parse_qs
 
 import ipywidgets as widgets
 
+from explorer.widgets.common import guard_widget_registry
+
 
 @dataclass(frozen=True)
 class TabSpec:
@@ -58,6 +60,7 @@ class ExplorerApp(widgets.VBox):
     """The tabbed dashboard. ``panels`` maps tab keys to the panels built so far."""
 
     def __init__(self, tab: str | None = None, tabs=TABS, **panel_options):
+        guard_widget_registry()  # tabs are built in threads, possibly while the page is loading
         self.tabs = tuple(tabs)
         self.panels: dict[str, widgets.Widget] = {}
         self.panel_options = panel_options

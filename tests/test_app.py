@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from explorer.app import TABS, build_app
+import ipywidgets as widgets
+
+from explorer.app import TABS, ExplorerApp, build_app
 from explorer.cli import pool_size, voila_command
 
 
@@ -41,3 +43,44 @@ def test_a_tab_that_cannot_start_is_explained_in_the_tab_and_the_link_notice():
     app.apply_link("tab=broken&preset=x")
     assert "could not start" in app.tab.children[1].value
     assert "not ready" in app.notice.value
+
+
+class RecordingComm:
+    """Stands in for the page's control comm: keeps what the kernel answers."""
+
+    def __init__(self):
+        self.sent = []
+
+    def send(self, data, buffers=None):
+        self.sent.append(data)
+
+
+def test_page_gets_a_whole_widget_state_while_a_tab_is_built_in_a_thread(monkeypatch):
+    """A page that connects while a tab is being built gets every widget its models refer to (CI once saw
+    'widget model not found' when a link opened the CBAM tab: the state request failed mid-build)."""
+    import json
+    import re
+    import threading
+
+    from ipywidgets.widgets.widget import Widget
+
+    ExplorerApp(tabs=TABS[:1])  # the app installs the guard
+    monkeypatch.setattr(Widget, "_control_comm", RecordingComm())
+    parent = widgets.VBox()
+
+    def build():
+        for i in range(200):
+            parent.children = (*parent.children, widgets.VBox([widgets.Button(description=str(i)) for _ in range(5)]))
+
+    builder = threading.Thread(target=build)
+    builder.start()
+    answers = 0
+    while builder.is_alive() or not answers:
+        Widget._handle_control_comm_msg({"content": {"data": {"method": "request_states"}}})  # raises if unguarded
+        states = Widget._control_comm.sent[-1]["states"]
+        referred = set(re.findall(r"IPY_MODEL_([0-9a-f]+)", json.dumps(states)))
+        assert referred <= set(states), "the page would get models whose children it never received"
+        answers += 1
+    builder.join()
+    for box in parent.children:
+        box.close()

@@ -114,6 +114,40 @@ class Throttle:
         self._fire()
 
 
+# ----- widgets made in other threads -------------------------------------------------------------
+WIDGET_REGISTRY_LOCK = threading.RLock()
+
+
+def guard_widget_registry() -> None:
+    """Let widgets be made and closed in background threads while a page is loading.
+
+    When a page connects it asks the kernel for every widget's state, and ipywidgets answers by iterating
+    over its registry of widgets. A tab or a figure built in a background thread at that moment changes the
+    registry mid-iteration: the answer fails ("dictionary changed size during iteration") and the page is
+    left with models that point at children it never received ("widget model not found"). This makes that
+    answer, and the registering and unregistering of widgets, take turns. Safe to call more than once.
+    """
+    from ipywidgets.widgets.widget import Widget
+
+    if getattr(Widget, "_ae_guarded", False):
+        return
+
+    def guarded(method):
+        @functools.wraps(method)
+        def wrapper(*args, **kwargs):
+            with WIDGET_REGISTRY_LOCK:
+                return method(*args, **kwargs)
+        return wrapper
+
+    Widget.open = guarded(Widget.open)
+    Widget.close = guarded(Widget.close)
+    Widget._handle_control_comm_msg = classmethod(guarded(Widget._handle_control_comm_msg.__func__))
+    Widget._ae_guarded = True
+
+
+guard_widget_registry()
+
+
 class BackgroundTask:
     """Run one piece of long work at a time in a daemon thread, reporting errors to a status line."""
 
