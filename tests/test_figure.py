@@ -27,3 +27,16 @@ def test_voila_pages_import_the_served_bundle(tmp_path):
     assert "/base/voila/templates/explorer/static/figurewidget.js" in module and "export default" in module
     target = install_bundle(tmp_path)
     assert target.stat().st_size > 1_000_000 and install_bundle(tmp_path) == target
+
+
+def test_messages_from_the_page_are_not_echoed_back_to_it():
+    """ipywidgets 8 echoes what a page sends; for plotly's redraw reports (a whole trace) that doubled the traffic
+    of every update. plotly's own FigureWidget still echoes them, so this test can tell the two apart."""
+    def echoes(widget) -> list:
+        sent = []
+        widget._send = lambda msg, buffers=None: sent.append(msg["method"])
+        widget.set_state({"_js2py_relayout": None, "_js2py_traceDeltas": None})
+        return [method for method in sent if method == "echo_update"]
+
+    assert echoes(go.FigureWidget()) == ["echo_update"]
+    assert echoes(Figure()) == []

@@ -17,6 +17,8 @@ from pathlib import Path
 import plotly
 import plotly.graph_objects as go
 from plotly.basewidget import BaseFigureWidget
+from plotly.serializers import custom_serializers
+from traitlets import Dict
 
 # Where the static bundle lives, relative to the Voila server URL (set by explorer.cli.voila_env).
 BUNDLE_ENV = "AE_FIGURE_BUNDLE"
@@ -64,6 +66,16 @@ class Figure(go.FigureWidget):
     """
 
     _esm = _esm_source()
+
+    # Messages from the page to Python. ipywidgets 8 echoes every value a page sends straight back to it; for
+    # these that was the whole redrawn trace (about 30 kB for one heatmap) parsed again by the page after
+    # every update, for nothing: the page never reads them. Not echoing them halves the traffic of an update.
+    _js2py_traceDeltas = Dict(allow_none=True).tag(sync=True, echo_update=False, **custom_serializers)
+    _js2py_layoutDelta = Dict(allow_none=True).tag(sync=True, echo_update=False, **custom_serializers)
+    _js2py_restyle = Dict(allow_none=True).tag(sync=True, echo_update=False, **custom_serializers)
+    _js2py_relayout = Dict(allow_none=True).tag(sync=True, echo_update=False, **custom_serializers)
+    _js2py_update = Dict(allow_none=True).tag(sync=True, echo_update=False, **custom_serializers)
+    _js2py_pointsCallback = Dict(allow_none=True).tag(sync=True, echo_update=False, **custom_serializers)
 
     @staticmethod
     def _remove_overlapping_props(input_data, delta_data, prop_path=()):
