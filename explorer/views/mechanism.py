@@ -18,11 +18,13 @@ AXIS_RANGE = (-3.2, 3.2)
 SCORE_RANGE = 6.0  # scores are drawn on a fixed -6..6 scale so frames compare
 
 
-def _arrow(x, y, color, name, width=3.0, dash=None, show_legend=False, legend_group=None, label=None, opacity=1.0):
-    """One arrow from the origin to (x, y), with its label at the tip."""
+def _arrow(x, y, color, name, width=3.0, dash=None, show_legend=False, legend_group=None, label=None, opacity=1.0,
+           side="right"):
+    """One arrow from the origin to (x, y), with its label at the tip (above, to the ``side`` of it: a query
+    and a key that point the same way, or a value and the context, keep their labels apart)."""
     return go.Scatter(opacity=opacity,
         x=[0.0, float(x)], y=[0.0, float(y)], mode="lines+markers+text", name=name,
-        text=["", label or ""], textposition="top center", textfont=dict(color=color),
+        text=["", label or ""], textposition=f"top {side}", textfont=dict(color=color),
         line=dict(color=color, width=width, dash=dash),
         marker=dict(symbol="arrow", angleref="previous", size=[0, 14], color=color),
         legendgroup=legend_group or name, showlegend=show_legend, hovertemplate=f"{name}: (%{{x:.2f}}, %{{y:.2f}})<extra></extra>",
@@ -44,7 +46,7 @@ def vector_figure(tokens, queries, keys, values, weights, context, query_index: 
         fig.add_trace(_arrow(*keys[j], KEY_COLOR, f"key {token}", show_legend=j == 0, legend_group="keys",
                              label=f"k:{token}"), row=1, col=1)
     fig.add_trace(_arrow(*queries[query_index], QUERY_COLOR, f"query {tokens[query_index]}", width=4,
-                         show_legend=True, label=f"q:{tokens[query_index]}"), row=1, col=1)
+                         show_legend=True, label=f"q:{tokens[query_index]}", side="left"), row=1, col=1)
     for j, token in enumerate(tokens):  # the values themselves, faint, so the scaled copies can be compared
         fig.add_trace(_arrow(*values[j], VALUE_COLOR, f"value {token}", width=1.5, show_legend=j == 0,
                              legend_group="raw values", label=f"v:{token}", opacity=0.35), row=1, col=2)
@@ -52,7 +54,7 @@ def vector_figure(tokens, queries, keys, values, weights, context, query_index: 
         fig.add_trace(_arrow(*(row[j] * values[j]), VALUE_COLOR, f"{row[j]:.2f} × value {token}", dash="dot",
                              show_legend=j == 0, legend_group="values"), row=1, col=2)
     fig.add_trace(_arrow(*context[query_index], CONTEXT_COLOR, "context vector", width=4, show_legend=True,
-                         label="context"), row=1, col=2)
+                         label="context", side="left"), row=1, col=2)
     n = len(tokens)
     fig.data[0].name, fig.data[n + 1].name, fig.data[2 * n + 1].name = "keys", "values", "weight × value"
     for col in (1, 2):
