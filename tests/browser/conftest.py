@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -59,33 +58,38 @@ def browser():
         chromium.close()
 
 
-def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 90.0) -> None:
+def wait_until_warm(process: subprocess.Popen, port: int, kernels: int, timeout: float = 180.0) -> None:
+    """Wait until ``kernels`` warm kernels wait for visitors, as the serve command does before "Ready".
+
+    Not by fetching the page: each fetch is a visit that takes a kernel from the pool, and a page that lands on
+    a kernel still running the dashboard was seen to fail with "widget model not found" in CI."""
+    from explorer.cli import warm_kernels
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"Voila exited with code {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.3)
-    raise TimeoutError(f"Voila did not answer at {url} within {timeout} s")
+        if warm_kernels(process.pid, port) >= kernels:
+            return
+        time.sleep(0.3)
+    raise TimeoutError(f"Voila's {kernels} warm kernel(s) were not ready within {timeout} s")
 
 
 @pytest.fixture(scope="session")
 def dashboard_url(browser, tmp_path_factory):
     """Voila serving the dashboard notebook the way ``attention-explorer serve`` does (warm kernel pool)."""
-    from explorer.cli import voila_command, voila_env
+    from explorer.cli import pool_size, voila_command, voila_env
 
     port = free_port()
     log_path = tmp_path_factory.mktemp("voila") / "voila.log"
     env = voila_env(dict(os.environ, AE_FAST="1"))
-    command = voila_command(DASHBOARD, port, open_browser=False, students=2, ip="127.0.0.1")
+    students = 2
+    command = voila_command(DASHBOARD, port, open_browser=False, students=students, ip="127.0.0.1")
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
-        wait_for_http(url, process)
+        wait_until_warm(process, port, pool_size(students))
         yield url
     finally:
         process.terminate()
