@@ -110,15 +110,26 @@ def warm_kernels(server_pid: int, port: int) -> int:
     return warm
 
 
+def wait_until_warm(process: subprocess.Popen, port: int, kernels: int,
+                    timeout: float = WARM_TIMEOUT_SECONDS) -> bool:
+    """Wait until the Voila server ``process`` has ``kernels`` warm kernels; False if it stopped or timed out.
+
+    Not by fetching the page: each fetch is a visit that takes a kernel from the pool."""
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and time.monotonic() < deadline:
+        if warm_kernels(process.pid, port) >= kernels:
+            return True
+        time.sleep(0.5)
+    return False
+
+
 def announce_when_ready(process: subprocess.Popen, url: str, port: int, students: int,
                         timeout: float = WARM_TIMEOUT_SECONDS) -> bool:
     """Print "Ready for N students at <url>" once the whole pool is warm; False if it was not within ``timeout``."""
-    wanted, deadline = pool_size(students), time.monotonic() + timeout
-    while process.poll() is None and time.monotonic() < deadline:
-        if warm_kernels(process.pid, port) >= wanted:
-            print(f"Ready for {students} student(s) at {url} ({wanted} warm kernel(s)).", flush=True)
-            return True
-        time.sleep(0.5)
+    wanted = pool_size(students)
+    if wait_until_warm(process, port, wanted, timeout):
+        print(f"Ready for {students} student(s) at {url} ({wanted} warm kernel(s)).", flush=True)
+        return True
     if process.poll() is None:
         print(f"The warm pool is still filling after {timeout:.0f} s; visitors are served, the first ones may wait.",
               flush=True)

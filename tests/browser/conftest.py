@@ -11,7 +11,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -58,27 +57,10 @@ def browser():
         chromium.close()
 
 
-def wait_until_warm(process: subprocess.Popen, port: int, kernels: int, timeout: float = 180.0) -> None:
-    """Wait until ``kernels`` warm kernels wait for visitors, as the serve command does before "Ready".
-
-    Not by fetching the page: each fetch is a visit that takes a kernel from the pool, and a page that lands on
-    a kernel still running the dashboard was seen to fail with "widget model not found" in CI."""
-    from explorer.cli import warm_kernels
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"Voila exited with code {process.returncode}")
-        if warm_kernels(process.pid, port) >= kernels:
-            return
-        time.sleep(0.3)
-    raise TimeoutError(f"Voila's {kernels} warm kernel(s) were not ready within {timeout} s")
-
-
 @pytest.fixture(scope="session")
 def dashboard_url(browser, tmp_path_factory):
     """Voila serving the dashboard notebook the way ``attention-explorer serve`` does (warm kernel pool)."""
-    from explorer.cli import pool_size, voila_command, voila_env
+    from explorer.cli import pool_size, voila_command, voila_env, wait_until_warm
 
     port = free_port()
     log_path = tmp_path_factory.mktemp("voila") / "voila.log"
@@ -89,7 +71,11 @@ def dashboard_url(browser, tmp_path_factory):
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
-        wait_until_warm(process, port, pool_size(students))
+        # A page that lands on a kernel still running the dashboard was seen to fail in CI with "widget model
+        # not found", so the tests start when the pool is warm, as the serve command says "Ready" then.
+        if not wait_until_warm(process, port, pool_size(students), timeout=180.0):
+            raise RuntimeError(f"Voila exited with code {process.returncode}" if process.poll() is not None
+                               else "Voila's warm kernels were not ready within 180 s")
         yield url
     finally:
         process.terminate()
