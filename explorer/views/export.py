@@ -30,6 +30,7 @@ def export_scope(maps, layer: int, limit: int = DOWNLOAD_LIMIT):
     return one, (f"layer {layer} only (all {maps.n_layers} layers would be {maps.weights.numel() / 1e6:.0f} million "
                  "numbers; save them from Python with AttentionMaps.save_npz)")
 
+
 def maps_json(maps, decimals: int = 5) -> bytes:
     """The record as JSON (``AttentionMaps.to_dict`` layout), weights rounded to ``decimals``."""
     data = maps.to_dict()

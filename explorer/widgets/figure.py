@@ -56,6 +56,11 @@ def _esm_source():
     return PLOTLY_BUNDLE
 
 
+def _page_message() -> Dict:
+    """A message trait from the page to Python, as plotly declares it, but not echoed back to the page."""
+    return Dict(allow_none=True).tag(sync=True, echo_update=False, **custom_serializers)
+
+
 class Figure(go.FigureWidget):
     """A FigureWidget; use it exactly like ``go.FigureWidget(figure)``.
 
@@ -70,12 +75,12 @@ class Figure(go.FigureWidget):
     # Messages from the page to Python. ipywidgets 8 echoes every value a page sends straight back to it; for
     # these that was the whole redrawn trace (about 30 kB for one heatmap) parsed again by the page after
     # every update, for nothing: the page never reads them. Not echoing them halves the traffic of an update.
-    _js2py_traceDeltas = Dict(allow_none=True).tag(sync=True, echo_update=False, **custom_serializers)
-    _js2py_layoutDelta = Dict(allow_none=True).tag(sync=True, echo_update=False, **custom_serializers)
-    _js2py_restyle = Dict(allow_none=True).tag(sync=True, echo_update=False, **custom_serializers)
-    _js2py_relayout = Dict(allow_none=True).tag(sync=True, echo_update=False, **custom_serializers)
-    _js2py_update = Dict(allow_none=True).tag(sync=True, echo_update=False, **custom_serializers)
-    _js2py_pointsCallback = Dict(allow_none=True).tag(sync=True, echo_update=False, **custom_serializers)
+    _js2py_traceDeltas = _page_message()
+    _js2py_layoutDelta = _page_message()
+    _js2py_restyle = _page_message()
+    _js2py_relayout = _page_message()
+    _js2py_update = _page_message()
+    _js2py_pointsCallback = _page_message()
 
     @staticmethod
     def _remove_overlapping_props(input_data, delta_data, prop_path=()):
