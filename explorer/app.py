@@ -114,16 +114,25 @@ class ExplorerApp(widgets.VBox):
         with self._lock:
             self._threads.pop(key, None)
 
-    def select(self, key: str, preset: str | None = None) -> None:
-        """Show tab ``key`` (and apply one of its panel's presets, if given); unknown names become a notice."""
+    def select(self, key: str, preset: str | None = None, timeout: float = 120.0) -> None:
+        """Show tab ``key`` (and apply one of its panel's presets, if given); unknown names become a notice.
+
+        Returns once the panel is built and its first drawing is done. In Voila this runs in the notebook's
+        last cell, before the page connects: a panel still making widgets in a thread while the page loads
+        its widgets can send the page a box whose children it has not received yet, and that part of the
+        page never appears ("widget model not found"). A panel's ``wait`` (if it has one) covers the work it
+        starts in its own threads, such as the Pretrained tab loading its model and reading the text.
+        """
         try:
             index = find_tab(key, self.tabs)
             self.tab.selected_index = index
+            panel = self.wait(key, timeout)
             if preset:
-                panel = self.wait(key)
                 if not hasattr(panel, "apply_preset"):
                     raise ValueError(f"The {self.tabs[index].title} tab has no presets.")
                 panel.apply_preset(preset)
+            if callable(getattr(panel, "wait", None)):
+                panel.wait(timeout)
         except ValueError as error:
             self.notice.value = f'<span style="color:#b42318">{html.escape(str(error))}</span>'
 

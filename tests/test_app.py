@@ -84,3 +84,40 @@ def test_page_gets_a_whole_widget_state_while_a_tab_is_built_in_a_thread(monkeyp
     builder.join()
     for box in parent.children:
         box.close()
+
+
+class SlowPanel(widgets.VBox):
+    """A panel that takes a while to build and then makes more widgets in its own thread (as the Pretrained
+    tab does when it loads its model and draws the first reading)."""
+
+    def __init__(self):
+        import threading
+        import time
+
+        time.sleep(0.5)
+        super().__init__([widgets.HTML("controls")])
+        self._drawing = threading.Thread(target=self._draw, daemon=True)
+        self._drawing.start()
+
+    def _draw(self):
+        import time
+
+        time.sleep(0.5)
+        self.children = (*self.children, widgets.HTML("figure"))
+
+    def wait(self, timeout=60.0):
+        self._drawing.join(timeout)
+
+
+def test_a_link_returns_only_when_its_tab_is_built_and_drawn():
+    """In Voila the link is applied in the last cell, before the page connects; a tab still building in a
+    thread while the page loads its widgets sends boxes whose children the page has not received (CI saw
+    'widget model not found' and an empty CBAM tab after ?tab=cbam). So the link waits for the tab."""
+    from explorer.app import TabSpec
+
+    tabs = (TABS[0], TabSpec("slow", "Slow", f"{__name__}:SlowPanel"))
+    app = ExplorerApp(tabs=tabs)
+    app.apply_link("tab=slow")
+    panel = app.panels["slow"]
+    assert app.tab.children[1] is panel and app.tab.selected_index == 1
+    assert [child.value for child in panel.children] == ["controls", "figure"]
