@@ -299,6 +299,7 @@ def test_link_opens_the_tab_with_a_preset(encoder):
     panel.wait()
     assert app.tab.titles[app.tab.selected_index] == "Pretrained"
     assert "keys" in panel.reading.maps.tokens and panel.reading.maps.tokens[panel.token] == "are"
+    assert panel.preset.value == "subject-verb agreement"  # the menu names what the link opened
 
 
 def test_views_mark_ablated_heads(encoder):

@@ -114,7 +114,8 @@ class PretrainedPanel(widgets.VBox):
 
     def _wire_controls(self) -> None:
         self.load_button.on_click(lambda _: self.load_model(self.model_name.value))
-        self.preset.observe(lambda change: change["new"] in PRESETS and self.apply_preset(change["new"]), "value")
+        self.preset.observe(lambda change: not self._syncing and change["new"] in PRESETS
+                            and self.apply_preset(change["new"]), "value")
         for control in (self.text_a, self.text_b, self.mode):
             control.observe(lambda _: self._syncing or self.request(), "value")
         self.run_button.on_click(lambda _: self.request())
@@ -240,6 +241,7 @@ class PretrainedPanel(widgets.VBox):
     def _fill_preset(self, name: str) -> None:
         preset = PRESETS[name]
         self._syncing = True
+        self.preset.value = name  # a link's preset is named in the menu, as one picked there
         self.text_a.value, self.text_b.value = preset["text"], preset.get("text_b", "")
         self.mode.value = preset.get("mode", "pair")
         self.layer.max = max(self.layer.max, preset["layer"])
