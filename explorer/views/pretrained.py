@@ -146,22 +146,23 @@ def entropy_update(entropy, n_keys: int, layer: int, head: int) -> dict:
     """Mean row entropy of every head as a share of the most spread-out ``log K``; the head on screen marked."""
     entropy = np.asarray(entropy, dtype=float)
     share = entropy / math.log(n_keys) if n_keys > 1 else np.zeros_like(entropy)
-    return {"structure": ("entropy",) + entropy.shape,
-            "data": [dict(z=_z(share)), dict(x=[f"H{head}"], y=[f"L{layer}"])], "layout": {}}
+    # The head on screen is outlined by a shape, not a marker trace: moving a shape is a relayout, which
+    # plotly.js draws without recomputing the heatmap's traces (a little less page time per head change).
+    outline = dict(type="rect", xref="x", yref="y", x0=head - 0.5, x1=head + 0.5, y0=layer - 0.5, y1=layer + 0.5,
+                   line=dict(width=3, color=HIGHLIGHT))
+    return {"structure": ("entropy",) + entropy.shape, "data": [dict(z=_z(share))], "layout": dict(shapes=[outline])}
 
 
 def entropy_figure(entropy, n_keys: int, layer: int, head: int) -> go.Figure:
     """Head entropy ``[layers, heads]``: low (dark) heads focus on few tokens; clicking a cell opens that head."""
     update = entropy_update(entropy, n_keys, layer, head)
     n_layers, n_heads = update["structure"][1:]
-    share, marker = update["data"]
+    share = update["data"][0]
     return go.Figure([
         go.Heatmap(z=share["z"], x=[f"H{h}" for h in range(n_heads)], y=[f"L{l}" for l in range(n_layers)],
                    zmin=0.0, zmax=1.0, colorscale="Viridis", colorbar=dict(title=dict(text="entropy / log K"), thickness=10),
                    hovertemplate="layer %{y}, head %{x}<br>entropy %{z:.2f} of the maximum<br>click to open<extra></extra>"),
-        go.Scatter(mode="markers", hoverinfo="skip", showlegend=False,
-                   marker=dict(symbol="square-open", size=22, line=dict(width=3, color=HIGHLIGHT)), **marker),
-    ], layout=dict(title=dict(text="head entropy (click a head)"), height=260, width=430,
+    ], layout=dict(title=dict(text="head entropy (click a head)"), height=260, width=430, shapes=update["layout"]["shapes"],
                    margin=dict(l=40, r=10, t=40, b=30), xaxis=dict(type="category", title_text="head"),
                    yaxis=dict(type="category", autorange="reversed", title_text="layer")))
 
