@@ -37,6 +37,9 @@ from tests.browser.helpers import FIND_PLOT, WIDGETS_READY  # noqa: E402
 GOAL_VISITORS, GOAL_P95_UPDATE_S, GOAL_KERNEL_MB = 10, 1.0, 600
 MAX_VISITORS = 30
 HEAD = "ae-pretrained-head"
+# How often a waiting visitor looks at its page (ms). Not "raf": polling on every animation frame makes each
+# page render 60 frames a second while it waits, which ten pages on two cores pay for and a student does not.
+POLL_MS = 25
 # Common words (one token each): every visitor types its own, so a page showing another's word would be caught.
 WORDS = ("river", "mountain", "garden", "window", "music", "doctor", "teacher", "village", "forest", "kitchen",
          "winter", "summer", "bridge", "island", "market", "letter", "camera", "engine", "planet", "coffee",
@@ -52,6 +55,11 @@ class Visit:
     first_paint_s: float = 0.0
     tab_open_s: float = 0.0
     updates_s: list[float] = field(default_factory=list)
+    # Per update: from the page sending the change to the kernel's figure update arriving at the page's
+    # websocket. This is the server's share of ``updates_s``; the rest is the page drawing, which in a class
+    # happens on each student's own laptop, not on this machine.
+    server_s: list[float] = field(default_factory=list)
+    frames: list[tuple[float, str]] = field(default_factory=list)  # (when, "sent" or "figure") this page's messages
     error: str = ""  # why this visitor could not finish, if it could not
     tokens: list[str] = field(default_factory=list)  # the x labels of the head figure after the last update
 
@@ -152,20 +160,50 @@ async def head_figure(page) -> dict:
         " return JSON.stringify(p ? {title: p.layout.title.text, x: p.data[0].x} : null); }", HEAD))
 
 
-async def timed(page, action, condition: str, arg) -> float:
-    """Seconds from ``action`` until the head figure in the page satisfies ``condition`` (JS, given p and arg)."""
+async def timed(page, visit: Visit, action, condition: str, arg) -> float:
+    """Seconds from ``action`` until the head figure in the page satisfies ``condition`` (JS, given p and arg).
+
+    Also keeps the server's share in ``visit.server_s``: from the first message the page sent after the
+    action to the first plotly figure update that reached the page after that."""
     start = time.perf_counter()
     await action()
     await page.wait_for_function(
         f"([name, arg]) => {{ const p = ({FIND_PLOT})(name); return !!p && p.data.length > 0 && ({condition}); }}",
-        arg=[HEAD, arg], polling="raf", timeout=120_000)
-    return time.perf_counter() - start
+        arg=[HEAD, arg], polling=POLL_MS, timeout=120_000)
+    seconds = time.perf_counter() - start
+    sent = next((t for t, kind in visit.frames if kind == "sent" and t >= start), None)
+    figure = next((t for t, kind in visit.frames if kind == "figure" and sent is not None and t >= sent), None)
+    if figure is not None:
+        visit.server_s.append(figure - sent)
+    return seconds
+
+
+def watch_frames(page, visit: Visit) -> None:
+    """Note when this page sends a widget change and when a plotly figure update reaches it."""
+
+    def on_websocket(socket) -> None:
+        def sent(payload) -> None:
+            text = payload if isinstance(payload, str) else payload[:4096].decode("utf-8", "replace")
+            if '"comm_msg"' in text:
+                visit.frames.append((time.perf_counter(), "sent"))
+
+        def received(payload) -> None:
+            text = payload if isinstance(payload, str) else payload[:4096].decode("utf-8", "replace")
+            if "_py2js_" in text:
+                visit.frames.append((time.perf_counter(), "figure"))
+
+        socket.on("framesent", sent)
+        socket.on("framereceived", received)
+
+    page.on("websocket", on_websocket)
 
 
 async def new_visitor(browser, number: int) -> tuple:
     """A page of its own (a browser context: no shared cache or cookies) and an empty Visit."""
     context = await browser.new_context(viewport={"width": 1400, "height": 900})
-    return await context.new_page(), Visit(number)
+    page, visit = await context.new_page(), Visit(number)
+    watch_frames(page, visit)
+    return page, visit
 
 
 async def open_visit(browser, url: str, number: int) -> tuple:
@@ -189,14 +227,14 @@ async def load(page, visit: Visit, url: str) -> None:
     await page.goto(url, wait_until="domcontentloaded", timeout=180_000)
     await page.wait_for_function(f"() => {{ const p = document.querySelector('.js-plotly-plot');"
                                  f" return !!p && !!document.querySelector('{WIDGETS_READY.split(',')[0]}'); }}",
-                                 polling="raf", timeout=180_000)
+                                 polling=POLL_MS, timeout=180_000)
     visit.first_paint_s = time.perf_counter() - start
     visit.kernel_id = await page.evaluate(
         "() => JSON.parse(document.getElementById('jupyter-config-data').textContent).kernelId")
     start = time.perf_counter()
-    await page.locator(WIDGETS_READY).filter(has_text="Pretrained").first.click()
+    await page.locator(WIDGETS_READY).filter(has_text="Pretrained").first.click(force=True, timeout=120_000)
     await page.wait_for_function(f"(name) => {{ const p = ({FIND_PLOT})(name); return !!p && p.data.length > 0; }}",
-                                 arg=HEAD, polling="raf", timeout=300_000)
+                                 arg=HEAD, polling=POLL_MS, timeout=300_000)
     visit.tab_open_s = time.perf_counter() - start
 
 
@@ -212,7 +250,7 @@ async def make_updates(page, visit: Visit, rounds: int, jitter: float) -> None:
         word = visit_word(visit.number, round_, rounds)
         await asyncio.sleep(random.uniform(0, jitter))
         visit.updates_s.append(await timed(
-            page, lambda: page.locator(f".{HEAD} select").select_option(str(head), force=True),
+            page, visit, lambda: page.locator(f".{HEAD} select").select_option(str(head), force=True),
             "p.layout.title.text.endsWith(`head ${arg}`)", head))
         await asyncio.sleep(random.uniform(0, jitter))
         readout = page.locator(".ae-pretrained-layer .widget-readout")
@@ -221,7 +259,7 @@ async def make_updates(page, visit: Visit, rounds: int, jitter: float) -> None:
             await readout.fill(str(layer), force=True)
             await readout.press("Enter")
 
-        visit.updates_s.append(await timed(page, set_layer, "p.layout.title.text.startsWith(`layer ${arg},`)", layer))
+        visit.updates_s.append(await timed(page, visit, set_layer, "p.layout.title.text.startsWith(`layer ${arg},`)", layer))
         await asyncio.sleep(random.uniform(0, jitter))
         box = page.locator(".ae-pretrained-text-a textarea")
         sentence = f"The {word} was seen by the whole class."
@@ -230,7 +268,7 @@ async def make_updates(page, visit: Visit, rounds: int, jitter: float) -> None:
             await box.fill(sentence, force=True)
             await box.press("Tab")  # leaving the box sends the text
 
-        visit.updates_s.append(await timed(page, type_sentence, "p.data[0].x.includes(arg)", word))
+        visit.updates_s.append(await timed(page, visit, type_sentence, "p.data[0].x.includes(arg)", word))
     visit.tokens = (await head_figure(page))["x"]
 
 
@@ -280,6 +318,7 @@ def percentile(values: list[float], q: int) -> float:
 def report(visits: list[Visit], memory: dict[str, tuple[float, float]], cpu: dict[str, float], seconds: float,
            students: int) -> None:
     updates = [u for v in visits for u in v.updates_s]
+    servers = [u for v in visits for u in v.server_s]
     paints = [v.first_paint_s for v in visits if v.first_paint_s]
     tabs = [v.tab_open_s for v in visits if v.tab_open_s]
     visitor_ids = {v.kernel_id for v in visits if v.kernel_id}
@@ -292,6 +331,7 @@ def report(visits: list[Visit], memory: dict[str, tuple[float, float]], cpu: dic
         "updates": len(updates),
         "update_p50_s": percentile(updates, 50), "update_p95_s": percentile(updates, 95),
         "update_max_s": max(updates, default=nan),
+        "server_share_p50_s": percentile(servers, 50), "server_share_p95_s": percentile(servers, 95),
         "first_paint_p50_s": percentile(paints, 50), "first_paint_p95_s": percentile(paints, 95),
         "pretrained_tab_open_p50_s": percentile(tabs, 50), "pretrained_tab_open_p95_s": percentile(tabs, 95),
         "visitor_kernel_rss_max_mb": max(rss for rss, _ in visitor_memory),
