@@ -59,6 +59,7 @@ class Visit:
     # websocket. This is the server's share of ``updates_s``; the rest is the page drawing, which in a class
     # happens on each student's own laptop, not on this machine.
     server_s: list[float] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)  # what each update was: "head", "layer" or "sentence"
     frames: list[tuple[float, str]] = field(default_factory=list)  # (when, "sent" or "figure") this page's messages
     error: str = ""  # why this visitor could not finish, if it could not
     tokens: list[str] = field(default_factory=list)  # the x labels of the head figure after the last update
@@ -160,7 +161,7 @@ async def head_figure(page) -> dict:
         " return JSON.stringify(p ? {title: p.layout.title.text, x: p.data[0].x} : null); }", HEAD))
 
 
-async def timed(page, visit: Visit, action, condition: str, arg) -> float:
+async def timed(page, visit: Visit, kind: str, action, condition: str, arg) -> float:
     """Seconds from ``action`` until the head figure in the page satisfies ``condition`` (JS, given p and arg).
 
     Also keeps the server's share in ``visit.server_s``: from the first message the page sent after the
@@ -171,6 +172,7 @@ async def timed(page, visit: Visit, action, condition: str, arg) -> float:
         f"([name, arg]) => {{ const p = ({FIND_PLOT})(name); return !!p && p.data.length > 0 && ({condition}); }}",
         arg=[HEAD, arg], polling=POLL_MS, timeout=120_000)
     seconds = time.perf_counter() - start
+    visit.kinds.append(kind)
     sent = next((t for t, kind in visit.frames if kind == "sent" and t >= start), None)
     figure = next((t for t, kind in visit.frames if kind == "figure" and sent is not None and t >= sent), None)
     if figure is not None:
@@ -250,7 +252,7 @@ async def make_updates(page, visit: Visit, rounds: int, jitter: float) -> None:
         word = visit_word(visit.number, round_, rounds)
         await asyncio.sleep(random.uniform(0, jitter))
         visit.updates_s.append(await timed(
-            page, visit, lambda: page.locator(f".{HEAD} select").select_option(str(head), force=True),
+            page, visit, "head", lambda: page.locator(f".{HEAD} select").select_option(str(head), force=True),
             "p.layout.title.text.endsWith(`head ${arg}`)", head))
         await asyncio.sleep(random.uniform(0, jitter))
         readout = page.locator(".ae-pretrained-layer .widget-readout")
@@ -259,7 +261,7 @@ async def make_updates(page, visit: Visit, rounds: int, jitter: float) -> None:
             await readout.fill(str(layer), force=True)
             await readout.press("Enter")
 
-        visit.updates_s.append(await timed(page, visit, set_layer, "p.layout.title.text.startsWith(`layer ${arg},`)", layer))
+        visit.updates_s.append(await timed(page, visit, "layer", set_layer, "p.layout.title.text.startsWith(`layer ${arg},`)", layer))
         await asyncio.sleep(random.uniform(0, jitter))
         box = page.locator(".ae-pretrained-text-a textarea")
         sentence = f"The {word} was seen by the whole class."
@@ -268,7 +270,7 @@ async def make_updates(page, visit: Visit, rounds: int, jitter: float) -> None:
             await box.fill(sentence, force=True)
             await box.press("Tab")  # leaving the box sends the text
 
-        visit.updates_s.append(await timed(page, visit, type_sentence, "p.data[0].x.includes(arg)", word))
+        visit.updates_s.append(await timed(page, visit, "sentence", type_sentence, "p.data[0].x.includes(arg)", word))
     visit.tokens = (await head_figure(page))["x"]
 
 
@@ -319,6 +321,10 @@ def report(visits: list[Visit], memory: dict[str, tuple[float, float]], cpu: dic
            students: int) -> None:
     updates = [u for v in visits for u in v.updates_s]
     servers = [u for v in visits for u in v.server_s]
+    by_kind: dict[str, list[float]] = {}
+    for visit in visits:
+        for kind, latency in zip(visit.kinds, visit.updates_s):
+            by_kind.setdefault(kind, []).append(latency)
     paints = [v.first_paint_s for v in visits if v.first_paint_s]
     tabs = [v.tab_open_s for v in visits if v.tab_open_s]
     visitor_ids = {v.kernel_id for v in visits if v.kernel_id}
@@ -331,6 +337,8 @@ def report(visits: list[Visit], memory: dict[str, tuple[float, float]], cpu: dic
         "updates": len(updates),
         "update_p50_s": percentile(updates, 50), "update_p95_s": percentile(updates, 95),
         "update_max_s": max(updates, default=nan),
+        **{f"update_{kind}_p50_s": percentile(by_kind[kind], 50) for kind in sorted(by_kind)},
+        **{f"update_{kind}_p95_s": percentile(by_kind[kind], 95) for kind in sorted(by_kind)},
         "server_share_p50_s": percentile(servers, 50), "server_share_p95_s": percentile(servers, 95),
         "first_paint_p50_s": percentile(paints, 50), "first_paint_p95_s": percentile(paints, 95),
         "pretrained_tab_open_p50_s": percentile(tabs, 50), "pretrained_tab_open_p95_s": percentile(tabs, 95),
