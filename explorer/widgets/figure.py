@@ -42,10 +42,24 @@ def install_bundle(static_dir: Path) -> Path:
     return target
 
 
+# After every update from Python, plotly.js deep-merges the whole drawn figure and sends Python what differs
+# from what it was sent ("trace deltas", ~27 kB for one heatmap, and a layout delta that plotly 6 names so that
+# Python never reads it): about 50 kB from the page per head change, which the page computes, Voila relays and
+# the kernel parses and applies, only to learn plotly.js's defaults, which nothing here reads. (The cost: a
+# FigureWidget's on_edit_completed callbacks never run; nothing here uses them.)
+# Clicks and zooms are still reported.
+QUIET_VIEW = """if (bundle.FigureView) {
+  bundle.FigureView.prototype._sendTraceDeltas = function () {};
+  bundle.FigureView.prototype._sendLayoutDelta = function () {};
+}
+"""
+
+
 def proxy_module(bundle_path: str, server_url: str) -> str:
-    """A tiny ES module that re-exports plotly's widget from the served bundle."""
+    """A tiny ES module that re-exports plotly's widget from the served bundle, its views kept quiet."""
     path = server_url.rstrip("/") + "/" + bundle_path.lstrip("/")
     return (f"const bundle = await import(new URL({path!r}, window.location.href).href);\n"
+            f"{QUIET_VIEW}"
             "export default bundle.default;\n")
 
 

@@ -51,6 +51,8 @@ def click_cell(page, meta: str, row: int, n_rows: int, col: int = 0, n_cols: int
 
 def test_typed_text_layer_and_head_reach_the_axes(page, dashboard_url):
     blocked = block_other_hosts(page)
+    sent: list[int] = []  # sizes of the messages the page sends its kernel
+    page.on("websocket", lambda socket: socket.on("framesent", lambda payload: sent.append(len(payload))))
     open_pretrained(page, dashboard_url)
     x, _, _ = head_axes(page)
     assert "animal" in x
@@ -63,10 +65,14 @@ def test_typed_text_layer_and_head_reach_the_axes(page, dashboard_url):
         " return p && p.data[0].x.includes('swim'); }", arg=HEAD)
     x, y, z_before = head_axes(page)
     assert x[0] == "[CLS]" and x[-1] == "[SEP]" and "swim" in x and y == x
+    before_head = len(sent)
     page.locator(".ae-pretrained-head select").select_option("5")
     page.wait_for_function(
         "(meta) => [...document.querySelectorAll('.js-plotly-plot')].find(p => p.layout.meta === meta)"
         ".layout.title.text.includes('head 5')", arg=HEAD)
+    page.wait_for_timeout(1000)
+    # The page tells its kernel the new head, and does not send the redrawn figures back (about 50 kB before).
+    assert sum(sent[before_head:]) < 5_000, sent[before_head:]
     readout = page.locator(".ae-pretrained-layer .widget-readout")
     readout.fill("5")
     readout.press("Enter")
