@@ -60,7 +60,6 @@ class Visit:
     # happens on each student's own laptop, not on this machine.
     server_s: list[float] = field(default_factory=list)
     kinds: list[str] = field(default_factory=list)  # what each update was: "head", "layer" or "sentence"
-    frames: list[tuple[float, str]] = field(default_factory=list)  # (when, "sent" or "figure") this page's messages
     error: str = ""  # why this visitor could not finish, if it could not
     tokens: list[str] = field(default_factory=list)  # the x labels of the head figure after the last update
 
@@ -166,6 +165,7 @@ async def timed(page, visit: Visit, kind: str, action, condition: str, arg) -> f
 
     Also keeps the server's share in ``visit.server_s``: from the first message the page sent after the
     action to the first plotly figure update that reached the page after that."""
+    since = await page.evaluate("performance.now()")
     start = time.perf_counter()
     await action()
     await page.wait_for_function(
@@ -173,39 +173,47 @@ async def timed(page, visit: Visit, kind: str, action, condition: str, arg) -> f
         arg=[HEAD, arg], polling=POLL_MS, timeout=120_000)
     seconds = time.perf_counter() - start
     visit.kinds.append(kind)
-    sent = next((t for t, kind in visit.frames if kind == "sent" and t >= start), None)
-    figure = next((t for t, kind in visit.frames if kind == "figure" and sent is not None and t >= sent), None)
-    if figure is not None:
-        visit.server_s.append(figure - sent)
+    server = await page.evaluate(SERVER_SHARE, since)
+    if server is not None:
+        visit.server_s.append(server)
     return seconds
 
 
-def watch_frames(page, visit: Visit) -> None:
-    """Note when this page sends a widget change and when a plotly figure update reaches it."""
-
-    def on_websocket(socket) -> None:
-        def sent(payload) -> None:
-            text = payload if isinstance(payload, str) else payload[:4096].decode("utf-8", "replace")
-            if '"comm_msg"' in text:
-                visit.frames.append((time.perf_counter(), "sent"))
-
-        def received(payload) -> None:
-            text = payload if isinstance(payload, str) else payload[:4096].decode("utf-8", "replace")
-            if "_py2js_" in text:
-                visit.frames.append((time.perf_counter(), "figure"))
-
-        socket.on("framesent", sent)
-        socket.on("framereceived", received)
-
-    page.on("websocket", on_websocket)
+# In each page: when it sends a widget change to its kernel, and when a plotly figure update arrives. Kept in
+# the page and read once per update, so that timing the server costs no message per frame to this process.
+FRAME_CLOCK = """(() => {
+    const Native = window.WebSocket;
+    window.__aeFrames = [];
+    const head = (data) => {
+        if (typeof data === 'string') return data.slice(0, 4096);
+        const bytes = data instanceof ArrayBuffer ? new Uint8Array(data, 0, Math.min(4096, data.byteLength))
+            : ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, Math.min(4096, data.byteLength)) : null;
+        return bytes ? new TextDecoder().decode(bytes) : '';
+    };
+    window.WebSocket = class extends Native {
+        constructor(...args) {
+            super(...args);
+            const note = (kind) => window.__aeFrames.push([performance.now(), kind]);
+            const send = this.send.bind(this);
+            this.send = (data) => { if (head(data).includes('"comm_msg"')) note('sent'); return send(data); };
+            super.addEventListener('message', (event) => { if (head(event.data).includes('_py2js_')) note('figure'); });
+        }
+    };
+})();"""
+SERVER_SHARE = """(since) => {
+    const frames = window.__aeFrames || [];
+    const sent = frames.find(([t, kind]) => kind === 'sent' && t >= since);
+    const figure = sent && frames.find(([t, kind]) => kind === 'figure' && t >= sent[0]);
+    window.__aeFrames = frames.filter(([t]) => t >= since);
+    return sent && figure ? (figure[0] - sent[0]) / 1000 : null;
+}"""
 
 
 async def new_visitor(browser, number: int) -> tuple:
     """A page of its own (a browser context: no shared cache or cookies) and an empty Visit."""
     context = await browser.new_context(viewport={"width": 1400, "height": 900})
-    page, visit = await context.new_page(), Visit(number)
-    watch_frames(page, visit)
-    return page, visit
+    await context.add_init_script(FRAME_CLOCK)
+    return await context.new_page(), Visit(number)
 
 
 async def open_visit(browser, url: str, number: int) -> tuple:
@@ -297,16 +305,30 @@ async def run_class(url: str, students: int, rounds: int, jitter: float, voila: 
             opened = [await new_visitor(browser, n) for n in range(students)]
             start = server_cpu()
             await asyncio.gather(*(recorded(visit, "opening", load(page, visit, url)) for page, visit in opened))
-            middle = server_cpu()
+            middle, browser_middle, pages_middle = server_cpu(), cpu_seconds(browser_processes()), 0.0
+            sessions = [await page.context.new_cdp_session(page) for page, _ in opened]
+            for session in sessions:
+                pages_middle += await page_task_seconds(session)
+            updating = time.perf_counter()
             await asyncio.gather(*(recorded(visit, "updating", make_updates(page, visit, rounds, jitter))
                                    for page, visit in opened if not visit.error))
+            pages = sum([await page_task_seconds(session) for session in sessions]) - pages_middle
             cpu = dict(server_open=middle - start, server_updates=server_cpu() - middle,
-                       browser=cpu_seconds(browser_processes()))
+                       browser=cpu_seconds(browser_processes()),
+                       browser_updates=cpu_seconds(browser_processes()) - browser_middle, pages_updates=pages,
+                       updating_seconds=time.perf_counter() - updating)
             if screenshot:
                 await opened[0][0].screenshot(path=screenshot, full_page=True)
         finally:
             await browser.close()
     return [visit for _, visit in opened], cpu
+
+
+async def page_task_seconds(session) -> float:
+    """The main-thread time a page has spent so far (Chrome's TaskDuration), through its CDP session."""
+    await session.send("Performance.enable")
+    metrics = (await session.send("Performance.getMetrics"))["metrics"]
+    return next(m["value"] for m in metrics if m["name"] == "TaskDuration")
 
 
 # ----- the report -------------------------------------------------------------------------------------------
@@ -349,6 +371,9 @@ def report(visits: list[Visit], memory: dict[str, tuple[float, float]], cpu: dic
         "server_cpu_opening_per_visitor_s": cpu["server_open"] / students,
         "server_cpu_per_update_s": cpu["server_updates"] / max(1, len(updates)),
         "browser_cpu_s": cpu["browser"],
+        "updating_seconds": cpu["updating_seconds"],
+        "browser_cpu_while_updating_s": cpu["browser_updates"],
+        "page_main_thread_per_update_s": cpu["pages_updates"] / max(1, len(updates)),
     }
     for name, value in lines.items():
         print(f"{name}: {value:.3f}" if isinstance(value, float) else f"{name}: {value}")
