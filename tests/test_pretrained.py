@@ -250,6 +250,18 @@ def test_panel_token_click_highlights_and_lock_keeps_it(panel):
     assert panel.token == 1
 
 
+def test_token_focus_is_hidden_until_a_token_is_picked(panel):
+    panel.text_a.value = "Penguins swim quickly."
+    panel.wait()
+    assert panel.token is None and panel.focus_box.layout.display == "none"
+    panel.select_token(2)
+    panel.redraw_soon.flush()
+    focus = panel.figures["focus"]
+    assert panel.focus_box.layout.display is None and panel.focus_box.children == (focus,)
+    np.testing.assert_allclose(focus.data[0].y, panel.reading.maps.head(panel.layer.value, panel.head.value)[2].numpy(),
+                               atol=5e-4)
+
+
 def test_panel_ablation_shows_its_effect(panel):
     panel.layer.value, panel.head.value = 2, 4
     panel.ablate_button.value = True

@@ -327,8 +327,12 @@ class PretrainedPanel(widgets.VBox):
         self._show(self.main, self.view.value, *self._main_view(self.view.value, layer, head))
         self._show(self.entropy_box, "entropy", view.entropy_update(reading.entropy, len(maps.keys), layer, head),
                    lambda: view.entropy_figure(reading.entropy, len(maps.keys), layer, head))
-        self._show(self.focus_box, "focus", view.focus_update(maps, layer, head, self.token),
-                   lambda: view.token_focus_figure(maps, layer, head, self.token))
+        if self.token is None:  # nothing to show until a token is picked, and nothing to redraw for it
+            self.focus_box.layout.display = "none"
+        else:
+            self.focus_box.layout.display = None
+            self._show(self.focus_box, "focus", view.focus_update(maps, layer, head, self.token),
+                       lambda: view.token_focus_figure(maps, layer, head, self.token))
         if reading.change is not None:
             ablated = [tuple(pair) for pair in maps.meta["ablated"]]
             self._show(self.ablation_box, "ablation", view.ablation_update(reading.change, reading.cosine, ablated),

@@ -86,9 +86,9 @@ def test_typed_text_layer_and_head_reach_the_axes(page, dashboard_url):
     page.wait_for_function(
         "(meta) => { const p = [...document.querySelectorAll('.js-plotly-plot')].find(p => p.layout.meta === meta);"
         " return p.layout.shapes && p.layout.shapes.length === 2; }", arg=HEAD)
-    page.wait_for_function(
-        "() => [...document.querySelectorAll('.js-plotly-plot')].find(p => p.layout.meta === 'ae-pretrained-focus')"
-        ".layout.title.text.includes('swim')")
+    page.wait_for_function(  # the token focus appears once a token is picked
+        "() => { const p = [...document.querySelectorAll('.js-plotly-plot')].find(p => p.layout.meta === 'ae-pretrained-focus');"
+        " return p && p.layout.title.text.includes('swim'); }")
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "pretrained.png"), full_page=True)
 
