@@ -160,23 +160,23 @@ async def head_figure(page) -> dict:
         " return JSON.stringify(p ? {title: p.layout.title.text, x: p.data[0].x} : null); }", HEAD))
 
 
-async def timed(page, visit: Visit, kind: str, action, condition: str, arg) -> float:
-    """Seconds from ``action`` until the head figure in the page satisfies ``condition`` (JS, given p and arg).
+async def timed(page, visit: Visit, kind: str, action, condition: str, arg) -> None:
+    """Time ``action`` until the head figure in the page satisfies ``condition`` (JS, given p and arg).
 
-    Also keeps the server's share in ``visit.server_s``: from the first message the page sent after the
-    action to the first plotly figure update that reached the page after that."""
+    Keeps the seconds in ``visit.updates_s`` (and ``kind`` in ``visit.kinds``), and the server's share in
+    ``visit.server_s``: from the first message the page sent after the action to the first plotly figure
+    update that reached the page after that."""
     since = await page.evaluate("performance.now()")
     start = time.perf_counter()
     await action()
     await page.wait_for_function(
         f"([name, arg]) => {{ const p = ({FIND_PLOT})(name); return !!p && p.data.length > 0 && ({condition}); }}",
         arg=[HEAD, arg], polling=POLL_MS, timeout=120_000)
-    seconds = time.perf_counter() - start
+    visit.updates_s.append(time.perf_counter() - start)
     visit.kinds.append(kind)
     server = await page.evaluate(SERVER_SHARE, since)
     if server is not None:
         visit.server_s.append(server)
-    return seconds
 
 
 # In each page: when it sends a widget change to its kernel, and when a plotly figure update arrives. Kept in
@@ -259,9 +259,8 @@ async def make_updates(page, visit: Visit, rounds: int, jitter: float) -> None:
         head, layer = (visit.number + round_) % 11 + 1, (visit.number + round_) % 5 + 1
         word = visit_word(visit.number, round_, rounds)
         await asyncio.sleep(random.uniform(0, jitter))
-        visit.updates_s.append(await timed(
-            page, visit, "head", lambda: page.locator(f".{HEAD} select").select_option(str(head), force=True),
-            "p.layout.title.text.endsWith(`head ${arg}`)", head))
+        await timed(page, visit, "head", lambda: page.locator(f".{HEAD} select").select_option(str(head), force=True),
+                    "p.layout.title.text.endsWith(`head ${arg}`)", head)
         await asyncio.sleep(random.uniform(0, jitter))
         readout = page.locator(".ae-pretrained-layer .widget-readout")
 
@@ -269,7 +268,7 @@ async def make_updates(page, visit: Visit, rounds: int, jitter: float) -> None:
             await readout.fill(str(layer), force=True)
             await readout.press("Enter")
 
-        visit.updates_s.append(await timed(page, visit, "layer", set_layer, "p.layout.title.text.startsWith(`layer ${arg},`)", layer))
+        await timed(page, visit, "layer", set_layer, "p.layout.title.text.startsWith(`layer ${arg},`)", layer)
         await asyncio.sleep(random.uniform(0, jitter))
         box = page.locator(".ae-pretrained-text-a textarea")
         sentence = f"The {word} was seen by the whole class."
@@ -278,7 +277,7 @@ async def make_updates(page, visit: Visit, rounds: int, jitter: float) -> None:
             await box.fill(sentence, force=True)
             await box.press("Tab")  # leaving the box sends the text
 
-        visit.updates_s.append(await timed(page, visit, "sentence", type_sentence, "p.data[0].x.includes(arg)", word))
+        await timed(page, visit, "sentence", type_sentence, "p.data[0].x.includes(arg)", word)
     visit.tokens = (await head_figure(page))["x"]
 
 
@@ -305,17 +304,18 @@ async def run_class(url: str, students: int, rounds: int, jitter: float, voila: 
             opened = [await new_visitor(browser, n) for n in range(students)]
             start = server_cpu()
             await asyncio.gather(*(recorded(visit, "opening", load(page, visit, url)) for page, visit in opened))
-            middle, browser_middle, pages_middle = server_cpu(), cpu_seconds(browser_processes()), 0.0
+            middle, browser_middle = server_cpu(), cpu_seconds(browser_processes())
             sessions = [await page.context.new_cdp_session(page) for page, _ in opened]
             for session in sessions:
-                pages_middle += await page_task_seconds(session)
+                await session.send("Performance.enable")
+            pages_middle = sum([await page_task_seconds(session) for session in sessions])
             updating = time.perf_counter()
             await asyncio.gather(*(recorded(visit, "updating", make_updates(page, visit, rounds, jitter))
                                    for page, visit in opened if not visit.error))
             pages = sum([await page_task_seconds(session) for session in sessions]) - pages_middle
-            cpu = dict(server_open=middle - start, server_updates=server_cpu() - middle,
-                       browser=cpu_seconds(browser_processes()),
-                       browser_updates=cpu_seconds(browser_processes()) - browser_middle, pages_updates=pages,
+            browser_end = cpu_seconds(browser_processes())
+            cpu = dict(server_open=middle - start, server_updates=server_cpu() - middle, browser=browser_end,
+                       browser_updates=browser_end - browser_middle, pages_updates=pages,
                        updating_seconds=time.perf_counter() - updating)
             if screenshot:
                 await opened[0][0].screenshot(path=screenshot, full_page=True)
@@ -325,8 +325,8 @@ async def run_class(url: str, students: int, rounds: int, jitter: float, voila: 
 
 
 async def page_task_seconds(session) -> float:
-    """The main-thread time a page has spent so far (Chrome's TaskDuration), through its CDP session."""
-    await session.send("Performance.enable")
+    """The main-thread time a page has spent so far (Chrome's TaskDuration), through its CDP session (with
+    ``Performance`` enabled)."""
     metrics = (await session.send("Performance.getMetrics"))["metrics"]
     return next(m["value"] for m in metrics if m["name"] == "TaskDuration")
 
