@@ -86,6 +86,7 @@ class Throttle:
         self._pending: tuple | None = None
         self._timer: threading.Timer | None = None
         self._last = 0.0
+        self._calling = threading.RLock()  # held while ``function`` runs, so flush() can wait for a call in flight
 
     def __call__(self, *args, **kwargs) -> None:
         with self._lock:
@@ -98,15 +99,17 @@ class Throttle:
             self._timer.start()
 
     def _fire(self) -> None:
-        with self._lock:
-            pending, self._pending, self._timer = self._pending, None, None
-            self._last = time.monotonic()
-        if pending is not None:
-            args, kwargs = pending
-            self.function(*args, **kwargs)
+        with self._calling:
+            with self._lock:
+                pending, self._pending, self._timer = self._pending, None, None
+                self._last = time.monotonic()
+            if pending is not None:
+                args, kwargs = pending
+                self.function(*args, **kwargs)
 
     def flush(self) -> None:
-        """Run the waiting call now (used at the end of training so the last frame is drawn)."""
+        """Run the waiting call now, or wait for the one already running on the timer thread, so that its
+        result is there when this returns (used at the end of training so the last frame is drawn)."""
         with self._lock:
             if self._timer is not None:
                 self._timer.cancel()
