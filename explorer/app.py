@@ -16,7 +16,7 @@ from urllib.parse import parse_qs
 
 import ipywidgets as widgets
 
-from explorer.widgets.common import guard_widget_registry
+from explorer.widgets.common import guard_widget_registry, unknown_name
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def find_tab(key: str, tabs=TABS) -> int:
     for index, spec in enumerate(tabs):
         if spec.key == key:
             return index
-    raise ValueError(f"There is no tab called '{key}'. Tabs: {', '.join(spec.key for spec in tabs)}.")
+    raise unknown_name("tab", key, [spec.key for spec in tabs])
 
 
 def make_panel(spec: TabSpec, **options) -> widgets.Widget:

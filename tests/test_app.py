@@ -21,6 +21,14 @@ def test_unknown_tab_in_a_link_falls_back_with_a_notice():
     assert app.tab.selected_index == 0
 
 
+def test_a_page_long_name_in_a_link_is_shortened_in_the_notice():
+    app = build_app()
+    app.apply_link("tab=mechanism&preset=" + "x" * 5000)
+    notice = app.notice.value
+    assert "no preset called &#x27;xxx" in notice and "a distractor" in notice and len(notice) < 600
+    assert app.tab.selected_index == 0
+
+
 def test_link_applies_a_mechanism_preset():
     app = build_app()
     app.apply_link("tab=mechanism&preset=a%20distractor")

@@ -108,7 +108,7 @@ def test_presets_switch_tokens_and_unknown_preset_is_an_error():
     panel = MechanismPanel()
     panel.apply_preset("a distractor")
     assert list(panel.weight_fig.data[0].x) == list(PRESETS["a distractor"][0])
-    with pytest.raises(ValueError, match="Unknown preset"):
+    with pytest.raises(ValueError, match="no preset called"):
         panel.apply_preset("nope")
 
 

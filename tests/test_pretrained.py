@@ -225,7 +225,7 @@ def test_panel_bad_input_keeps_the_view(panel):
     assert list(panel.figures["head"].data[0].x) == before
     panel.select_head(7, 0)
     assert "Layer 7 does not exist" in panel.status.text
-    with pytest.raises(ValueError, match="Unknown preset"):
+    with pytest.raises(ValueError, match="no preset called"):
         panel.apply_preset("nope")
     panel.load_model("nobody/no-such-model-xyz")
     panel.wait()

@@ -21,7 +21,8 @@ from explorer.models.cbam import (KERNEL_SIZES, MERGES, ORDERS, PAPER, POOL_TYPE
                                   localization_history, probe_maps)
 from explorer.training import Trainer
 from explorer.views import images as view
-from explorer.widgets.common import BackgroundTask, StatusLine, Throttle, labelled, section, shows_errors
+from explorer.widgets.common import (BackgroundTask, StatusLine, Throttle, labelled, section, shows_errors,
+                                     unknown_name)
 from explorer.widgets.figure import Figure, copy_trace_data
 
 NAMES = {"cbam": "CBAM net", "plain": "plain baseline"}
@@ -259,7 +260,7 @@ class CBAMPanel(widgets.VBox):
     def apply_preset(self, name: str) -> None:
         """Set the controls to one of ``PRESETS`` and build fresh nets with them."""
         if name not in PRESETS:
-            raise ValueError(f"Unknown preset '{name}'. Presets: {', '.join(PRESETS)}.")
+            raise unknown_name("preset", name, PRESETS)
         if self.task.running:
             raise ValueError("Training is running: press Stop before choosing a preset.")
         self.show_settings(PRESETS[name])

@@ -73,6 +73,14 @@ def shows_errors(method: Callable) -> Callable:
     return wrapper
 
 
+def unknown_name(kind: str, name: str, known) -> ValueError:
+    """The error for a name that is not one of ``known`` (a tab, a preset), the name shortened: it comes from
+    a link or an older version, and a page-long name should not bury the list of names that would work."""
+    name = str(name)
+    shown = name if len(name) <= 40 else name[:37] + "..."
+    return ValueError(f"There is no {kind} called '{shown}'. Choose one of: {', '.join(known)}.")
+
+
 class Throttle:
     """Call ``function`` at most every ``interval`` seconds with the newest arguments; older ones are dropped.
 

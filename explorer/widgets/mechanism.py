@@ -11,7 +11,7 @@ from explorer.models.mechanism import FOCUS, MASKS, PRESETS, ToyAttention, parse
 from explorer.views import mechanism as view
 from explorer.widgets.export import ExportBar, maps_export
 from explorer.widgets.figure import Figure, copy_trace_data
-from explorer.widgets.common import StatusLine, labelled, section, shows_errors
+from explorer.widgets.common import StatusLine, labelled, section, shows_errors, unknown_name
 
 KINDS = (("queries", "query"), ("keys", "key"), ("values", "value"))
 SCORE_LABELS = {"dot": "dot", "scaled_dot": "scaled dot", "general": "general", "additive": "additive"}
@@ -131,7 +131,7 @@ class MechanismPanel(widgets.VBox):
     def apply_preset(self, name: str) -> None:
         """Load one of the named examples (``PRESETS``); a ValueError lists them if the name is unknown."""
         if name not in PRESETS:
-            raise ValueError(f"Unknown preset '{name}'. Presets: {', '.join(PRESETS)}.")
+            raise unknown_name("preset", name, PRESETS)
         self.preset.value = name
 
     def _on_query(self, change) -> None:

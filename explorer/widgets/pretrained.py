@@ -16,7 +16,7 @@ from explorer.views import export
 from explorer.views import pretrained as view
 from explorer.widgets.bertviz_view import BertvizView
 from explorer.widgets.figure import Figure
-from explorer.widgets.common import BackgroundTask, StatusLine, Throttle, section, shows_errors
+from explorer.widgets.common import BackgroundTask, StatusLine, Throttle, section, shows_errors, unknown_name
 
 PRESETS = {
     "coreference": dict(text="The animal didn't cross the street because it was too tired.", layer=3, head=1,
@@ -234,7 +234,7 @@ class PretrainedPanel(widgets.VBox):
     def apply_preset(self, name: str) -> None:
         """Load one of the named examples (``PRESETS``); a ValueError lists them if the name is unknown."""
         if name not in PRESETS:
-            raise ValueError(f"Unknown preset '{name}'. Presets: {', '.join(PRESETS)}.")
+            raise unknown_name("preset", name, PRESETS)
         self._fill_preset(name)
         self.request()
 

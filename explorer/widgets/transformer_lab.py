@@ -21,7 +21,8 @@ from explorer.data.sequences import MAX_TEXT_BYTES, TASKS, class_names, is_class
 from explorer.models.transformer import TinySeq2Seq, TinyTransformer, TransformerConfig
 from explorer.training import Trainer, check_steps
 from explorer.views.timeline import timeline_gif, timeline_html
-from explorer.widgets.common import BackgroundTask, StatusLine, Throttle, labelled, section, shows_errors
+from explorer.widgets.common import (BackgroundTask, StatusLine, Throttle, labelled, section, shows_errors,
+                                     unknown_name)
 from explorer.widgets.export import ExportBar, maps_export
 from explorer.widgets.training_monitor import Run, TrainingMonitor
 
@@ -280,7 +281,7 @@ class TransformerLabPanel(widgets.VBox):
     def apply_preset(self, name: str) -> None:
         """Set the controls to one of ``PRESETS`` and build its model(s); a ValueError lists the names."""
         if name not in PRESETS:
-            raise ValueError(f"Unknown preset '{name}'. Presets: {', '.join(PRESETS)}.")
+            raise unknown_name("preset", name, PRESETS)
         self._check_idle("load an example")
         values = {**DEFAULTS, **PRESETS[name]}
         self._set_controls({k: values[k] for k in ("task", "length", "vocab", "kind")})
