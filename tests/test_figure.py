@@ -40,3 +40,31 @@ def test_messages_from_the_page_are_not_echoed_back_to_it():
 
     assert echoes(go.FigureWidget()) == ["echo_update"]
     assert echoes(Figure()) == []
+
+
+def test_heatmap_view_holds_the_matrix_and_sends_one_message_per_change():
+    import numpy as np
+    import pytest
+
+    from explorer.widgets.heatmap_view import HeatmapView, outline
+
+    matrix = np.random.default_rng(0).random((3, 4))
+    view = HeatmapView(matrix=matrix, x=list("abcd"), y=list("xyz"), title="t")
+    np.testing.assert_allclose(view.matrix, matrix, rtol=1e-6)
+    assert view.shape == [3, 4] and view.colorscale[0] == [0.0, "rgb(247,251,255)"]
+    sent = []
+    view._send = lambda msg, buffers=None: sent.append((msg, buffers))
+    view.show(matrix=matrix * 0.5, title="layer 1", outlines=[outline(-0.5, 3.5, 0.5, 1.5)])
+    assert len(sent) == 1  # matrix, title and outline together: one repaint in the page
+    state = sent[0][0]["state"]
+    assert set(state) == {"title", "outlines"}
+    assert sent[0][0]["buffer_paths"] == [["z"]] and len(sent[0][1]) == 1  # the matrix as one binary buffer
+    sent.clear()
+    view.show(matrix=matrix * 0.5, title="layer 1")  # nothing changed: nothing sent
+    assert sent == []
+    with pytest.raises(ValueError, match="2-D"):
+        view.matrix = np.zeros(3)
+    clicks = []
+    view.on_click(lambda row, col: clicks.append((row, col)))
+    view._on_page_message(view, {"event": "click", "row": 2, "col": 1}, [])
+    assert clicks == [(2, 1)]

@@ -15,6 +15,7 @@ from explorer.models.pretrained import (PretrainedEncoder, aligned_difference, a
 from explorer.views import bertviz as bertviz_view
 from explorer.views import export
 from explorer.views import pretrained as view
+from explorer.widgets.heatmap_view import outline
 
 CORE = "The animal didn't cross the street because it was too tired."
 
@@ -212,17 +213,20 @@ def test_panel_draws_new_text_layer_and_head(panel):
     panel.layer.value, panel.head.value = 5, 5
     panel.redraw()
     figure = panel.figures["head"]
-    assert list(figure.data[0].x) == ["[CLS]", "penguins", "swim", "quickly", "[SEP]"]
-    assert figure.layout.title.text == "layer 5, head 5"
-    np.testing.assert_allclose(view.unpacked(figure.data[0].z), panel.reading.maps.head(5, 5).numpy(), atol=5e-4)
+    assert figure.x == figure.y == ["[CLS]", "penguins", "swim", "quickly", "[SEP]"]
+    assert figure.title == "layer 5, head 5"
+    np.testing.assert_allclose(figure.matrix, panel.reading.maps.head(5, 5).numpy(), atol=5e-4)
+    entropy = panel.figures["entropy"]
+    assert entropy.outlines == [outline(4.5, 5.5, 4.5, 5.5, width=3)]  # the head on screen
+    assert entropy.x[5] == "H5" and entropy.y[5] == "L5"
 
 
 def test_panel_bad_input_keeps_the_view(panel):
-    before = list(panel.figures["head"].data[0].x)
+    before = list(panel.figures["head"].x)
     panel.text_a.value = "  "
     panel.wait()
     assert panel.status.kind == "error" and "empty" in panel.status.text
-    assert list(panel.figures["head"].data[0].x) == before
+    assert panel.figures["head"].x == before
     panel.select_head(7, 0)
     assert "Layer 7 does not exist" in panel.status.text
     with pytest.raises(ValueError, match="no preset called"):
@@ -236,7 +240,7 @@ def test_panel_token_click_highlights_and_lock_keeps_it(panel):
     panel.apply_preset("coreference")
     panel.wait()
     it = panel.reading.maps.tokens.index("it")
-    assert panel.token == it and len(panel.figures["head"].layout.shapes) == 2
+    assert panel.token == it and len(panel.figures["head"].outlines) == 2
     focus = panel.figures["focus"]
     np.testing.assert_allclose(focus.data[0].y, panel.reading.maps.head(3, 1)[it].numpy(), atol=5e-4)
     panel.lock.value = True
@@ -282,9 +286,19 @@ def test_panel_compares_two_texts(panel):
     assert "big" not in list(figure.data[2].x) and "it" in list(figure.data[2].x)
 
 
+def test_panel_cell_click_selects_the_token(panel):
+    panel.text_a.value = "Penguins swim quickly"
+    panel.wait()
+    panel.figures["head"].click(2, 0)  # the row of "swim"
+    panel.redraw_soon.flush()
+    assert panel.token == 2 and panel.token_pick.value == 2
+    rows = [(o["y0"], o["y1"]) for o in panel.figures["head"].outlines]
+    assert (1.5, 2.5) in rows  # the row of "swim" is outlined
+
+
 def test_panel_entropy_click_opens_that_head(panel):
     panel.view.value = "layer"
-    panel._on_entropy_click(None, type("Points", (), {"point_inds": [[4, 9]]})(), None)
+    panel.figures["entropy"].click(4, 9)  # what a click in the page on L4 / H9 sends
     assert (panel.layer.value, panel.head.value, panel.view.value) == (4, 9, "head")
 
 

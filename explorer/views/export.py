@@ -63,14 +63,17 @@ def download_link(data: bytes, filename: str, fmt: str, nonce: int = 0) -> str:
 def image_script(container_class: str, fmt: str, filename: str, nonce: int = 0) -> str:
     """An invisible iframe whose script downloads the plot inside ``.container_class`` as PNG or SVG.
 
-    It uses the plot's own modebar button (plotly.js ``downloadImage``), so the image is exactly what is shown.
+    A plotly figure is saved by its own modebar button (plotly.js ``downloadImage``), a canvas map by its own
+    ``aeDownload``, so the image is exactly what is shown.
     """
     if fmt not in IMAGE_FORMATS:
         raise ValueError(f"Figures export as {' or '.join(IMAGE_FORMATS)}, not '{fmt}'.")
     script = (
         "<script>"
         f"var box=parent.document.querySelector('.{container_class}');"
-        "var gd=box&&box.querySelector('.js-plotly-plot');"
+        "var map=box&&box.querySelector('.ae-heatmap');"
+        f"if(map&&map.aeDownload){{map.aeDownload('{fmt}',{json.dumps(filename)});}}"
+        "var gd=!map&&box&&box.querySelector('.js-plotly-plot');"
         "if(gd){"
         f"gd._context.toImageButtonOptions={{format:'{fmt}',filename:{json.dumps(filename)}}};"
         "var b=gd.querySelector('.modebar-btn[data-val=\"toImage\"],.modebar-btn[data-title^=\"Download\"]');"

@@ -10,12 +10,14 @@ import threading
 import time
 
 import ipywidgets as widgets
+import numpy as np
 
 from explorer.models.pretrained import Reading, read
 from explorer.views import export
 from explorer.views import pretrained as view
 from explorer.widgets.bertviz_view import BertvizView
 from explorer.widgets.figure import Figure
+from explorer.widgets.heatmap_view import HeatmapView, outline
 from explorer.widgets.common import BackgroundTask, StatusLine, Throttle, section, shows_errors, unknown_name
 
 PRESETS = {
@@ -32,6 +34,19 @@ PRESETS = {
 VIEWS = (("head", "head"), ("layer", "layer"), ("mean", "mean"), ("rollout", "rollout"), ("A vs B", "compare"))
 MODES = (("B is a sentence pair with A", "pair"), ("compare A and B", "compare"))
 EXPORTS = ("png", "svg", "json", "npz")
+# The maps redrawn on every click are drawn on a canvas (HeatmapView): one repaint instead of plotly.js's
+# recomputed SVG heatmap. Their look, by view; the layer grid, A vs B and the bar charts stay plotly figures.
+_WEIGHTS = dict(colors="Blues", x_title="key (attended to)", y_title="query (attending)", colorbar_title="weight",
+                hover="query {y}<br>key {x}<br>weight {z}", height=460)
+CANVAS = {
+    "head": _WEIGHTS,
+    "mean": _WEIGHTS,
+    "rollout": dict(_WEIGHTS, x_title="input token", y_title="token at this layer", colorbar_title="share",
+                    hover="token {y}<br>input {x}<br>share {z}"),
+    "entropy": dict(colors="Viridis", x_title="head", y_title="layer", colorbar_title="entropy / log K", height=260,
+                    width=430, x_angle=-90, title="head entropy (click a head)", hover_decimals=2,
+                    hover="layer {y}, head {x}<br>entropy {z} of the maximum<br>click to open"),
+}
 
 
 class PretrainedPanel(widgets.VBox):
@@ -286,17 +301,14 @@ class PretrainedPanel(widgets.VBox):
             self._syncing = False
             self.redraw_soon()
 
-    def _on_cell_click(self, trace, points, selector) -> None:
-        if points.point_inds:
-            point = points.point_inds[0]
-            self.select_token(point[0] if isinstance(point, (list, tuple)) else point // len(self.reading.maps.keys))
+    def _on_cell_click(self, row: int, col: int) -> None:
+        """A click on a map's cell selects its row's token (what it attends to, and what attends to it)."""
+        self.select_token(row)
 
-    def _on_entropy_click(self, trace, points, selector) -> None:
-        if points.point_inds:
-            point = points.point_inds[0]
-            layer, head = point if isinstance(point, (list, tuple)) else divmod(point, self.reading.maps.n_heads)
-            self.view.value = "head"
-            self.select_head(layer, head)
+    def _on_entropy_click(self, row: int, col: int) -> None:
+        """A click on the entropy map opens that layer's head."""
+        self.view.value = "head"
+        self.select_head(row, col)
 
     # ----- ablation ----------------------------------------------------------------------------------
     def _on_ablate(self, change) -> None:
@@ -360,6 +372,9 @@ class PretrainedPanel(widgets.VBox):
 
     def _show(self, box: widgets.Box, key: str, update: dict, build) -> None:
         """Copy ``update`` into the figure on screen, or build the figure if its structure changed."""
+        if key in CANVAS:
+            self._show_canvas(box, key, update)
+            return
         widget = old = self.figures.get(key)
         if widget is not None and self._structures.get(key) == update["structure"]:
             view.apply_update(widget, update)
@@ -369,14 +384,33 @@ class PretrainedPanel(widgets.VBox):
             fig.update_layout(meta=f"ae-pretrained-{key}")
             widget = Figure(fig)
             self.figures[key], self._structures[key] = widget, update["structure"]
-            if key in ("head", "mean", "rollout"):
-                widget.data[0].on_click(self._on_cell_click)
-            if key == "entropy":
-                widget.data[0].on_click(self._on_entropy_click)
-        if len(box.children) != 1 or box.children[0] is not widget:  # identity: figures compare by content
-            box.children = [widget]
+        self._place(box, widget)
         if old is not None:
             old.close()  # a figure of the old shape: free it in the kernel and the page
+
+    def _show_canvas(self, box: widgets.Box, key: str, update: dict) -> None:
+        """Show ``update`` (a view's matrix, labels, title and outlines) on the canvas map ``key``."""
+        widget = self.figures.get(key)
+        if widget is None:
+            widget = self.figures[key] = HeatmapView(name=f"ae-pretrained-{key}", **CANVAS[key])
+            widget.on_click(self._on_entropy_click if key == "entropy" else self._on_cell_click)
+        trace, layout = update["data"][0], update["layout"]
+        matrix = np.asarray(trace["z"], dtype=float)
+        rows, cols = matrix.shape
+        labels = dict(x=list(trace["x"]), y=list(trace["y"])) if "x" in trace else \
+            dict(x=[f"H{h}" for h in range(cols)], y=[f"L{l}" for l in range(rows)])
+        if key != "entropy":
+            labels.update(title=layout["title"]["text"], x_angle=-45 if cols > 6 else 0)
+        shapes = [outline(shape["x0"], shape["x1"], shape["y0"], shape["y1"], dash=shape["line"].get("dash") == "dot",
+                          width=shape["line"].get("width", 2), color=shape["line"].get("color", "#d62728"))
+                  for shape in layout.get("shapes", ())]
+        widget.show(matrix=matrix, outlines=shapes, **labels)
+        self._place(box, widget)
+
+    @staticmethod
+    def _place(box: widgets.Box, widget) -> None:
+        if len(box.children) != 1 or box.children[0] is not widget:  # identity: figures compare by content
+            box.children = [widget]
 
     # ----- export and bertviz ----------------------------------------------------------------------------
     @shows_errors

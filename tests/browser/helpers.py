@@ -19,10 +19,12 @@ def select_tab(page, title: str) -> None:
     page.locator(WIDGETS_READY).filter(has_text=title).first.click()
 
 
+# A figure in the page: a plotly graph div, or a canvas map (HeatmapView), which carries the same `layout`
+# (meta, title, shapes) and `data` (x, y, z) fields for what it draws.
 FIND_PLOT = """(name) => {
     const inClass = document.querySelector(`.${name} .js-plotly-plot`) || document.querySelector(`.js-plotly-plot.${name}`);
     if (inClass) return inClass;
-    return [...document.querySelectorAll('.js-plotly-plot')].find(
+    return [...document.querySelectorAll('.js-plotly-plot, .ae-heatmap')].find(
         p => (p.layout && p.layout.meta === name) || (p._fullLayout && p._fullLayout.meta === name)) || null;
 }"""
 

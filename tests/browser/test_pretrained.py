@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from urllib.parse import urlparse
 
-from tests.browser.helpers import figure_data, open_dashboard, select_tab, wait_for_figure
+from tests.browser.helpers import FIND_PLOT, figure_data, open_dashboard, select_tab, wait_for_figure
 
 SHOTS = Path(os.environ.get("AE_SHOTS", "/tmp/shots"))
 HEAD = "ae-pretrained-head"
@@ -41,10 +41,10 @@ def head_axes(page):
 
 
 def click_cell(page, meta: str, row: int, n_rows: int, col: int = 0, n_cols: int = 1) -> None:
-    """Click the middle of a cell of the heatmap tagged ``meta`` (plotly turns it into a click event)."""
+    """Click the middle of a cell of the heatmap tagged ``meta`` (a plotly figure or a canvas map)."""
     box = page.evaluate(
-        "(meta) => { const p = [...document.querySelectorAll('.js-plotly-plot')].find(p => p.layout.meta === meta);"
-        " const r = p.querySelector('.nsewdrag').getBoundingClientRect();"
+        f"(meta) => {{ const p = ({FIND_PLOT})(meta);"
+        " const r = p.aePlotArea ? p.aePlotArea() : p.querySelector('.nsewdrag').getBoundingClientRect();"
         " return {x: r.x, y: r.y, width: r.width, height: r.height}; }", meta)
     page.mouse.click(box["x"] + box["width"] * (col + 0.5) / n_cols, box["y"] + box["height"] * (row + 0.5) / n_rows)
 
@@ -61,14 +61,14 @@ def test_typed_text_layer_and_head_reach_the_axes(page, dashboard_url):
     box.fill("Penguins swim quickly")
     box.press("Tab")  # leaving the box sends the text (continuous_update=False)
     page.wait_for_function(
-        "(meta) => { const p = [...document.querySelectorAll('.js-plotly-plot')].find(p => p.layout.meta === meta);"
+        "(meta) => { const p = [...document.querySelectorAll('.js-plotly-plot, .ae-heatmap')].find(p => p.layout.meta === meta);"
         " return p && p.data[0].x.includes('swim'); }", arg=HEAD)
     x, y, z_before = head_axes(page)
     assert x[0] == "[CLS]" and x[-1] == "[SEP]" and "swim" in x and y == x
     before_head = len(sent)
     page.locator(".ae-pretrained-head select").select_option("5")
     page.wait_for_function(
-        "(meta) => [...document.querySelectorAll('.js-plotly-plot')].find(p => p.layout.meta === meta)"
+        "(meta) => [...document.querySelectorAll('.js-plotly-plot, .ae-heatmap')].find(p => p.layout.meta === meta)"
         ".layout.title.text.includes('head 5')", arg=HEAD)
     page.wait_for_timeout(1000)
     # The page tells its kernel the new head, and does not send the redrawn figures back (about 50 kB before).
@@ -77,14 +77,14 @@ def test_typed_text_layer_and_head_reach_the_axes(page, dashboard_url):
     readout.fill("5")
     readout.press("Enter")
     page.wait_for_function(
-        "(meta) => [...document.querySelectorAll('.js-plotly-plot')].find(p => p.layout.meta === meta)"
+        "(meta) => [...document.querySelectorAll('.js-plotly-plot, .ae-heatmap')].find(p => p.layout.meta === meta)"
         ".layout.title.text === 'layer 5, head 5'", arg=HEAD)
     x, _, z_after = head_axes(page)
     assert "swim" in x and z_after != z_before
 
     click_cell(page, HEAD, row=2, n_rows=len(x))  # the row of "swim"
     page.wait_for_function(
-        "(meta) => { const p = [...document.querySelectorAll('.js-plotly-plot')].find(p => p.layout.meta === meta);"
+        "(meta) => { const p = [...document.querySelectorAll('.js-plotly-plot, .ae-heatmap')].find(p => p.layout.meta === meta);"
         " return p.layout.shapes && p.layout.shapes.length === 2; }", arg=HEAD)
     page.wait_for_function(  # the token focus appears once a token is picked
         "() => { const p = [...document.querySelectorAll('.js-plotly-plot')].find(p => p.layout.meta === 'ae-pretrained-focus');"
@@ -94,7 +94,7 @@ def test_typed_text_layer_and_head_reach_the_axes(page, dashboard_url):
 
     click_cell(page, "ae-pretrained-entropy", row=2, n_rows=6, col=7, n_cols=12)  # opens layer 2, head 7
     page.wait_for_function(
-        "(meta) => [...document.querySelectorAll('.js-plotly-plot')].find(p => p.layout.meta === meta)"
+        "(meta) => [...document.querySelectorAll('.js-plotly-plot, .ae-heatmap')].find(p => p.layout.meta === meta)"
         ".layout.title.text === 'layer 2, head 7'", arg=HEAD)
 
     box.fill("")  # bad input: a message in the panel, and the view stays as it was
@@ -128,7 +128,9 @@ def test_export_downloads_svg_and_npz(page, dashboard_url):
     with page.expect_download() as svg:
         page.locator(".ae-pretrained-export").click()
     assert svg.value.suggested_filename == "attention-layer0-head.svg"
-    assert b"<svg" in Path(svg.value.path()).read_bytes()[:400]
+    drawn = Path(svg.value.path()).read_bytes()
+    assert b"<svg" in drawn[:400] and drawn.count(b"<rect") > 200  # a vector drawing: a rect per cell
+    assert b">animal</text>" in drawn and b">layer 0, head 0</text>" in drawn
     page.locator(".ae-pretrained-export-format select").select_option("npz")
     with page.expect_download() as npz:
         page.locator(".ae-pretrained-export").click()
