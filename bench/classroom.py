@@ -179,7 +179,7 @@ async def timed(page, visit: Visit, kind: str, action, condition: str, arg) -> N
         visit.server_s.append(server)
 
 
-# In each page: when it sends a widget change to its kernel, and when a plotly figure update arrives. Kept in
+# In each page: when it sends a widget change to its kernel, and when a figure update arrives. Kept in
 # the page and read once per update, so that timing the server costs no message per frame to this process.
 FRAME_CLOCK = """(() => {
     const Native = window.WebSocket;
@@ -196,7 +196,9 @@ FRAME_CLOCK = """(() => {
             const note = (kind) => window.__aeFrames.push([performance.now(), kind]);
             const send = this.send.bind(this);
             this.send = (data) => { if (head(data).includes('"comm_msg"')) note('sent'); return send(data); };
-            super.addEventListener('message', (event) => { if (head(event.data).includes('_py2js_')) note('figure'); });
+            // a plotly figure's update, or a canvas map's (its matrix travels as the binary buffer "z")
+            const figure = (text) => text.includes('_py2js_') || /"buffer_paths": ?\[\["z"\]\]/.test(text);
+            super.addEventListener('message', (event) => { if (figure(head(event.data))) note('figure'); });
         }
     };
 })();"""

@@ -46,7 +46,8 @@ def test_heatmap_view_holds_the_matrix_and_sends_one_message_per_change():
     import numpy as np
     import pytest
 
-    from explorer.widgets.heatmap_view import HeatmapView, outline
+    from explorer.views.heatmaps import outline
+    from explorer.widgets.heatmap_view import HeatmapView
 
     matrix = np.random.default_rng(0).random((3, 4))
     view = HeatmapView(matrix=matrix, x=list("abcd"), y=list("xyz"), title="t")

@@ -15,7 +15,7 @@ from explorer.models.pretrained import (PretrainedEncoder, aligned_difference, a
 from explorer.views import bertviz as bertviz_view
 from explorer.views import export
 from explorer.views import pretrained as view
-from explorer.widgets.heatmap_view import outline
+from explorer.views.heatmaps import outline
 
 CORE = "The animal didn't cross the street because it was too tired."
 
@@ -141,6 +141,18 @@ def tiny_maps() -> AttentionMaps:
     """Two layers, one head, two tokens: small enough to work out by hand."""
     weights = torch.tensor([[[[1.0, 0.0], [0.5, 0.5]]], [[[0.5, 0.5], [0.0, 1.0]]]])
     return AttentionMaps(tokens=("a", "b"), weights=weights)
+
+
+def test_canvas_maps_show_the_matrix_labels_and_outlines():
+    maps = tiny_maps()
+    shown = view.canvas_update("head", view.head_update(maps, 1, 0, token=1))
+    np.testing.assert_allclose(shown["matrix"], [[0.5, 0.5], [0.0, 1.0]])
+    assert shown["x"] == shown["y"] == ["a", "b"] and shown["title"] == "layer 1, head 0"
+    row, column = shown["outlines"]  # token "b": its row (what it attends to) and, dotted, its column
+    assert (row["y0"], row["y1"], row["dash"]) == (0.5, 1.5, "") and (column["x0"], column["dash"]) == (0.5, "dot")
+    shown = view.canvas_update("entropy", view.entropy_update(entropy(maps), 2, 1, 0))
+    assert shown["x"] == ["H0"] and shown["y"] == ["L0", "L1"] and shown["outlines"][0]["y0"] == 0.5
+    assert set(view.CANVAS_STYLES) == {"head", "mean", "rollout", "entropy"}
 
 
 def test_rollout_matches_hand_computation():

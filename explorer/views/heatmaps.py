@@ -58,6 +58,12 @@ def heatmap(
     return fig
 
 
+def outline(x0: float, x1: float, y0: float, y1: float, dash: bool = False, width: int = 2,
+            color: str = "#d62728") -> dict:
+    """A rectangle over cells of a canvas map (``HeatmapView.outlines``): edges in cell units, at half-integers."""
+    return {"x0": x0, "x1": x1, "y0": y0, "y1": y1, "color": color, "width": width, "dash": "dot" if dash else ""}
+
+
 def grid_shape(n_panels: int, max_cols: int = 4) -> tuple[int, int]:
     """Rows and columns for ``n_panels`` small multiples."""
     n_cols = min(max_cols, n_panels)

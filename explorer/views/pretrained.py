@@ -19,7 +19,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from explorer.views.heatmaps import SCORE_COLORS, WEIGHT_COLORS, head_grid, heatmap, unique_labels
+from explorer.views.heatmaps import SCORE_COLORS, WEIGHT_COLORS, head_grid, heatmap, outline, unique_labels
 
 DECIMALS = 3
 HIGHLIGHT = "#d62728"
@@ -234,3 +234,35 @@ def ablation_figure(change, cosine: float | None, ablated) -> go.Figure:
     return go.Figure(bars, layout=dict(
         title=dict(update["layout"]["title"], font=dict(size=12)), height=220, margin=dict(l=50, r=10, t=40, b=30),
         yaxis=dict(range=[0, 1], title_text="max |change|"), xaxis=dict(type="category", title_text="layer")))
+
+
+# ----- canvas maps ---------------------------------------------------------------------------------------
+# The maps that change on every click (one head, the mean, rollout, the entropy map) are drawn on a canvas by
+# ``explorer.widgets.heatmap_view.HeatmapView``: plotly.js recomputes and redraws its whole SVG heatmap for any
+# change, even for moving an outline. Their look, by view:
+_WEIGHTS = dict(colors=WEIGHT_COLORS, x_title="key (attended to)", y_title="query (attending)",
+                colorbar_title="weight", hover="query {y}<br>key {x}<br>weight {z}", height=460)
+CANVAS_STYLES = {
+    "head": _WEIGHTS,
+    "mean": _WEIGHTS,
+    "rollout": dict(_WEIGHTS, x_title="input token", y_title="token at this layer", colorbar_title="share",
+                    hover="token {y}<br>input {x}<br>share {z}"),
+    "entropy": dict(colors="Viridis", x_title="head", y_title="layer", colorbar_title="entropy / log K", height=260,
+                    width=430, x_angle=-90, title="head entropy (click a head)", hover_decimals=2,
+                    hover="layer {y}, head {x}<br>entropy {z} of the maximum<br>click to open"),
+}
+
+
+def canvas_update(key: str, update: dict) -> dict:
+    """What a canvas map shows for ``update`` (one of the ``*_update`` dicts above): matrix, labels, title, outlines."""
+    trace, layout = update["data"][0], update["layout"]
+    matrix = np.asarray(trace["z"], dtype=float)
+    rows, cols = matrix.shape
+    if "x" in trace:
+        shown = dict(x=list(trace["x"]), y=list(trace["y"]), title=layout["title"]["text"], x_angle=-45 if cols > 6 else 0)
+    else:  # the entropy map: heads across, layers down
+        shown = dict(x=[f"H{h}" for h in range(cols)], y=[f"L{l}" for l in range(rows)])
+    shown["outlines"] = [outline(shape["x0"], shape["x1"], shape["y0"], shape["y1"], dash=shape["line"].get("dash") == "dot",
+                                 width=shape["line"].get("width", 2), color=shape["line"].get("color", HIGHLIGHT))
+                         for shape in layout.get("shapes", ())]
+    return dict(matrix=matrix, **shown)

@@ -16,8 +16,6 @@ import numpy as np
 import plotly.colors
 from traitlets import Bytes, Dict, Float, Int, List, Unicode
 
-OUTLINE = "#d62728"
-
 
 def colorscale(name: str) -> list:
     """plotly's named colour scale as ``[[position, "rgb(r,g,b)"], ...]``, so both kinds of figure agree."""
@@ -28,7 +26,7 @@ def colorscale(name: str) -> list:
 class HeatmapView(anywidget.AnyWidget):
     """One labelled matrix. Set ``matrix`` (rows are ``y``, columns ``x``) and the labels; clicks call back.
 
-    ``outlines`` are rectangles in cell units, ``{"x0", "x1", "y0", "y1", "color", "width", "dash"}`` with the
+    ``outlines`` are rectangles in cell units (``explorer.views.heatmaps.outline``) with the
     cell edges at -0.5, 0.5, ... (as plotly shapes on a categorical heatmap).
     """
 
@@ -102,8 +100,3 @@ class HeatmapView(anywidget.AnyWidget):
     def _on_page_message(self, _widget, content, _buffers) -> None:
         if isinstance(content, dict) and content.get("event") == "click":
             self.click(content["row"], content["col"])
-
-
-def outline(x0: float, x1: float, y0: float, y1: float, dash: bool = False, width: int = 2, color: str = OUTLINE) -> dict:
-    """A rectangle over cells for ``HeatmapView.outlines`` (edges in cell units, at half-integers)."""
-    return {"x0": x0, "x1": x1, "y0": y0, "y1": y1, "color": color, "width": width, "dash": "dot" if dash else ""}

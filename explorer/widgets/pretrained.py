@@ -10,14 +10,13 @@ import threading
 import time
 
 import ipywidgets as widgets
-import numpy as np
 
 from explorer.models.pretrained import Reading, read
 from explorer.views import export
 from explorer.views import pretrained as view
 from explorer.widgets.bertviz_view import BertvizView
 from explorer.widgets.figure import Figure
-from explorer.widgets.heatmap_view import HeatmapView, outline
+from explorer.widgets.heatmap_view import HeatmapView
 from explorer.widgets.common import BackgroundTask, StatusLine, Throttle, section, shows_errors, unknown_name
 
 PRESETS = {
@@ -34,19 +33,6 @@ PRESETS = {
 VIEWS = (("head", "head"), ("layer", "layer"), ("mean", "mean"), ("rollout", "rollout"), ("A vs B", "compare"))
 MODES = (("B is a sentence pair with A", "pair"), ("compare A and B", "compare"))
 EXPORTS = ("png", "svg", "json", "npz")
-# The maps redrawn on every click are drawn on a canvas (HeatmapView): one repaint instead of plotly.js's
-# recomputed SVG heatmap. Their look, by view; the layer grid, A vs B and the bar charts stay plotly figures.
-_WEIGHTS = dict(colors="Blues", x_title="key (attended to)", y_title="query (attending)", colorbar_title="weight",
-                hover="query {y}<br>key {x}<br>weight {z}", height=460)
-CANVAS = {
-    "head": _WEIGHTS,
-    "mean": _WEIGHTS,
-    "rollout": dict(_WEIGHTS, x_title="input token", y_title="token at this layer", colorbar_title="share",
-                    hover="token {y}<br>input {x}<br>share {z}"),
-    "entropy": dict(colors="Viridis", x_title="head", y_title="layer", colorbar_title="entropy / log K", height=260,
-                    width=430, x_angle=-90, title="head entropy (click a head)", hover_decimals=2,
-                    hover="layer {y}, head {x}<br>entropy {z} of the maximum<br>click to open"),
-}
 
 
 class PretrainedPanel(widgets.VBox):
@@ -372,7 +358,7 @@ class PretrainedPanel(widgets.VBox):
 
     def _show(self, box: widgets.Box, key: str, update: dict, build) -> None:
         """Copy ``update`` into the figure on screen, or build the figure if its structure changed."""
-        if key in CANVAS:
+        if key in view.CANVAS_STYLES:
             self._show_canvas(box, key, update)
             return
         widget = old = self.figures.get(key)
@@ -392,19 +378,9 @@ class PretrainedPanel(widgets.VBox):
         """Show ``update`` (a view's matrix, labels, title and outlines) on the canvas map ``key``."""
         widget = self.figures.get(key)
         if widget is None:
-            widget = self.figures[key] = HeatmapView(name=f"ae-pretrained-{key}", **CANVAS[key])
+            widget = self.figures[key] = HeatmapView(name=f"ae-pretrained-{key}", **view.CANVAS_STYLES[key])
             widget.on_click(self._on_entropy_click if key == "entropy" else self._on_cell_click)
-        trace, layout = update["data"][0], update["layout"]
-        matrix = np.asarray(trace["z"], dtype=float)
-        rows, cols = matrix.shape
-        labels = dict(x=list(trace["x"]), y=list(trace["y"])) if "x" in trace else \
-            dict(x=[f"H{h}" for h in range(cols)], y=[f"L{l}" for l in range(rows)])
-        if key != "entropy":
-            labels.update(title=layout["title"]["text"], x_angle=-45 if cols > 6 else 0)
-        shapes = [outline(shape["x0"], shape["x1"], shape["y0"], shape["y1"], dash=shape["line"].get("dash") == "dot",
-                          width=shape["line"].get("width", 2), color=shape["line"].get("color", "#d62728"))
-                  for shape in layout.get("shapes", ())]
-        widget.show(matrix=matrix, outlines=shapes, **labels)
+        widget.show(**view.canvas_update(key, update))
         self._place(box, widget)
 
     @staticmethod
