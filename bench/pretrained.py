@@ -4,9 +4,9 @@ Run: ``python bench/pretrained.py``. Everything runs in this one process on the 
 
 - ``forward_ms``: the bare forward pass of all-MiniLM-L6-v2 with ``output_attentions`` (the floor).
 - ``update_ms``: one on-screen update of the Pretrained panel for a new text: tokenising, the forward pass,
-  rollout and entropy, building the figures on screen (one head of one layer, the entropy map; the token
-  bars only once a token is picked, and none is here) and copying their data into the FigureWidgets in
-  place. The encoder's cache is cleared and every repetition uses a different text, so nothing is reused.
+  rollout and entropy, building what is on screen (one head of one layer and the entropy map, canvas maps
+  whose matrices travel as float32 buffers; the token bars only once a token is picked, and none is here)
+  and updating the widgets in place. The encoder's cache is cleared and every repetition uses a different text, so nothing is reused.
 - ``update_bytes``: what the kernel sends to the browser for that update. Every widget message is caught
   by replacing ``comm.create_comm`` with a comm that records the JSON size of each message plus its binary
   buffers (what ipykernel would put on the websocket, without the Jupyter envelope).
