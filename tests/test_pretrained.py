@@ -298,6 +298,15 @@ def test_panel_compares_two_texts(panel):
     assert "big" not in list(figure.data[2].x) and "it" in list(figure.data[2].x)
 
 
+def test_a_preset_chosen_while_the_model_loads_keeps_its_head():
+    from explorer.widgets.pretrained import PretrainedPanel
+
+    panel = PretrainedPanel(preset="coreference")  # as a link does: the model is still loading
+    panel.wait(120)
+    assert (panel.layer.value, panel.head.value) == (3, 1)
+    assert panel.figures["head"].title == "layer 3, head 1"
+
+
 def test_panel_cell_click_selects_the_token(panel):
     panel.text_a.value = "Penguins swim quickly"
     panel.wait()

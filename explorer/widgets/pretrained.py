@@ -151,7 +151,9 @@ class PretrainedPanel(widgets.VBox):
         self._syncing = True
         self.ablate_button.value = False
         self.layer.max = encoder.n_layers - 1
+        head = self.head.value  # new options reset the menu to its first entry: keep a preset's head
         self.head.options = list(range(encoder.n_heads))
+        self.head.value = head if head < encoder.n_heads else 0
         self._syncing = False
         self.status.ok(f"Loaded {encoder.name}: {encoder.n_layers} layers x {encoder.n_heads} heads.")
         self.request(background)  # through the reader thread, so text typed meanwhile is read after it
