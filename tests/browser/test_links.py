@@ -16,3 +16,17 @@ def test_unknown_tab_and_preset_fall_back_with_a_notice(page, dashboard_url):
     open_dashboard(page, dashboard_url, "tab=nowhere&preset=old")
     page.wait_for_selector("text=There is no tab called 'nowhere'")
     wait_for_figure(page, "ae-weights")  # the first tab still works
+
+
+def test_pretrained_preset_link_shows_its_layer_head_and_token(page, dashboard_url):
+    """The coreference link: layer 3, head 1, the token "it" outlined, the preset named in the Example menu."""
+    from tests.browser.helpers import FIND_PLOT
+
+    open_dashboard(page, dashboard_url, "tab=pretrained&preset=coreference")
+    page.wait_for_function(
+        f"() => {{ const p = ({FIND_PLOT})('ae-pretrained-head');"
+        " return p && p.data.length > 0 && p.data[0].x.includes('animal') && p.layout.shapes.length === 2; }",
+        timeout=120_000)
+    head = page.evaluate(f"() => ({FIND_PLOT})('ae-pretrained-head').layout.title.text")
+    assert head == "layer 3, head 1"
+    assert page.locator(".ae-pretrained select").first.input_value() == "coreference"
