@@ -1,13 +1,17 @@
-"""Figures for the Pretrained tab: records in, plotly figures out.
+"""Figures for the Pretrained tab: records in, plotly figures or canvas maps out.
 
-Each figure comes in two parts: ``*_update(...)`` gives what changes from frame to frame (trace data,
-title, outlines) as a plain dict, and ``*_figure(...)`` builds the whole figure once from that update.
-The panel builds a figure the first time and afterwards copies only the update into the FigureWidget on
-screen (``apply_update``), which skips rebuilding and re-validating the static parts. Weights are sent
-rounded to 3 decimals (what the hover shows) and only for the layer on screen.
+The maps that change on every click (one head, the mean over heads, rollout, the entropy map) are records
+for a canvas map (``explorer.widgets.heatmap_view.HeatmapView``): ``*_update(...)`` gives the matrix, its
+labels, title and outlines, and ``CANVAS_STYLES`` their fixed look. plotly.js recomputes and redraws a
+whole SVG heatmap for any change, even for moving an outline; a canvas map repaints.
 
-An update is ``{"structure": ..., "data": [per-trace dict], "layout": dict, "annotations": [texts]}``;
-two updates with the same ``structure`` fit the same figure.
+The other figures (the layer's heads, A vs B, the token bars, the ablation effect) come in two parts:
+``*_update(...)`` gives what changes from frame to frame (trace data, title) as a plain dict, and
+``*_figure(...)`` builds the whole figure once from that update. The panel builds a figure the first time and
+afterwards copies only the update into the FigureWidget on screen (``apply_update``), which skips rebuilding
+and re-validating the static parts. Such an update is ``{"structure": ..., "data": [per-trace dict],
+"layout": dict, "annotations": [texts]}``; two updates with the same ``structure`` fit the same figure.
+Weights are sent rounded to 3 decimals (what the hover shows) and only for the layer on screen.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from explorer.views.heatmaps import SCORE_COLORS, WEIGHT_COLORS, head_grid, heatmap, outline, unique_labels
+from explorer.views.heatmaps import SCORE_COLORS, WEIGHT_COLORS, head_grid, outline, unique_labels
 
 DECIMALS = 3
 HIGHLIGHT = "#d62728"
@@ -40,14 +44,6 @@ def packed(values):
             "shape": f"{data.shape[0]}, {data.shape[1]}"}
 
 
-def unpacked(values) -> np.ndarray:
-    """The matrix behind a typed-array spec (or the values themselves)."""
-    if isinstance(values, dict) and "bdata" in values:
-        shape = tuple(int(n) for n in values["shape"].split(","))
-        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=np.float32).reshape(shape)
-    return np.asarray(values)
-
-
 def apply_update(fig, update: dict) -> None:
     """Copy an update into a figure built for the same ``structure`` (a FigureWidget sends only the changes)."""
     with fig.batch_update():
@@ -58,32 +54,22 @@ def apply_update(fig, update: dict) -> None:
             annotation.text = text
 
 
-def highlight_shapes(n_queries: int, n_keys: int, token: int | None) -> list[dict]:
-    """Outlines of the selected token's row (what it attends to) and column (what attends to it)."""
+def highlight_outlines(n_queries: int, n_keys: int, token: int | None) -> list[dict]:
+    """Outlines of the selected token's row (what it attends to) and, dotted, its column (what attends to it)."""
     if token is None:
         return []
-    line = dict(color=HIGHLIGHT, width=2)
-    shapes = []
+    outlines = []
     if token < n_queries:
-        shapes.append(dict(type="rect", xref="x", yref="y", x0=-0.5, x1=n_keys - 0.5, y0=token - 0.5,
-                           y1=token + 0.5, line=line))
+        outlines.append(outline(-0.5, n_keys - 0.5, token - 0.5, token + 0.5, color=HIGHLIGHT))
     if token < n_keys:
-        shapes.append(dict(type="rect", xref="x", yref="y", x0=token - 0.5, x1=token + 0.5, y0=-0.5,
-                           y1=n_queries - 0.5, line=dict(line, dash="dot")))
-    return shapes
+        outlines.append(outline(token - 0.5, token + 0.5, -0.5, n_queries - 0.5, dash=True, color=HIGHLIGHT))
+    return outlines
 
 
-def matrix_update(kind: str, matrix, keys, queries, title: str, token: int | None = None) -> dict:
-    """One labelled matrix, with the selected token's row and column outlined."""
-    return {"structure": (kind,), "data": [dict(z=_z(matrix), x=unique_labels(keys), y=unique_labels(queries))],
-            "layout": dict(title=dict(text=title), shapes=highlight_shapes(len(queries), len(keys), token))}
-
-
-def matrix_figure(update: dict, **style) -> go.Figure:
-    trace = update["data"][0]
-    fig = heatmap(trace["z"], trace["x"], trace["y"], title=update["layout"]["title"]["text"], height=460, **style)
-    fig.update_layout(shapes=update["layout"]["shapes"])
-    return fig
+def matrix_update(matrix, keys, queries, title: str, token: int | None = None) -> dict:
+    """One labelled matrix for a canvas map, with the selected token's row and column outlined."""
+    return dict(matrix=_z(matrix), x=unique_labels(keys), y=unique_labels(queries), title=title,
+                x_angle=-45 if len(keys) > 6 else 0, outlines=highlight_outlines(len(queries), len(keys), token))
 
 
 def ablated_heads(maps, layer: int) -> set[int]:
@@ -92,35 +78,22 @@ def ablated_heads(maps, layer: int) -> set[int]:
 
 
 def head_update(maps, layer: int, head: int, token: int | None = None) -> dict:
+    """One head, queries down and keys across, with the selected token's row and column outlined."""
     title = f"layer {layer}, head {head}"
     if head in ablated_heads(maps, layer):
         title += " (output zeroed: later layers feel it)"
-    return matrix_update("head", maps.head(layer, head), maps.keys, maps.tokens, title, token)
-
-
-def head_figure(maps, layer: int, head: int, token: int | None = None) -> go.Figure:
-    """One head as a heatmap, queries down and keys across, with the selected token's row and column outlined."""
-    return matrix_figure(head_update(maps, layer, head, token))
+    return matrix_update(maps.head(layer, head), maps.keys, maps.tokens, title, token)
 
 
 def mean_update(maps, layer: int, token: int | None = None) -> dict:
-    return matrix_update("mean", maps.mean_over_heads(layer), maps.keys, maps.tokens,
+    """The average of one layer's heads."""
+    return matrix_update(maps.mean_over_heads(layer), maps.keys, maps.tokens,
                          f"layer {layer}: mean over {maps.n_heads} heads", token)
 
 
-def mean_figure(maps, layer: int, token: int | None = None) -> go.Figure:
-    """The average of one layer's heads."""
-    return matrix_figure(mean_update(maps, layer, token))
-
-
 def rollout_update(rollout_layer, tokens, layer: int, token: int | None = None) -> dict:
-    return matrix_update("rollout", rollout_layer, tokens, tokens, f"attention rollout through layer {layer}", token)
-
-
-def rollout_figure(rollout_layer, tokens, layer: int, token: int | None = None) -> go.Figure:
     """Attention rollout up to ``layer``: how much each token draws on each input token."""
-    return matrix_figure(rollout_update(rollout_layer, tokens, layer, token), x_title="input token",
-                         y_title="token at this layer", colorbar_title="share")
+    return matrix_update(rollout_layer, tokens, tokens, f"attention rollout through layer {layer}", token)
 
 
 def layer_update(maps, layer: int) -> dict:
@@ -143,28 +116,13 @@ def layer_figure(maps, layer: int) -> go.Figure:
 
 
 def entropy_update(entropy, n_keys: int, layer: int, head: int) -> dict:
-    """Mean row entropy of every head as a share of the most spread-out ``log K``; the head on screen marked."""
+    """Mean row entropy of every head as a share of the most spread-out ``log K``, heads across and layers
+    down, for a canvas map; the head on screen outlined."""
     entropy = np.asarray(entropy, dtype=float)
     share = entropy / math.log(n_keys) if n_keys > 1 else np.zeros_like(entropy)
-    # The head on screen is outlined by a shape, not a marker trace: moving a shape is a relayout, which
-    # plotly.js draws without recomputing the heatmap's traces (a little less page time per head change).
-    outline = dict(type="rect", xref="x", yref="y", x0=head - 0.5, x1=head + 0.5, y0=layer - 0.5, y1=layer + 0.5,
-                   line=dict(width=3, color=HIGHLIGHT))
-    return {"structure": ("entropy",) + entropy.shape, "data": [dict(z=_z(share))], "layout": dict(shapes=[outline])}
-
-
-def entropy_figure(entropy, n_keys: int, layer: int, head: int) -> go.Figure:
-    """Head entropy ``[layers, heads]``: low (dark) heads focus on few tokens; clicking a cell opens that head."""
-    update = entropy_update(entropy, n_keys, layer, head)
-    n_layers, n_heads = update["structure"][1:]
-    share = update["data"][0]
-    return go.Figure([
-        go.Heatmap(z=share["z"], x=[f"H{h}" for h in range(n_heads)], y=[f"L{l}" for l in range(n_layers)],
-                   zmin=0.0, zmax=1.0, colorscale="Viridis", colorbar=dict(title=dict(text="entropy / log K"), thickness=10),
-                   hovertemplate="layer %{y}, head %{x}<br>entropy %{z:.2f} of the maximum<br>click to open<extra></extra>"),
-    ], layout=dict(title=dict(text="head entropy (click a head)"), height=260, width=430, shapes=update["layout"]["shapes"],
-                   margin=dict(l=40, r=10, t=40, b=30), xaxis=dict(type="category", title_text="head"),
-                   yaxis=dict(type="category", autorange="reversed", title_text="layer")))
+    n_layers, n_heads = share.shape
+    return dict(matrix=_z(share), x=[f"H{h}" for h in range(n_heads)], y=[f"L{l}" for l in range(n_layers)],
+                outlines=[outline(head - 0.5, head + 0.5, layer - 0.5, layer + 0.5, width=3, color=HIGHLIGHT)])
 
 
 def focus_update(maps, layer: int, head: int, token: int | None) -> dict:
@@ -236,10 +194,7 @@ def ablation_figure(change, cosine: float | None, ablated) -> go.Figure:
         yaxis=dict(range=[0, 1], title_text="max |change|"), xaxis=dict(type="category", title_text="layer")))
 
 
-# ----- canvas maps ---------------------------------------------------------------------------------------
-# The maps that change on every click (one head, the mean, rollout, the entropy map) are drawn on a canvas by
-# ``explorer.widgets.heatmap_view.HeatmapView``: plotly.js recomputes and redraws its whole SVG heatmap for any
-# change, even for moving an outline. Their look, by view:
+# ----- canvas maps: their fixed look, by view (the records come from the *_update functions above) ----------
 _WEIGHTS = dict(colors=WEIGHT_COLORS, x_title="key (attended to)", y_title="query (attending)",
                 colorbar_title="weight", hover="query {y}<br>key {x}<br>weight {z}", height=460)
 CANVAS_STYLES = {
@@ -251,18 +206,3 @@ CANVAS_STYLES = {
                     width=430, x_angle=-90, title="head entropy (click a head)", hover_decimals=2,
                     hover="layer {y}, head {x}<br>entropy {z} of the maximum<br>click to open"),
 }
-
-
-def canvas_update(key: str, update: dict) -> dict:
-    """What a canvas map shows for ``update`` (one of the ``*_update`` dicts above): matrix, labels, title, outlines."""
-    trace, layout = update["data"][0], update["layout"]
-    matrix = np.asarray(trace["z"], dtype=float)
-    rows, cols = matrix.shape
-    if "x" in trace:
-        shown = dict(x=list(trace["x"]), y=list(trace["y"]), title=layout["title"]["text"], x_angle=-45 if cols > 6 else 0)
-    else:  # the entropy map: heads across, layers down
-        shown = dict(x=[f"H{h}" for h in range(cols)], y=[f"L{l}" for l in range(rows)])
-    shown["outlines"] = [outline(shape["x0"], shape["x1"], shape["y0"], shape["y1"], dash=shape["line"].get("dash") == "dot",
-                                 width=shape["line"].get("width", 2), color=shape["line"].get("color", HIGHLIGHT))
-                         for shape in layout.get("shapes", ())]
-    return dict(matrix=matrix, **shown)

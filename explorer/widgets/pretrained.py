@@ -325,8 +325,7 @@ class PretrainedPanel(widgets.VBox):
             return
         layer, head, maps = self.layer.value, self.head.value, reading.maps
         self._show(self.main, self.view.value, *self._main_view(self.view.value, layer, head))
-        self._show(self.entropy_box, "entropy", view.entropy_update(reading.entropy, len(maps.keys), layer, head),
-                   lambda: view.entropy_figure(reading.entropy, len(maps.keys), layer, head))
+        self._show(self.entropy_box, "entropy", view.entropy_update(reading.entropy, len(maps.keys), layer, head))
         if self.token is None:  # nothing to show until a token is picked, and nothing to redraw for it
             self.focus_box.layout.display = "none"
         else:
@@ -340,26 +339,25 @@ class PretrainedPanel(widgets.VBox):
         self.ablation_box.layout.display = None if reading.change is not None else "none"
 
     def _main_view(self, name: str, layer: int, head: int) -> tuple:
-        """The update and the figure builder of the main view ``name``."""
+        """The update of the main view ``name``, and its figure builder (none for a canvas map)."""
         reading, token = self.reading, self.token
         maps = reading.maps
         if name == "layer":
             return view.layer_update(maps, layer), lambda: view.layer_figure(maps, layer)
         if name == "mean":
-            return view.mean_update(maps, layer, token), lambda: view.mean_figure(maps, layer, token)
+            return (view.mean_update(maps, layer, token),)
         if name == "rollout":
-            rollout_layer = reading.rollout[layer]
-            return (view.rollout_update(rollout_layer, maps.tokens, layer, token),
-                    lambda: view.rollout_figure(rollout_layer, maps.tokens, layer, token))
+            return (view.rollout_update(reading.rollout[layer], maps.tokens, layer, token),)
         if name == "compare":
             if reading.maps_b is None:
                 raise ValueError("Type a text B and choose 'compare A and B' to see two texts side by side.")
             records = (maps, reading.maps_b, reading.difference, layer, head)
             return view.compare_update(*records), lambda: view.compare_figure(*records)
-        return view.head_update(maps, layer, head, token), lambda: view.head_figure(maps, layer, head, token)
+        return (view.head_update(maps, layer, head, token),)
 
-    def _show(self, box: widgets.Box, key: str, update: dict, build) -> None:
-        """Copy ``update`` into the figure on screen, or build the figure if its structure changed."""
+    def _show(self, box: widgets.Box, key: str, update: dict, build=None) -> None:
+        """Copy ``update`` into the figure on screen, or build the figure (``build()``) if its structure changed;
+        the maps of ``view.CANVAS_STYLES`` are canvas maps, made once."""
         if key in view.CANVAS_STYLES:
             self._show_canvas(box, key, update)
             return
@@ -377,12 +375,12 @@ class PretrainedPanel(widgets.VBox):
             old.close()  # a figure of the old shape: free it in the kernel and the page
 
     def _show_canvas(self, box: widgets.Box, key: str, update: dict) -> None:
-        """Show ``update`` (a view's matrix, labels, title and outlines) on the canvas map ``key``."""
+        """Show ``update`` (a view's matrix, labels, title, outlines) on the canvas map ``key``."""
         widget = self.figures.get(key)
         if widget is None:
             widget = self.figures[key] = HeatmapView(name=f"ae-pretrained-{key}", **view.CANVAS_STYLES[key])
             widget.on_click(self._on_entropy_click if key == "entropy" else self._on_cell_click)
-        widget.show(**view.canvas_update(key, update))
+        widget.show(**update)
         self._place(box, widget)
 
     @staticmethod
