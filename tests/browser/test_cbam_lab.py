@@ -24,6 +24,13 @@ def test_training_changes_the_drawn_overlay_and_stop_keeps_it(page, dashboard_ur
     open_cbam(page, dashboard_url)
     before = stage_one_map(page)
     assert len(before) == 32 and all(0.0 <= v <= 1.0 for row in before for v in row)
+    # Untrained, the accuracy curve is one point at step 0: the step axes must not reach below 0 around it.
+    starts = page.evaluate(
+        """() => {
+            const plot = [...document.querySelectorAll('.js-plotly-plot')].find(p => p.layout && p.layout.meta === 'ae-cbam-curves');
+            return [plot._fullLayout.xaxis.range[0], plot._fullLayout.xaxis2.range[0]];
+        }""")
+    assert starts == [0, 0]
 
     page.locator(".ae-cbam-train").click()
     page.wait_for_function(
