@@ -34,7 +34,8 @@ def curves_figure(histories: dict, evaluations: dict) -> go.Figure:
                                  legendgroup=name), row=1, col=1)
     for name, (steps, accuracy) in evaluations.items():
         fig.add_trace(go.Scatter(x=list(steps), y=list(accuracy), name=name, mode="lines+markers", showlegend=False,
-                                 line=dict(color=MODEL_COLORS.get(name)), legendgroup=name), row=1, col=2)
+                                 line=dict(color=MODEL_COLORS.get(name)), legendgroup=name,
+                                 cliponaxis=False), row=1, col=2)  # the point at step 0 sits on the axis
     fig.update_xaxes(title_text="step", rangemode="nonnegative")  # one point at step 0 would centre the axis on it
     fig.update_yaxes(title_text="cross-entropy", rangemode="tozero", row=1, col=1)
     fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=1, col=2)
