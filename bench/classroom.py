@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from math import nan
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -109,15 +110,22 @@ def voila_pid(serve_pid: int) -> int:
     return next(c.pid for c in children if "voila" in " ".join(c.cmdline()))
 
 
-def kernel_memory_mb(voila: int) -> dict[str, tuple[float, float, float]]:
-    """(RSS, PSS, USS) in MB of each kernel of the Voila server, by kernel id.
+class KernelMemory(NamedTuple):
+    """One kernel's memory in MB.
 
-    RSS counts the pages of shared files (torch's libraries, the model's weights) in full in every kernel, and
-    how many of those pages a process maps depends on the machine's kernel and page cache as much as on the
-    process: on 30 Nov the same code with the same PSS (within 5 MB) read 79 to 100 MB more RSS per kernel
-    than on 25 Nov. PSS splits shared pages among the processes that share them, so it adds up to what the kernels
-    really take together; USS is the memory only that kernel holds (freed when it stops). The goal is checked
-    on PSS: what each kernel costs this machine."""
+    ``rss`` counts the pages of shared files (torch's libraries, the model's weights) in full in every kernel,
+    and how many of those a process maps depends on the machine as much as on the process (docs/deploy.md: the
+    same code read 100 MB more RSS on another day, with the same PSS). ``pss`` splits shared pages among the
+    processes that share them, so it adds up to what the kernels take together: the goal is checked on it.
+    ``uss`` is the memory only that kernel holds (freed when it stops)."""
+
+    rss: float
+    pss: float
+    uss: float
+
+
+def kernel_memory_mb(voila: int) -> dict[str, KernelMemory]:
+    """The memory of each kernel of the Voila server, by kernel id."""
     import psutil
 
     memory = {}
@@ -125,8 +133,8 @@ def kernel_memory_mb(voila: int) -> dict[str, tuple[float, float, float]]:
         try:
             connection_file = next(a for a in kernel.cmdline() if a.endswith(".json"))
             info = kernel.memory_full_info()
-            memory[Path(connection_file).stem.removeprefix("kernel-")] = (info.rss / 1e6, info.pss / 1e6,
-                                                                           info.uss / 1e6)
+            memory[Path(connection_file).stem.removeprefix("kernel-")] = KernelMemory(
+                info.rss / 1e6, info.pss / 1e6, info.uss / 1e6)
         except (StopIteration, psutil.Error):
             continue
     return memory
@@ -346,7 +354,7 @@ def percentile(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
-def report(visits: list[Visit], memory: dict[str, tuple[float, float, float]], cpu: dict[str, float], seconds: float,
+def report(visits: list[Visit], memory: dict[str, KernelMemory], cpu: dict[str, float], seconds: float,
            students: int, reference_s: float = nan) -> None:
     updates = [u for v in visits for u in v.updates_s]
     servers = [u for v in visits for u in v.server_s]
@@ -357,7 +365,8 @@ def report(visits: list[Visit], memory: dict[str, tuple[float, float, float]], c
     paints = [v.first_paint_s for v in visits if v.first_paint_s]
     tabs = [v.tab_open_s for v in visits if v.tab_open_s]
     visitor_ids = {v.kernel_id for v in visits if v.kernel_id}
-    visitor_memory = [memory[kernel_id] for kernel_id in visitor_ids if kernel_id in memory] or [(nan, nan, nan)]
+    visitor_memory = ([memory[kernel_id] for kernel_id in visitor_ids if kernel_id in memory]
+                      or [KernelMemory(nan, nan, nan)])
     failed = [v for v in visits if v.error]
     lines = {
         "visitors": students,
@@ -371,10 +380,10 @@ def report(visits: list[Visit], memory: dict[str, tuple[float, float, float]], c
         "server_share_p50_s": percentile(servers, 50), "server_share_p95_s": percentile(servers, 95),
         "first_paint_p50_s": percentile(paints, 50), "first_paint_p95_s": percentile(paints, 95),
         "pretrained_tab_open_p50_s": percentile(tabs, 50), "pretrained_tab_open_p95_s": percentile(tabs, 95),
-        "visitor_kernel_rss_max_mb": max(rss for rss, _, _ in visitor_memory),
-        "visitor_kernel_pss_max_mb": max(pss for _, pss, _ in visitor_memory),
-        "visitor_kernel_pss_mean_mb": statistics.mean(pss for _, pss, _ in visitor_memory),
-        "visitor_kernel_uss_max_mb": max(uss for _, _, uss in visitor_memory),
+        "visitor_kernel_rss_max_mb": max(m.rss for m in visitor_memory),
+        "visitor_kernel_pss_max_mb": max(m.pss for m in visitor_memory),
+        "visitor_kernel_pss_mean_mb": statistics.mean(m.pss for m in visitor_memory),
+        "visitor_kernel_uss_max_mb": max(m.uss for m in visitor_memory),
         "kernels_running": len(memory),
         "class_seconds": seconds,
         "server_cpu_opening_per_visitor_s": cpu["server_open"] / students,
@@ -389,13 +398,13 @@ def report(visits: list[Visit], memory: dict[str, tuple[float, float, float]], c
         print(f"{name}: {value:.3f}" if isinstance(value, float) else f"{name}: {value}")
     for visit in failed:
         print(f"visitor_error[{visit.number}]: {visit.error}")
-    for kernel_id, (rss, pss, uss) in sorted(memory.items(), key=lambda item: -item[1][0]):
+    for kernel_id, m in sorted(memory.items(), key=lambda item: -item[1].rss):
         role = "visitor" if kernel_id in visitor_ids else "warm pool"
-        print(f"kernel_rss_mb[{kernel_id[:8]} {role}]: {rss:.0f}  (pss {pss:.0f}, uss {uss:.0f})")
+        print(f"kernel_rss_mb[{kernel_id[:8]} {role}]: {m.rss:.0f}  (pss {m.pss:.0f}, uss {m.uss:.0f})")
     goals = {
         f"goal_visitors>={GOAL_VISITORS}": students >= GOAL_VISITORS and not failed,
         f"goal_update_p95<={GOAL_P95_UPDATE_S}s": lines["update_p95_s"] <= GOAL_P95_UPDATE_S,
-        f"goal_kernel_pss<{GOAL_KERNEL_MB}MB": max(pss for _, pss, _ in memory.values()) < GOAL_KERNEL_MB,
+        f"goal_kernel_pss<{GOAL_KERNEL_MB}MB": max(m.pss for m in memory.values()) < GOAL_KERNEL_MB,
     }
     for name, met in goals.items():
         print(f"{name}: {'PASS' if met else 'FAIL'}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.helpers import figure_data, open_dashboard, wait_for_figure
+from tests.browser.helpers import FIND_PLOT, figure_data, open_dashboard, wait_for_figure
 
 pytestmark = pytest.mark.browser
 
@@ -26,10 +26,10 @@ def test_training_changes_the_drawn_overlay_and_stop_keeps_it(page, dashboard_ur
     assert len(before) == 32 and all(0.0 <= v <= 1.0 for row in before for v in row)
     # Untrained, the accuracy curve is one point at step 0: the step axes must not reach below 0 around it.
     starts = page.evaluate(
-        """() => {
-            const plot = [...document.querySelectorAll('.js-plotly-plot')].find(p => p.layout && p.layout.meta === 'ae-cbam-curves');
+        f"""(name) => {{
+            const plot = ({FIND_PLOT})(name);
             return [plot._fullLayout.xaxis.range[0], plot._fullLayout.xaxis2.range[0]];
-        }""")
+        }}""", "ae-cbam-curves")
     assert starts == [0, 0]
 
     page.locator(".ae-cbam-train").click()
