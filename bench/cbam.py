@@ -58,7 +58,7 @@ def step_costs(data, blocks: int = 6, steps: int = 10) -> tuple[float, float]:
 def localization_rows(model, plain, pixels, boxes) -> dict:
     """Localization of each stage's spatial map and of Grad-CAM (CBAM net and plain net)."""
     record = probe_maps(model, pixels, boxes)
-    rows = {key.replace(" ", "_").replace("-", "_").lower(): value for key, value in record.meta["localization"].items()}
+    rows = {key.replace(" ", "_").replace("-", "_").lower(): value for key, value in record.localization.items()}
     rows["grad_cam_plain"] = localization(grad_cam(plain, pixels), boxes)
     return rows
 

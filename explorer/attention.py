@@ -16,6 +16,8 @@ import math
 import torch
 from torch import nn
 
+from explorer.hooks import HookPoint
+
 SCORES = ("dot", "scaled_dot", "general", "additive")
 
 # The formula of each score, in LaTeX, for the views that explain it.
@@ -94,17 +96,22 @@ def softmax_last(scores: torch.Tensor) -> torch.Tensor:
     return torch.softmax(scores.transpose(-2, -1), dim=-2).transpose(-2, -1).contiguous()
 
 
-def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Softmax over the last axis where ``mask`` is True; a row with no allowed key gets all-zero weights.
+def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None = None, temperature: float = 1.0) -> torch.Tensor:
+    """softmax(scores / temperature) over the last axis where ``mask`` is True; a row with no allowed key gets
+    all-zero weights.
 
-    Masked scores are set to the most negative finite number rather than -inf, so an all-masked row
-    gives a finite (uniform) softmax that is then zeroed: never NaN, and gradients stay finite.
+    The row's largest allowed score is subtracted before dividing by the temperature, so a tiny temperature
+    or huge scores give the limit (all weight on the largest scores), never NaN. Masked scores are set to the
+    most negative finite number rather than -inf, so an all-masked row gives a finite (uniform) softmax that is
+    then zeroed, and gradients stay finite.
     """
-    if mask is None:
-        return softmax_last(scores)
-    mask = mask.to(torch.bool)
-    weights = softmax_last(scores.masked_fill(~mask, torch.finfo(scores.dtype).min))
-    return weights.masked_fill(~mask, 0.0)
+    if mask is not None:
+        mask = mask.to(torch.bool)
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    if temperature != 1.0:
+        scores = (scores - scores.amax(dim=-1, keepdim=True).detach()) / temperature
+    weights = softmax_last(scores)
+    return weights if mask is None else weights.masked_fill(~mask, 0.0)
 
 
 def attend(
@@ -125,9 +132,10 @@ def attend(
     if key.shape[-2] != value.shape[-2]:
         raise ValueError(f"There are {key.shape[-2]} keys but {value.shape[-2]} values: each key needs one value.")
     scores = score_matrix(query, key, score, scorer)
-    if temperature != 1.0:
-        scores = scores / temperature
-    weights = masked_softmax(scores, mask)
+    if not torch.isfinite(scores).all():
+        raise ValueError("Some scores are too large to compute (they overflow to infinity): "
+                         "use smaller vectors, for example numbers below a million.")
+    weights = masked_softmax(scores, mask, float(temperature))
     return weights @ value, weights
 
 
@@ -158,7 +166,8 @@ class MultiHeadAttention(nn.Module):
     """Multi-head scaled dot-product attention (Vaswani et al. 2017, section 3.2.2).
 
     head_h = softmax(Q W_h^Q (K W_h^K)^T / sqrt(d_head)) V W_h^V, out = concat(head_1..head_H) W^O.
-    ``forward`` returns the output and the weights of every head, ``[B, H, Q, K]``.
+    ``forward`` returns the output; the weights of every head, ``[B, H, Q, K]``, pass through
+    ``hook_pattern`` where ``explorer.hooks.capture`` reads them.
     """
 
     def __init__(self, d_model: int, n_heads: int, bias: bool = True, dropout: float = 0.0):
@@ -170,6 +179,7 @@ class MultiHeadAttention(nn.Module):
         self.v_proj = nn.Linear(d_model, d_model, bias=bias)
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)
         self.dropout = nn.Dropout(dropout)
+        self.hook_pattern = HookPoint()  # [B, H, Q, K]
 
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:
         b, t, _ = x.shape
@@ -187,17 +197,16 @@ class MultiHeadAttention(nn.Module):
         qkv = nn.functional.linear(x, weight, bias).view(b, t, 3, self.n_heads, self.d_head)
         return qkv.permute(2, 0, 3, 1, 4).contiguous().unbind(0)  # 3 x [B, H, T, d_head]
 
-    def forward(
-        self, x: torch.Tensor, context: torch.Tensor | None = None, mask: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
         """``x`` ``[B, Q, d]``, ``context`` ``[B, K, d]`` or None; ``mask`` broadcastable to ``[B, H, Q, K]``."""
         q, k, v = self.project(x, context)  # [B, H, T, d_head]
         scores = (q * (1.0 / math.sqrt(self.d_head))) @ k.transpose(-2, -1)  # [B, H, Q, K]
-        weights = masked_softmax(scores, mask)
+        weights = self.hook_pattern(masked_softmax(scores, mask))  # [B, H, Q, K]
         context_vectors = self.dropout(weights) @ v  # [B, H, Q, d_head]
         b, _, n_queries, _ = context_vectors.shape
         merged = context_vectors.transpose(1, 2).reshape(b, n_queries, self.d_model)
-        return self.out_proj(merged), weights
+        return self.out_proj(merged)
 
 
 def _check_score(score: str) -> None:
@@ -206,6 +215,9 @@ def _check_score(score: str) -> None:
 
 
 def _check_temperature(temperature) -> None:
-    value = float(temperature)
+    try:
+        value = float(temperature)
+    except (TypeError, ValueError):
+        raise ValueError(f"The temperature must be a positive number (it divides the scores), got {temperature!r}.") from None
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"The temperature must be a positive number (it divides the scores), got {temperature}.")

@@ -22,6 +22,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from explorer.training import HistoryRow
+
 FORMAT = "attention-explorer/1"
 FILE_NAME = "model.safetensors"
 MODELS = {
@@ -63,8 +65,9 @@ def save(model: nn.Module, path, history=None) -> Path:
     name = type(model).__name__
     if name not in MODELS:
         raise ValueError(f"Only these models can be saved: {', '.join(MODELS)}; got {name}.")
+    rows = [_row_dict(row) for row in history or []]
     metadata = {"format": FORMAT, "model": name, "config": json.dumps(config_dict(model)),
-                "history": json.dumps(list(history or []), default=_plain)}
+                "history": json.dumps(rows, default=_plain)}
     path = checkpoint_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     weights = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
@@ -112,6 +115,18 @@ def _decode_json(metadata: dict, key: str):
         raise ValueError(f"The {key} stored in the checkpoint is damaged.") from None
 
 
+def _row_dict(row) -> dict:
+    return HistoryRow.from_dict(row).to_dict()
+
+
+def _history(metadata: dict) -> list:
+    """The saved history as ``HistoryRow``s; a ValueError if it is not a list of steps."""
+    rows = _decode_json(metadata, "history") or []
+    if not isinstance(rows, list):
+        raise ValueError("The history stored in the checkpoint is damaged: it is not a list of steps.")
+    return [HistoryRow.from_dict(row if isinstance(row, dict) else {}) for row in rows]
+
+
 def load(path) -> tuple[nn.Module, list]:
     """A new model with the saved architecture and weights, and the saved history: ``(model, history)``."""
     metadata, tensors = _read(path)
@@ -120,15 +135,16 @@ def load(path) -> tuple[nn.Module, list]:
         model = _build(metadata["model"], config)
     except (TypeError, ImportError) as error:
         raise ValueError(f"The checkpoint's {metadata['model']} config does not build a model: {error}") from None
+    history = _history(metadata)
     _copy_weights(model, tensors, metadata["model"])
-    return model, _decode_json(metadata, "history") or []
+    return model, history
 
 
 def describe(path) -> dict:
     """The model class, config and number of history steps of a checkpoint, without building it."""
     metadata, _ = _read(path)
     return {"model": metadata["model"], "config": _decode_json(metadata, "config"),
-            "steps": len(_decode_json(metadata, "history") or [])}
+            "steps": len(_history(metadata))}
 
 
 def load_into(model: nn.Module, path) -> list:
@@ -139,8 +155,9 @@ def load_into(model: nn.Module, path) -> list:
     if name != type(model).__name__ or config != config_dict(model):
         raise ValueError(f"The checkpoint holds a different architecture ({name} {_short(config)}) from the "
                          f"current model ({type(model).__name__} {_short(config_dict(model))}); it was not loaded.")
+    history = _history(metadata)
     _copy_weights(model, tensors, name)
-    return _decode_json(metadata, "history") or []
+    return history
 
 
 def _copy_weights(model: nn.Module, tensors: dict, name: str) -> None:

@@ -8,11 +8,43 @@ statistics are plain functions of the record.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+
+
+@dataclass(frozen=True)
+class MapsInfo:
+    """What travels with a record besides the weights: where it came from and how to read it."""
+
+    source: str = ""  # the model (or "mechanism") that made the maps
+    kind: str = "self-attention"  # "self-attention", "cross-attention", "difference B - A", ...
+    notice: str = ""  # something the reader should know, such as "the text was cut to 512 tokens"
+    full_length: int | None = None  # tokens of the whole input before it was cut
+    special: tuple[bool, ...] = ()  # per query token: is it a special token ([CLS], <s>, ...)
+    segment_b_start: int | None = None  # first token of the second text of a pair
+    ablated: tuple[tuple[int, int], ...] = ()  # (layer, head) outputs zeroed inside the pass
+    layer_offset: int = 0  # the model layer of weights[0] (an export of one layer)
+    kv_heads: tuple[int, ...] = ()  # per query head: the key/value head it shares (grouped-query attention)
+    next_tokens: tuple[tuple[tuple[str, float], ...], ...] = ()  # per position: the top next tokens, probability
+
+    def __post_init__(self):
+        object.__setattr__(self, "special", tuple(bool(v) for v in self.special))
+        object.__setattr__(self, "ablated", tuple((int(l), int(h)) for l, h in self.ablated))
+        object.__setattr__(self, "kv_heads", tuple(int(v) for v in self.kv_heads))
+        object.__setattr__(self, "next_tokens", tuple(tuple((str(t), float(p)) for t, p in row)
+                                                      for row in self.next_tokens))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "MapsInfo":
+        """The known fields of ``data`` (a saved record's meta); others are dropped."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in (data or {}).items() if k in known})
 
 
 @dataclass(frozen=True)
@@ -22,7 +54,7 @@ class AttentionMaps:
     tokens: tuple[str, ...]
     weights: torch.Tensor
     key_tokens: tuple[str, ...] | None = None
-    meta: dict = field(default_factory=dict)
+    meta: MapsInfo = field(default_factory=MapsInfo)
 
     def __post_init__(self):
         weights = torch.as_tensor(self.weights).detach().to("cpu", torch.float32)
@@ -37,10 +69,11 @@ class AttentionMaps:
             raise ValueError(
                 f"Weights of shape {tuple(weights.shape)} do not match {len(tokens)} query labels and {n_keys} key labels."
             )
+        if not isinstance(self.meta, MapsInfo):
+            raise TypeError(f"meta must be a MapsInfo, got {type(self.meta).__name__}.")
         object.__setattr__(self, "weights", weights)
         object.__setattr__(self, "tokens", tokens)
         object.__setattr__(self, "key_tokens", key_tokens)
-        object.__setattr__(self, "meta", dict(self.meta))
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -77,10 +110,14 @@ class AttentionMaps:
         """The average of one layer's heads ``[queries, keys]``."""
         return self.layer(layer).mean(dim=0)
 
+    def with_meta(self, **changes) -> "AttentionMaps":
+        """The same maps with some of ``meta``'s fields changed."""
+        return replace(self, meta=replace(self.meta, **changes))
+
     def to_dict(self) -> dict:
         """A JSON-ready dict (weights as nested lists)."""
         return {"tokens": list(self.tokens), "key_tokens": None if self.key_tokens is None else list(self.key_tokens),
-                "weights": self.weights.tolist(), "meta": _jsonable(self.meta)}
+                "weights": self.weights.tolist(), "meta": _jsonable(self.meta.to_dict())}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
@@ -88,20 +125,20 @@ class AttentionMaps:
     @classmethod
     def from_dict(cls, data: dict) -> "AttentionMaps":
         return cls(tokens=data["tokens"], key_tokens=data.get("key_tokens"), weights=torch.tensor(data["weights"]),
-                   meta=data.get("meta", {}))
+                   meta=MapsInfo.from_dict(data.get("meta")))
 
     def save_npz(self, path) -> Path:
         """Save weights and labels to a NumPy ``.npz`` file (no pickled objects)."""
         path = Path(path)
         np.savez_compressed(path, weights=self.weights.numpy(), tokens=np.array(self.tokens, dtype=str),
-                            key_tokens=np.array(self.keys, dtype=str), meta=np.array(json.dumps(_jsonable(self.meta))))
+                            key_tokens=np.array(self.keys, dtype=str), meta=np.array(json.dumps(_jsonable(self.meta.to_dict()))))
         return path
 
     @classmethod
     def load_npz(cls, path) -> "AttentionMaps":
         with np.load(path, allow_pickle=False) as data:
             return cls(tokens=data["tokens"].tolist(), key_tokens=data["key_tokens"].tolist(),
-                       weights=torch.from_numpy(data["weights"]), meta=json.loads(str(data["meta"])))
+                       weights=torch.from_numpy(data["weights"]), meta=MapsInfo.from_dict(json.loads(str(data["meta"]))))
 
 
 @dataclass(frozen=True)
@@ -109,13 +146,16 @@ class ImageAttention:
     """Attention over images: per stage, channel weights ``[B, C]`` and spatial maps ``[B, H, W]``.
 
     ``spatial`` maps are upsampled to the input size so they can be drawn over ``images`` ``[B, C, H, W]``.
+    ``grad_cam`` ``[B, H, W]`` and ``localization`` (map name -> score against the objects' boxes) are filled
+    by probes that compute them.
     """
 
     channel: list
     spatial: list
     images: torch.Tensor | None = None
-    labels: tuple[str, ...] | None = None
-    meta: dict = field(default_factory=dict)
+    predictions: tuple[int, ...] = ()
+    grad_cam: torch.Tensor | None = None
+    localization: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self):
         channel = [torch.as_tensor(c).detach().to("cpu", torch.float32) for c in self.channel]
@@ -129,11 +169,25 @@ class ImageAttention:
         object.__setattr__(self, "spatial", spatial)
         if self.images is not None:
             object.__setattr__(self, "images", torch.as_tensor(self.images).detach().to("cpu", torch.float32))
-        object.__setattr__(self, "meta", dict(self.meta))
+        if self.grad_cam is not None:
+            object.__setattr__(self, "grad_cam", torch.as_tensor(self.grad_cam).detach().to("cpu", torch.float32))
+        object.__setattr__(self, "predictions", tuple(int(p) for p in self.predictions))
+        object.__setattr__(self, "localization", {str(k): float(v) for k, v in self.localization.items()})
 
     @property
     def n_stages(self) -> int:
         return max(len(self.channel), len(self.spatial))
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A probe's record at one training step: the maps of a fixed input, and the model's answer beside the target."""
+
+    step: int
+    maps: object  # AttentionMaps or ImageAttention (or whatever a custom probe returns)
+    prediction: tuple[str, ...] | str | None = None
+    target: tuple[str, ...] | str | None = None
+    pooling: tuple[float, ...] | None = None  # attention pooling: each token's weight in the pooled vector
 
 
 def rollout(maps: AttentionMaps, add_residual: bool = True) -> torch.Tensor:

@@ -9,31 +9,64 @@
 - ``pixel_values`` + ``label``: ``model(pixel_values)`` gives ``[B, n_classes]``.
 
 ``run(steps)`` trains here; ``start(steps)`` trains in a background thread that ``stop()`` ends at the
-next step boundary. Every step adds a record to ``history``; every ``snapshot_every`` steps the
-``probe(model)`` record (attention on a fixed input) is kept in ``snapshots`` for scrubbing back in time.
-Callbacks ``fn(trainer, event, info)`` hear "step", "snapshot", "paused", "stopped", "finished" and "error".
+next step boundary. Every step adds a ``HistoryRow`` to ``history``; every ``snapshot_every`` steps the
+``probe(model)`` record (attention on a fixed input) is kept in ``snapshots`` as a ``Snapshot`` for scrubbing
+back in time. Callbacks ``fn(trainer, event, info)`` hear "step", "snapshot", "paused", "stopped", "finished"
+and "error". ``TrainingGroup`` trains several trainers in turns on one thread, on the same batches.
 """
 
 from __future__ import annotations
 
 import contextlib
-import inspect
+import dataclasses
 import math
 import threading
 import time
 import traceback
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch import nn
 
-from explorer.models.transformer import token_probe
+from explorer.maps import Snapshot
+from explorer.models.transformer import TinySeq2Seq, TinyTransformer, model_inputs, token_probe
 
 TOKEN_COLUMNS = ("input_ids", "labels")
 IMAGE_COLUMNS = ("pixel_values", "label")
 WARMUP_STEPS = 20
 GRAD_CLIP = 1.0
 SMALL_MODEL = 2_000_000  # parameters; below this one CPU thread trains faster than several (less hand-off)
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    """One optimiser step: its loss and accuracy on the batch, the learning rate used, seconds trained so far."""
+
+    step: int
+    loss: float
+    accuracy: float
+    lr: float
+    elapsed: float = 0.0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, row) -> "HistoryRow":
+        """A row from a saved history; a ValueError if it is not a step with numbers."""
+        if isinstance(row, HistoryRow):
+            return row
+        try:
+            values = {f.name: row[f.name] for f in dataclasses.fields(cls) if f.name in row or f.name != "elapsed"}
+            step = values.pop("step")
+            if isinstance(step, bool) or int(step) != step or step < 0:
+                raise ValueError
+            numbers = {name: float(value) for name, value in values.items()}
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"A history row should hold a step and its loss, accuracy and learning rate as numbers, "
+                             f"got {str(row)[:80]}.") from None
+        return cls(step=int(step), **numbers)
 
 
 def batch_kind(data) -> str:
@@ -62,13 +95,6 @@ def split_tensors(split, columns) -> tuple[torch.Tensor, torch.Tensor]:
     return tensors[0], tensors[1]
 
 
-def model_inputs(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> tuple:
-    """The arguments of the model's forward: the encoder-decoder also gets its shifted targets."""
-    if hasattr(model, "decoder_inputs"):
-        return inputs, model.decoder_inputs(labels)
-    return (inputs,)
-
-
 def loss_and_hits(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Cross-entropy, and per example: correct positions and positions that count (``-100`` is ignored)."""
     if logits.dim() == 3:  # [B, T, vocab] per-token
@@ -81,16 +107,20 @@ def loss_and_hits(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Ten
 
 
 def default_probe(model: nn.Module, data, kind: str) -> Callable | None:
-    """The attention on the first test example, for token models whose forward can return it; else none."""
-    if kind == "tokens" and "return_attention" in inspect.signature(model.forward).parameters:
+    """The attention on the first test example for the explorer's token models; none for other models."""
+    if kind == "tokens" and isinstance(model, (TinyTransformer, TinySeq2Seq)):
         return token_probe(data)
     return None
 
 
 def check_steps(steps) -> int:
     """A positive whole number of steps, or a ValueError that says so."""
-    if int(steps) != steps or int(steps) <= 0:
-        raise ValueError(f"The number of steps must be a positive whole number, got {steps}.")
+    try:
+        whole = not isinstance(steps, bool) and math.isfinite(float(steps)) and int(steps) == float(steps)
+    except (TypeError, ValueError):
+        whole = False
+    if not whole or int(steps) <= 0:
+        raise ValueError(f"The number of steps must be a positive whole number, got {steps!r}.")
     return int(steps)
 
 
@@ -210,8 +240,8 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(self.seed)
         self.step = 0
         self.elapsed = 0.0
-        self.history: list[dict] = []
-        self.snapshots: list[tuple[int, object]] = []
+        self.history: list[HistoryRow] = []
+        self.snapshots: list[Snapshot] = []
 
     def reset(self) -> None:
         """New weights from the seed, a new optimiser, and an empty history (refused while training)."""
@@ -220,12 +250,13 @@ class Trainer:
         self._fresh_optimiser()
         self.message = "Weights re-initialised; history cleared."
 
-    def restore_history(self, history: list[dict]) -> None:
+    def restore_history(self, history) -> None:
         """Continue the steps and curves of a loaded checkpoint (refused while training)."""
         self._check_idle("load a history")
-        self.history = [dict(record) for record in history]
-        self.step = int(history[-1]["step"]) if history else 0
-        self.elapsed = float(history[-1].get("elapsed", 0.0)) if history else 0.0
+        rows = [HistoryRow.from_dict(row) for row in history]
+        self.history = rows
+        self.step = rows[-1].step if rows else 0
+        self.elapsed = rows[-1].elapsed if rows else 0.0
         self.snapshots = []
 
     def add_callback(self, function: Callable) -> None:
@@ -245,7 +276,7 @@ class Trainer:
         index = torch.randint(len(self.train_labels), (self.batch_size,), generator=self.generator)
         return self.train_inputs[index], self.train_labels[index]
 
-    def train_step(self) -> dict | None:
+    def train_step(self) -> HistoryRow | None:
         """One optimiser step; returns its history record, or None when the step was undone (non-finite loss)."""
         started = time.perf_counter()
         inputs, labels = self._batch()
@@ -266,20 +297,21 @@ class Trainer:
         self.optimizer.step()
         self.step += 1
         self.elapsed += time.perf_counter() - started
-        record = {"step": self.step, "loss": loss.item(), "accuracy": (hits.sum() / counted.sum()).item(),
-                  "lr": lr, "elapsed": self.elapsed}
+        record = HistoryRow(step=self.step, loss=loss.item(), accuracy=(hits.sum() / counted.sum()).item(), lr=lr,
+                            elapsed=self.elapsed)
         self.history.append(record)
         return record
 
     def take_snapshot(self) -> None:
         """Record the probe's attention at this step (in eval mode, without gradients)."""
-        if self.probe is None or (self.snapshots and self.snapshots[-1][0] == self.step):
+        if self.probe is None or (self.snapshots and self.snapshots[-1].step == self.step):
             return
         self.model.eval()
         with torch.no_grad():
             record = self.probe(self.model)
-        self.snapshots.append((self.step, record))
-        self._emit("snapshot", {"step": self.step, "record": record})
+        snapshot = dataclasses.replace(record, step=self.step) if isinstance(record, Snapshot) else Snapshot(self.step, record)
+        self.snapshots.append(snapshot)
+        self._emit("snapshot", {"step": self.step, "record": snapshot})
 
     # ----- loops -----------------------------------------------------------------------------------
     @property
@@ -288,9 +320,9 @@ class Trainer:
 
     def _check_idle(self, action: str) -> None:
         if self.running:
-            raise ValueError(f"Training is running: press Stop before you {action}.")
+            raise ValueError(f"Training is running: stop it before you {action}.")
 
-    def run(self, steps: int) -> list[dict]:
+    def run(self, steps: int) -> list[HistoryRow]:
         """Train ``steps`` steps here and now; returns the new history records."""
         steps = check_steps(steps)
         self._check_idle("train again")
@@ -302,11 +334,11 @@ class Trainer:
         """True for models small enough that one CPU thread is fastest."""
         return sum(p.numel() for p in self.model.parameters()) < SMALL_MODEL
 
-    def _loop(self, steps: int) -> list[dict]:
+    def _loop(self, steps: int) -> list[HistoryRow]:
         with one_thread(self.small):
             return self._steps(steps)
 
-    def _steps(self, steps: int) -> list[dict]:
+    def _steps(self, steps: int) -> list[HistoryRow]:
         first = len(self.history)
         if not self.snapshots:
             self.take_snapshot()
@@ -320,17 +352,17 @@ class Trainer:
             if record is None:
                 self._pause()
                 return self.history[first:]
-            self._emit("step", record)
+            self._emit("step", {"step": record.step, "row": record})
             if self.step % self.snapshot_every == 0 or self.step == target:
                 self.take_snapshot()
-        self.message = f"Finished {steps} steps (step {self.step}, loss {self.history[-1]['loss']:.4f})."
+        self.message = f"Finished {steps} steps (step {self.step}, loss {self.history[-1].loss:.4f})."
         self._emit("finished", {"step": self.step})
         return self.history[first:]
 
     def _pause(self) -> None:
         self.message = (f"The loss became NaN or infinite at step {self.step + 1} with learning rate {self.lr:g}: "
                         f"training paused and the weights from step {self.step} kept. "
-                        "Lower the learning rate and press Train to continue.")
+                        "Lower the learning rate to continue.")
         self._emit("paused", {"step": self.step, "message": self.message})
 
     def start(self, steps: int) -> None:
@@ -338,7 +370,7 @@ class Trainer:
         steps = check_steps(steps)
         with self._lock:
             if self.running:
-                raise ValueError("Training is already running: press Stop first, or wait for it to finish.")
+                raise ValueError("Training is already running: stop it first, or wait for it to finish.")
             self._stop.clear()
             self._thread = threading.Thread(target=self._background, args=(steps,), daemon=True, name="trainer")
             self._thread.start()
@@ -374,7 +406,7 @@ class Trainer:
     def predict(self, inputs: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """The model's predicted ids (or classes) for ``inputs``; the encoder-decoder decodes greedily."""
         self.model.eval()
-        if hasattr(self.model, "generate"):
+        if getattr(self.model, "is_encoder_decoder", False):
             return self.model.generate(inputs, inputs.shape[1] if labels is None else labels.shape[1])
         logits = self.model(*model_inputs(self.model, inputs, labels))
         return logits.argmax(dim=-1)
@@ -398,3 +430,109 @@ class Trainer:
         if self.test_labels.dim() == 2:
             return {"token_accuracy": hits / max(counted, 1), "sequence_accuracy": exact / n}
         return {"accuracy": hits / n}
+
+
+class TrainingGroup:
+    """Train several trainers in turns on one background thread: ``chunk`` steps each, then the next.
+
+    Seeded alike, the trainers draw the same batches, so two nets (or three) compare on equal terms.
+    ``evaluations[name]`` holds ``(steps, test accuracies)`` measured after every round. Callbacks
+    ``fn(group, event, info)`` hear "round" (after each round), "finished", "stopped", "paused" and "error".
+    """
+
+    def __init__(self, trainers: dict, chunk: int = 10, evaluate: bool = True):
+        if not trainers:
+            raise ValueError("A training group needs at least one trainer.")
+        self.trainers = dict(trainers)
+        self.chunk = check_steps(chunk)
+        self.evaluate_each_round = evaluate
+        self.evaluations = {name: ([t.step], [self._accuracy(t)]) for name, t in self.trainers.items()} \
+            if evaluate else {}
+        self.callbacks: list[Callable] = []
+        self.done = self.target = 0
+        self.message = "Ready to train."
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def add_callback(self, function: Callable) -> None:
+        self.callbacks.append(function)
+
+    def _emit(self, event: str, info: dict) -> None:
+        for function in list(self.callbacks):
+            function(self, event, info)
+
+    @staticmethod
+    def _accuracy(trainer: Trainer) -> float:
+        result = trainer.evaluate()
+        return result.get("accuracy", result.get("sequence_accuracy", 0.0))
+
+    def start(self, steps: int) -> None:
+        """Train every trainer ``steps`` more steps in a background thread."""
+        steps = check_steps(steps)
+        with self._lock:
+            if self.running or any(t.running for t in self.trainers.values()):
+                raise ValueError("Training is already running: stop it first, or wait for it to finish.")
+            self._stop.clear()
+            self.done, self.target = 0, steps
+            self._thread = threading.Thread(target=self._background, args=(steps,), daemon=True, name="group")
+            self._thread.start()
+
+    def run(self, steps: int) -> str:
+        """Train here and now; returns the closing message."""
+        steps = check_steps(steps)
+        self._stop.clear()
+        self.done, self.target = 0, steps
+        return self._rounds(steps)
+
+    def _rounds(self, steps: int) -> str:
+        with one_thread(all(t.small for t in self.trainers.values())):
+            while self.done < steps:
+                chunk = min(self.chunk, steps - self.done)
+                for name, trainer in self.trainers.items():
+                    if self._stop.is_set():
+                        return self._finish("stopped", f"Stopped at step {trainer.step}.")
+                    before = trainer.step
+                    trainer._stop.clear()
+                    trainer._steps(chunk)
+                    if self._stop.is_set():
+                        return self._finish("stopped", f"Stopped at step {trainer.step}.")
+                    if trainer.step < before + chunk:  # the NaN guard paused it
+                        return self._finish("paused", f"{name}: {trainer.message}", name=name)
+                    if self.evaluate_each_round:
+                        steps_now, accuracy = self.evaluations[name]
+                        self.evaluations[name] = (steps_now + [trainer.step], accuracy + [self._accuracy(trainer)])
+                self.done += chunk
+                self._emit("round", {"done": self.done, "steps": steps})
+        return self._finish("finished", f"Finished {steps} steps.")
+
+    def _finish(self, event: str, message: str, **info) -> str:
+        self.message = message
+        self._emit(event, {"message": message, "done": self.done, **info})
+        return message
+
+    def _background(self, steps: int) -> None:
+        try:
+            self._rounds(steps)
+        except Exception as error:  # noqa: BLE001 - reported to the listeners, never lost in a thread
+            traceback.print_exc()
+            self._finish("error", f"Training stopped by an error: {error}")
+
+    def stop(self, timeout: float = 1.0) -> bool:
+        """End training at the next step boundary; False when nothing was running."""
+        if not self.running:
+            return False
+        self._stop.set()
+        for trainer in self.trainers.values():
+            trainer._stop.set()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+        return True
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from explorer.attention import (SCORES, AdditiveScore, GeneralScore, MultiHeadAttention, attend, causal_mask,
                                  make_scorer, score_matrix, valid_head_counts)
+from explorer.hooks import capture
 
 
 @pytest.fixture
@@ -122,11 +123,18 @@ def test_unknown_score_is_a_clear_error(qkv):
         attend(q, k, v, score="cosine")
 
 
+def run(mha, *args, **kwargs):
+    """The output of one pass and the weights its hook point saw."""
+    with capture(mha) as captured:
+        out = mha(*args, **kwargs)
+    return out, captured.get("hook_pattern")
+
+
 def test_multi_head_attention_equals_sdpa_on_its_own_projections():
     torch.manual_seed(5)
     mha = MultiHeadAttention(16, 4)
     x = torch.randn(3, 6, 16)
-    out, weights = mha(x)
+    out, weights = run(mha, x)
     split = lambda t: t.view(3, 6, 4, 4).transpose(1, 2)  # noqa: E731
     q, k, v = split(mha.q_proj(x)), split(mha.k_proj(x)), split(mha.v_proj(x))
     reference = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(3, 6, 16)
@@ -145,7 +153,7 @@ def test_multi_head_attention_equals_torch_multihead_attention():
         theirs.out_proj.weight.copy_(ours.out_proj.weight)
         theirs.out_proj.bias.copy_(ours.out_proj.bias)
     x = torch.randn(2, 5, 12)
-    out, weights = ours(x)
+    out, weights = run(ours, x)
     their_out, their_weights = theirs(x, x, x, need_weights=True, average_attn_weights=False)
     torch.testing.assert_close(out, their_out, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(weights, their_weights, atol=1e-6, rtol=1e-5)
@@ -155,14 +163,14 @@ def test_cross_attention_takes_keys_and_values_from_context():
     torch.manual_seed(7)
     mha = MultiHeadAttention(8, 2)
     x, context = torch.randn(1, 3, 8), torch.randn(1, 5, 8)
-    out, weights = mha(x, context=context)
+    out, weights = run(mha, x, context=context)
     assert out.shape == (1, 3, 8) and weights.shape == (1, 2, 3, 5)
 
 
 def test_multi_head_mask_blocks_keys():
     torch.manual_seed(8)
     mha = MultiHeadAttention(8, 2)
-    _, weights = mha(torch.randn(2, 4, 8), mask=causal_mask(4))
+    _, weights = run(mha, torch.randn(2, 4, 8), mask=causal_mask(4))
     assert (weights.triu(1) == 0).all()
 
 

@@ -1,13 +1,19 @@
 """CBAM modules against hand computations from their own weights; maps, Grad-CAM and localization."""
 
-import warnings
-
 import pytest
 import torch
 import torch.nn.functional as F
 
+from explorer.hooks import capture
 from explorer.models.cbam import (CBAM, ORDERS, POOL_TYPES, CBAMNet, ChannelAttention, SpatialAttention, cbam_maps,
-                                  grad_cam, localization, probe_maps)
+                                  grad_cam, hidden_units, localization, probe_maps)
+
+
+def run(module, x):
+    """The output of one pass and what its hook points saw."""
+    with capture(module) as captured:
+        out = module(x)
+    return out, captured
 
 
 def hand_pool(x, kind, dim):
@@ -54,10 +60,11 @@ POOLS = [(p,) for p in POOL_TYPES] + [("avg", "max"), ("avg", "max", "lp", "lse"
 def test_channel_attention_equals_hand_computation(x, pool, merge):
     torch.manual_seed(1)
     gate = ChannelAttention(8, ratio=2, pool=pool, merge=merge)
-    out = gate(x)
+    out, captured = run(gate, x)
+    weights = captured.get("hook_weights")
     expected = hand_channel_weights(gate, x)
-    assert gate.weights.shape == (3, 8)
-    torch.testing.assert_close(gate.weights.double(), expected, rtol=1e-5, atol=1e-6)
+    assert weights.shape == (3, 8)
+    torch.testing.assert_close(weights.double(), expected, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(out.double(), x.double() * expected[:, :, None, None], rtol=1e-5, atol=1e-6)
 
 
@@ -66,10 +73,11 @@ def test_channel_attention_equals_hand_computation(x, pool, merge):
 def test_spatial_attention_equals_convolution_over_pooled_maps(x, kernel_size, pool):
     torch.manual_seed(2)
     gate = SpatialAttention(kernel_size, pool=pool)
-    out = gate(x)
+    out, captured = run(gate, x)
+    weights = captured.get("hook_map")
     expected = hand_spatial_map(gate, x)
-    assert gate.weights.shape == (3, 1, 6, 5)
-    torch.testing.assert_close(gate.weights.double(), expected, rtol=1e-5, atol=1e-6)
+    assert weights.shape == (3, 1, 6, 5)
+    torch.testing.assert_close(weights.double(), expected, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(out.double(), x.double() * expected, rtol=1e-5, atol=1e-6)
 
 
@@ -77,7 +85,8 @@ def test_spatial_attention_equals_convolution_over_pooled_maps(x, kernel_size, p
 def test_orders_follow_their_definitions(x, order):
     torch.manual_seed(3)
     cbam = CBAM(8, ratio=2, kernel_size=3, order=order)
-    out = cbam(x).double()
+    out, captured = run(cbam, x)
+    out = out.double()
     channel, spatial = cbam.channel_gate, cbam.spatial_gate
     xd = x.double()
     if order == "channel-spatial":  # F' = Mc(F) F, F'' = Ms(F') F'
@@ -90,25 +99,22 @@ def test_orders_follow_their_definitions(x, order):
         mc = hand_channel_weights(channel, xd)[:, :, None, None]
         ms = hand_spatial_map(spatial, xd)
     torch.testing.assert_close(out, xd * mc * ms, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(cbam.channel_weights.double(), mc[:, :, 0, 0], rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(cbam.spatial_map.double(), ms, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(captured.get("channel_gate.hook_weights").double(), mc[:, :, 0, 0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(captured.get("spatial_gate.hook_map").double(), ms, rtol=1e-5, atol=1e-6)
 
 
-def test_default_output_is_input_times_kept_weights(x):
-    with pytest.warns(UserWarning):  # as written in tutorials; 8 // 16 = 0 hidden units -> 1
-        cbam = CBAM(8, ratio=16, kernel_size=3)
-    out = cbam(x)
-    assert not cbam.channel_weights.requires_grad and not cbam.spatial_map.requires_grad
-    torch.testing.assert_close(out, x * cbam.channel_weights[:, :, None, None] * cbam.spatial_map)
+def test_default_output_is_input_times_captured_weights(x):
+    cbam = CBAM(8, ratio=16, kernel_size=3)  # as written in tutorials; 8 // 16 = 0 hidden units -> 1
+    out, captured = run(cbam, x)
+    channel, spatial = captured.get("channel_gate.hook_weights"), captured.get("spatial_gate.hook_map")
+    assert not channel.requires_grad and not spatial.requires_grad
+    torch.testing.assert_close(out, x * channel[:, :, None, None] * spatial)
 
 
-def test_ratio_larger_than_channels_keeps_one_hidden_unit_and_says_so():
-    with pytest.warns(UserWarning, match="1 hidden unit"):
-        gate = ChannelAttention(8, ratio=32)
-    assert gate.mlp[0].out_features == 1 and "1 hidden unit" in gate.note
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert ChannelAttention(32, ratio=16).mlp[0].out_features == 2
+def test_ratio_larger_than_channels_keeps_one_hidden_unit():
+    gate = ChannelAttention(8, ratio=32)
+    assert gate.mlp[0].out_features == 1 == hidden_units(8, 32)
+    assert ChannelAttention(32, ratio=16).mlp[0].out_features == 2 == hidden_units(32, 16)
 
 
 @pytest.mark.parametrize("options, words", [
@@ -123,8 +129,8 @@ def test_bad_options_raise_clear_errors(options, words):
 
 def test_switched_off_gate_keeps_no_weights(x):
     cbam = CBAM(8, ratio=2, channel=False)
-    cbam(x)
-    assert cbam.channel_weights is None and cbam.spatial_map.shape == (3, 1, 6, 5)
+    _, captured = run(cbam, x)
+    assert captured.names("channel_gate.*") == [] and captured.get("spatial_gate.hook_map").shape == (3, 1, 6, 5)
 
 
 def test_plain_baseline_has_the_identical_backbone():
@@ -142,13 +148,15 @@ def test_cbam_maps_have_the_right_shapes_and_ranges():
     images = torch.rand(5, 1, 32, 32)
     record = cbam_maps(model, images)
     assert record.n_stages == 3 and model.training
+    model.eval()
+    _, captured = run(model, images)  # the same forward, read here directly
     for stage, (channel, spatial) in enumerate(zip(record.channel, record.spatial)):
         assert channel.shape == (5, 16) and spatial.shape == (5, 32, 32)
         assert 0 <= channel.min() and channel.max() <= 1 and 0 <= spatial.min() and spatial.max() <= 1
-        kept = model.cbams[stage].spatial_map  # [5, 1, 32 / 2**(stage+1), ...] from the same forward
+        kept = captured.get(f"stages.{stage}.cbam.spatial_gate.hook_map")  # [5, 1, 32 / 2**(stage+1), ...]
         assert kept.shape[-1] == 32 // 2 ** (stage + 1)
         torch.testing.assert_close(spatial, F.interpolate(kept, size=(32, 32), mode="bilinear")[:, 0])
-    assert len(record.meta["predictions"]) == 5
+    assert len(record.predictions) == 5
 
 
 def test_grad_cam_equals_autograd_reference():
@@ -185,8 +193,8 @@ def test_probe_scores_every_stage_and_grad_cam():
     model = CBAMNet(4, width=8, ratio=4)
     images = torch.rand(3, 1, 32, 32)
     record = probe_maps(model, images, boxes=torch.tensor([[0, 0, 16, 16]] * 3))
-    assert set(record.meta["localization"]) == {"stage 1", "stage 2", "stage 3", "Grad-CAM"}
-    assert record.meta["grad_cam"].shape == (3, 32, 32)
+    assert set(record.localization) == {"stage 1", "stage 2", "stage 3", "Grad-CAM"}
+    assert record.grad_cam.shape == (3, 32, 32)
 
 
 def test_wrong_image_channels_say_what_is_expected():

@@ -28,7 +28,7 @@ def test_short_training_on_shapes_beats_chance_by_a_wide_margin(shapes):
     trainer.run(60)
     after = trainer.evaluate()["accuracy"]
     assert after >= 0.6 > before + 0.2  # chance is 0.25 with four shapes
-    assert trainer.history[-1]["loss"] < trainer.history[0]["loss"]
+    assert trainer.history[-1].loss < trainer.history[0].loss
 
 
 def test_probe_snapshots_hold_maps_and_localization(shapes):
@@ -36,9 +36,9 @@ def test_probe_snapshots_hold_maps_and_localization(shapes):
     trainer = Trainer(CBAMNet(4, width=8, ratio=4), shapes, probe=lambda m: probe_maps(m, rows["pixel_values"], rows["bbox"]),
                       snapshot_every=5)
     trainer.run(10)
-    assert [step for step, _ in trainer.snapshots] == [0, 5, 10]
-    record = trainer.snapshots[-1][1]
-    assert record.n_stages == 3 and set(record.meta["localization"]) >= {"stage 1", "Grad-CAM"}
+    assert [snapshot.step for snapshot in trainer.snapshots] == [0, 5, 10]
+    record = trainer.snapshots[-1].maps
+    assert record.n_stages == 3 and set(record.localization) >= {"stage 1", "Grad-CAM"}
 
 
 def test_checkpoint_round_trip_keeps_weights_config_and_history(tmp_path, shapes):

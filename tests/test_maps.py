@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from explorer.maps import AttentionMaps, ImageAttention, attention_distance, entropy, pattern_score, rollout
+from explorer.maps import AttentionMaps, ImageAttention, MapsInfo, attention_distance, entropy, pattern_score, rollout
 
 
 def tiny_maps():
@@ -16,7 +16,7 @@ def tiny_maps():
         [[[1.0, 0.0], [0.5, 0.5]], [[0.0, 1.0], [0.5, 0.5]]],
         [[[0.5, 0.5], [0.0, 1.0]], [[0.5, 0.5], [1.0, 0.0]]],
     ])
-    return AttentionMaps(tokens=["a", "b"], weights=weights, meta={"model": "toy"})
+    return AttentionMaps(tokens=["a", "b"], weights=weights, meta=MapsInfo(source="toy"))
 
 
 def test_record_is_validated_against_its_labels():
@@ -80,7 +80,7 @@ def test_npz_and_json_round_trip(tmp_path):
     maps = tiny_maps()
     loaded = AttentionMaps.load_npz(maps.save_npz(tmp_path / "maps.npz"))
     torch.testing.assert_close(loaded.weights, maps.weights)
-    assert loaded.tokens == maps.tokens and loaded.meta == {"model": "toy"}
+    assert loaded.tokens == maps.tokens and loaded.meta == MapsInfo(source="toy")
     again = AttentionMaps.from_dict(__import__("json").loads(maps.to_json()))
     torch.testing.assert_close(again.weights, maps.weights)
 

@@ -57,10 +57,10 @@ def test_weights_equal_transformers_output_attentions(encoder, reference, text, 
     assert len(maps.tokens) == len(tokens)
     assert maps.tokens[0] == "[CLS]" and maps.tokens[-1] == "[SEP]"
     specials = [int(t in ("[CLS]", "[SEP]", "[UNK]")) for t in tokens]
-    assert maps.meta["special"] == specials and sum(specials) >= (3 if pair else 2)
-    assert maps.meta["model"] == "all-MiniLM-L6-v2" and maps.meta["n_layers"] == 6 and maps.meta["n_heads"] == 12
+    assert list(maps.meta.special) == [bool(v) for v in specials] and sum(specials) >= (3 if pair else 2)
+    assert maps.meta.source == "all-MiniLM-L6-v2" and maps.n_layers == 6 and maps.n_heads == 12
     if pair:
-        assert maps.tokens[maps.meta["sentence_b_start"] - 1] == "[SEP]"
+        assert maps.tokens[maps.meta.segment_b_start - 1] == "[SEP]"
 
 
 def test_word_pieces_stay_readable(encoder):
@@ -74,7 +74,7 @@ def test_ablation_changes_only_later_layers(encoder, reference):
     torch.testing.assert_close(ablated.weights[:3], plain.weights[:3], rtol=0, atol=0)
     change = layer_change(plain, ablated)
     assert change[:3].max() == 0 and bool((change[3:] > 1e-3).all())
-    assert ablated.meta["ablated"] == [[2, 3], [2, 7]]
+    assert ablated.meta.ablated == ((2, 3), (2, 7))
 
 
 def test_ablation_matches_zeroing_the_head_by_hand(encoder, reference):
@@ -112,10 +112,10 @@ def test_empty_text_is_a_clear_error(encoder, text):
 
 def test_long_text_is_truncated_with_a_notice(encoder):
     maps = encoder.attend("word " * 3000)
-    assert len(maps.tokens) == 512 and maps.meta["truncated"]
-    assert "3002 tokens" in maps.meta["notice"] and "512" in maps.meta["notice"]
+    assert len(maps.tokens) == 512 and maps.meta.full_length > len(maps.tokens)
+    assert "3002 tokens" in maps.meta.notice and "512" in maps.meta.notice
     short = encoder.attend(CORE, max_tokens=8)
-    assert len(short.tokens) == 8 and short.tokens[-1] == "[SEP]" and short.meta["notice"]
+    assert len(short.tokens) == 8 and short.tokens[-1] == "[SEP]" and short.meta.notice
 
 
 def test_repeated_input_comes_from_the_cache(encoder):

@@ -7,7 +7,15 @@ import math
 import pytest
 import torch
 
+from explorer.hooks import capture
 from explorer.models.transformer import TinySeq2Seq, TinyTransformer, TransformerConfig, sinusoidal_positions
+
+
+def run(model, *inputs):
+    """Logits of one pass and the attention its hook points saw."""
+    with capture(model) as captured:
+        logits = model(*inputs)
+    return logits, model.attention(captured)
 
 
 def recompute_first_layer(model: TinyTransformer, input_ids: torch.Tensor) -> torch.Tensor:
@@ -30,7 +38,8 @@ def test_returned_weights_equal_a_recomputation_from_the_projections(causal):
     torch.manual_seed(0)
     model = TinyTransformer(TransformerConfig(vocab_size=7, d_model=32, n_heads=4, causal=causal)).eval()
     input_ids = torch.randint(0, 7, (3, 9))
-    logits, attention = model(input_ids, return_attention=True)
+    logits, attention = run(model, input_ids)
+    attention = attention["self"]
     assert logits.shape == (3, 9, 7) and attention.shape == (3, 2, 4, 9, 9)
     torch.testing.assert_close(attention[:, 0], recompute_first_layer(model, input_ids), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(attention.sum(-1), torch.ones(3, 2, 4, 9))
@@ -40,9 +49,9 @@ def test_second_layer_weights_match_torch_multihead_attention():
     torch.manual_seed(1)
     model = TinyTransformer(TransformerConfig(vocab_size=5, d_model=16, n_heads=2, norm="post")).eval()
     input_ids = torch.randint(0, 5, (2, 6))
-    _, attention = model(input_ids, return_attention=True)
+    attention = run(model, input_ids)[1]["self"]
     hidden = model.embed(input_ids)
-    hidden, _, _ = model.blocks[0](hidden)
+    hidden = model.blocks[0](hidden)
     ours = model.blocks[1].self_attention
     reference = torch.nn.MultiheadAttention(16, 2, batch_first=True)
     reference.in_proj_weight.data = torch.cat([ours.q_proj.weight, ours.k_proj.weight, ours.v_proj.weight])
@@ -53,7 +62,7 @@ def test_second_layer_weights_match_torch_multihead_attention():
 
 def test_causal_model_never_attends_to_later_tokens():
     model = TinyTransformer(TransformerConfig(vocab_size=5, causal=True))
-    _, attention = model(torch.randint(0, 5, (2, 8)), return_attention=True)
+    attention = run(model, torch.randint(0, 5, (2, 8)))[1]["self"]
     assert attention.triu(diagonal=1).abs().max() == 0
 
 
@@ -68,22 +77,22 @@ def test_causal_logits_do_not_depend_on_later_tokens():
 @pytest.mark.parametrize("pooling", ["cls", "mean", "max", "attention"])
 def test_pooling_gives_one_prediction_per_sequence(pooling):
     model = TinyTransformer(TransformerConfig(vocab_size=6, pooling=pooling, n_classes=3, positional="learned"))
-    outputs = model(torch.randint(0, 6, (4, 5)), return_attention=True)
-    assert outputs[0].shape == (4, 3)
+    logits, attention = run(model, torch.randint(0, 6, (4, 5)))
+    assert logits.shape == (4, 3)
     n = 6 if pooling == "cls" else 5
-    assert outputs[1].shape == (4, 2, 4, n, n)
+    assert attention["self"].shape == (4, 2, 4, n, n)
     if pooling == "attention":
-        assert outputs[2].shape == (4, 5)
-        torch.testing.assert_close(outputs[2].sum(-1), torch.ones(4))
+        assert attention["pooling"].shape == (4, 5)
+        torch.testing.assert_close(attention["pooling"].sum(-1), torch.ones(4))
     else:
-        assert len(outputs) == 2
+        assert set(attention) == {"self"}
 
 
 def test_mean_pooling_equals_the_average_of_the_token_states():
     torch.manual_seed(0)
     model = TinyTransformer(TransformerConfig(vocab_size=6, pooling="mean", n_classes=3)).eval()
     input_ids = torch.randint(0, 6, (2, 5))
-    hidden, _ = model.encode(input_ids)
+    hidden = model.encode(input_ids)
     torch.testing.assert_close(model(input_ids), model.head(hidden.mean(dim=1)))
 
 
@@ -120,7 +129,7 @@ def test_seq2seq_returns_decoder_and_cross_attention_and_is_causal():
     torch.manual_seed(0)
     model = TinySeq2Seq(TransformerConfig(vocab_size=6, d_model=16, n_heads=2)).eval()
     source, target = torch.randint(0, 6, (2, 7)), torch.randint(0, 6, (2, 5))
-    logits, maps = model(source, model.decoder_inputs(target), return_attention=True)
+    logits, maps = run(model, source, model.decoder_inputs(target))
     assert logits.shape == (2, 5, 6)
     assert maps["encoder"].shape == (2, 2, 2, 7, 7)
     assert maps["decoder"].shape == (2, 2, 2, 5, 5) and maps["decoder"].triu(1).abs().max() == 0

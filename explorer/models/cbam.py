@@ -4,18 +4,17 @@ Channel attention (eq. 2):  M_c(F) = sigmoid( MLP(AvgPool(F)) + MLP(MaxPool(F)) 
 Spatial attention (eq. 3):  M_s(F) = sigmoid( conv_kxk([AvgPool_c(F); MaxPool_c(F)]) )       [B, 1, H, W]
 The module (eq. 1):         F' = M_c(F) * F,   F'' = M_s(F') * F'
 
-Each gate keeps its last weights (detached), so the maps drawn are the ones the network really used.
-``grad_cam`` (Selvaraju et al., 2017) reads the same model with hooks, for comparison.
+Each gate passes its weights through a hook point, so the maps drawn (``cbam_maps``) are the ones the network
+really used. ``grad_cam`` (Selvaraju et al., 2017) reads the same model with hooks, for comparison.
 """
 
 from __future__ import annotations
-
-import warnings
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from explorer.hooks import HookPoint, capture
 from explorer.maps import ImageAttention
 
 POOL_TYPES = ("avg", "max", "lp", "lse")
@@ -40,7 +39,7 @@ def check_pool(pool) -> tuple[str, ...]:
     """The pool types as a tuple; a ValueError if none is given or one is unknown."""
     pool = (pool,) if isinstance(pool, str) else tuple(pool)
     if not pool:
-        raise ValueError(f"Tick at least one pooling type ({', '.join(POOL_TYPES)}).")
+        raise ValueError(f"CBAM needs at least one pooling type ({', '.join(POOL_TYPES)}).")
     unknown = [p for p in pool if p not in POOL_TYPES]
     if unknown:
         raise ValueError(f"Unknown pooling type {unknown[0]!r}: use {', '.join(POOL_TYPES)}.")
@@ -59,6 +58,11 @@ def pool_over(x: torch.Tensor, kind: str, dims: tuple[int, ...]) -> torch.Tensor
     return torch.logsumexp(x, dim=dims, keepdim=True)
 
 
+def hidden_units(channels: int, ratio: int) -> int:
+    """The width of the channel MLP: C / r, and at least one unit when the ratio exceeds the channels."""
+    return max(1, channels // int(ratio))
+
+
 class ChannelAttention(nn.Module):
     """Weigh each channel by a shared MLP (C -> C/r -> C, ReLU) over its globally pooled values."""
 
@@ -69,29 +73,22 @@ class ChannelAttention(nn.Module):
         if merge not in MERGES:
             raise ValueError(f"Unknown merge {merge!r}: use 'sum' (as in the paper) or 'concat'.")
         self.pool, self.merge = check_pool(pool), merge
-        hidden = channels // int(ratio)
-        self.note = ""
-        if hidden < 1:
-            hidden = 1
-            self.note = f"Ratio {ratio} is larger than the {channels} channels: the MLP keeps 1 hidden unit."
-            warnings.warn(self.note, stacklevel=2)
+        hidden = hidden_units(channels, ratio)
         n_inputs = channels * len(self.pool) if merge == "concat" else channels
         self.mlp = nn.Sequential(nn.Linear(n_inputs, hidden), nn.ReLU(), nn.Linear(hidden, channels))
-        self.weights: torch.Tensor | None = None  # [B, C] of the last forward
+        self.hook_weights = HookPoint()  # [B, C]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.gate(x)[:, :, None, None]
 
     def gate(self, x: torch.Tensor) -> torch.Tensor:
-        """M_c(x) ``[B, C]``; kept (detached) as ``self.weights``."""
+        """M_c(x) ``[B, C]``."""
         pooled = [pool_over(x, kind, (2, 3)).flatten(1) for kind in self.pool]  # each [B, C]
         if self.merge == "sum":
             logits = sum(self.mlp(p) for p in pooled)
         else:
             logits = self.mlp(torch.cat(pooled, dim=1))
-        weights = torch.sigmoid(logits)
-        self.weights = weights.detach()
-        return weights
+        return self.hook_weights(torch.sigmoid(logits))
 
 
 class SpatialAttention(nn.Module):
@@ -103,23 +100,22 @@ class SpatialAttention(nn.Module):
             raise ValueError(f"The kernel size must be odd (3, 5 or 7) so the map stays centred, got {kernel_size}.")
         self.pool = check_pool(pool)
         self.conv = nn.Conv2d(len(self.pool), 1, kernel_size, padding=kernel_size // 2)
-        self.weights: torch.Tensor | None = None  # [B, 1, H, W] of the last forward
+        self.hook_map = HookPoint()  # [B, 1, H, W]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.gate(x)
 
     def gate(self, x: torch.Tensor) -> torch.Tensor:
-        """M_s(x) ``[B, 1, H, W]``; kept (detached) as ``self.weights``."""
+        """M_s(x) ``[B, 1, H, W]``."""
         pooled = torch.cat([pool_over(x, kind, (1,)) for kind in self.pool], dim=1)  # [B, n_pool, H, W]
-        weights = torch.sigmoid(self.conv(pooled))
-        self.weights = weights.detach()
-        return weights
+        return self.hook_map(torch.sigmoid(self.conv(pooled)))
 
 
 class CBAM(nn.Module):
     """Channel then spatial attention (or spatial first, or both from the input in parallel).
 
-    After each forward ``channel_weights`` ``[B, C]`` and ``spatial_map`` ``[B, 1, H, W]`` hold what was used.
+    The gates' weights pass through hook points (``channel_gate.hook_weights`` ``[B, C]``, ``spatial_gate.hook_map``
+    ``[B, 1, H, W]``) where ``capture`` reads them.
     """
 
     def __init__(self, in_channels: int, ratio: int = 16, kernel_size: int = 7, order: str = "channel-spatial",
@@ -132,14 +128,6 @@ class CBAM(nn.Module):
         self.order = order
         self.channel_gate = ChannelAttention(in_channels, ratio, pool, merge) if channel else None
         self.spatial_gate = SpatialAttention(kernel_size, pool) if spatial else None
-
-    @property
-    def channel_weights(self) -> torch.Tensor | None:
-        return None if self.channel_gate is None else self.channel_gate.weights
-
-    @property
-    def spatial_map(self) -> torch.Tensor | None:
-        return None if self.spatial_gate is None else self.spatial_gate.weights
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.order == "parallel":  # both gates read the input; their weights multiply it together
@@ -233,14 +221,15 @@ def cbam_maps(model: CBAMNet, pixel_values: torch.Tensor) -> ImageAttention:
     was_training = model.training
     model.eval()
     try:
-        logits = model(pixel_values)
+        with capture(model, "stages.*.cbam.*") as captured:
+            logits = model(pixel_values)
     finally:
         model.train(was_training)
     size = pixel_values.shape[-2:]
-    channel = [c.channel_weights for c in model.cbams if c.channel_weights is not None]
-    spatial = [upsample(c.spatial_map, size) for c in model.cbams if c.spatial_map is not None]
+    channel = [captured.get(name) for name in captured.names("*.hook_weights")]
+    spatial = [upsample(captured.get(name), size) for name in captured.names("*.hook_map")]
     return ImageAttention(channel=channel, spatial=spatial, images=pixel_values,
-                          meta={"predictions": logits.argmax(dim=1).tolist()})
+                          predictions=tuple(logits.argmax(dim=1).tolist()))
 
 
 def grad_cam(model: CBAMNet, pixel_values: torch.Tensor, target=None) -> torch.Tensor:
@@ -300,24 +289,24 @@ def localization(spatial_maps, boxes) -> float:
 
 
 def probe_maps(model: CBAMNet, pixel_values: torch.Tensor, boxes=None) -> ImageAttention:
-    """CBAM maps of a fixed set of images plus their Grad-CAM (``meta['grad_cam']``) and, with boxes, the
-    localization of each stage's spatial map and of Grad-CAM (``meta['localization']``)."""
+    """CBAM maps of a fixed set of images plus their Grad-CAM and, with boxes, the localization of each
+    stage's spatial map and of Grad-CAM."""
     record = cbam_maps(model, pixel_values)
     cam = grad_cam(model, pixel_values)
-    meta = dict(record.meta, grad_cam=cam)
+    scores = {}
     if boxes is not None:
         scores = {f"stage {i + 1}": localization(s, boxes) for i, s in enumerate(record.spatial)}
         scores["Grad-CAM"] = localization(cam, boxes)
-        meta["localization"] = scores
-    return ImageAttention(channel=record.channel, spatial=record.spatial, images=record.images, meta=meta)
+    return ImageAttention(channel=record.channel, spatial=record.spatial, images=record.images,
+                          predictions=record.predictions, grad_cam=cam, localization=scores)
 
 
 def localization_history(snapshots) -> dict:
-    """``{map name: (steps, scores)}`` from a Trainer's ``(step, record)`` snapshots of ``probe_maps``."""
+    """``{map name: (steps, scores)}`` from a Trainer's snapshots of ``probe_maps``."""
     history: dict = {}
-    for step, record in snapshots:
-        for name, score in record.meta.get("localization", {}).items():
+    for snapshot in snapshots:
+        for name, score in snapshot.maps.localization.items():
             steps, scores = history.setdefault(name, ([], []))
-            steps.append(step)
+            steps.append(snapshot.step)
             scores.append(score)
     return history

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from explorer.attention import SCORES, attend, causal_mask, make_scorer, score_matrix
-from explorer.maps import AttentionMaps
+from explorer.maps import AttentionMaps, MapsInfo
 
 MASKS = ("none", "causal", "custom")
 
@@ -59,7 +59,7 @@ class MechanismResult:
     mask: torch.Tensor  # [N, N] True where a query may attend
 
     def maps(self, tokens) -> AttentionMaps:
-        return AttentionMaps(tokens=tokens, weights=self.weights, meta={"source": "mechanism"})
+        return AttentionMaps(tokens=tokens, weights=self.weights, meta=MapsInfo(source="mechanism"))
 
 
 @dataclass(frozen=True)

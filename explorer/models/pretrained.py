@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from explorer.maps import AttentionMaps, entropy, rollout
+from explorer.maps import AttentionMaps, MapsInfo, entropy, rollout
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_ALIASES = (DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}")
@@ -119,7 +119,7 @@ class PretrainedEncoder:
 
         ``ablate`` lists ``(layer, head)`` pairs whose output is zeroed inside the pass: maps of later layers
         change, maps of earlier layers do not. Text beyond ``max_tokens`` (or the model's limit) is cut and
-        ``meta["notice"]`` says so.
+        ``meta.notice`` says so.
         """
         return self.run(text, text_pair, ablate, max_tokens).maps
 
@@ -188,17 +188,15 @@ class PretrainedEncoder:
         meta = self._meta(ids, inputs, full_length, ablate)
         return Forward(AttentionMaps(tokens=self.token_labels(ids), weights=weights, meta=meta), embedding)
 
-    def _meta(self, ids, inputs, full_length: int, ablate) -> dict:
+    def _meta(self, ids, inputs, full_length: int, ablate) -> MapsInfo:
         n_tokens = len(ids)
-        special = [int(i in self.special_ids) for i in ids]
-        sentence_b_start = _second_text_start(inputs)
         notice = ""
         if full_length > n_tokens:
             notice = (f"The text is {full_length} tokens long; {self.name} reads at most {n_tokens}, "
                       f"so it was cut to {n_tokens} tokens (the end of the text is not shown).")
-        return dict(model=self.name, n_layers=self.n_layers, n_heads=self.n_heads, hidden_size=self.hidden_size,
-                    n_tokens=n_tokens, full_length=full_length, truncated=full_length > n_tokens, notice=notice,
-                    special=special, sentence_b_start=sentence_b_start, ablated=[list(p) for p in ablate])
+        return MapsInfo(source=self.name, notice=notice, full_length=full_length,
+                        special=[i in self.special_ids for i in ids], segment_b_start=_second_text_start(inputs),
+                        ablated=ablate)
 
     def token_labels(self, ids) -> list[str]:
         """Word pieces as the tokenizer writes them (``##ing``), without the ``Ġ``/``▁`` word-start marks of
@@ -306,7 +304,7 @@ def aligned_difference(maps_a: AttentionMaps, maps_b: AttentionMaps) -> Attentio
 
     difference = restricted(maps_b, index_b) - restricted(maps_a, index_a)
     tokens = [maps_a.tokens[i] for i in index_a]
-    return AttentionMaps(tokens=tokens, weights=difference, meta=dict(kind="difference B - A", shared=len(tokens)))
+    return AttentionMaps(tokens=tokens, weights=difference, meta=MapsInfo(source=maps_a.meta.source, kind="difference B - A"))
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """A tiny Transformer (Vaswani et al. 2017) built on ``explorer.attention.MultiHeadAttention``.
 
 In the manner of nanoGPT's model.py: a config dataclass, small blocks with obvious names and a
-``forward`` that reads like the paper. Every attention layer hands back its weights, so the lab can
-draw them without re-deriving anything.
+``forward`` that reads like the paper and returns the logits. Every attention layer passes its weights
+through a hook point, so ``explorer.hooks.capture`` reads the very weights the pass used.
 
     x_0     = embed(tokens) + position                                (section 3.4 and 3.5)
     pre-norm:  x = x + MHA(LN(x));  x = x + FFN(LN(x))                 (Xiong et al. 2020)
@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import Callable, ClassVar
 
 import torch
 from torch import nn
 
 from explorer.attention import MultiHeadAttention, causal_mask, check_heads
-from explorer.maps import AttentionMaps
+from explorer.hooks import Capture, HookPoint, capture
+from explorer.maps import AttentionMaps, MapsInfo, Snapshot
 
 POOLINGS = (None, "cls", "mean", "max", "attention")
 POSITIONALS = ("sinusoidal", "learned")
@@ -109,25 +110,17 @@ class Block(nn.Module):
         self.norms = nn.ModuleList(nn.LayerNorm(d) for _ in range(3 if cross else 2))
         self.dropout = nn.Dropout(config.dropout)
 
-    def sublayer(self, x: torch.Tensor, norm: nn.LayerNorm, function) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """x + f(LN(x)) for pre-norm, LN(x + f(x)) for post-norm; returns the new x and f's attention weights."""
-        out = function(norm(x) if self.pre_norm else x)
-        out, weights = out if isinstance(out, tuple) else (out, None)
-        x = x + self.dropout(out)
-        return (x if self.pre_norm else norm(x)), weights
+    def sublayer(self, x: torch.Tensor, norm: nn.LayerNorm, function) -> torch.Tensor:
+        """x + f(LN(x)) for pre-norm, LN(x + f(x)) for post-norm."""
+        x = x + self.dropout(function(norm(x) if self.pre_norm else x))
+        return x if self.pre_norm else norm(x)
 
-    def forward(self, x, mask=None, memory=None, memory_mask=None):
-        """``x`` ``[B, T, d]``; ``memory`` ``[B, S, d]`` (the encoder output) for cross-attention.
-
-        Returns ``(x, self_weights [B, H, T, T], cross_weights [B, H, T, S] or None)``.
-        """
-        x, self_weights = self.sublayer(x, self.norms[0], lambda h: self.self_attention(h, mask=mask))
-        cross_weights = None
+    def forward(self, x, mask=None, memory=None, memory_mask=None) -> torch.Tensor:
+        """``x`` ``[B, T, d]``; ``memory`` ``[B, S, d]`` (the encoder output) for cross-attention."""
+        x = self.sublayer(x, self.norms[0], lambda h: self.self_attention(h, mask=mask))
         if self.cross_attention is not None:
-            x, cross_weights = self.sublayer(
-                x, self.norms[2], lambda h: self.cross_attention(h, context=memory, mask=memory_mask))
-        x, _ = self.sublayer(x, self.norms[1], self.feed_forward)
-        return x, self_weights, cross_weights
+            x = self.sublayer(x, self.norms[2], lambda h: self.cross_attention(h, context=memory, mask=memory_mask))
+        return self.sublayer(x, self.norms[1], self.feed_forward)
 
 
 class Embedding(nn.Module):
@@ -167,24 +160,26 @@ class AttentionPooling(nn.Module):
     def __init__(self, d_model: int):
         super().__init__()
         self.query = nn.Parameter(torch.zeros(d_model))
+        self.hook_pattern = HookPoint()  # [B, T]
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         nn.init.normal_(self.query, std=self.query.shape[0] ** -0.5)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        weights = torch.softmax(x @ self.query / math.sqrt(x.shape[-1]), dim=-1)  # [B, T]
-        return (weights.unsqueeze(-1) * x).sum(dim=1), weights
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weights = self.hook_pattern(torch.softmax(x @ self.query / math.sqrt(x.shape[-1]), dim=-1))  # [B, T]
+        return (weights.unsqueeze(-1) * x).sum(dim=1)
 
 
 class TinyTransformer(nn.Module):
-    """An encoder (or, with ``causal``, a decoder-only) Transformer that returns its attention weights.
+    """An encoder (or, with ``causal``, a decoder-only) Transformer.
 
-    ``forward(input_ids)`` gives logits ``[B, T, vocab]`` (or ``[B, n_classes]`` with pooling).
-    With ``return_attention=True`` it also gives the weights ``[B, layers, heads, T, T]`` and, for
-    attention pooling, the pooling weights ``[B, T]``. With ``cls`` pooling a [CLS] token is put first,
-    so the maps have T + 1 rows.
+    ``forward(input_ids)`` gives logits ``[B, T, vocab]`` (or ``[B, n_classes]`` with pooling). With ``cls``
+    pooling a [CLS] token is put first, so the maps have T + 1 rows. ``attention(captured)`` reads the maps of
+    a run inside ``capture(model)``.
     """
+
+    is_encoder_decoder: ClassVar[bool] = False
 
     def __init__(self, config: TransformerConfig):
         super().__init__()
@@ -201,49 +196,53 @@ class TinyTransformer(nn.Module):
     def cls_id(self) -> int:
         return self.config.vocab_size
 
-    def encode(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Run the blocks: hidden states ``[B, T, d]`` and attention ``[B, layers, heads, T, T]``."""
+    def encode(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Run the blocks: hidden states ``[B, T, d]`` (``T + 1`` with a [CLS] token)."""
         if self.config.pooling == "cls":
             cls = torch.full_like(input_ids[:, :1], self.cls_id)
             input_ids = torch.cat([cls, input_ids], dim=1)
         x = self.embed(input_ids)
         mask = causal_mask(x.shape[1], device=x.device) if self.config.causal else None
-        maps = []
         for block in self.blocks:
-            x, weights, _ = block(x, mask=mask)
-            maps.append(weights)
-        return self.final_norm(x), torch.stack(maps, dim=1)
+            x = block(x, mask=mask)
+        return self.final_norm(x)
 
-    def pooled(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """One vector per sequence ``[B, d]`` (and the pooling weights for attention pooling)."""
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """One vector per sequence ``[B, d]``."""
         pooling = self.config.pooling
         if pooling == "cls":
-            return x[:, 0], None
+            return x[:, 0]
         if pooling == "mean":
-            return x.mean(dim=1), None
+            return x.mean(dim=1)
         if pooling == "max":
-            return x.max(dim=1).values, None
+            return x.max(dim=1).values
         return self.pool(x)
 
-    def forward(self, input_ids: torch.Tensor, return_attention: bool = False):
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         _check_ids(input_ids, self.config.vocab_size)
-        x, attention = self.encode(input_ids)
-        pool_weights = None
+        x = self.encode(input_ids)
         if self.config.pooling is not None:
-            x, pool_weights = self.pooled(x)
-        logits = self.head(x)
-        if not return_attention:
-            return logits
-        return (logits, attention) if self.config.pooling != "attention" else (logits, attention, pool_weights)
+            x = self.pooled(x)
+        return self.head(x)
+
+    @staticmethod
+    def attention(captured: Capture) -> dict[str, torch.Tensor]:
+        """``self`` ``[B, layers, heads, T, T]`` and, for attention pooling, ``pooling`` ``[B, T]``."""
+        maps = {"self": captured.stack("blocks.*.self_attention.hook_pattern")}
+        if captured.names("pool.hook_pattern"):
+            maps["pooling"] = captured.get("pool.hook_pattern")
+        return maps
 
 
 class TinySeq2Seq(nn.Module):
     """Encoder-decoder Transformer: the decoder attends to itself (causally) and, by cross-attention, to the source.
 
-    ``forward(input_ids, decoder_input_ids)`` gives logits ``[B, T, vocab]``; with ``return_attention``
-    also a dict of weights: ``encoder`` ``[B, L, H, S, S]``, ``decoder`` ``[B, L, H, T, T]`` and
-    ``cross`` ``[B, L, H, T, S]``. The decoder starts from a begin token (id ``vocab_size``).
+    ``forward(input_ids, decoder_input_ids)`` gives logits ``[B, T, vocab]``. The decoder starts from a begin
+    token (id ``vocab_size``). ``attention(captured)`` reads ``encoder`` ``[B, L, H, S, S]``, ``decoder``
+    ``[B, L, H, T, T]`` and ``cross`` ``[B, L, H, T, S]``.
     """
+
+    is_encoder_decoder: ClassVar[bool] = True
 
     def __init__(self, config: TransformerConfig):
         super().__init__()
@@ -270,28 +269,25 @@ class TinySeq2Seq(nn.Module):
         shifted[:, 0] = self.bos_id
         return shifted
 
-    def forward(self, input_ids, decoder_input_ids=None, return_attention: bool = False):
+    def forward(self, input_ids: torch.Tensor, decoder_input_ids: torch.Tensor | None = None) -> torch.Tensor:
         _check_ids(input_ids, self.config.vocab_size)
         if decoder_input_ids is None:
             raise ValueError("The decoder needs its inputs: pass decoder_input_ids=model.decoder_inputs(labels).")
         memory = self.source_embed(input_ids)
-        encoder_maps = []
         for block in self.encoder:
-            memory, weights, _ = block(memory)
-            encoder_maps.append(weights)
+            memory = block(memory)
         memory = self.encoder_norm(memory)
         x = self.target_embed(decoder_input_ids)
         mask = causal_mask(x.shape[1], device=x.device)
-        decoder_maps, cross_maps = [], []
         for block in self.decoder:
-            x, weights, cross = block(x, mask=mask, memory=memory)
-            decoder_maps.append(weights)
-            cross_maps.append(cross)
-        logits = self.head(self.decoder_norm(x))
-        if not return_attention:
-            return logits
-        stack = lambda maps: torch.stack(maps, dim=1)  # noqa: E731 - [B, L, H, Q, K]
-        return logits, {"encoder": stack(encoder_maps), "decoder": stack(decoder_maps), "cross": stack(cross_maps)}
+            x = block(x, mask=mask, memory=memory)
+        return self.head(self.decoder_norm(x))
+
+    @staticmethod
+    def attention(captured: Capture) -> dict[str, torch.Tensor]:
+        return {"encoder": captured.stack("encoder.*.self_attention.hook_pattern"),
+                "decoder": captured.stack("decoder.*.self_attention.hook_pattern"),
+                "cross": captured.stack("decoder.*.cross_attention.hook_pattern")}
 
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, length: int | None = None) -> torch.Tensor:
@@ -304,10 +300,17 @@ class TinySeq2Seq(nn.Module):
         return decoded[:, 1:]
 
 
-def token_probe(data, index: int = 0) -> Callable:
-    """The default probe: the model's attention on test example ``index``, as AttentionMaps.
+def model_inputs(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> tuple:
+    """The arguments of a model's forward: an encoder-decoder also gets its shifted targets."""
+    if getattr(model, "is_encoder_decoder", False):
+        return inputs, model.decoder_inputs(labels)
+    return (inputs,)
 
-    ``meta`` holds the prediction and the target as token strings (and the pooling weights, if any).
+
+def token_probe(data, index: int = 0) -> Callable[[nn.Module], Snapshot]:
+    """The default probe: the model's attention on test example ``index``, with its prediction and target.
+
+    For an encoder-decoder the maps are the cross-attention (target positions over source tokens).
     """
     split = data["test"]
     example = split.with_format("torch")[index]
@@ -317,19 +320,21 @@ def token_probe(data, index: int = 0) -> Callable:
     label_names = names if labels.dim() == 2 else _names(label_feature, int(labels.max()) + 1)
     tokens = [names[i] for i in inputs[0].tolist()]
 
-    def probe(model: nn.Module) -> AttentionMaps:
-        extra = (model.decoder_inputs(labels),) if hasattr(model, "decoder_inputs") else ()
-        outputs = model(inputs, *extra, return_attention=True)
-        logits, attention = outputs[0], outputs[1]
-        predicted = model.generate(inputs, labels.shape[1]) if extra else logits.argmax(dim=-1)  # greedy for seq2seq
-        meta = {"target": _decode(labels[0], label_names), "prediction": _decode(predicted[0], label_names)}
-        if isinstance(attention, dict):  # encoder-decoder: show the cross-attention, targets over sources
+    def probe(model: nn.Module) -> Snapshot:
+        with capture(model) as captured:
+            logits = model(*model_inputs(model, inputs, labels))
+        attention = model.attention(captured)
+        seq2seq = getattr(model, "is_encoder_decoder", False)
+        predicted = model.generate(inputs, labels.shape[1]) if seq2seq else logits.argmax(dim=-1)  # greedy
+        target, prediction = _decode(labels[0], label_names), _decode(predicted[0], label_names)
+        if seq2seq:
             targets = [label_names[i] for i in labels[0].clamp_min(0).tolist()]
-            return AttentionMaps(tokens=targets, key_tokens=tokens, weights=attention["cross"][0], meta=meta)
-        shown = (["[CLS]"] + tokens) if attention.shape[-1] == len(tokens) + 1 else tokens
-        if len(outputs) == 3:
-            meta["pool_weights"] = outputs[2][0].tolist()
-        return AttentionMaps(tokens=shown, weights=attention[0], meta=meta)
+            maps = AttentionMaps(tokens=targets, key_tokens=tokens, weights=attention["cross"][0],
+                                 meta=MapsInfo(kind="cross-attention"))
+            return Snapshot(0, maps, prediction, target)
+        shown = (["[CLS]"] + tokens) if model.config.pooling == "cls" else tokens
+        pooling = tuple(attention["pooling"][0].tolist()) if "pooling" in attention else None
+        return Snapshot(0, AttentionMaps(tokens=shown, weights=attention["self"][0]), prediction, target, pooling)
 
     return probe
 
@@ -341,7 +346,7 @@ def _names(feature, n: int) -> list[str]:
 def _decode(ids: torch.Tensor, names: list[str]):
     if ids.dim() == 0:
         return names[int(ids)] if int(ids) < len(names) else str(int(ids))
-    return [names[i] if 0 <= i < len(names) else "·" for i in ids.tolist()]
+    return tuple(names[i] if 0 <= i < len(names) else "·" for i in ids.tolist())
 
 
 def _check_ids(input_ids: torch.Tensor, vocab_size: int) -> None:

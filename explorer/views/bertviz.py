@@ -57,7 +57,7 @@ def bertviz_page(maps, kind: str = "head", layer: int = 0, max_tokens: int = MAX
     weights = np.round(maps.weights[:, :, :n, :n].double().numpy(), DECIMALS)
     attention = [_batch(layer_weights) for layer_weights in weights]
     tokens = list(maps.tokens[:n])
-    start = maps.meta.get("sentence_b_start")
+    start = maps.meta.segment_b_start
     start = start if start is not None and start < n else None
     if kind == "head":
         page = head_view(attention, tokens, sentence_b_start=start, layer=layer, html_action="return").data

@@ -10,6 +10,7 @@ import base64
 import html
 import json
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +26,7 @@ def export_scope(maps, layer: int, limit: int = DOWNLOAD_LIMIT):
     """The record to save and its description: every layer, or only ``layer`` when all would be too large."""
     if maps.weights.numel() <= limit:
         return maps, f"all {maps.n_layers} layers"
-    one = type(maps)(tokens=maps.tokens, key_tokens=maps.key_tokens, weights=maps.weights[layer:layer + 1],
-                     meta=dict(maps.meta, layer=layer))
+    one = replace(maps, weights=maps.weights[layer:layer + 1], meta=replace(maps.meta, layer_offset=layer))
     return one, (f"layer {layer} only (all {maps.n_layers} layers would be {maps.weights.numel() / 1e6:.0f} million "
                  "numbers; save them from Python with AttentionMaps.save_npz)")
 

@@ -29,7 +29,7 @@ def curves_figure(histories: dict, evaluations: dict) -> go.Figure:
     """
     fig = make_subplots(rows=1, cols=2, subplot_titles=("training loss", "test accuracy"), horizontal_spacing=0.1)
     for name, history in histories.items():
-        fig.add_trace(go.Scatter(x=[r["step"] for r in history], y=[r["loss"] for r in history], name=name,
+        fig.add_trace(go.Scatter(x=[r.step for r in history], y=[r.loss for r in history], name=name,
                                  mode="lines", line=dict(color=MODEL_COLORS.get(name), width=1.5),
                                  legendgroup=name), row=1, col=1)
     for name, (steps, accuracy) in evaluations.items():
@@ -78,15 +78,15 @@ def gallery_figure(images, columns: dict, row_titles, height_per_row: int = 150)
 
 
 def attention_gallery(images, records: dict, class_names, labels=None, height_per_row: int = 150) -> go.Figure:
-    """The gallery of several nets' records (name -> ImageAttention whose meta holds ``grad_cam`` and
+    """The gallery of several nets' records (name -> ImageAttention with ``grad_cam`` and
     ``predictions``) over the first ``len(images)`` images: the first net's spatial map of each stage, then
     every net's Grad-CAM. Row titles: the true class (or "your image") and each net's prediction."""
     n_images = len(images)
     first = next(iter(records.values()))
     columns = {f"stage {s + 1}": spatial[:n_images] for s, spatial in enumerate(first.spatial)}
-    columns.update({f"Grad-CAM ({name})": r.meta["grad_cam"][:n_images] for name, r in records.items()})
+    columns.update({f"Grad-CAM ({name})": r.grad_cam[:n_images] for name, r in records.items()})
     truth = ["your image"] * n_images if labels is None else [class_names[int(label)] for label in labels]
-    titles = [" · ".join([truth[i]] + [class_names[r.meta["predictions"][i]] for r in records.values()])
+    titles = [" · ".join([truth[i]] + [class_names[r.predictions[i]] for r in records.values()])
               for i in range(n_images)]
     return gallery_figure(images, columns, titles, height_per_row)
 

@@ -74,7 +74,7 @@ def matrix_update(matrix, keys, queries, title: str, token: int | None = None) -
 
 def ablated_heads(maps, layer: int) -> set[int]:
     """Heads of ``layer`` whose output was zeroed when ``maps`` were made (their own weights are unchanged)."""
-    return {h for l, h in maps.meta.get("ablated", ()) if l == layer}
+    return {h for l, h in maps.meta.ablated if l == layer}
 
 
 def head_update(maps, layer: int, head: int, token: int | None = None) -> dict:

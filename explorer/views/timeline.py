@@ -1,6 +1,6 @@
 """A training timeline as a file to keep: an animated GIF or a self-contained HTML page.
 
-Both take the snapshots a Trainer records, ``[(step, AttentionMaps), ...]``, and draw every head of one
+Both take the snapshots a Trainer records (``Snapshot``s of ``AttentionMaps``), and draw every head of one
 layer at each step, on the fixed 0..1 weight scale so frames compare.
 """
 
@@ -25,7 +25,7 @@ BLUES = np.array([[247, 251, 255], [222, 235, 247], [198, 219, 239], [158, 202, 
 def _check(snapshots, layer: int):
     if not snapshots:
         raise ValueError("There is no timeline yet: train for a few steps first.")
-    maps = snapshots[-1][1]
+    maps = snapshots[-1].maps
     if not 0 <= layer < maps.n_layers:
         raise ValueError(f"Layer {layer} does not exist: the model has layers 0 to {maps.n_layers - 1}.")
 
@@ -62,7 +62,7 @@ def timeline_gif(snapshots, layer: int = 0, seconds_per_frame: float = 0.4, max_
     """The heads of ``layer`` over training as an animated GIF (at most ``max_frames`` evenly spaced frames)."""
     _check(snapshots, layer)
     chosen = np.unique(np.linspace(0, len(snapshots) - 1, min(max_frames, len(snapshots))).round().astype(int))
-    frames = [frame_image(snapshots[i][1], layer, snapshots[i][0]) for i in chosen]
+    frames = [frame_image(snapshots[i].maps, layer, snapshots[i].step) for i in chosen]
     buffer = io.BytesIO()
     frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:],
                    duration=int(seconds_per_frame * 1000), loop=0)
@@ -73,10 +73,10 @@ def timeline_figure(snapshots, layer: int = 0, max_frames: int = 60) -> go.Figur
     """The heads of ``layer`` over training as a plotly animation with a step slider and a Play button."""
     _check(snapshots, layer)
     chosen = np.unique(np.linspace(0, len(snapshots) - 1, min(max_frames, len(snapshots))).round().astype(int))
-    first_step, first = snapshots[chosen[0]]
+    first = snapshots[chosen[0]].maps
     fig = head_grid(first.layer(layer), first.keys, first.tokens, title=f"layer {layer}: attention while training")
-    fig.frames = [go.Frame(data=[go.Heatmap(z=w) for w in snapshots[i][1].layer(layer).numpy()],
-                           name=str(snapshots[i][0])) for i in chosen]
+    fig.frames = [go.Frame(data=[go.Heatmap(z=w) for w in snapshots[i].maps.layer(layer).numpy()],
+                           name=str(snapshots[i].step)) for i in chosen]
     steps = [dict(method="animate", label=frame.name,
                   args=[[frame.name], dict(mode="immediate", frame=dict(duration=0, redraw=True))])
              for frame in fig.frames]

@@ -12,7 +12,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from explorer.maps import AttentionMaps
+from explorer.maps import AttentionMaps, Snapshot
 from explorer.views.heatmaps import head_grid
 
 RUN_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
@@ -27,7 +27,7 @@ def curve_data(history: list[dict], key: str, max_points: int = MAX_POINTS) -> t
     picked = history[::stride]
     if picked[-1] is not history[-1]:
         picked = picked + [history[-1]]
-    return np.array([r["step"] for r in picked]), np.array([r[key] for r in picked], dtype=float)
+    return np.array([r.step for r in picked]), np.array([getattr(r, key) for r in picked], dtype=float)
 
 
 def curves_figure(histories: dict[str, list[dict]], height: int = 260) -> go.Figure:
@@ -80,9 +80,9 @@ def grid_matches(maps: AttentionMaps, fig) -> bool:
         and len(fig.data[0].x or ()) == len(maps.keys)
 
 
-def prediction_html(maps: AttentionMaps, step: int, title: str = "") -> str:
+def prediction_html(snapshot: Snapshot, title: str = "") -> str:
     """The probe input, the target and the model's prediction, each wrong token marked in red."""
-    target, prediction = maps.meta.get("target"), maps.meta.get("prediction")
+    maps, step, target, prediction = snapshot.maps, snapshot.step, snapshot.target, snapshot.prediction
     if target is None or prediction is None:
         return ""
     source = maps.keys if maps.key_tokens is not None else maps.tokens  # cross-attention: the keys are the input
@@ -93,8 +93,8 @@ def prediction_html(maps: AttentionMaps, step: int, title: str = "") -> str:
         spans = "".join(_token_span(token, expected[i] if expected and i < len(expected) else None)
                         for i, token in enumerate(tokens))
         cells.append(f"<tr><td style='padding-right:8px;color:#555'>{name}</td><td>{spans}</td></tr>")
-    if "pool_weights" in maps.meta:  # attention pooling: how much each token counts for the class
-        shades = "".join(_weight_span(f"{100 * w:.0f}", w) for w in maps.meta["pool_weights"])
+    if snapshot.pooling is not None:  # attention pooling: how much each token counts for the class
+        shades = "".join(_weight_span(f"{100 * w:.0f}", w) for w in snapshot.pooling)
         cells.insert(1, f"<tr><td style='padding-right:8px;color:#555'>pooling %</td><td>{shades}</td></tr>")
     correct = sum(p == t for p, t in zip(_as_list(prediction), _as_list(target)))
     summary = f"{correct} of {len(_as_list(target))} correct at step {step}"
