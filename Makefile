@@ -24,7 +24,7 @@ classroom: $(STAMP)
 	$(BIN)/attention-explorer serve --port $(PORT) --students $(STUDENTS)
 
 test: $(STAMP)
-	AE_FAST=1 $(BIN)/python -m pytest -q --nbmake --timeout=900 tests notebooks dashboards
+	AE_FAST=1 AE_DEBUG_THREADS=1 $(BIN)/python -m pytest -q --nbmake --timeout=900 tests notebooks dashboards
 
 bench: $(STAMP)
 	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done

@@ -1,8 +1,10 @@
-"""The dashboard: one tab per panel, built when first opened so the first tab paints fast.
+"""The dashboard: one tab per session and panel, each built when first opened, and links to any view.
 
-``build_app()`` is all that ``dashboards/explorer.ipynb`` and the lesson notebooks call. Each tab names
-its panel as ``"module:Class"``; the module (and whatever heavy library it needs, such as transformers)
-is imported in a background thread the first time the tab is selected.
+``build_app()`` is all that ``dashboards/explorer.ipynb`` and the lesson notebooks call. A tab names its session
+and its panel as ``"module:Class"``. Opening a tab imports both modules and makes the session in a worker (a
+session may load data or a model); the panel, like every widget, is then made on the home thread (the kernel's),
+where the tab first showed a placeholder. ``link()`` gives ``?tab=...&state=...`` for the view on screen and
+``apply_link()`` opens one.
 """
 
 from __future__ import annotations
@@ -12,160 +14,240 @@ import importlib
 import os
 import threading
 from dataclasses import dataclass
-from urllib.parse import parse_qs
 
 import ipywidgets as widgets
 
-from explorer.widgets.common import guard_widget_registry, unknown_name
+from explorer import links
+from explorer.sessions.base import friendly_error, unknown_name
+from explorer.threads import Worker, home
+from explorer.widgets.page_watch import PageWatch
 
 
 @dataclass(frozen=True)
 class TabSpec:
     key: str  # short name used in links (?tab=...)
     title: str  # what the tab says
-    panel: str  # "module:Class" of the panel widget
+    session: str  # "module:Class" of the tab's state
+    panel: str  # "module:Class" of the panel widget, made with the session
 
 
 TABS = (
-    TabSpec("mechanism", "Mechanism", "explorer.widgets.mechanism:MechanismPanel"),
-    TabSpec("pretrained", "Pretrained", "explorer.widgets.pretrained:PretrainedPanel"),
-    TabSpec("transformer", "Train a Transformer", "explorer.widgets.transformer_lab:TransformerLabPanel"),
-    TabSpec("cbam", "CBAM", "explorer.widgets.cbam_lab:CBAMPanel"),
+    TabSpec("mechanism", "Mechanism", "explorer.sessions.mechanism:MechanismSession",
+            "explorer.widgets.mechanism:MechanismPanel"),
+    TabSpec("pretrained", "Pretrained", "explorer.sessions.pretrained:PretrainedSession",
+            "explorer.widgets.pretrained:PretrainedPanel"),
+    TabSpec("transformer", "Train a Transformer", "explorer.sessions.transformer_lab:TransformerLabSession",
+            "explorer.widgets.transformer_lab:TransformerLabPanel"),
+    TabSpec("cbam", "CBAM", "explorer.sessions.vision:VisionSession", "explorer.widgets.vision:VisionPanel"),
 )
+ALIASES: dict[str, str] = {}  # older tab names in links -> the tab that shows them now
 
 APP_CSS = """
 <style>
 .ae-app .widget-tab > .p-TabBar .p-TabBar-tab, .ae-app .lm-TabBar-tab { min-width: 150px; }
 .ae-status { min-height: 1.4em; }
+.ae-app { max-width: 100%; }
 </style>
 """
 
 
 def find_tab(key: str, tabs=TABS) -> int:
-    """The index of the tab called ``key``; a ValueError lists the known tabs."""
+    """The index of the tab called ``key`` (or an older name of it); a ValueError lists the known tabs."""
+    key = ALIASES.get(key, key)
     for index, spec in enumerate(tabs):
         if spec.key == key:
             return index
     raise unknown_name("tab", key, [spec.key for spec in tabs])
 
 
-def make_panel(spec: TabSpec, **options) -> widgets.Widget:
-    """Import and build one panel."""
-    module_name, class_name = spec.panel.split(":")
-    panel_class = getattr(importlib.import_module(module_name), class_name)
-    return panel_class(**options)
+def _import(spec: str):
+    module_name, name = spec.split(":")
+    return getattr(importlib.import_module(module_name), name)
 
 
 class ExplorerApp(widgets.VBox):
-    """The tabbed dashboard. ``panels`` maps tab keys to the panels built so far."""
+    """The tabbed dashboard. ``sessions`` and ``panels`` map tab keys to those built so far."""
 
-    def __init__(self, tab: str | None = None, tabs=TABS, **panel_options):
-        guard_widget_registry()  # tabs are built in threads, possibly while the page is loading
+    def __init__(self, tab: str | None = None, tabs=TABS, **session_options):
+        self.home = home()
         self.tabs = tuple(tabs)
+        self.sessions: dict = {}
         self.panels: dict[str, widgets.Widget] = {}
-        self.panel_options = panel_options
+        self.failed: dict[str, str] = {}
+        self.session_options = session_options
+        self._building: dict[str, Worker] = {}
+        self._then: dict[str, list] = {}
         self.notice = widgets.HTML()
-        self._lock = threading.Lock()
-        self._threads: dict[str, threading.Thread] = {}
-        placeholders = [widgets.VBox([widgets.HTML(f"<i>Opening {html.escape(s.title)}…</i>")]) for s in self.tabs]
+        self.notice.add_class("ae-notice")
+        placeholders = [widgets.HTML(f"<i>Opening {html.escape(s.title)}…</i>") for s in self.tabs]
         self.tab = widgets.Tab(children=placeholders, titles=[s.title for s in self.tabs])
-        super().__init__([widgets.HTML(APP_CSS), self.notice, self.tab])
+        self.watch = PageWatch(on_gone=self.stop_work)
+        super().__init__([widgets.HTML(APP_CSS), self.notice, self.tab, self.watch])
         self.add_class("ae-app")
         start = 0
         if tab:
             try:
                 start = find_tab(tab, self.tabs)
             except ValueError as error:
-                self.notice.value = f'<span style="color:#b42318">{html.escape(str(error))} Showing the first tab.</span>'
-        self.tab.observe(self._on_select, "selected_index")
-        self.open_tab(self.tabs[start].key, wait=True)
+                self.say(f"{error} Showing the first tab.")
+        self.open_tab(self.tabs[start].key, now=True)
         self.tab.selected_index = start
+        self.tab.observe(self._on_select, "selected_index")
 
+    def say(self, text: str) -> None:
+        self.notice.value = f'<span style="color:#b42318">{html.escape(text)}</span>' if text else ""
+
+    # ----- building tabs -----------------------------------------------------------------------------------------
     def _on_select(self, change) -> None:
         if change["new"] is not None:
             self.open_tab(self.tabs[change["new"]].key)
 
-    def open_tab(self, key: str, wait: bool = False) -> None:
-        """Build the panel of tab ``key`` if it is not built yet (in a background thread unless ``wait``)."""
-        with self._lock:
-            if key in self.panels or key in self._threads:
-                return
-            thread = threading.Thread(target=self._build, args=(key,), daemon=True)
-            self._threads[key] = thread
-        thread.start()
-        if wait:
-            thread.join()
+    def open_tab(self, key: str, now: bool = False, then=None) -> None:
+        """Build tab ``key`` if it is not built yet: its session in a worker (here if ``now``), its panel here.
 
-    def _build(self, key: str) -> None:
-        index = find_tab(key, self.tabs)
-        spec = self.tabs[index]
+        ``then(key)`` runs on the home thread once the tab is built (or has failed to build).
+        """
+        if then is not None:
+            self._then.setdefault(key, []).append(then)
+        if key in self.panels or key in self.failed:
+            self._done(key)
+            return
+        if key in self._building:
+            return
+        spec = self.tabs[find_tab(key, self.tabs)]
+        options = self.session_options.get(key, {})
+        if now:
+            try:
+                self._place(spec, self._make_session(spec, options))
+            except Exception as error:  # noqa: BLE001 - shown in the tab instead of a traceback
+                self._failed(spec, error)
+            return
+        worker = self._building[key] = Worker(self.home, name=f"open-{key}")
+        worker.submit(self._make_session, spec, options, done=lambda session: self._place(spec, session),
+                      failed=lambda error: self._failed(spec, error))
+
+    def _make_session(self, spec: TabSpec, options: dict):
+        _import(spec.panel)  # import the panel's heavy modules here, not on the home thread
+        return _import(spec.session)(owner=self.home, **options)
+
+    def _place(self, spec: TabSpec, session) -> None:
         try:
-            panel = make_panel(spec, **self.panel_options.get(key, {}))
+            panel = _import(spec.panel)(session)
         except Exception as error:  # noqa: BLE001 - shown in the tab instead of a traceback
-            panel = widgets.HTML(f'<span style="color:#b42318">The {html.escape(spec.title)} tab could not start: '
-                                 f"{html.escape(str(error))}</span>")
-        else:
-            self.panels[key] = panel
+            self._failed(spec, error)
+            return
+        self.sessions[spec.key], self.panels[spec.key] = session, panel
+        self._show(spec, panel)
+
+    def _failed(self, spec: TabSpec, error: BaseException) -> None:
+        self.failed[spec.key] = friendly_error(error)
+        self._show(spec, widgets.HTML(f'<span style="color:#b42318">The {html.escape(spec.title)} tab could not '
+                                      f"start: {html.escape(self.failed[spec.key])}</span>"))
+
+    def _show(self, spec: TabSpec, widget: widgets.Widget) -> None:
+        index = self.tabs.index(spec)
         children = list(self.tab.children)
-        children[index] = panel
+        old, children[index] = children[index], widget
         selected = self.tab.selected_index
         self.tab.children = children
         self.tab.selected_index = selected
-        with self._lock:
-            self._threads.pop(key, None)
+        old.close()
+        self._building.pop(spec.key, None)
+        self._done(spec.key)
 
-    def select(self, key: str, preset: str | None = None, timeout: float = 120.0) -> None:
-        """Show tab ``key`` (and apply one of its panel's presets, if given); unknown names become a notice.
+    def _done(self, key: str) -> None:
+        for then in self._then.pop(key, []):
+            then(key)
 
-        Returns once the panel is built and its first drawing is done. In Voila this runs in the notebook's
-        last cell, before the page connects: a panel still making widgets in a thread while the page loads
-        its widgets can send the page a box whose children it has not received yet, and that part of the
-        page never appears ("widget model not found"). A panel's ``wait`` (if it has one) covers the work it
-        starts in its own threads, such as the Pretrained tab loading its model and reading the text.
-        """
-        try:
-            index = find_tab(key, self.tabs)
-            self.tab.selected_index = index
-            panel = self.wait(key, timeout)
-            if preset:
-                if not hasattr(panel, "apply_preset"):
-                    raise ValueError(f"The {self.tabs[index].title} tab has no presets.")
-                panel.apply_preset(preset)
-            if callable(getattr(panel, "wait", None)):
-                panel.wait(timeout)
-        except ValueError as error:
-            self.notice.value = f'<span style="color:#b42318">{html.escape(str(error))}</span>'
-
-    def apply_link(self, query_string: str | None = None) -> None:
-        """Apply ``?tab=...&preset=...`` from the page address (in Voila) or from ``query_string``."""
-        if query_string is None:
-            query_string = voila_query_string()
-        params = {k: v[0] for k, v in parse_qs(query_string or "").items() if v}
-        if "tab" in params:
-            self.select(params["tab"], params.get("preset"))
-        elif "preset" in params:
-            self.select(self.tabs[self.tab.selected_index or 0].key, params["preset"])
-
-    def wait(self, key: str, timeout: float = 60.0) -> widgets.Widget:
-        """Open tab ``key`` and block until its panel exists (for notebooks and tests)."""
+    def wait(self, key: str, timeout: float = 120.0):
+        """Open tab ``key`` and block (on the home thread) until its panel exists and its session is idle."""
         self.open_tab(key)
-        thread = self._threads.get(key)
-        if thread is not None:
-            thread.join(timeout)
-        if key not in self.panels:  # it failed to build (its tab says why) or is still building
-            raise ValueError(f"The {self.tabs[find_tab(key, self.tabs)].title} tab is not ready; its tab says why.")
+        self.home.wait_until(lambda: key in self.panels or key in self.failed, timeout)
+        if key not in self.panels:
+            title = self.tabs[find_tab(key, self.tabs)].title
+            raise ValueError(f"The {title} tab is not ready: {self.failed.get(key, 'it is still opening')}")
+        self.sessions[key].wait(timeout)
         return self.panels[key]
 
+    # ----- links -------------------------------------------------------------------------------------------------
+    def link(self, tab: str | None = None) -> str:
+        """``?tab=...&state=...`` for the view of tab ``tab`` (the tab on screen by default)."""
+        key = tab or self.tabs[self.tab.selected_index or 0].key
+        key = self.tabs[find_tab(key, self.tabs)].key
+        if key not in self.sessions:
+            return links.query(key)
+        return links.query(key, self.sessions[key].state())
 
-def voila_query_string() -> str:
-    """The visitor's query string in Voila (waiting for the visitor in a preheated kernel); "" elsewhere."""
-    if not any(name in os.environ for name in ("VOILA_KERNEL_ID", "QUERY_STRING", "VOILA_PREHEAT")):
-        return ""
-    from voila.utils import get_query_string
+    def select(self, key: str, preset: str | None = None, state: str | None = None) -> None:
+        """Show tab ``key`` and, once it is built, apply a preset or a link's state; problems become a notice."""
+        try:
+            index = find_tab(key, self.tabs)
+        except ValueError as error:
+            self.say(f"{error} Showing the first tab.")
+            return
+        spec = self.tabs[index]
+        self.tab.selected_index = index
+        self.open_tab(spec.key, then=lambda _: self._apply_settings(spec, preset, state))
 
-    return get_query_string() or ""
+    def _apply_settings(self, spec: TabSpec, preset: str | None, state: str | None) -> None:
+        if spec.key not in self.sessions:
+            self.say(f"The {spec.title} tab is not ready: {self.failed.get(spec.key, '')}")
+            return
+        session, notices = self.sessions[spec.key], []
+        try:
+            if state:
+                notices = session.load_state(state)
+            elif preset:
+                session.apply_preset(preset)
+        except ValueError as error:
+            notices = [str(error)]
+        self.say(" ".join(notices))
+
+    def apply_link(self, query_string: str | None = None, timeout: float = 120.0) -> None:
+        """Apply ``?tab=...&state=...`` (or ``&preset=...``), given here or from the page's address in Voila.
+
+        Given a query string it waits until the tab is built and its session idle (for notebooks and tests).
+        In Voila it returns at once: a preheated kernel learns its visitor's address later, in a thread, and the
+        link is then applied on the home thread, so a kernel waiting for its visitor runs no cell.
+        """
+        if query_string is not None:
+            key = self._apply_query(query_string)
+            if key is not None:
+                self.home.wait_until(lambda: key in self.panels or key in self.failed, timeout)
+                if key in self.sessions:
+                    self.sessions[key].wait(timeout)
+            return
+        if "VOILA_KERNEL_ID" not in os.environ and "QUERY_STRING" not in os.environ:
+            return
+        if os.environ.get("VOILA_PREHEAT", "False") == "False":
+            self._apply_query(os.environ.get("QUERY_STRING", ""))
+            return
+        threading.Thread(target=self._wait_for_visitor, daemon=True, name="visitor").start()
+
+    def _wait_for_visitor(self) -> None:
+        from voila.utils import wait_for_request
+
+        wait_for_request()
+        self.home.call(self._apply_query, os.environ.get("QUERY_STRING", ""))
+
+    def _apply_query(self, query_string: str) -> str | None:
+        params = links.parse(query_string)
+        key = params.get("tab") or (self.tabs[self.tab.selected_index or 0].key if params else None)
+        if key is None:
+            return None
+        self.select(key, params.get("preset"), params.get("state"))
+        try:
+            return self.tabs[find_tab(key, self.tabs)].key
+        except ValueError:
+            return None
+
+    # ----- the page -------------------------------------------------------------------------------------------------
+    def stop_work(self) -> None:
+        """The page is gone: stop every tab's long work (training, loading, generation), so the kernel goes idle."""
+        for session in self.sessions.values():
+            session.stop_work()
 
 
-def build_app(tab: str | None = None, **panel_options) -> ExplorerApp:
+def build_app(tab: str | None = None, **session_options) -> ExplorerApp:
     """The whole dashboard, opened on ``tab`` (a key of ``TABS``) or the first tab."""
-    return ExplorerApp(tab=tab, **panel_options)
+    return ExplorerApp(tab=tab, **session_options)

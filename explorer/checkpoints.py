@@ -22,7 +22,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from explorer.training import HistoryRow
+from explorer.maps import HistoryRow
 
 FORMAT = "attention-explorer/1"
 FILE_NAME = "model.safetensors"

@@ -81,11 +81,10 @@ def voila_env(base: dict | None = None) -> dict:
 
     Also puts plotly's widget bundle among the template's static files, so figures load it once per page.
     """
-    from explorer.widgets.figure import BUNDLE_ENV, bundle_file_name, install_bundle
+    from explorer.widgets.plot import install_bundle
 
     install_bundle(TEMPLATE_STATIC)
     env = dict(os.environ if base is None else base)
-    env[BUNDLE_ENV] = f"voila/templates/explorer/static/{bundle_file_name()}"
     paths = [str(JUPYTER_DATA)] + [p for p in env.get("JUPYTER_PATH", "").split(os.pathsep) if p]
     env.update(JUPYTER_PATH=os.pathsep.join(paths), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(ROOT))

@@ -7,6 +7,7 @@ statistics are plain functions of the record.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -188,6 +189,37 @@ class Snapshot:
     prediction: tuple[str, ...] | str | None = None
     target: tuple[str, ...] | str | None = None
     pooling: tuple[float, ...] | None = None  # attention pooling: each token's weight in the pooled vector
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    """One optimiser step: its loss and accuracy on the batch, the learning rate used, seconds trained so far."""
+
+    step: int
+    loss: float
+    accuracy: float
+    lr: float = 0.0
+    elapsed: float = 0.0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, row) -> "HistoryRow":
+        """A row from a saved history; a ValueError if it is not a step with numbers."""
+        if isinstance(row, HistoryRow):
+            return row
+        try:
+            required = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING}
+            values = {f.name: row[f.name] for f in dataclasses.fields(cls) if f.name in row or f.name in required}
+            step = values.pop("step")
+            if isinstance(step, bool) or int(step) != step or step < 0:
+                raise ValueError
+            numbers = {name: float(value) for name, value in values.items()}
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"A history row should hold a step and its loss, accuracy and learning rate as numbers, "
+                             f"got {str(row)[:80]}.") from None
+        return cls(step=int(step), **numbers)
 
 
 def rollout(maps: AttentionMaps, add_residual: bool = True) -> torch.Tensor:

@@ -4,15 +4,14 @@
 ``train`` and ``test``). The batch kind comes from the columns:
 
 - ``input_ids`` + ``labels``: ``model(input_ids)`` gives ``[B, T, vocab]`` for per-token labels ``[B, T]``
-  (``-100`` is ignored) or ``[B, n_classes]`` for one label per sequence. A model with
-  ``decoder_inputs(labels)`` (the encoder-decoder) is fed the shifted targets too.
+  (``-100`` is ignored) or ``[B, n_classes]`` for one label per sequence. An encoder-decoder is fed the
+  shifted targets too.
 - ``pixel_values`` + ``label``: ``model(pixel_values)`` gives ``[B, n_classes]``.
 
 ``run(steps)`` trains here; ``start(steps)`` trains in a background thread that ``stop()`` ends at the
 next step boundary. Every step adds a ``HistoryRow`` to ``history``; every ``snapshot_every`` steps the
 ``probe(model)`` record (attention on a fixed input) is kept in ``snapshots`` as a ``Snapshot`` for scrubbing
-back in time. Callbacks ``fn(trainer, event, info)`` hear "step", "snapshot", "paused", "stopped", "finished"
-and "error". ``TrainingGroup`` trains several trainers in turns on one thread, on the same batches.
+back in time. Callbacks ``fn(trainer, event, info)`` hear "step", "snapshot", "paused", "stopped", "finished", "error".
 """
 
 from __future__ import annotations
@@ -23,13 +22,12 @@ import math
 import threading
 import time
 import traceback
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch import nn
 
-from explorer.maps import Snapshot
+from explorer.maps import HistoryRow, Snapshot
 from explorer.models.transformer import TinySeq2Seq, TinyTransformer, model_inputs, token_probe
 
 TOKEN_COLUMNS = ("input_ids", "labels")
@@ -37,36 +35,6 @@ IMAGE_COLUMNS = ("pixel_values", "label")
 WARMUP_STEPS = 20
 GRAD_CLIP = 1.0
 SMALL_MODEL = 2_000_000  # parameters; below this one CPU thread trains faster than several (less hand-off)
-
-
-@dataclass(frozen=True)
-class HistoryRow:
-    """One optimiser step: its loss and accuracy on the batch, the learning rate used, seconds trained so far."""
-
-    step: int
-    loss: float
-    accuracy: float
-    lr: float
-    elapsed: float = 0.0
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, row) -> "HistoryRow":
-        """A row from a saved history; a ValueError if it is not a step with numbers."""
-        if isinstance(row, HistoryRow):
-            return row
-        try:
-            values = {f.name: row[f.name] for f in dataclasses.fields(cls) if f.name in row or f.name != "elapsed"}
-            step = values.pop("step")
-            if isinstance(step, bool) or int(step) != step or step < 0:
-                raise ValueError
-            numbers = {name: float(value) for name, value in values.items()}
-        except (KeyError, TypeError, ValueError):
-            raise ValueError(f"A history row should hold a step and its loss, accuracy and learning rate as numbers, "
-                             f"got {str(row)[:80]}.") from None
-        return cls(step=int(step), **numbers)
 
 
 def batch_kind(data) -> str:
@@ -338,7 +306,7 @@ class Trainer:
         with one_thread(self.small):
             return self._steps(steps)
 
-    def _steps(self, steps: int) -> list[HistoryRow]:
+    def _steps(self, steps: int, snapshot_at_end: bool = True) -> list[HistoryRow]:
         first = len(self.history)
         if not self.snapshots:
             self.take_snapshot()
@@ -353,7 +321,7 @@ class Trainer:
                 self._pause()
                 return self.history[first:]
             self._emit("step", {"step": record.step, "row": record})
-            if self.step % self.snapshot_every == 0 or self.step == target:
+            if self.step % self.snapshot_every == 0 or (snapshot_at_end and self.step == target):
                 self.take_snapshot()
         self.message = f"Finished {steps} steps (step {self.step}, loss {self.history[-1].loss:.4f})."
         self._emit("finished", {"step": self.step})
@@ -430,109 +398,3 @@ class Trainer:
         if self.test_labels.dim() == 2:
             return {"token_accuracy": hits / max(counted, 1), "sequence_accuracy": exact / n}
         return {"accuracy": hits / n}
-
-
-class TrainingGroup:
-    """Train several trainers in turns on one background thread: ``chunk`` steps each, then the next.
-
-    Seeded alike, the trainers draw the same batches, so two nets (or three) compare on equal terms.
-    ``evaluations[name]`` holds ``(steps, test accuracies)`` measured after every round. Callbacks
-    ``fn(group, event, info)`` hear "round" (after each round), "finished", "stopped", "paused" and "error".
-    """
-
-    def __init__(self, trainers: dict, chunk: int = 10, evaluate: bool = True):
-        if not trainers:
-            raise ValueError("A training group needs at least one trainer.")
-        self.trainers = dict(trainers)
-        self.chunk = check_steps(chunk)
-        self.evaluate_each_round = evaluate
-        self.evaluations = {name: ([t.step], [self._accuracy(t)]) for name, t in self.trainers.items()} \
-            if evaluate else {}
-        self.callbacks: list[Callable] = []
-        self.done = self.target = 0
-        self.message = "Ready to train."
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def add_callback(self, function: Callable) -> None:
-        self.callbacks.append(function)
-
-    def _emit(self, event: str, info: dict) -> None:
-        for function in list(self.callbacks):
-            function(self, event, info)
-
-    @staticmethod
-    def _accuracy(trainer: Trainer) -> float:
-        result = trainer.evaluate()
-        return result.get("accuracy", result.get("sequence_accuracy", 0.0))
-
-    def start(self, steps: int) -> None:
-        """Train every trainer ``steps`` more steps in a background thread."""
-        steps = check_steps(steps)
-        with self._lock:
-            if self.running or any(t.running for t in self.trainers.values()):
-                raise ValueError("Training is already running: stop it first, or wait for it to finish.")
-            self._stop.clear()
-            self.done, self.target = 0, steps
-            self._thread = threading.Thread(target=self._background, args=(steps,), daemon=True, name="group")
-            self._thread.start()
-
-    def run(self, steps: int) -> str:
-        """Train here and now; returns the closing message."""
-        steps = check_steps(steps)
-        self._stop.clear()
-        self.done, self.target = 0, steps
-        return self._rounds(steps)
-
-    def _rounds(self, steps: int) -> str:
-        with one_thread(all(t.small for t in self.trainers.values())):
-            while self.done < steps:
-                chunk = min(self.chunk, steps - self.done)
-                for name, trainer in self.trainers.items():
-                    if self._stop.is_set():
-                        return self._finish("stopped", f"Stopped at step {trainer.step}.")
-                    before = trainer.step
-                    trainer._stop.clear()
-                    trainer._steps(chunk)
-                    if self._stop.is_set():
-                        return self._finish("stopped", f"Stopped at step {trainer.step}.")
-                    if trainer.step < before + chunk:  # the NaN guard paused it
-                        return self._finish("paused", f"{name}: {trainer.message}", name=name)
-                    if self.evaluate_each_round:
-                        steps_now, accuracy = self.evaluations[name]
-                        self.evaluations[name] = (steps_now + [trainer.step], accuracy + [self._accuracy(trainer)])
-                self.done += chunk
-                self._emit("round", {"done": self.done, "steps": steps})
-        return self._finish("finished", f"Finished {steps} steps.")
-
-    def _finish(self, event: str, message: str, **info) -> str:
-        self.message = message
-        self._emit(event, {"message": message, "done": self.done, **info})
-        return message
-
-    def _background(self, steps: int) -> None:
-        try:
-            self._rounds(steps)
-        except Exception as error:  # noqa: BLE001 - reported to the listeners, never lost in a thread
-            traceback.print_exc()
-            self._finish("error", f"Training stopped by an error: {error}")
-
-    def stop(self, timeout: float = 1.0) -> bool:
-        """End training at the next step boundary; False when nothing was running."""
-        if not self.running:
-            return False
-        self._stop.set()
-        for trainer in self.trainers.values():
-            trainer._stop.set()
-        if threading.current_thread() is not self._thread:
-            self._thread.join(timeout)
-        return True
-
-    def join(self, timeout: float | None = None) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout)

@@ -1,11 +1,19 @@
-"""The tabbed app and the serve command, without a browser."""
+"""The tabbed app, its links and its threads, without a browser."""
 
 from __future__ import annotations
 
-import ipywidgets as widgets
+import threading
+from pathlib import Path
 
-from explorer.app import TABS, ExplorerApp, build_app
+import ipywidgets as widgets
+import pytest
+
+from explorer import links
+from explorer.app import TABS, ExplorerApp, TabSpec, build_app
 from explorer.cli import pool_size, voila_command
+from explorer.sessions.base import Session
+from explorer.sessions.mechanism import MechanismSession
+from explorer.widgets.thread_check import WidgetThreadError
 
 
 def test_first_tab_is_the_mechanism_and_is_built_at_once():
@@ -36,96 +44,107 @@ def test_link_applies_a_mechanism_preset():
 
 
 def test_serve_command_keeps_warm_kernels():
-    command = voila_command(__import__("pathlib").Path("dash.ipynb"), 9000, open_browser=False, students=5)
+    command = voila_command(Path("dash.ipynb"), 9000, open_browser=False, students=5)
     assert "--preheat_kernel=True" in command and "--pool_size=5" in command
     assert "--port=9000" in command and "--no-browser" in command and "--template=explorer" in command
     assert pool_size(0) == 1
 
 
 def test_a_tab_that_cannot_start_is_explained_in_the_tab_and_the_link_notice():
-    from explorer.app import ExplorerApp, TabSpec
-
-    tabs = (TabSpec("mechanism", "Mechanism", "explorer.widgets.mechanism:MechanismPanel"),
-            TabSpec("broken", "Broken", "explorer.no_such_module:Panel"))
+    tabs = (TABS[0], TabSpec("broken", "Broken", "explorer.no_such_module:Session", "explorer.no_such_module:Panel"))
     app = ExplorerApp(tabs=tabs)
     app.apply_link("tab=broken&preset=x")
     assert "could not start" in app.tab.children[1].value
     assert "not ready" in app.notice.value
 
 
-class RecordingComm:
-    """Stands in for the page's control comm: keeps what the kernel answers."""
+class SlowSession(Session):
+    """A session that takes a while to make, as one that loads a model does."""
 
-    def __init__(self):
-        self.sent = []
+    key = "slow"
 
-    def send(self, data, buffers=None):
-        self.sent.append(data)
+    def __init__(self, owner=None):
+        import time
 
-
-def test_page_gets_a_whole_widget_state_while_a_tab_is_built_in_a_thread(monkeypatch):
-    """A page that connects while a tab is being built gets every widget its models refer to (CI once saw
-    'widget model not found' when a link opened the CBAM tab: the state request failed mid-build)."""
-    import json
-    import re
-    import threading
-
-    from ipywidgets.widgets.widget import Widget
-
-    ExplorerApp(tabs=TABS[:1])  # the app installs the guard
-    monkeypatch.setattr(Widget, "_control_comm", RecordingComm())
-    parent = widgets.VBox()
-
-    def build():
-        for i in range(200):
-            parent.children = (*parent.children, widgets.VBox([widgets.Button(description=str(i)) for _ in range(5)]))
-
-    builder = threading.Thread(target=build)
-    builder.start()
-    answers = 0
-    while builder.is_alive() or not answers:
-        Widget._handle_control_comm_msg({"content": {"data": {"method": "request_states"}}})  # raises if unguarded
-        states = Widget._control_comm.sent[-1]["states"]
-        referred = set(re.findall(r"IPY_MODEL_([0-9a-f]+)", json.dumps(states)))
-        assert referred <= set(states), "the page would get models whose children it never received"
-        answers += 1
-    builder.join()
-    for box in parent.children:
-        box.close()
+        time.sleep(0.5)
+        super().__init__(owner)
+        self.made_on = threading.current_thread()
 
 
 class SlowPanel(widgets.VBox):
-    """A panel that takes a while to build and then makes more widgets in its own thread (as the Pretrained
-    tab does when it loads its model and draws the first reading)."""
-
-    def __init__(self):
-        import threading
-        import time
-
-        time.sleep(0.5)
+    def __init__(self, session):
         super().__init__([widgets.HTML("controls")])
-        self._drawing = threading.Thread(target=self._draw, daemon=True)
-        self._drawing.start()
-
-    def _draw(self):
-        import time
-
-        time.sleep(0.5)
-        self.children = (*self.children, widgets.HTML("figure"))
-
-    def wait(self, timeout=60.0):
-        self._drawing.join(timeout)
+        self.session, self.made_on = session, threading.current_thread()
 
 
-def test_a_link_returns_only_when_its_tab_is_built_and_drawn():
-    """In Voila the link is applied in the last cell, before the page connects; a tab still building in a
-    thread while the page loads its widgets sends boxes whose children the page has not received (CI saw
-    'widget model not found' and an empty CBAM tab after ?tab=cbam). So the link waits for the tab."""
-    from explorer.app import TabSpec
-
-    tabs = (TABS[0], TabSpec("slow", "Slow", f"{__name__}:SlowPanel"))
+def test_a_slow_tab_shows_its_placeholder_then_its_panel_made_on_the_home_thread():
+    tabs = (TABS[0], TabSpec("slow", "Slow", f"{__name__}:SlowSession", f"{__name__}:SlowPanel"))
     app = ExplorerApp(tabs=tabs)
-    app.apply_link("tab=slow")
-    panel = app.panels["slow"]
-    assert app.tab.children[1] is panel and app.tab.selected_index == 1
-    assert [child.value for child in panel.children] == ["controls", "figure"]
+    app.open_tab("slow")
+    assert "Opening Slow" in app.tab.children[1].value  # the page can draw this while the session is made
+    panel = app.wait("slow")
+    assert app.tab.children[1] is panel
+    assert panel.made_on is threading.main_thread() and panel.session.made_on is not threading.main_thread()
+
+
+def test_a_widget_made_in_a_worker_thread_is_refused_in_debug_mode():
+    errors = []
+
+    def make():
+        try:
+            widgets.Button(description="from a worker")
+        except WidgetThreadError as error:
+            errors.append(str(error))
+
+    worker = threading.Thread(target=make, name="worker")
+    worker.start()
+    worker.join()
+    assert errors and "worker" in errors[0] and "kernel's thread" in errors[0]
+
+
+def test_every_tab_links_to_its_view():
+    app = build_app()
+    session = app.sessions["mechanism"]
+    session.update(preset="a distractor", score="additive", temperature=0.25, mask="custom", blocked=[[0, 1]])
+    query = app.link()
+    assert query.startswith("?tab=mechanism&state=1.")
+    other = build_app()
+    other.apply_link(query)
+    assert other.sessions["mechanism"].settings() == session.settings()
+
+
+@pytest.mark.parametrize("state, words", [
+    ("garbage", "not one the explorer made"), ("1.eNpNjU", "damaged or cut short"),
+    ("9." + links.encode({"a": 1}).split(".")[1], "newer version"), ("1." + "A" * 100_000, "characters long"),
+])
+def test_a_bad_state_gives_a_notice_and_the_defaults(state, words):
+    app = build_app()
+    app.apply_link(f"tab=mechanism&state={state}")
+    assert words in app.notice.value
+    assert app.sessions["mechanism"].settings() == MechanismSession().settings()
+
+
+def test_unknown_and_refused_fields_of_a_state_are_dropped_and_named_the_rest_applied():
+    state = links.encode({"score": "additive", "temperature": -3, "colour": "blue"})
+    app = build_app()
+    app.apply_link(f"tab=mechanism&state={state}")
+    session = app.sessions["mechanism"]
+    assert session.score == "additive" and session.temperature == 1.0
+    assert "colour" in app.notice.value and "temperature" in app.notice.value
+
+
+def test_an_error_inside_an_update_handler_leaves_the_panel_answering():
+    app = build_app()
+    panel, session = app.panels["mechanism"], app.sessions["mechanism"]
+
+    def broken(change):
+        raise RuntimeError("a bug in a handler")
+
+    session.observe(broken, "score")
+    with pytest.raises(RuntimeError):
+        session.update(score="dot")
+    session.unobserve(broken, "score")
+    panel.score.value = "additive"  # the control still reaches the session, which still redraws
+    assert session.score == "additive" and panel.weight_fig.figure.layout.meta == "ae-weights"
+    panel.temperature_text.value = "0.5"
+    assert session.temperature == 0.5 and session.status_kind == "ok"

@@ -12,8 +12,10 @@ from PIL import Image
 from explorer import checkpoints
 from explorer.data.images import make_shapes
 from explorer.models.cbam import CBAMNet, probe_maps
+from explorer.models.cbam import PRESETS
+from explorer.sessions.vision import VisionSession
 from explorer.training import Trainer
-from explorer.widgets.cbam_lab import PRESETS, CBAMPanel
+from explorer.widgets.vision import VisionPanel
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +68,7 @@ def test_nan_guard_pauses_and_keeps_the_weights(shapes):
 
 @pytest.fixture(scope="module")
 def panel():
-    return CBAMPanel(n_train=300, n_test=100)
+    return VisionPanel(VisionSession(n_train=300, n_test=100))
 
 
 def gallery_maps(panel):
@@ -74,11 +76,16 @@ def gallery_maps(panel):
     return [np.array(trace.z) for trace in panel.figures["gallery"].data[2:11:2]]
 
 
+def train(panel, steps):
+    panel.session.train(steps)
+    panel.wait()
+
+
 def test_panel_trains_both_nets_and_redraws_the_overlay(panel):
     reset(panel)
     before = gallery_maps(panel)
-    panel.train(steps=20, wait=True)
-    assert [t.step for t in panel.trainers.values()] == [20, 20]
+    train(panel, 20)
+    assert [t.step for t in panel.session.trainers.values()] == [20, 20]
     assert "test accuracy" in panel.status.text and panel.status.kind == "ok"
     assert not np.allclose(before[0], gallery_maps(panel)[0])  # the stage-1 spatial map over image 1 changed
     assert len(panel.figures["curves"].data[0].x) == 20
@@ -86,45 +93,43 @@ def test_panel_trains_both_nets_and_redraws_the_overlay(panel):
 
 
 def reset(panel):
-    panel.reset()
-    panel.task.join()
+    panel.session.reset()
+    panel.wait()
 
 
 @pytest.mark.parametrize("control, value, words", [
     ("ratio", 0, "ratio"), ("lr", -1.0, "learning rate"), ("epochs", 0, "at least 1 epoch")])
 def test_bad_settings_are_explained_and_the_trained_nets_kept(panel, control, value, words):
     reset(panel)
-    panel.train(steps=10, wait=True)
-    model = panel.trainers["cbam"].model
+    train(panel, 10)
+    model = panel.session.trainers["cbam"].model
     widget = panel.options.get(control) or getattr(panel, control)
     old, widget.value = widget.value, value
-    assert panel.status.kind == "error" if control == "ratio" else panel.status.kind == "ok"
-    panel.reset() if control == "ratio" else panel.train()
     assert panel.status.kind == "error" and words in panel.status.text
-    assert panel.trainers["cbam"].model is model and panel.trainers["cbam"].step == 10
-    widget.value = old
+    assert widget.value == old  # the control shows the value that holds
+    assert panel.session.trainers["cbam"].model is model and panel.session.trainers["cbam"].step == 10
 
 
 def test_no_pooling_ticked_is_explained(panel):
     for box in panel.pools.values():
         box.value = False
     assert panel.status.kind == "error" and "pooling" in panel.status.text
-    panel.apply_preset("CBAM: paper defaults")
-    panel.task.join()
+    panel.session.apply_preset("CBAM: paper defaults")
+    panel.wait()
     assert panel.pools["avg"].value and panel.pools["max"].value and panel.status.kind == "ok"
 
 
 def test_presets_rebuild_the_nets(panel):
-    panel.apply_preset("CBAM: spatial attention only")
-    panel.task.join()
+    panel.session.apply_preset("CBAM: spatial attention only")
+    panel.wait()
     assert not panel.options["channel"].value and panel.status.kind == "ok"
-    cbam_model = panel.trainers["cbam"].model
-    assert cbam_model.cbams[0].channel_gate is None and panel.trainers["cbam"].step == 0
+    cbam_model = panel.session.trainers["cbam"].model
+    assert cbam_model.cbams[0].channel_gate is None and panel.session.trainers["cbam"].step == 0
     assert len(panel.figures["gallery"].data) == GALLERY_TRACES(stages=3)
     with pytest.raises(ValueError, match="no preset called .* Choose one of"):
-        panel.apply_preset("nonsense")
-    panel.apply_preset("CBAM: paper defaults")
-    panel.task.join()
+        panel.session.apply_preset("nonsense")
+    panel.session.apply_preset("CBAM: paper defaults")
+    panel.wait()
     assert set(PRESETS) >= {"CBAM: average vs max pooling"}
 
 
@@ -146,47 +151,50 @@ def test_upload_draws_maps_of_your_image_and_rejects_non_images(panel):
                            "last_modified": datetime.now(timezone.utc)},)
     assert panel.status.kind == "ok" and "mine.png" in panel.status.text
     figure = panel.yours.children[-1]
-    assert figure.layout.meta == "ae-cbam-yours" and len(figure.data) == 1 + 2 * 5
+    assert figure.figure.layout.meta == "ae-cbam-yours" and len(figure.data) == 1 + 2 * 5
 
 
 def test_bad_folder_keeps_the_data_and_nets(panel, tmp_path):
-    model = panel.trainers["cbam"].model
+    session = panel.session
+    model = session.trainers["cbam"].model
     panel.dataset.value = "folder"
     panel.folder.value = str(tmp_path / "missing")
-    panel.load_data()
-    panel.task.join()
+    session.load_data()
+    panel.wait()
     assert panel.status.kind == "error" and "no folder" in panel.status.text
-    assert panel.data_name == "shapes" and panel.trainers["cbam"].model is model
+    assert session.data_name == "shapes" and session.trainers["cbam"].model is model
     panel.dataset.value = "shapes"
-    panel.task.join()
+    panel.wait()
 
 
 def test_save_and_load_both_nets(panel, tmp_path):
+    session = panel.session
     reset(panel)
-    panel.train(steps=10, wait=True)
+    train(panel, 10)
     panel.path.value = str(tmp_path / "lab")
-    panel.save()
-    expected = {name: t.model.state_dict() for name, t in panel.trainers.items()}
+    session.save()
+    expected = {name: t.model.state_dict() for name, t in session.trainers.items()}
     panel.options["kernel_size"].value = 3
     reset(panel)
-    panel.load()
-    panel.task.join()
+    session.load()
+    panel.wait()
     assert panel.options["kernel_size"].value == 7  # the controls show the loaded net's settings
-    assert panel.status.kind == "ok" and [t.step for t in panel.trainers.values()] == [10, 10]
-    for name, trainer in panel.trainers.items():
+    assert panel.status.kind == "ok" and [t.step for t in session.trainers.values()] == [10, 10]
+    for name, trainer in session.trainers.items():
         assert all(torch.equal(expected[name][k], v) for k, v in trainer.model.state_dict().items())
     panel.path.value = str(tmp_path / "nothing")
-    panel.load()
-    panel.task.join()
-    assert panel.status.kind == "error" and [t.step for t in panel.trainers.values()] == [10, 10]
+    session.load()
+    panel.wait()
+    assert panel.status.kind == "error" and [t.step for t in session.trainers.values()] == [10, 10]
 
 
 def test_digits_and_your_own_colour_folder_train_with_fresh_nets(panel, tmp_path):
+    session = panel.session
     panel.dataset.value = "digits"
-    panel.task.join()
+    panel.wait()
     assert panel.status.kind == "ok" and "10 classes" in panel.status.text
-    assert panel.trainers["cbam"].model.config["n_classes"] == 10
-    assert "no boxes" in panel.figures["localization"].layout.title.text
+    assert session.trainers["cbam"].model.config["n_classes"] == 10
+    assert "no boxes" in panel.figures["localization"].figure.layout.title.text
     for k, name in enumerate(("red", "blue")):
         (tmp_path / name).mkdir()
         for i in range(6):
@@ -194,12 +202,12 @@ def test_digits_and_your_own_colour_folder_train_with_fresh_nets(panel, tmp_path
             Image.new("RGB", (40, 40), colour).save(tmp_path / name / f"{i}.png")
     panel.dataset.value = "folder"
     panel.folder.value = str(tmp_path)
-    panel.load_data()
-    panel.task.join()
+    session.load_data()
+    panel.wait()
     assert panel.status.kind == "ok" and "2 classes" in panel.status.text
-    assert panel.trainers["cbam"].model.config["in_channels"] == 3
-    panel.train(steps=3, wait=True)
-    assert panel.status.kind == "ok" and panel.trainers["plain"].step == 3
+    assert session.trainers["cbam"].model.config["in_channels"] == 3
+    train(panel, 3)
+    assert panel.status.kind == "ok" and session.trainers["plain"].step == 3
     panel.dataset.value = "shapes"
-    panel.task.join()
-    assert panel.data_name == "shapes"
+    panel.wait()
+    assert session.data_name == "shapes"

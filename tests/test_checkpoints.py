@@ -46,7 +46,7 @@ def test_seq2seq_round_trip(tmp_path):
 def test_the_file_is_plain_safetensors_with_json_metadata(tmp_path):
     from safetensors import safe_open
 
-    path = checkpoints.save(make_model(), tmp_path / "m.safetensors", history=[{"step": 1}])
+    path = checkpoints.save(make_model(), tmp_path / "m.safetensors", history=[{"step": 1, "loss": 2.0, "accuracy": 0.1, "lr": 1e-3}])
     with safe_open(str(path), framework="pt") as handle:
         metadata = handle.metadata()
         assert "blocks.0.self_attention.q_proj.weight" in handle.keys()
@@ -120,4 +120,5 @@ def test_history_with_numpy_and_torch_numbers_is_saved_as_plain_numbers(tmp_path
     path = checkpoints.save(make_model(), tmp_path / "m.safetensors",
                             history=[{"step": 1, "loss": np.float32(0.5), "accuracy": torch.tensor(0.25)}])
     _, history = checkpoints.load(path)
-    assert history == [{"step": 1, "loss": 0.5, "accuracy": 0.25}]
+    assert [(r.step, r.loss, r.accuracy) for r in history] == [(1, 0.5, 0.25)]
+    assert all(type(value) in (int, float) for value in history[0].to_dict().values())

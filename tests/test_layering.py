@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "explorer"
-CORE = ["attention.py", "maps.py", "training.py", "checkpoints.py", "models", "data"]
+CORE = ["attention.py", "hooks.py", "maps.py", "training.py", "checkpoints.py", "threads.py", "links.py", "models",
+        "data"]
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -44,6 +45,22 @@ def test_views_never_import_torch_modules_or_widgets(path):
     assert not bad, f"{path.name} imports {bad}"
 
 
+@pytest.mark.parametrize("path", files("sessions"), ids=lambda p: p.name)
+def test_sessions_import_no_widgets_and_draw_nothing(path):
+    bad = {m for m in imported_modules(path) if m.split(".")[0] in ("ipywidgets", "anywidget", "plotly")
+           or m.startswith(("explorer.widgets", "explorer.views", "explorer.app"))}
+    assert not bad, f"{path.name} imports {bad}"
+
+
 @pytest.mark.parametrize("path", files("widgets"), ids=lambda p: p.name)
-def test_widgets_do_not_import_the_app(path):
-    assert "explorer.app" not in imported_modules(path)
+def test_widgets_do_not_import_the_app_or_start_threads(path):
+    """Panels hand long work to their session's worker; the one thread check is the exception."""
+    modules = imported_modules(path)
+    assert "explorer.app" not in modules
+    assert "threading" not in modules or path.name == "thread_check.py", f"{path.name} imports threading"
+
+
+def test_no_module_is_over_400_lines():
+    long = {p.relative_to(PACKAGE).as_posix(): n for p in PACKAGE.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 400}
+    assert not long, f"modules over 400 lines: {long}"

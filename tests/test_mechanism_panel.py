@@ -113,19 +113,21 @@ def test_presets_switch_tokens_and_unknown_preset_is_an_error():
 
 
 def test_export_offers_figures_as_images_and_the_weights_as_data():
-    import base64
     import json
 
     panel = MechanismPanel()
-    bar = next(w for w in panel.controls.children[-2].children if hasattr(w, "export"))
+    bar = panel.export_bar
+    sent = []
+    bar.downloader.send = lambda content, buffers=None: sent.append((content, buffers))
     bar.target.value = "attention maps"
     bar.format.value = "json"
     bar.export()
-    encoded = bar.downloads.value.split("base64,")[1].split('"')[0]
-    exported = json.loads(base64.b64decode(encoded))
-    np.testing.assert_allclose(np.array(exported["weights"])[0, 0], panel.result.weights.numpy(), atol=1e-5)
+    message, buffers = sent[-1]
+    assert message["event"] == "file" and message["filename"] == "mechanism-attention-maps.json"
+    exported = json.loads(bytes(buffers[0]))
+    np.testing.assert_allclose(np.array(exported["weights"])[0, 0], panel.session.result.weights.numpy(), atol=1e-5)
     bar.target.value = "weights"
     assert tuple(bar.format.options) == ("png", "svg")
     bar.format.value = "svg"
     bar.export()
-    assert "ae-weights" in bar.downloads.value and "svg" in bar.downloads.value
+    assert sent[-1][0] == {"event": "image", "target": "ae-weights", "format": "svg", "filename": "mechanism-weights"}

@@ -214,9 +214,12 @@ def test_exports_round_trip(encoder, tmp_path):
 
 @pytest.fixture
 def panel(encoder):
+    from explorer.sessions.pretrained import PretrainedSession
     from explorer.widgets.pretrained import PretrainedPanel
 
-    return PretrainedPanel(encoder=encoder)
+    panel = PretrainedPanel(PretrainedSession(encoder=encoder))
+    panel.wait()
+    return panel
 
 
 def test_panel_draws_new_text_layer_and_head(panel):
@@ -227,71 +230,77 @@ def test_panel_draws_new_text_layer_and_head(panel):
     figure = panel.figures["head"]
     assert figure.x == figure.y == ["[CLS]", "penguins", "swim", "quickly", "[SEP]"]
     assert figure.title == "layer 5, head 5"
-    np.testing.assert_allclose(figure.matrix, panel.reading.maps.head(5, 5).numpy(), atol=5e-4)
+    np.testing.assert_allclose(figure.matrix, panel.session.reading.maps.head(5, 5).numpy(), atol=5e-4)
     entropy = panel.figures["entropy"]
     assert entropy.outlines == [outline(4.5, 5.5, 4.5, 5.5, width=3)]  # the head on screen
     assert entropy.x[5] == "H5" and entropy.y[5] == "L5"
 
 
 def test_panel_bad_input_keeps_the_view(panel):
+    session = panel.session
     before = list(panel.figures["head"].x)
     panel.text_a.value = "  "
     panel.wait()
     assert panel.status.kind == "error" and "empty" in panel.status.text
     assert panel.figures["head"].x == before
-    panel.select_head(7, 0)
-    assert "Layer 7 does not exist" in panel.status.text
+    panel._guarded(session.select_head, 7, 0)
+    assert "Layer 7 does not exist" in panel.status.text and panel.layer.value == session.layer < 6
     with pytest.raises(ValueError, match="no preset called"):
-        panel.apply_preset("nope")
+        session.apply_preset("nope")
     panel.load_model("nobody/no-such-model-xyz")
     panel.wait()
-    assert "not available offline" in panel.status.text and panel.encoder.name == "all-MiniLM-L6-v2"
+    assert "not available offline" in panel.status.text and session.encoder.name == "all-MiniLM-L6-v2"
+    assert panel.model_name.value == ""  # the box names the model that is still loaded
 
 
 def test_panel_token_click_highlights_and_lock_keeps_it(panel):
-    panel.apply_preset("coreference")
+    session = panel.session
+    session.apply_preset("coreference")
     panel.wait()
-    it = panel.reading.maps.tokens.index("it")
-    assert panel.token == it and len(panel.figures["head"].outlines) == 2
+    it = session.reading.maps.tokens.index("it")
+    assert session.token == it and len(panel.figures["head"].outlines) == 2
     focus = panel.figures["focus"]
-    np.testing.assert_allclose(focus.data[0].y, panel.reading.maps.head(3, 1)[it].numpy(), atol=5e-4)
+    np.testing.assert_allclose(focus.data[0].y, session.reading.maps.head(3, 1)[it].numpy(), atol=5e-4)
     panel.lock.value = True
-    panel.select_token(2)
-    assert panel.token == it
+    session.select_token(2)
+    assert session.token == it
     panel.text_a.value = "Yesterday it rained."
     panel.wait()
-    assert panel.reading.maps.tokens[panel.token] == "it"
+    assert session.reading.maps.tokens[session.token] == "it"
     panel.lock.value = False
-    panel.select_token(1)
-    assert panel.token == 1
+    session.select_token(1)
+    assert session.token == 1
 
 
 def test_token_focus_is_hidden_until_a_token_is_picked(panel):
+    session = panel.session
     panel.text_a.value = "Penguins swim quickly."
     panel.wait()
-    assert panel.token is None and panel.focus_box.layout.display == "none"
-    panel.select_token(2)
+    assert session.token == -1 and panel.focus_box.layout.display == "none"
+    session.select_token(2)
     panel.redraw_soon.flush()
     focus = panel.figures["focus"]
     assert panel.focus_box.layout.display is None and panel.focus_box.children == (focus,)
-    np.testing.assert_allclose(focus.data[0].y, panel.reading.maps.head(panel.layer.value, panel.head.value)[2].numpy(),
+    np.testing.assert_allclose(focus.data[0].y, session.reading.maps.head(session.layer, session.head)[2].numpy(),
                                atol=5e-4)
 
 
 def test_panel_ablation_shows_its_effect(panel):
+    session = panel.session
     panel.layer.value, panel.head.value = 2, 4
-    panel.ablate_button.value = True
+    panel.ablate_button.click()
     panel.wait()
-    assert panel.ablated == {(2, 4)} and panel.reading.cosine < 1.0
-    assert panel.reading.change[:3].max() == 0 and panel.reading.change[3:].max() > 0
-    assert "L2H4" in panel.figures["ablation"].layout.title.text
-    panel.set_ablation(())
+    assert session.ablated == [[2, 4]] and session.reading.cosine < 1.0
+    assert session.reading.change[:3].max() == 0 and session.reading.change[3:].max() > 0
+    assert "L2H4" in panel.figures["ablation"].figure.layout.title.text
+    assert panel.ablate_button.description == "restore this head"
+    panel.clear_ablation.click()
     panel.wait()
-    assert panel.reading.change is None and panel.ablation_box.layout.display == "none"
+    assert session.reading.change is None and panel.ablation_box.layout.display == "none"
 
 
 def test_panel_compares_two_texts(panel):
-    panel.apply_preset("compare two texts")
+    panel.session.apply_preset("compare two texts")
     panel.wait()
     figure = panel.figures["compare"]
     assert len(figure.data) == 3 and "big" in list(figure.data[0].x) and "small" in list(figure.data[1].x)
@@ -299,9 +308,10 @@ def test_panel_compares_two_texts(panel):
 
 
 def test_a_preset_chosen_while_the_model_loads_keeps_its_head():
+    from explorer.sessions.pretrained import PretrainedSession
     from explorer.widgets.pretrained import PretrainedPanel
 
-    panel = PretrainedPanel(preset="coreference")  # as a link does: the model is still loading
+    panel = PretrainedPanel(PretrainedSession(preset="coreference"))  # as a link does: the model is still loading
     panel.wait(120)
     assert (panel.layer.value, panel.head.value) == (3, 1)
     assert panel.figures["head"].title == "layer 3, head 1"
@@ -312,7 +322,7 @@ def test_panel_cell_click_selects_the_token(panel):
     panel.wait()
     panel.figures["head"].click(2, 0)  # the row of "swim"
     panel.redraw_soon.flush()
-    assert panel.token == 2 and panel.token_pick.value == 2
+    assert panel.session.token == 2 and panel.token_pick.value == 2
     rows = [(o["y0"], o["y1"]) for o in panel.figures["head"].outlines]
     assert (1.5, 2.5) in rows  # the row of "swim" is outlined
 
@@ -328,13 +338,18 @@ def test_panel_other_views_and_bertviz(panel):
         panel.view.value = name
         panel.redraw()
         assert panel.main.children[0] is panel.figures[name]
-    panel.bertviz.render("model")
+    panel.render_bertviz("model")
     panel.wait()
-    assert "ae-bertviz-frame" in panel.bertviz.frame.value and "cdnjs" not in panel.bertviz.frame.value
-    panel.export("npz")
-    assert "attention-maps.npz" in panel.downloads.value
-    panel.export("svg")
-    assert "format:'svg'" in panel.downloads.value.replace("&#x27;", "'")
+    assert "ae-bertviz-frame" in panel.bertviz_frame.value and "cdnjs" not in panel.bertviz_frame.value
+    sent = []
+    panel.export_bar.downloader.send = lambda content, buffers=None: sent.append((content, buffers))
+    panel.export_bar.target.value, panel.export_bar.format.value = "attention maps", "npz"
+    panel.export_bar.export()
+    assert sent[-1][0]["filename"] == "pretrained-attention-maps.npz" and sent[-1][1][0][:2] == b"PK"
+    panel.export_bar.target.value, panel.export_bar.format.value = "figure on screen", "svg"
+    panel.export_bar.export()
+    assert sent[-1][0] == {"event": "image", "target": "ae-pretrained-main", "format": "svg",
+                           "filename": "pretrained-figure-on-screen"}
 
 
 def test_link_opens_the_tab_with_a_preset(encoder):
@@ -342,11 +357,26 @@ def test_link_opens_the_tab_with_a_preset(encoder):
 
     app = build_app(pretrained={"encoder": encoder})
     app.apply_link("tab=pretrained&preset=subject-verb%20agreement")
-    panel = app.panels["pretrained"]
-    panel.wait()
+    panel, session = app.panels["pretrained"], app.sessions["pretrained"]
     assert app.tab.titles[app.tab.selected_index] == "Pretrained"
-    assert "keys" in panel.reading.maps.tokens and panel.reading.maps.tokens[panel.token] == "are"
+    assert "keys" in session.reading.maps.tokens and session.reading.maps.tokens[session.token] == "are"
     assert panel.preset.value == "subject-verb agreement"  # the menu names what the link opened
+
+
+def test_the_view_round_trips_through_a_link(encoder):
+    from explorer.app import build_app
+
+    app = build_app(pretrained={"encoder": encoder})
+    app.wait("pretrained")
+    session = app.sessions["pretrained"]
+    session.update(preset="compare two texts")
+    session.wait()
+    session.update(layer=4, head=7, ablated=[[1, 2]], token=3, lock=True)
+    session.wait()
+    other = build_app(pretrained={"encoder": encoder})
+    other.apply_link(app.link("pretrained"))
+    assert other.sessions["pretrained"].settings() == session.settings()
+    assert other.sessions["pretrained"].reading.maps.meta.ablated == ((1, 2),)
 
 
 def test_views_mark_ablated_heads(encoder):

@@ -15,35 +15,32 @@ from explorer.widgets.transformer_lab import PRESETS, TransformerLabPanel
 def panel():
     panel = TransformerLabPanel()
     yield panel
-    for run in panel.runs:
-        run.trainer.stop()
+    panel.session.stop_work()
 
 
 def train(panel, steps):
     panel.steps.value = steps
     panel.train()
-    for run in panel.runs:
-        run.trainer.join()
-    panel.redraw.flush()
+    panel.wait()
 
 
 def drawn_heads(panel, run=0):
-    return [trace.z.tolist() for trace in panel.runs[run].grid.data]
+    return [list(map(list, trace.z)) for trace in panel.monitor.grid_views[run].data]
 
 
 def test_training_moves_the_step_counter_curves_heatmaps_and_timeline(panel):
     before = drawn_heads(panel)
-    assert len(before) == 8 and panel.runs[0].grid.layout.annotations[5].text == "layer 1 · head 1"
+    assert len(before) == 8 and panel.monitor.grid_views[0].figure.layout.annotations[5].text == "layer 1 · head 1"
     train(panel, 40)
     trainer = panel.runs[0].trainer
     assert "step 40" in panel.monitor.step_label.value
     assert list(panel.monitor.curves.data[0].x)[-1] == 40 and len(panel.monitor.curves.data[1].y) == 40
     after = drawn_heads(panel)
     assert after != before
-    assert after[0] == trainer.snapshots[-1][1].weights[0, 0].tolist()
+    assert after[0] == trainer.snapshots[-1].maps.weights[0, 0].tolist()
     assert panel.monitor.timeline.max == len(trainer.snapshots) - 1 == 4
     assert "Test set" in panel.status.text and "sequence accuracy" in panel.status.text
-    assert "correct at step 40" in panel.runs[0].prediction.value
+    assert "correct at step 40" in panel.monitor.prediction_views[0].value
     panel.monitor.timeline.value = 0  # scrub back to the untrained model
     assert drawn_heads(panel) == before and panel.monitor.timeline_label.value == "step 0"
 
@@ -51,7 +48,7 @@ def test_training_moves_the_step_counter_curves_heatmaps_and_timeline(panel):
 def test_heads_offered_always_divide_the_width(panel):
     for width in (16, 32, 64, 128):
         panel.arch["width"].value = width
-        panel.work.join()
+        panel.wait()
         assert all(width % h == 0 for h in panel.arch["heads"].options)
         assert set(panel.arch["heads"].options) <= set(valid_head_counts(width))
         assert panel.runs[0].trainer.model.config.d_model == width
@@ -63,23 +60,24 @@ def test_changing_the_architecture_while_training_asks_to_stop_first(panel):
     panel.steps.value = 100_000
     panel.train()
     assert started.wait(30)
+    panel.session.home.drain()
     model = panel.runs[0].trainer.model
     panel.arch["layers"].value = 3
     assert "press Stop" in panel.status.text and panel.arch["layers"].value == 2
     panel.train()
     assert "already running" in panel.status.text
     panel.stop()
+    panel.wait()
     panel.stop()
     assert "not running" in panel.status.text
     trainer = panel.runs[0].trainer
-    assert trainer.model is model and [r["step"] for r in trainer.history] == list(range(1, trainer.step + 1))
+    assert trainer.model is model and [r.step for r in trainer.history] == list(range(1, trainer.step + 1))
 
 
 def test_bad_settings_are_explained_and_keep_the_model(panel):
     model = panel.runs[0].trainer.model
     panel.steps.value = 0
-    panel.train()
-    assert "positive whole number" in panel.status.text
+    assert "positive whole number" in panel.status.text and panel.steps.value == 300
     panel.lr.value = -1
     assert "learning rate" in panel.status.text and panel.lr.value == pytest.approx(1e-3)
     assert panel.runs[0].trainer.model is model and panel.runs[0].trainer.history == []
@@ -91,18 +89,19 @@ def test_a_diverging_learning_rate_pauses_with_a_message_and_keeps_the_history(p
     train(panel, 50)
     trainer = panel.runs[0].trainer
     assert "NaN" in panel.status.text and "Lower the learning rate" in panel.status.text
-    assert [r["step"] for r in trainer.history] == list(range(1, trainer.step + 1))
+    assert [r.step for r in trainer.history] == list(range(1, trainer.step + 1))
     assert trainer.step < 55
 
 
 def test_comparison_preset_trains_two_models_on_the_same_data(panel):
     panel.apply_preset("reverse: 1 head vs 4 heads")
+    panel.wait()
     a, b = panel.runs
     assert (a.trainer.model.config.n_heads, b.trainer.model.config.n_heads) == (4, 1)
     assert a.trainer.data is b.trainer.data
     train(panel, 20)
     assert len(a.trainer.history) == len(b.trainer.history) == 20
-    assert len(panel.monitor.grids.children) == 2 and len(b.grid.data) == 2
+    assert len(panel.monitor.grids.children) == 2 and len(panel.monitor.grid_views[1].data) == 2
     assert panel.monitor.curves.data[2].visible and panel.monitor.curves.data[2].name == "B: 1 head"
     assert "A: 4 heads" in panel.status.text and "B: 1 head" in panel.status.text
 
@@ -110,6 +109,7 @@ def test_comparison_preset_trains_two_models_on_the_same_data(panel):
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_every_preset_builds(panel, name):
     panel.apply_preset(name)
+    panel.wait()
     assert panel.runs and "Press Train" in panel.status.text
     assert panel.path.value == f"checkpoints/{panel.arch['task'].value}"  # follows the task until typed over
 
@@ -126,19 +126,20 @@ def test_save_and_load_continue_the_run(panel, tmp_path):
     assert "Saved" in panel.status.text
     weights = panel.runs[0].trainer.model.head.weight.clone()
     panel.arch["heads"].value = 2
-    panel.work.join()
+    panel.wait()
     panel.load()
     trainer = panel.runs[0].trainer
     assert "Loaded" in panel.status.text and trainer.step == 10 and panel.arch["heads"].value == 4
     assert trainer.model.head.weight.equal(weights)
     train(panel, 5)
-    assert [r["step"] for r in trainer.history] == list(range(1, 16))
+    assert [r.step for r in trainer.history] == list(range(1, 16))
 
 
 def test_loading_a_checkpoint_of_another_task_is_refused(panel, tmp_path):
     panel.path.value = str(tmp_path / "run")
     panel.save()
     panel.apply_preset("needle with a [CLS] token")
+    panel.wait()
     model = panel.runs[0].trainer.model
     panel.path.value = str(tmp_path / "run")
     panel.load()
@@ -151,7 +152,7 @@ def test_loading_a_checkpoint_of_another_task_is_refused(panel, tmp_path):
 def upload(panel, name, content: bytes):
     panel.upload.value = ({"name": name, "type": "text/plain", "size": len(content), "content": memoryview(content),
                            "last_modified": datetime.datetime(2026, 1, 1)},)
-    panel.work.join()
+    panel.wait()
 
 
 def test_uploaded_text_becomes_a_causal_next_character_task(panel):
@@ -175,7 +176,9 @@ def test_empty_or_too_large_uploads_are_refused(panel):
 def test_curves_are_thinned_but_keep_the_last_step():
     from explorer.views.training import curve_data
 
-    history = [{"step": i, "loss": 1.0 / i, "accuracy": 0.0} for i in range(1, 1001)]
+    from explorer.training import HistoryRow
+
+    history = [HistoryRow(step=i, loss=1.0 / i, accuracy=0.0, lr=1e-3) for i in range(1, 1001)]
     steps, losses = curve_data(history, "loss", max_points=100)
     assert len(steps) <= 101 and steps[0] == 1 and steps[-1] == 1000
     assert losses[-1] == 1.0 / 1000
@@ -184,54 +187,51 @@ def test_curves_are_thinned_but_keep_the_last_step():
 def test_prediction_marks_each_wrong_token():
     import torch
 
-    from explorer.maps import AttentionMaps
+    from explorer.maps import AttentionMaps, Snapshot
     from explorer.views.training import prediction_html
 
-    maps = AttentionMaps(tokens=["1", "2", "3"], weights=torch.full((1, 1, 3, 3), 1 / 3),
-                         meta={"target": ["3", "2", "1"], "prediction": ["3", "1", "1"]})
-    shown = prediction_html(maps, step=7, title="A")
+    maps = AttentionMaps(tokens=["1", "2", "3"], weights=torch.full((1, 1, 3, 3), 1 / 3))
+    shown = prediction_html(Snapshot(7, maps, prediction=("3", "1", "1"), target=("3", "2", "1")), title="A")
     assert "2 of 3 correct at step 7" in shown
     assert shown.count("#ffd7d5") == 1 and shown.count("#dafbe1") == 2
 
 
 def test_attention_pooling_weights_are_shown_under_the_input(panel):
     panel.apply_preset("majority with attention pooling")
+    panel.wait()
     train(panel, 5)
-    shown = panel.runs[0].prediction.value
-    weights = panel.runs[0].trainer.snapshots[-1][1].meta["pool_weights"]
+    shown = panel.monitor.prediction_views[0].value
+    weights = panel.runs[0].trainer.snapshots[-1].pooling
     assert "pooling %" in shown and f">{100 * weights[0]:.0f}<" in shown and len(weights) == 10
 
 
 def test_encoder_decoder_probe_shows_the_source_as_input():
     import torch
 
-    from explorer.maps import AttentionMaps
+    from explorer.maps import AttentionMaps, Snapshot
     from explorer.views.training import prediction_html
 
-    maps = AttentionMaps(tokens=["c", "b", "a"], key_tokens=["a", "b", "c"], weights=torch.full((1, 1, 3, 3), 1 / 3),
-                         meta={"target": ["c", "b", "a"], "prediction": ["c", "b", "a"]})
-    input_row = prediction_html(maps, step=1).split("</tr>")[0]
+    maps = AttentionMaps(tokens=["c", "b", "a"], key_tokens=["a", "b", "c"], weights=torch.full((1, 1, 3, 3), 1 / 3))
+    input_row = prediction_html(Snapshot(1, maps, prediction=("c", "b", "a"), target=("c", "b", "a"))).split("</tr>")[0]
     assert input_row.index(">a<") < input_row.index(">b<") < input_row.index(">c<")
 
 
 def test_export_timeline_as_gif_and_html_after_training():
-    import base64
     import io
 
     from PIL import Image
 
-    from explorer.widgets.export import ExportBar
-
     panel = TransformerLabPanel()
-    bar = next(w for w in panel.controls.children[-2].children if isinstance(w, ExportBar))
+    bar, sent = panel.export_bar, []
+    bar.downloader.send = lambda content, buffers=None: sent.append((content, buffers))
     bar.target.value = "timeline"
     bar.export()
     assert panel.status.kind == "error" and "train for a few steps" in panel.status.text
     panel.runs[0].trainer.run(20)
     bar.format.value = "gif"
     bar.export()
-    gif = Image.open(io.BytesIO(base64.b64decode(bar.downloads.value.split("base64,")[1].split('"')[0])))
+    gif = Image.open(io.BytesIO(sent[-1][1][0]))
     assert gif.n_frames == len(panel.runs[0].trainer.snapshots)
     bar.format.value = "html"
     bar.export()
-    assert "text/html" in bar.downloads.value and panel.status.kind == "ok"
+    assert sent[-1][0]["mime"] == "text/html" and panel.status.kind == "ok"

@@ -82,12 +82,20 @@ class ToyAttention:
         """A copy with one query, key or value vector replaced (``kind`` is 'queries', 'keys' or 'values')."""
         if kind not in ("queries", "keys", "values"):
             raise ValueError(f"Unknown vector kind '{kind}'.")
-        vector = torch.as_tensor(vector, dtype=torch.float32)
-        if vector.shape != (2,) or not torch.isfinite(vector).all():
-            raise ValueError("Each vector needs exactly two finite numbers, like 1.0, -0.5.")
         table = getattr(self, kind).clone()
-        table[index] = vector
+        table[index] = torch.tensor(self.check_vector(vector))
         return replace(self, **{kind: table})
+
+    @staticmethod
+    def check_vector(vector) -> tuple[float, float]:
+        """Two finite numbers; a ValueError that says so otherwise."""
+        try:
+            numbers = tuple(float(x) for x in vector)
+        except (TypeError, ValueError):
+            numbers = ()
+        if len(numbers) != 2 or not all(math.isfinite(x) for x in numbers):
+            raise ValueError("Each vector needs exactly two finite numbers, like 1.0, -0.5.")
+        return numbers
 
     def mask(self, kind: str = "none", custom=None) -> torch.Tensor:
         """The boolean mask ``[N, N]`` for 'none', 'causal' or 'custom' (a given ``[N, N]`` table)."""

@@ -1,0 +1,190 @@
+"""The Mechanism tab's state: a handful of 2-D queries, keys and values, and one pass of attention over them.
+
+Every setting change recomputes the result at once (a few tokens: well under a millisecond), inside the
+update, so a setting that would give no finite weights is refused before anything changes.
+"""
+
+from __future__ import annotations
+
+import torch
+from traitlets import Float, Instance, List, TraitError, Unicode, observe, validate
+
+from explorer.attention import SCORES
+from explorer.models.mechanism import FOCUS, MASKS, PRESETS, MechanismResult, ToyAttention, parse_vector
+from explorer.sessions.base import Session, say_name
+
+KINDS = ("queries", "keys", "values")
+SCORE_LABELS = {"dot": "dot", "scaled_dot": "scaled dot", "general": "general", "additive": "additive"}
+FIRST = "one query matches one key"
+
+
+def preset_vectors(name: str) -> dict:
+    """The settings a named example starts from: its vectors, its focus token, no mask."""
+    _, queries, keys, values = PRESETS[name]
+    return dict(queries=[list(v) for v in queries], keys=[list(v) for v in keys], values=[list(v) for v in values],
+                token=FOCUS[name], blocked=[])
+
+
+class MechanismSession(Session):
+    """Scores -> softmax -> weighted sum for every token's query; ``result`` holds the last pass."""
+
+    key = "mechanism"
+    title = "Mechanism"
+    presets = {name: {"preset": name} for name in PRESETS}
+
+    preset = Unicode(FIRST, help="example").tag(link=True)
+    score = Unicode("scaled_dot", help="score function").tag(link=True)
+    temperature = Float(1.0, help="temperature").tag(link=True)
+    mask = Unicode("none", help="mask").tag(link=True)
+    blocked = List(help="list of blocked cells").tag(link=True)  # [[query, key], ...] of the custom mask
+    token = Unicode(FOCUS[FIRST], help="token").tag(link=True)  # whose steps are written out
+    queries = List(help="queries").tag(link=True)  # [[x, y], ...], one per token
+    keys = List(help="keys").tag(link=True)
+    values = List(help="values").tag(link=True)
+
+    result = Instance(MechanismResult, allow_none=True)
+
+    def __init__(self, owner=None, **settings):
+        super().__init__(owner)
+        self.update(**{**preset_vectors(FIRST), **settings})
+        self._show_result()
+
+    # ----- what the settings mean ---------------------------------------------------------------------------------
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        return PRESETS[self.preset][0]
+
+    @property
+    def toy(self) -> ToyAttention:
+        return ToyAttention(self.tokens, torch.tensor(self.queries), torch.tensor(self.keys), torch.tensor(self.values))
+
+    @property
+    def focus(self) -> int:
+        return self.tokens.index(self.token)
+
+    def mask_matrix(self) -> torch.Tensor:
+        custom = torch.ones(len(self.tokens), len(self.tokens), dtype=torch.bool)
+        for query, key in self.blocked:
+            custom[query, key] = False
+        return self.toy.mask(self.mask, custom)
+
+    def compute(self) -> MechanismResult:
+        result = self.toy.run(self.score, self.temperature, self.mask_matrix())
+        if not (torch.isfinite(result.weights).all() and torch.isfinite(result.context).all()):
+            raise ValueError("These vectors give weights that cannot be computed: use smaller numbers.")
+        return result
+
+    # ----- settings ----------------------------------------------------------------------------------------------
+    def update(self, **changes) -> None:
+        """As ``Session.update``; a new example also brings its own vectors and token unless they are given."""
+        if "preset" in changes and changes["preset"] != self.preset:
+            if changes["preset"] not in PRESETS:
+                raise ValueError(f"There is no example called '{say_name(changes['preset'])}'. "
+                                 f"Choose one of: {', '.join(PRESETS)}.")
+            changes = {**preset_vectors(changes["preset"]), **changes}
+        super().update(**changes)
+
+    def ordered(self, settings: dict) -> list:
+        return sorted(settings.items(), key=lambda item: item[0] != "preset")
+
+    @validate("preset")
+    def _valid_preset(self, proposal):
+        if proposal["value"] not in PRESETS:
+            raise TraitError(f"There is no example called '{say_name(proposal['value'])}'. Choose one of: {', '.join(PRESETS)}.")
+        return proposal["value"]
+
+    @validate("score")
+    def _valid_score(self, proposal):
+        if proposal["value"] not in SCORES:
+            raise TraitError(f"Unknown score function '{say_name(proposal['value'])}'. Choose one of: {', '.join(SCORES)}.")
+        return proposal["value"]
+
+    @validate("temperature")
+    def _valid_temperature(self, proposal):
+        if not proposal["value"] > 0:
+            raise TraitError(f"The temperature must be a positive number (it divides the scores), got {proposal['value']:g}.")
+        return proposal["value"]
+
+    @validate("mask")
+    def _valid_mask(self, proposal):
+        if proposal["value"] not in MASKS:
+            raise TraitError(f"Unknown mask '{say_name(proposal['value'])}'. Choose one of: {', '.join(MASKS)}.")
+        return proposal["value"]
+
+    @validate("token")
+    def _valid_token(self, proposal):
+        if proposal["value"] not in self.tokens:
+            raise TraitError(f"There is no token '{say_name(proposal['value'])}' in this example: "
+                             f"{', '.join(self.tokens)}.")
+        return proposal["value"]
+
+    @validate("queries", "keys", "values")
+    def _valid_vectors(self, proposal):
+        name, vectors = proposal["trait"].name, proposal["value"]
+        if len(vectors) != len(self.tokens):
+            raise TraitError(f"The example has {len(self.tokens)} tokens, so it needs {len(self.tokens)} {name}.")
+        try:
+            return [list(ToyAttention.check_vector(v)) for v in vectors]
+        except ValueError as error:
+            raise TraitError(f"One of the {name}: {error}") from None
+
+    @validate("blocked")
+    def _valid_blocked(self, proposal):
+        n = len(self.tokens)
+        cells = []
+        for cell in proposal["value"]:
+            if not (isinstance(cell, (list, tuple)) and len(cell) == 2 and all(isinstance(i, int) for i in cell)
+                    and all(0 <= i < n for i in cell)):
+                raise TraitError(f"A blocked cell is a pair of token numbers from 0 to {n - 1}, got {say_name(cell)}.")
+            cells.append([int(cell[0]), int(cell[1])])
+        return [list(c) for c in sorted({tuple(c) for c in cells})]
+
+    def check_settings(self) -> None:
+        """Compute with the settings being set; a TraitError rolls the update back when they cannot hold."""
+        try:
+            self.compute()
+        except (ValueError, IndexError, KeyError) as error:
+            raise TraitError(str(error)) from None
+
+    # ----- actions -----------------------------------------------------------------------------------------------
+    def set_vector(self, kind: str, index: int, vector) -> None:
+        """Replace one query, key or value vector; ``vector`` may be typed text such as "1.0, -0.5"."""
+        if kind not in KINDS:
+            raise ValueError(f"Unknown vector kind '{say_name(kind)}': choose queries, keys or values.")
+        if isinstance(vector, str):
+            vector = parse_vector(vector)
+        table = [list(v) for v in getattr(self, kind)]
+        table[index] = list(vector)
+        self.update(**{kind: table})
+
+    def toggle_cell(self, query: int, key: int) -> None:
+        """Block (or allow again) query ``query`` from attending to key ``key``; switches the mask to custom."""
+        cells = {tuple(c) for c in self.blocked}
+        cells ^= {(int(query), int(key))}
+        self.update(blocked=[list(c) for c in sorted(cells)], mask="custom")
+
+    # ----- the result --------------------------------------------------------------------------------------------
+    @observe("preset", "score", "temperature", "mask", "blocked", "token", "queries", "keys", "values")
+    def _on_settings(self, change) -> None:
+        self._show_result()
+
+    def _show_result(self) -> None:
+        settings = repr(self.settings())
+        if settings == getattr(self, "_shown", None):  # one update changing several settings: one new result
+            return
+        self._shown = settings
+        result = self.compute()
+        self.result = result
+        self.say(self.summary(result), "ok")
+
+    def summary(self, result: MechanismResult) -> str:
+        blocked = int((~result.mask).sum())
+        message = f"{SCORE_LABELS[self.score]} score, T = {self.temperature:.3g}, {blocked} cell(s) masked."
+        empty = [t for i, t in enumerate(self.tokens) if not result.mask[i].any()]
+        if empty:
+            message += f" Query {', '.join(empty)} may attend to nothing: its weights and context are zero."
+        return message
+
+    def maps(self):
+        """The weights as an ``AttentionMaps`` record (for export)."""
+        return None if self.result is None else self.result.maps(self.tokens)

@@ -1,0 +1,249 @@
+"""The Pretrained tab's state: which encoder, which texts, where to look, which heads are ablated.
+
+Loading a model and reading a text run in the session's worker (a burst of typing gives one reading of the
+newest text); the layer, head, view and token only choose what to draw from the last ``reading``.
+"""
+
+from __future__ import annotations
+
+from traitlets import Any, Bool, Int, List, TraitError, Unicode, observe, validate
+
+from explorer.sessions.base import Session, say_name
+
+PRESETS = {
+    "coreference": dict(text_a="The animal didn't cross the street because it was too tired.", layer=3, head=1,
+                        token_label="it", view="head"),
+    "subject-verb agreement": dict(text_a="The keys to the old cabinet are on the table.", layer=3, head=1,
+                                   token_label="are", view="head"),
+    "sentence pair": dict(text_a="The cat sat on the mat.", text_b="A cat was sitting on a rug.", mode="pair",
+                          layer=2, head=0, view="layer"),
+    "compare two texts": dict(text_a="The trophy didn't fit in the suitcase because it was too big.",
+                              text_b="The trophy didn't fit in the suitcase because it was too small.",
+                              mode="compare", layer=3, head=1, token_label="it", view="compare"),
+}
+VIEWS = ("head", "layer", "mean", "rollout", "compare")
+MODES = ("pair", "compare")
+DEFAULT_TEXT = PRESETS["coreference"]["text_a"]
+
+
+def _load(name_or_path: str):
+    from explorer.models.pretrained import expect_family, load
+
+    model = load(name_or_path or None)
+    expect_family(model, "encoder", name_or_path)
+    return model
+
+
+class PretrainedSession(Session):
+    """One encoder and the reading of the visitor's texts; ``reading`` is what the views draw."""
+
+    key = "pretrained"
+    title = "Pretrained"
+    presets = {name: {"preset": name} for name in PRESETS}
+
+    preset = Unicode("", help="example").tag(link=True)
+    model = Unicode("", help="model").tag(link=True)  # "" is the packaged all-MiniLM-L6-v2
+    text_a = Unicode(DEFAULT_TEXT, help="text A").tag(link=True)
+    text_b = Unicode("", help="text B").tag(link=True)
+    mode = Unicode("pair", help="meaning of text B").tag(link=True)
+    layer = Int(0, help="layer").tag(link=True)
+    head = Int(0, help="head").tag(link=True)
+    view = Unicode("head", help="view").tag(link=True)
+    token = Int(-1, help="token").tag(link=True)  # the selected token's position, -1 for none
+    lock = Bool(False, help="token lock").tag(link=True)
+    ablated = List(help="ablated heads").tag(link=True)  # [[layer, head], ...]
+
+    encoder = Any(None)  # the loaded PretrainedEncoder
+    reading = Any(None)  # explorer.models.pretrained.Reading of the last texts
+
+    def __init__(self, owner=None, encoder=None, **settings):
+        self._token_for: tuple | None = None  # (texts, label, position) of a token chosen before the texts are read
+        self._read_texts: tuple | None = None  # the texts of ``reading``
+        self._loaded_model = settings.get("model", "")
+        super().__init__(owner, **settings)
+        if encoder is not None:
+            self._loaded(encoder)
+        else:
+            self.load_model(self.model)
+
+    # ----- settings ----------------------------------------------------------------------------------------------
+    def update(self, **changes) -> None:
+        """As ``Session.update``; an example also sets its texts, view, layer and head (and finds its token)."""
+        preset, label, wanted = changes.get("preset"), None, None
+        if preset:
+            if preset not in PRESETS:
+                raise ValueError(f"There is no preset called '{say_name(preset)}'. Choose one of: {', '.join(PRESETS)}.")
+            example = {"text_b": "", "mode": "pair", "lock": False, "token": -1, **PRESETS[preset]}
+            label = example.pop("token_label", None)
+            if "token" in changes:  # a link names the token itself
+                label, wanted = None, changes["token"]
+            changes = {**example, **changes}
+        elif "token" in changes and ({"text_a", "text_b", "mode"} & set(changes) or self.reading is None):
+            wanted = changes["token"]
+        super().update(**changes)
+        texts = (self.text_a, self.text_b, self.mode)
+        if label is not None or wanted is not None:  # the token belongs to these texts: set it when they are read
+            self._token_for = (texts, label, wanted)
+        if self._token_for is not None and self._read_texts == texts:
+            self.token = self._token_in(self.reading.maps.tokens, texts)
+
+    def _token_in(self, tokens, texts) -> int:
+        """The token a preset or link chose for ``texts`` (by label or position), once, or -1."""
+        if self._token_for is None or self._token_for[0] != texts:
+            return -1
+        _, label, wanted = self._token_for
+        self._token_for = None
+        if label is not None:
+            return tokens.index(label) if label in tokens else -1
+        return wanted if 0 <= wanted < len(tokens) else -1
+
+    def ordered(self, settings: dict) -> list:
+        first = ("preset", "model", "text_a", "text_b", "mode")
+        return sorted(settings.items(), key=lambda item: (item[0] not in first, first.index(item[0]) if item[0] in first else 0))
+
+    def _limit(self, what: str) -> int | None:
+        if self.encoder is None:
+            return None
+        return {"layer": self.encoder.n_layers, "head": self.encoder.n_heads}[what]
+
+    @validate("layer", "head")
+    def _valid_place(self, proposal):
+        name, value = proposal["trait"].name, proposal["value"]
+        limit = self._limit(name)
+        if value < 0 or (limit is not None and value >= limit):
+            shown = f"{name}s 0 to {limit - 1}" if limit else f"{name}s from 0"
+            owner = "this model has" if name == "layer" else "each layer has"
+            raise TraitError(f"{name.capitalize()} {value} does not exist: {owner} {shown}.")
+        return value
+
+    @validate("view")
+    def _valid_view(self, proposal):
+        if proposal["value"] not in VIEWS:
+            raise TraitError(f"Unknown view '{say_name(proposal['value'])}'. Choose one of: {', '.join(VIEWS)}.")
+        return proposal["value"]
+
+    @validate("mode")
+    def _valid_mode(self, proposal):
+        if proposal["value"] not in MODES:
+            raise TraitError(f"Text B is either a sentence pair ('pair') or a text to compare ('compare'), "
+                             f"not '{say_name(proposal['value'])}'.")
+        return proposal["value"]
+
+    @validate("preset")
+    def _valid_preset(self, proposal):
+        if proposal["value"] and proposal["value"] not in PRESETS:
+            raise TraitError(f"There is no preset called '{say_name(proposal['value'])}'. Choose one of: {', '.join(PRESETS)}.")
+        return proposal["value"]
+
+    @validate("token")
+    def _valid_token(self, proposal):
+        value = proposal["value"]
+        current = self.reading is not None and self._read_texts == (self.text_a, self.text_b, self.mode)
+        n = len(self.reading.maps.tokens) if current else None
+        if value < -1 or (n is not None and value >= n):
+            raise TraitError(f"Token {value} does not exist: the text has {n} tokens.")
+        return value
+
+    @validate("ablated")
+    def _valid_ablated(self, proposal):
+        pairs = []
+        for pair in proposal["value"]:
+            try:
+                layer, head = (int(v) for v in pair)
+            except (TypeError, ValueError):
+                raise TraitError(f"An ablated head is a (layer, head) pair of numbers, got {say_name(pair)}.") from None
+            if self.encoder is not None:
+                try:
+                    self.encoder.check_ablation([(layer, head)])
+                except ValueError as error:
+                    raise TraitError(str(error)) from None
+            pairs.append([layer, head])
+        return [list(p) for p in sorted({tuple(p) for p in pairs})]
+
+    # ----- the model ---------------------------------------------------------------------------------------------
+    @observe("model")
+    def _on_model(self, change) -> None:
+        if change["new"] != self._loaded_model:
+            self.load_model(change["new"])
+
+    def load_model(self, name_or_path: str) -> None:
+        """Load another encoder in the worker; if it fails, the current one stays (and the setting names it)."""
+        self.busy = True
+        self.say(f"Loading {name_or_path or 'the default model'}…", "busy")
+        self.worker.submit(_load, name_or_path, done=self._loaded, failed=self._not_loaded, latest=True)
+
+    def _loaded(self, encoder) -> None:
+        self.encoder, self._loaded_model = encoder, self.model
+        self.busy = False
+        fits = {"layer": min(self.layer, encoder.n_layers - 1), "head": min(self.head, encoder.n_heads - 1),
+                "ablated": [p for p in self.ablated if p[0] < encoder.n_layers and p[1] < encoder.n_heads]}
+        self.update(**fits)
+        self.say(f"Loaded {encoder.name}: {encoder.n_layers} layers x {encoder.n_heads} heads.", "ok")
+        self.request()
+
+    def _not_loaded(self, error) -> None:
+        self.model = self._loaded_model  # the setting names the model that is still loaded
+        self.fail(error)
+
+    # ----- the reading -------------------------------------------------------------------------------------------
+    @observe("text_a", "text_b", "mode", "ablated")
+    def _on_input(self, change) -> None:
+        self.request()
+
+    def request(self) -> None:
+        """Read the current texts in the worker; requests made meanwhile are collapsed into the newest."""
+        if self.encoder is None:
+            self.say("The model is still loading; your text will be shown when it is ready.", "busy")
+            return
+        from explorer.models.pretrained import read
+
+        self.busy = True
+        self.say("Reading the text…", "busy")
+        texts = (self.text_a, self.text_b, self.mode)
+        args = (self.encoder, *texts, tuple(tuple(p) for p in self.ablated))
+        self.worker.submit(lambda: (texts, read(*args)), done=self._read, failed=self.fail, latest=True)
+
+    def _read(self, result) -> None:
+        texts, reading = result
+        previous = self.reading.maps.tokens if self.reading is not None else ()
+        token = self._carried_token(previous, reading.maps.tokens, texts)
+        self._read_texts = texts
+        with self.hold_trait_notifications():  # observers see the new reading with its token
+            self.reading = reading
+            self.token = token
+        self.busy = self.worker.waiting
+        maps = reading.maps
+        self.say(f"{len(maps.tokens)} tokens, {maps.n_layers} layers x {maps.n_heads} heads. {maps.meta.notice}".strip(),
+                 "ok")
+
+    def _carried_token(self, previous, tokens, texts) -> int:
+        """The token chosen for these texts; else keep the selected one over a new reading of the same text, or by
+        its label when locked."""
+        if self._token_for is not None and self._token_for[0] == texts:
+            return self._token_in(tokens, texts)
+        if tokens == previous:
+            return self.token if self.token < len(tokens) else -1
+        if self.lock and 0 <= self.token < len(previous):
+            label = previous[self.token]
+            return tokens.index(label) if label in tokens else -1
+        return -1
+
+    # ----- actions -----------------------------------------------------------------------------------------------
+    def select_token(self, index: int | None) -> None:
+        """Highlight what token ``index`` attends to and what attends to it (None or -1, or the same again, clears)."""
+        if self.lock:
+            self.say("The selected token is locked; unlock it to pick another.")
+            return
+        index = -1 if index is None or index < 0 or index == self.token else int(index)
+        self.update(token=index)
+
+    def select_head(self, layer: int, head: int) -> None:
+        self.update(layer=layer, head=head)
+
+    def toggle_ablation(self) -> None:
+        """Ablate the head on screen, or restore it."""
+        pairs = {tuple(p) for p in self.ablated} ^ {(self.layer, self.head)}
+        self.update(ablated=[list(p) for p in sorted(pairs)])
+
+    def maps(self):
+        return None if self.reading is None else self.reading.maps

@@ -1,0 +1,161 @@
+"""The CBAM tab: a small CNN with CBAM and the identical plain CNN trained side by side; where does CBAM look?
+
+Controls on the left, bound to a ``VisionSession``; on the right the curves of both nets, a gallery of test
+images with each stage's spatial map and Grad-CAM over them, the channel weights of the selected image, and the
+localization of each map over training.
+"""
+
+from __future__ import annotations
+
+import ipywidgets as widgets
+
+from explorer import links
+from explorer.models.cbam import KERNEL_SIZES, MERGES, ORDERS, POOL_TYPES, PRESETS, localization_history
+from explorer.sessions.vision import GALLERY_SIZE, NAMES, VisionSession
+from explorer.views import images as view
+from explorer.widgets.controls import StatusLine, bind, button, columns, guarded, labelled, section, shows_errors, tagged
+from explorer.widgets.export import CopyLink, ExportBar
+from explorer.widgets.plot import PlotView
+
+DATASETS = (("shapes (with boxes)", "shapes"), ("digits (scikit-learn)", "digits"), ("your folder", "folder"))
+CHOOSE = "(choose an example)"
+
+
+def pool_binding(control, session, pool: str):
+    """A checkbox for one pooling type: ticked when the type is in the session's pools."""
+    def toggled(ticked: bool) -> list:
+        return [p for p in POOL_TYPES if (p == pool and ticked) or (p != pool and p in session.pools)]
+    return bind(control, session, "pools", to_view=lambda pools: pool in pools, to_setting=toggled)
+
+
+class VisionPanel(widgets.VBox):
+    """The live CBAM lab; ``session.train(steps)`` and ``session.apply_preset(name)`` drive it from code too."""
+
+    def __init__(self, session: VisionSession | None = None):
+        super().__init__()
+        self.add_class("ae-cbam")
+        self.session = session = session or VisionSession()
+        self.status = StatusLine(session)
+        self._build_controls()
+        self._build_figures()
+        self.children = [columns(self.controls, self.outputs)]
+        session.observe(lambda _: self.redraw(), ["trainers", "revision"])
+        session.observe(lambda _: self._show_yours(), "yours")
+        session.observe(lambda change: setattr(self.progress, "value", int(1000 * change["new"])), "progress")
+        self.redraw()
+
+    # ----- layout ---------------------------------------------------------------------------------
+    def _build_controls(self) -> None:
+        s, w = self.session, widgets
+        self.preset = w.Dropdown(options=[CHOOSE, *PRESETS], layout=w.Layout(width="250px"))
+        self.dataset = tagged(w.Dropdown(options=DATASETS, layout=w.Layout(width="190px")), "ae-cbam-dataset")
+        self.folder = w.Text(placeholder="folder with one sub-folder per class", layout=w.Layout(width="300px"))
+        self.use_cbam = tagged(w.Checkbox(description="CBAM on", indent=False), "ae-cbam-use-cbam")
+        self.options = {
+            "channel": w.Checkbox(description="channel attention", indent=False),
+            "spatial": w.Checkbox(description="spatial attention", indent=False),
+            "order": w.Dropdown(options=ORDERS, layout=w.Layout(width="170px")),
+            "merge": w.ToggleButtons(options=MERGES, style=dict(button_width="70px")),
+            "ratio": tagged(w.IntText(layout=w.Layout(width="80px")), "ae-cbam-ratio"),
+            "kernel_size": tagged(w.ToggleButtons(options=KERNEL_SIZES, style=dict(button_width="45px")), "ae-cbam-kernel"),
+        }
+        self.pools = {p: w.Checkbox(description=p, indent=False, layout=w.Layout(width="70px")) for p in POOL_TYPES}
+        self.lr = tagged(w.FloatText(step=0.001, layout=w.Layout(width="90px")), "ae-cbam-lr")
+        self.epochs = tagged(w.IntText(layout=w.Layout(width="80px")), "ae-cbam-epochs")
+        self.progress = tagged(w.IntProgress(value=0, min=0, max=1000, layout=w.Layout(width="300px")), "ae-cbam-progress")
+        self.path = w.Text(layout=w.Layout(width="160px"))
+        self.upload = tagged(w.FileUpload(accept="image/*", multiple=False, description="Your image"), "ae-cbam-upload")
+        self.selected = tagged(w.ToggleButtons(options=[(f"image {i + 1}", i) for i in range(GALLERY_SIZE)],
+                                               style=dict(button_width="78px")), "ae-cbam-selected")
+        self.bindings = [bind(self.dataset, s, "dataset"), bind(self.folder, s, "folder"), bind(self.use_cbam, s, "cbam"),
+                         bind(self.lr, s, "lr"), bind(self.epochs, s, "epochs"), bind(self.path, s, "path"),
+                         bind(self.selected, s, "selected"),
+                         bind(self.preset, s, "preset", to_view=lambda v: v or CHOOSE,
+                              to_setting=lambda v: "" if v == CHOOSE else v)]
+        self.bindings += [bind(control, s, name) for name, control in self.options.items()]
+        self.bindings += [pool_binding(control, s, pool) for pool, control in self.pools.items()]
+        self.upload.observe(self._on_upload, "value")
+        option = {key: labelled(key.replace("_size", " k").replace("ratio", "ratio r"), control, "70px")
+                  for key, control in self.options.items()}
+        export = ExportBar(s, {"gallery": "ae-cbam-gallery", "curves": "ae-cbam-curves",
+                               "localization": "ae-cbam-localization"}, name="cbam")
+        self.controls = w.VBox([
+            section("Example", self.preset),
+            section("Data", labelled("dataset", self.dataset, "70px"), self.folder,
+                    button("Load data", guarded(s, s.load_data), "ae-cbam-load-data", icon="folder-open", width="130px")),
+            section("CBAM", self.use_cbam, w.HBox([self.options["channel"], self.options["spatial"]]), option["order"],
+                    w.HBox(list(self.pools.values()), layout=w.Layout(flex_flow="row wrap")), option["merge"],
+                    option["ratio"], option["kernel_size"]),
+            section("Training", labelled("learning rate", self.lr, "100px"), labelled("epochs", self.epochs, "100px"),
+                    w.HBox([button("Train", guarded(s, s.train), "ae-cbam-train", "success", "play", "100px"),
+                            button("Stop", guarded(s, s.stop), "ae-cbam-stop", icon="stop", width="100px"),
+                            button("Reset", guarded(s, s.reset), "ae-cbam-reset", icon="undo", width="100px")]),
+                    self.progress),
+            section("Checkpoint", w.HBox([self.path, button("Save", guarded(s, s.save), "ae-cbam-save", width="70px"),
+                                          button("Load", guarded(s, s.load), "ae-cbam-load", width="70px")])),
+            section("Your own image", self.upload),
+            section("Export", export),
+            section("Share", CopyLink(lambda: links.query(s.key, s.state()))),
+            self.status,
+        ], layout=w.Layout(width="340px", min_width="300px", flex="0 1 340px"))
+
+    def _build_figures(self) -> None:
+        self.figures = {name: PlotView(name=f"ae-cbam-{name}") for name in ("curves", "gallery", "channels", "localization")}
+        self.yours = widgets.VBox()
+        pair = widgets.Box([self.figures["channels"], self.figures["localization"]],
+                           layout=widgets.Layout(display="flex", flex_flow="row wrap"))
+        self.outputs = widgets.VBox([
+            self.figures["curves"],
+            widgets.HTML("<b>Test images</b>: each stage's spatial map and Grad-CAM over the image "
+                         "(titles: true class · CBAM net · plain baseline)"),
+            self.figures["gallery"],
+            widgets.HBox([widgets.Label("channel weights of"), self.selected], layout=widgets.Layout(flex_flow="row wrap")),
+            pair, self.yours,
+        ], layout=widgets.Layout(flex="1 1 600px", min_width="0"))
+
+    # ----- drawing --------------------------------------------------------------------------------
+    def redraw(self) -> None:
+        """Every figure from the latest snapshots."""
+        s = self.session
+        records = {NAMES[name]: trainer.snapshots[-1].maps for name, trainer in s.trainers.items()}
+        cbam = records[NAMES["cbam"]]
+        pixels, labels = s.gallery()
+        selected = min(s.selected, len(pixels) - 1)
+        channel = [weights[selected] for weights in cbam.channel]
+        title = f"channel weights, image {selected + 1}" if channel else "no channel attention in this net"
+        histories = {NAMES[n]: t.history for n, t in s.trainers.items()}
+        evaluations = {NAMES[n]: e for n, e in s.group.evaluations.items()}
+        self.figures["curves"].show(view.curves_figure(histories, evaluations))
+        self.figures["gallery"].show(view.attention_gallery(pixels, records, s.class_names, labels))
+        self.figures["channels"].show(view.channel_bars(channel, title, width=560))
+        self.figures["localization"].show(view.localization_figure(self._localization_lines(), width=520))
+
+    def _localization_lines(self) -> dict:
+        """Each CBAM stage's localization over training, and Grad-CAM's for both nets."""
+        cbam, plain = (localization_history(self.session.trainers[name].snapshots) for name in NAMES)
+        lines = {key: line for key, line in cbam.items() if key != "Grad-CAM"}
+        for name, history in (("cbam", cbam), ("plain", plain)):
+            if "Grad-CAM" in history:
+                lines[f"Grad-CAM ({NAMES[name]})"] = history["Grad-CAM"]
+        return lines
+
+    @shows_errors
+    def _on_upload(self, change) -> None:
+        if not change["new"]:
+            return
+        upload = change["new"][0]
+        self.upload.value = ()  # the widget does not keep the file (nor send it back to the page)
+        self.session.show_image(bytes(upload["content"]))
+        self.session.say(f"Maps of {upload['name']} drawn below the gallery.", "ok")
+
+    def _show_yours(self) -> None:
+        pixels, records = self.session.yours
+        figure = PlotView(view.attention_gallery(pixels, records, self.session.class_names, height_per_row=170),
+                          name="ae-cbam-yours")
+        old = self.yours.children
+        self.yours.children = [widgets.HTML("<b>Your image</b>"), figure]
+        for widget in old:
+            widget.close()
+
+    def wait(self, timeout: float = 120.0) -> None:
+        self.session.wait(timeout)
