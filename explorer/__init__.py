@@ -1,3 +1,10 @@
 """Attention Explorer: see, edit and train attention, from the formula to pretrained Transformers and CBAM."""
 
+import os
+
+# Hugging Face libraries draw progress bars; in a notebook those are widgets, made in whatever thread loads a
+# model or a data set. The explorer loads in workers and shows its own progress, so their bars stay off.
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+
 __version__ = "0.1.0"

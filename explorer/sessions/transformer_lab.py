@@ -266,7 +266,7 @@ class TransformerLabSession(Session):
         self.say(f"Training {len(self.runs)} model(s) for {steps} steps…", "busy")
 
     def stop(self) -> None:
-        if not self.group.stop(timeout=0.0):
+        if not self.training or not self.group.stop(timeout=0.0):
             raise ValueError("Training is not running, so there is nothing to stop.")
 
     def stop_work(self) -> None:
