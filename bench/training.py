@@ -84,34 +84,40 @@ def throughput(rounds: int = 7) -> None:
         print(f"throughput_ratio_{clock}_vs_torch_encoder: {statistics.median(ratios):.3f}  (goal >= 1.0)")
 
 
-def timed_run(trainer: Trainer, steps: int) -> tuple[float, float]:
-    """Wall seconds and CPU seconds of the whole process (the panel's redraw thread included)."""
+def timed(run) -> tuple[float, float]:
+    """Wall seconds and CPU seconds of the whole process (the panel's redraws on this thread included)."""
     wall, cpu = time.perf_counter(), time.process_time()
-    trainer.run(steps)
+    run()
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def panel_slowdown(rounds: int = 8, steps: int = 100) -> None:
+    """The tab trains on its own thread and redraws on this one (throttled), as in a kernel."""
+    import copy
+
     from explorer.widgets.transformer_lab import TransformerLabPanel
 
-    data = make_task("reverse", seed=0)
     panel = TransformerLabPanel()
-    with torch.random.fork_rng():
-        torch.manual_seed(panel.seed)  # the same start as the panel's model
-        headless = Trainer(TinyTransformer(TransformerConfig(vocab_size=VOCAB)), data, lr=1e-3)
+    panel.wait()
     attached = panel.runs[0].trainer
+    headless = Trainer(copy.deepcopy(attached.model), attached.data, lr=attached.lr,
+                       batch_size=attached.batch_size, seed=0)
+
+    def with_panel() -> None:
+        panel.session.train(steps)
+        panel.wait(600)
+
     headless_times, attached_times = [], []
     for i in range(rounds):  # ABBA order, so a busy neighbour or a warm cache favours neither
-        order = ((headless, headless_times), (attached, attached_times))
-        for trainer, times in order if i % 2 == 0 else order[::-1]:
-            times.append(timed_run(trainer, steps))
-        panel.redraw.flush()
+        order = ((lambda: headless.run(steps), headless_times), (with_panel, attached_times))
+        for run, times in order if i % 2 == 0 else order[::-1]:
+            times.append(timed(run))
     for index, clock in ((0, "wall"), (1, "cpu")):
         alone = statistics.median(t[index] for t in headless_times)
-        with_panel = statistics.median(t[index] for t in attached_times)
+        shown = statistics.median(t[index] for t in attached_times)
         print(f"{clock}_seconds_{steps}_steps_headless: {alone:.3f}")
-        print(f"{clock}_seconds_{steps}_steps_panel_attached: {with_panel:.3f}")
-        print(f"panel_slowdown_{clock}: {100 * (with_panel / alone - 1):.1f}%  (goal <= 10%)")
+        print(f"{clock}_seconds_{steps}_steps_panel_attached: {shown:.3f}")
+        print(f"panel_slowdown_{clock}: {100 * (shown / alone - 1):.1f}%  (goal <= 10%)")
 
 
 def time_to_reverse(lr: float = 1e-3, check_every: int = 25, max_steps: int = 2000) -> None:

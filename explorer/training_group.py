@@ -34,6 +34,7 @@ class TrainingGroup:
         self.done = self.target = 0
         self.message = "Ready to train."
         self._stop = threading.Event()
+        self._ended = threading.Event()  # the background run has told its listeners how it ended
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -57,9 +58,12 @@ class TrainingGroup:
         """Train every trainer ``steps`` more steps in a background thread."""
         steps = check_steps(steps)
         with self._lock:
+            if self.running and self._ended.is_set():  # the last run told its end and is returning: let it
+                self._thread.join(5.0)
             if self.running or any(t.running for t in self.trainers.values()):
                 raise ValueError("Training is already running: stop it first, or wait for it to finish.")
             self._stop.clear()
+            self._ended.clear()
             self.done, self.target = 0, steps
             self._thread = threading.Thread(target=self._background, args=(steps,), daemon=True, name="group")
             self._thread.start()
@@ -94,6 +98,7 @@ class TrainingGroup:
 
     def _finish(self, event: str, message: str, **info) -> str:
         self.message = message
+        self._ended.set()
         self._emit(event, {"message": message, "done": self.done, **info})
         return message
 

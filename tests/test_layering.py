@@ -64,3 +64,16 @@ def test_no_module_is_over_400_lines():
     long = {p.relative_to(PACKAGE).as_posix(): n for p in PACKAGE.rglob("*.py")
             if (n := len(p.read_text().splitlines())) > 400}
     assert not long, f"modules over 400 lines: {long}"
+
+
+def test_no_function_is_over_50_lines_without_a_reason_beside_it():
+    """A longer function says why on the line of its ``def`` (``# long: ...``)."""
+    long = []
+    for path in PACKAGE.rglob("*.py"):
+        lines = path.read_text().splitlines()
+        for node in ast.walk(ast.parse("\n".join(lines))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 50:
+                if "# long:" not in lines[node.lineno - 1]:
+                    long.append(f"{path.relative_to(PACKAGE).as_posix()}:{node.name}")
+    assert not long, f"functions over 50 lines with no reason given: {long}"
+

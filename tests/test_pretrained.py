@@ -207,9 +207,8 @@ def test_exports_round_trip(encoder, tmp_path):
     path.write_bytes(export.maps_npz(maps))
     loaded = AttentionMaps.load_npz(path)
     assert loaded.tokens == maps.tokens and torch.equal(loaded.weights, maps.weights)
-    assert 'download="attention-maps.npz"' in export.download_link(export.maps_npz(maps), "attention-maps.npz", "npz")
-    with pytest.raises(ValueError):
-        export.image_script("ae-x", "gif", "plot")
+    with pytest.raises(ValueError, match="json or npz"):
+        export.maps_bytes(maps, "gif")
 
 
 @pytest.fixture

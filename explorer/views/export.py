@@ -1,13 +1,11 @@
-"""Export: maps as JSON or ``.npz`` bytes with a download link, and figures as PNG/SVG in the browser.
+"""Export: maps as JSON or ``.npz`` bytes; figures are saved as PNG/SVG by the browser (widgets/export.py).
 
-Images are made by plotly.js itself, in the visitor's browser (no kaleido, no Chrome on the server):
-a tiny iframe script sets the format of the figure's own "download plot" modebar button and presses it.
+Images are made in the visitor's browser (no kaleido, no Chrome on the server): plotly.js draws its own
+figures, and the canvas map draws a vector SVG of exactly what is shown.
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import tempfile
 from dataclasses import replace
@@ -48,36 +46,3 @@ def maps_bytes(maps, fmt: str) -> bytes:
     if fmt not in DATA_FORMATS:
         raise ValueError(f"Maps export as {' or '.join(DATA_FORMATS)}, not '{fmt}'.")
     return maps_json(maps) if fmt == "json" else maps_npz(maps)
-
-
-def download_link(data: bytes, filename: str, fmt: str, nonce: int = 0) -> str:
-    """An HTML link that saves ``data`` as ``filename``, clicked at once by a small iframe script."""
-    href = f"data:{MIME[fmt]};base64,{base64.b64encode(data).decode('ascii')}"
-    link_id = f"ae-download-{nonce}"
-    script = (f"<script>var a=parent.document.getElementById('{link_id}');if(a){{a.click();}}</script>")
-    return (f'<a id="{link_id}" class="ae-download" download="{html.escape(filename)}" href="{href}">'
-            f"download {html.escape(filename)} ({len(data) / 1e6:.2f} MB)</a>"
-            f'<iframe style="display:none" srcdoc="{html.escape(script, quote=True)}"></iframe>')
-
-
-def image_script(container_class: str, fmt: str, filename: str, nonce: int = 0) -> str:
-    """An invisible iframe whose script downloads the plot inside ``.container_class`` as PNG or SVG.
-
-    A plotly figure is saved by its own modebar button (plotly.js ``downloadImage``), a canvas map by its own
-    ``aeDownload``, so the image is exactly what is shown.
-    """
-    if fmt not in IMAGE_FORMATS:
-        raise ValueError(f"Figures export as {' or '.join(IMAGE_FORMATS)}, not '{fmt}'.")
-    script = (
-        "<script>"
-        f"var box=parent.document.querySelector('.{container_class}');"
-        "var map=box&&box.querySelector('.ae-heatmap');"
-        f"if(map&&map.aeDownload){{map.aeDownload('{fmt}',{json.dumps(filename)});}}"
-        "var gd=!map&&box&&box.querySelector('.js-plotly-plot');"
-        "if(gd){"
-        f"gd._context.toImageButtonOptions={{format:'{fmt}',filename:{json.dumps(filename)}}};"
-        "var b=gd.querySelector('.modebar-btn[data-val=\"toImage\"],.modebar-btn[data-title^=\"Download\"]');"
-        "if(b){b.click();}}"
-        f"</script><!-- {nonce} -->"
-    )
-    return f'<iframe style="display:none" srcdoc="{html.escape(script, quote=True)}"></iframe>'

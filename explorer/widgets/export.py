@@ -51,8 +51,9 @@ class ExportBar(widgets.HBox):
     def __init__(self, session: Session, figures: dict[str, str], data: dict[str, tuple] | None = None,
                  name: str = "attention"):
         self.session, self.name, self.figures, self.data = session, name, dict(figures), dict(data or {})
-        self.target = widgets.Dropdown(options=list(self.figures) + list(self.data), layout=widgets.Layout(width="150px"))
-        self.format = widgets.Dropdown(layout=widgets.Layout(width="80px"))
+        self.target = tagged(widgets.Dropdown(options=list(self.figures) + list(self.data),
+                                              layout=widgets.Layout(width="150px")), f"ae-{name}-export-target")
+        self.format = tagged(widgets.Dropdown(layout=widgets.Layout(width="80px")), f"ae-{name}-export-format")
         self.button = tagged(widgets.Button(description="Export", icon="download", layout=widgets.Layout(width="90px")),
                              "ae-export")
         self.downloader = PageTool(tool="download")

@@ -46,7 +46,7 @@ class PretrainedPanel(widgets.VBox):
         self._on_reading()
 
     # ----- layout -------------------------------------------------------------------------------
-    def _build_controls(self) -> None:
+    def _build_controls(self) -> None:  # long: one control per setting, made and bound in the order they appear
         s, w = self.session, widgets
         wide = w.Layout(width="100%", max_width="330px")
         self.model_name = tagged(w.Text(placeholder="all-MiniLM-L6-v2, a folder, or a cached hub name", layout=wide,

@@ -36,7 +36,7 @@ class TransformerLabPanel(widgets.VBox):
         session.observe(lambda _: self.monitor.redraw(), "revision")
         self._on_runs()
 
-    def _build_controls(self) -> None:
+    def _build_controls(self) -> None:  # long: one control per setting, made and bound in the order they appear
         s, w, narrow = self.session, widgets, widgets.Layout(width="170px")
         self.preset = w.Dropdown(options=[CHOOSE, *PRESETS], layout=w.Layout(width="250px"))
         self.arch = {

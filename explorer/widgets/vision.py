@@ -45,7 +45,7 @@ class VisionPanel(widgets.VBox):
         self.redraw()
 
     # ----- layout ---------------------------------------------------------------------------------
-    def _build_controls(self) -> None:
+    def _build_controls(self) -> None:  # long: one control per setting, made and bound in the order they appear
         s, w = self.session, widgets
         self.preset = w.Dropdown(options=[CHOOSE, *PRESETS], layout=w.Layout(width="250px"))
         self.dataset = tagged(w.Dropdown(options=DATASETS, layout=w.Layout(width="190px")), "ae-cbam-dataset")

@@ -124,16 +124,18 @@ def test_bertviz_renders_offline(page, dashboard_url):
 def test_export_downloads_svg_and_npz(page, dashboard_url):
     blocked = block_other_hosts(page)
     open_pretrained(page, dashboard_url)
+    page.locator(".ae-pretrained-export-target select").select_option("figure on screen")
     page.locator(".ae-pretrained-export-format select").select_option("svg")
     with page.expect_download() as svg:
         page.locator(".ae-pretrained-export").click()
-    assert svg.value.suggested_filename == "attention-layer0-head.svg"
+    assert svg.value.suggested_filename == "pretrained-figure-on-screen.svg"
     drawn = Path(svg.value.path()).read_bytes()
     assert b"<svg" in drawn[:400] and drawn.count(b"<rect") > 200  # a vector drawing: a rect per cell
     assert b">animal</text>" in drawn and b">layer 0, head 0</text>" in drawn
+    page.locator(".ae-pretrained-export-target select").select_option("attention maps")
     page.locator(".ae-pretrained-export-format select").select_option("npz")
     with page.expect_download() as npz:
         page.locator(".ae-pretrained-export").click()
-    assert npz.value.suggested_filename == "attention-maps.npz"
+    assert npz.value.suggested_filename == "pretrained-attention-maps.npz"
     assert Path(npz.value.path()).read_bytes()[:2] == b"PK"  # a zip archive, as .npz files are
     assert not blocked, f"exporting asked for addresses outside this server: {blocked}"
