@@ -131,3 +131,15 @@ def test_export_offers_figures_as_images_and_the_weights_as_data():
     bar.format.value = "svg"
     bar.export()
     assert sent[-1][0] == {"event": "image", "target": "ae-weights", "format": "svg", "filename": "mechanism-weights"}
+
+
+def test_a_typed_temperature_survives_the_slider_snapping_it_and_the_next_edit():
+    panel = MechanismPanel()
+    panel.temperature_text.value = "0.5"
+    assert panel.session.temperature == 0.5
+    panel.temperature.value = 10 ** -0.3  # what the page's log slider sends back: 0.5 snapped to its step
+    assert panel.session.temperature == 0.5
+    panel.score.value = "additive"
+    assert panel.session.temperature == 0.5 and panel.temperature_text.value == "0.5"
+    panel.temperature.value = 10 ** -0.2  # a real move of the slider still counts
+    assert panel.session.temperature == pytest.approx(0.631, abs=1e-3)

@@ -50,12 +50,17 @@ class StatusLine(widgets.HTML):
 
 
 class Binding:
-    """One control bound to one setting; ``to_view``/``to_setting`` convert where they differ (text boxes)."""
+    """One control bound to one setting; ``to_view``/``to_setting`` convert where they differ (text boxes).
+
+    ``same(a, b)`` says two values are one for this control: a slider that snaps the setting's value to its
+    steps (0.5 on a log slider becomes 0.501) sends the snapped value back, which must not change the setting.
+    """
 
     def __init__(self, control: widgets.Widget, session: Session, name: str, trait: str = "value",
-                 to_view: Callable = lambda v: v, to_setting: Callable = lambda v: v, options: Callable | None = None):
+                 to_view: Callable = lambda v: v, to_setting: Callable = lambda v: v, options: Callable | None = None,
+                 same: Callable | None = None):
         self.control, self.session, self.name, self.trait = control, session, name, trait
-        self.to_view, self.to_setting, self.options = to_view, to_setting, options
+        self.to_view, self.to_setting, self.options, self.same = to_view, to_setting, options, same
         self._writing = False
         control.observe(self._from_control, trait)
         session.observe(self._from_session, name)
@@ -85,12 +90,14 @@ class Binding:
     def _from_session(self, change) -> None:
         self.show()
 
-
     def _from_control(self, change) -> None:
         if self._writing:
             return
         try:
-            self.session.update(**{self.name: self.to_setting(change["new"])})
+            value = self.to_setting(change["new"])
+            if self.same is not None and self.same(value, getattr(self.session, self.name)):
+                return
+            self.session.update(**{self.name: value})
         except ValueError as error:
             self.session.say(str(error), "error")
             self.show()  # the control shows the value that holds

@@ -6,6 +6,8 @@ session's ``result`` whenever it changes.
 
 from __future__ import annotations
 
+import math
+
 import ipywidgets as widgets
 
 from explorer import links
@@ -18,6 +20,11 @@ from explorer.widgets.export import CopyLink, ExportBar, maps_export
 from explorer.widgets.plot import PlotView
 
 LABELS = {"queries": "query", "keys": "key", "values": "value"}
+
+
+def within_a_step(slider: widgets.FloatLogSlider):
+    """Two temperatures the log slider cannot tell apart (half a step of its exponent or less)."""
+    return lambda a, b: a > 0 and b > 0 and abs(math.log(a / b, slider.base)) <= slider.step / 2 + 1e-12
 
 
 def vector_text(vector) -> str:
@@ -51,7 +58,7 @@ class MechanismPanel(widgets.VBox):
         self.mask_kind = w.ToggleButtons(options=MASKS, style=dict(button_width="70px"))
         self.query = w.ToggleButtons(options=list(s.tokens), style=dict(button_width="60px"))
         self.bindings = [
-            bind(self.preset, s, "preset"), bind(self.score, s, "score"), bind(self.temperature, s, "temperature"),
+            bind(self.preset, s, "preset"), bind(self.score, s, "score"), bind(self.temperature, s, "temperature", same=within_a_step(self.temperature)),
             bind(self.temperature_text, s, "temperature", to_view=lambda v: f"{v:.3g}"),
             bind(self.mask_kind, s, "mask"),
         ]
