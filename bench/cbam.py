@@ -19,7 +19,7 @@ from explorer.data.images import make_shapes
 from explorer.models.cbam import CBAMNet, grad_cam, localization, probe_maps
 from explorer.training import Trainer
 from explorer.models.cbam import PAPER
-from explorer.sessions.vision import BATCH_SIZE, CHUNK
+from explorer.sessions.vision_nets import BATCH_SIZE, CHUNK
 
 LR = 0.003  # the CBAM tab's default learning rate
 TARGET = 0.95

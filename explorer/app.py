@@ -38,9 +38,9 @@ TABS = (
             "explorer.widgets.pretrained:PretrainedPanel"),
     TabSpec("transformer", "Train a Transformer", "explorer.sessions.transformer_lab:TransformerLabSession",
             "explorer.widgets.transformer_lab:TransformerLabPanel"),
-    TabSpec("cbam", "CBAM", "explorer.sessions.vision:VisionSession", "explorer.widgets.vision:VisionPanel"),
+    TabSpec("vision", "Vision", "explorer.sessions.vision:VisionSession", "explorer.widgets.vision:VisionPanel"),
 )
-ALIASES: dict[str, str] = {}  # older tab names in links -> the tab that shows them now
+ALIASES: dict[str, str] = {"cbam": "vision"}  # older tab names in links -> the tab that shows them now
 
 APP_CSS = """
 <style>
@@ -107,6 +107,8 @@ class ExplorerApp(widgets.VBox):
 
         ``then(key)`` runs on the home thread once the tab is built (or has failed to build).
         """
+        spec = self.tabs[find_tab(key, self.tabs)]
+        key = spec.key  # an older name of the tab opens the same tab
         if then is not None:
             self._then.setdefault(key, []).append(then)
         if key in self.panels or key in self.failed:
@@ -114,7 +116,6 @@ class ExplorerApp(widgets.VBox):
             return
         if key in self._building:
             return
-        spec = self.tabs[find_tab(key, self.tabs)]
         options = self.session_options.get(key, {})
         if now:
             try:
@@ -161,6 +162,7 @@ class ExplorerApp(widgets.VBox):
 
     def wait(self, key: str, timeout: float = 120.0):
         """Open tab ``key`` and block (on the home thread) until its panel exists and its session is idle."""
+        key = self.tabs[find_tab(key, self.tabs)].key
         self.open_tab(key)
         self.home.wait_until(lambda: key in self.panels or key in self.failed, timeout)
         if key not in self.panels:

@@ -30,9 +30,11 @@ MODELS = {
     "TinyTransformer": "explorer.models.transformer:TinyTransformer",
     "TinySeq2Seq": "explorer.models.transformer:TinySeq2Seq",
     "CBAMNet": "explorer.models.cbam:CBAMNet",
+    "TinyViT": "explorer.models.vit:TinyViT",
 }
 CONFIG_CLASSES = {"TinyTransformer": "explorer.models.transformer:TransformerConfig",
-                  "TinySeq2Seq": "explorer.models.transformer:TransformerConfig"}
+                  "TinySeq2Seq": "explorer.models.transformer:TransformerConfig",
+                  "TinyViT": "explorer.models.vit:ViTConfig"}
 PICKLE_STARTS = (b"\x80", b"PK\x03\x04")  # a pickle protocol header, or the zip archive torch.save writes
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle")
 

@@ -147,6 +147,9 @@ class ImageAttention:
     """Attention over images: per stage, channel weights ``[B, C]`` and spatial maps ``[B, H, W]``.
 
     ``spatial`` maps are upsampled to the input size so they can be drawn over ``images`` ``[B, C, H, W]``.
+    A Vision Transformer's record has no channel weights: its ``spatial`` maps are, per layer, where the CLS
+    token looks, ``rollout`` ``[B, H, W]`` per layer the attention rollout up to that layer, and ``heads``
+    ``[B, heads, H, W]`` per layer each head's map (when asked for).
     ``grad_cam`` ``[B, H, W]`` and ``localization`` (map name -> score against the objects' boxes) are filled
     by probes that compute them.
     """
@@ -157,17 +160,25 @@ class ImageAttention:
     predictions: tuple[int, ...] = ()
     grad_cam: torch.Tensor | None = None
     localization: dict[str, float] = field(default_factory=dict)
+    rollout: list = field(default_factory=list)
+    heads: list = field(default_factory=list)
 
     def __post_init__(self):
         channel = [torch.as_tensor(c).detach().to("cpu", torch.float32) for c in self.channel]
         spatial = [torch.as_tensor(s).detach().to("cpu", torch.float32) for s in self.spatial]
-        sizes = {t.shape[0] for t in channel + spatial}
+        rolled = [torch.as_tensor(r).detach().to("cpu", torch.float32) for r in self.rollout]
+        heads = [torch.as_tensor(h).detach().to("cpu", torch.float32) for h in self.heads]
+        sizes = {t.shape[0] for t in channel + spatial + rolled + heads}
         if len(sizes) > 1:
             raise ValueError(f"Every stage must hold the same number of images, got {sorted(sizes)}.")
-        if any(c.dim() != 2 for c in channel) or any(s.dim() != 3 for s in spatial):
-            raise ValueError("Channel weights must be [B, C] and spatial maps [B, H, W] for each stage.")
+        if any(c.dim() != 2 for c in channel) or any(s.dim() != 3 for s in spatial + rolled):
+            raise ValueError("Channel weights must be [B, C] and spatial and rollout maps [B, H, W] for each stage.")
+        if any(h.dim() != 4 for h in heads):
+            raise ValueError("Per-head maps must be [B, heads, H, W] for each layer.")
         object.__setattr__(self, "channel", channel)
         object.__setattr__(self, "spatial", spatial)
+        object.__setattr__(self, "rollout", rolled)
+        object.__setattr__(self, "heads", heads)
         if self.images is not None:
             object.__setattr__(self, "images", torch.as_tensor(self.images).detach().to("cpu", torch.float32))
         if self.grad_cam is not None:
@@ -231,16 +242,21 @@ def rollout(maps: AttentionMaps, add_residual: bool = True) -> torch.Tensor:
     """
     if len(maps.tokens) != len(maps.keys):
         raise ValueError("Rollout needs self-attention (as many keys as queries).")
-    n_tokens = len(maps.tokens)
-    identity = torch.eye(n_tokens)
-    joint = identity
+    return rollout_weights(maps.weights, add_residual)
+
+
+def rollout_weights(weights: torch.Tensor, add_residual: bool = True) -> torch.Tensor:
+    """``rollout`` of raw weights ``[..., layers, heads, T, T]`` (a batch of images at once), ``[..., layers, T, T]``."""
+    n_tokens = weights.shape[-1]
+    identity = torch.eye(n_tokens, dtype=weights.dtype)
+    joint = identity.expand(*weights.shape[:-4], n_tokens, n_tokens)
     layers = []
-    for layer_weights in maps.weights.mean(dim=1):  # [T, T] per layer
+    for layer_weights in weights.mean(dim=-3).unbind(-3):  # [..., T, T] per layer
         a = 0.5 * layer_weights + 0.5 * identity if add_residual else layer_weights
         a = a / a.sum(dim=-1, keepdim=True).clamp_min(1e-12)
         joint = a @ joint
         layers.append(joint)
-    return torch.stack(layers)
+    return torch.stack(layers, dim=-3)
 
 
 def entropy(maps: AttentionMaps) -> torch.Tensor:

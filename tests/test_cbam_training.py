@@ -1,4 +1,5 @@
-"""Training CBAM nets with the shared Trainer, checkpoints, and the CBAM panel driven from Python."""
+"""Training CBAM nets with the shared Trainer, checkpoints, and the Vision panel (CBAM net, plain CNN and ViT)
+driven from Python."""
 
 import io
 from datetime import datetime, timezone
@@ -81,11 +82,11 @@ def train(panel, steps):
     panel.wait()
 
 
-def test_panel_trains_both_nets_and_redraws_the_overlay(panel):
+def test_panel_trains_the_three_nets_and_redraws_the_overlay(panel):
     reset(panel)
     before = gallery_maps(panel)
     train(panel, 20)
-    assert [t.step for t in panel.session.trainers.values()] == [20, 20]
+    assert [t.step for t in panel.session.trainers.values()] == [20, 20, 20]
     assert "test accuracy" in panel.status.text and panel.status.kind == "ok"
     assert not np.allclose(before[0], gallery_maps(panel)[0])  # the stage-1 spatial map over image 1 changed
     assert len(panel.figures["curves"].data[0].x) == 20
@@ -134,7 +135,7 @@ def test_presets_rebuild_the_nets(panel):
 
 
 def GALLERY_TRACES(stages, rows=4):
-    return rows * (1 + 2 * (stages + 2))
+    return rows * (1 + 2 * (stages + 2 + 3))  # image, CBAM stages, 2 Grad-CAMs, the ViT's CLS map, rollout, head
 
 
 def png(width=40, height=30):
@@ -151,7 +152,7 @@ def test_upload_draws_maps_of_your_image_and_rejects_non_images(panel):
                            "last_modified": datetime.now(timezone.utc)},)
     assert panel.status.kind == "ok" and "mine.png" in panel.status.text
     figure = panel.yours.children[-1]
-    assert figure.figure.layout.meta == "ae-cbam-yours" and len(figure.data) == 1 + 2 * 5
+    assert figure.figure.layout.meta == "ae-cbam-yours" and len(figure.data) == 1 + 2 * 8
 
 
 def test_bad_folder_keeps_the_data_and_nets(panel, tmp_path):
@@ -167,7 +168,7 @@ def test_bad_folder_keeps_the_data_and_nets(panel, tmp_path):
     panel.wait()
 
 
-def test_save_and_load_both_nets(panel, tmp_path):
+def test_save_and_load_the_three_nets(panel, tmp_path):
     session = panel.session
     reset(panel)
     train(panel, 10)
@@ -179,13 +180,13 @@ def test_save_and_load_both_nets(panel, tmp_path):
     session.load()
     panel.wait()
     assert panel.options["kernel_size"].value == 7  # the controls show the loaded net's settings
-    assert panel.status.kind == "ok" and [t.step for t in session.trainers.values()] == [10, 10]
+    assert panel.status.kind == "ok" and [t.step for t in session.trainers.values()] == [10, 10, 10]
     for name, trainer in session.trainers.items():
         assert all(torch.equal(expected[name][k], v) for k, v in trainer.model.state_dict().items())
     panel.path.value = str(tmp_path / "nothing")
     session.load()
     panel.wait()
-    assert panel.status.kind == "error" and [t.step for t in session.trainers.values()] == [10, 10]
+    assert panel.status.kind == "error" and [t.step for t in session.trainers.values()] == [10, 10, 10]
 
 
 def test_digits_and_your_own_colour_folder_train_with_fresh_nets(panel, tmp_path):

@@ -1,7 +1,8 @@
-"""The CBAM tab's state: the images, the CBAM settings, and the nets trained side by side on the same batches.
+"""The Vision tab's state: the images, the CBAM and ViT settings, and the nets trained side by side on the same batches.
 
-The CBAM net and the identical plain CNN (same seed, same backbone) train in turns through a ``TrainingGroup``.
-New CBAM settings rebuild untrained nets at once; trained nets are kept until Reset.
+The CBAM net, the identical plain CNN (same seed, same backbone) and, when switched on, a small Vision Transformer
+train in turns through a ``TrainingGroup``. New settings rebuild untrained nets at once; trained nets are kept
+until Reset. Building, probing and loading the nets lives in ``sessions/vision_nets.py``.
 """
 
 from __future__ import annotations
@@ -15,29 +16,25 @@ from traitlets import Any, Bool, Dict, Int, List, TraitError, Unicode, observe, 
 
 from explorer import checkpoints
 from explorer.data.images import first_images, image_from_bytes, load_digits, load_image_folder, make_shapes
-from explorer.models.cbam import (KERNEL_SIZES, MERGES, ORDERS, PAPER, POOL_TYPES, PRESET_NOTES, PRESETS, CBAM, CBAMNet,
-                                  hidden_units, probe_maps)
-from explorer.sessions.base import Session, say_name
+from explorer.models.cbam import KERNEL_SIZES, MERGES, ORDERS, PAPER, POOL_TYPES, PRESET_NOTES, PRESETS, CBAM, hidden_units
+from explorer.sessions.base import say_name
+from explorer.sessions.vision_nets import (BATCH_SIZE, CHUNK, GALLERY_SIZE, NAMES, cnn_models, cnn_settings,  # noqa: F401
+                                           load_nets, probe, trainer_for, vit_model, vit_settings)
+from explorer.sessions.vision_vit import ViTSettings
 from explorer.threads import Throttle
-from explorer.training import Trainer
 from explorer.training_group import TrainingGroup
 
-NAMES = {"cbam": "CBAM net", "plain": "plain baseline"}
 DATASETS = ("shapes", "digits", "folder")
-GALLERY_SIZE = 4  # test images drawn in the gallery
-PROBE_SIZE = 64  # test images whose maps are scored for localization
-CHUNK = 10  # steps each net trains before the other takes its turn (and a snapshot is taken)
-BATCH_SIZE = 64
 NET_WIDTH = 32  # the nets' default width: the channels each CBAM weighs
 CBAM_SETTINGS = ("cbam", "channel", "spatial", "order", "merge", "ratio", "kernel_size", "pools")
 MAX_STEPS = int(os.environ.get("AE_MAX_TRAIN_STEPS", "0")) or None
 
 
-class VisionSession(Session):
+class VisionSession(ViTSettings):
     """``trainers`` are the nets being trained on ``data``; ``revision`` counts what there is to redraw."""
 
-    key = "cbam"
-    title = "CBAM"
+    key = "vision"
+    title = "Vision"
     presets = {name: {"preset": name} for name in PRESETS}
 
     preset = Unicode("", help="example").tag(link=True)
@@ -58,7 +55,7 @@ class VisionSession(Session):
 
     data = Any(None)
     data_name = Unicode("")
-    trainers = Dict()  # {"cbam": Trainer, "plain": Trainer}
+    trainers = Dict()  # {"cbam": Trainer, "plain": Trainer, "vit": Trainer (when switched on)}
     yours = Any(None)  # (pixels, {net name: ImageAttention}) of the uploaded image
     revision = Int(0)
     training = Bool(False)
@@ -70,7 +67,7 @@ class VisionSession(Session):
         self._bump = Throttle(self.home, lambda: setattr(self, "revision", self.revision + 1), 0.3)
         self.update(**settings)
         self._use(self._prepare(make_shapes(**self.sizes), "shapes"))
-        self.say("Ready: press Train to train the CBAM net and the plain baseline side by side.", "ok")
+        self.say(f"Ready: press Train to train the {self.net_list()} side by side.", "ok")
 
     # ----- settings ----------------------------------------------------------------------------------------------
     def update(self, **changes) -> None:
@@ -82,7 +79,7 @@ class VisionSession(Session):
             preset = {**PAPER, **PRESETS[name]}
             changes = {**{key: preset[key] for key in CBAM_SETTINGS if key != "pools"}, "pools": list(preset["pool"]),
                        **changes}
-        super().update(**changes)
+        super().update(**self.implied_vit_settings(changes))
 
     def cbam_options(self) -> dict:
         return dict(channel=self.channel, spatial=self.spatial, order=self.order, merge=self.merge, ratio=self.ratio,
@@ -97,6 +94,7 @@ class VisionSession(Session):
                 CBAM(NET_WIDTH, **self.cbam_options())
             except ValueError as error:
                 raise TraitError(str(error)) from None
+        self.check_vit()
 
     @validate("dataset")
     def _valid_dataset(self, proposal):
@@ -169,7 +167,7 @@ class VisionSession(Session):
         else:
             self.load_data()
 
-    @observe("selected")
+    @observe("selected", "vit_head")
     def _on_selected(self, change) -> None:
         self.revision += 1
 
@@ -223,24 +221,20 @@ class VisionSession(Session):
         return pixels, labels
 
     def _models(self, data) -> dict:
-        """New CBAM and plain nets (same seed, so the same backbone weights) for ``data``."""
-        n_classes = data["train"].features["label"].num_classes
-        channels = data["train"].features["pixel_values"].shape[0]
-        models = {}
-        for name, use_cbam in (("cbam", self.cbam), ("plain", False)):
-            torch.manual_seed(0)
-            models[name] = CBAMNet(n_classes, in_channels=channels, cbam=use_cbam,
-                                   **(self.cbam_options() if use_cbam else {}))
+        """New CBAM and plain nets (same seed, so the same backbone weights) and the ViT if it is on, for ``data``."""
+        models = cnn_models(data, self.cbam, self.cbam_options())
+        if self.vit:
+            models["vit"] = vit_model(self.vit_config(data))
         return models
 
     def _new_trainers(self, models: dict, data) -> dict:
         """Trainers (each with its first snapshot) and their group, made in the worker."""
-        pixels, _, boxes = first_images(data["test"], PROBE_SIZE)
-        trainers = {name: Trainer(model, data, lr=self.lr, batch_size=BATCH_SIZE, seed=0, snapshot_every=CHUNK,
-                                  probe=lambda m: probe_maps(m, pixels, boxes)) for name, model in models.items()}
-        for trainer in trainers.values():
-            trainer.take_snapshot()
+        return self._grouped({name: trainer_for(name, model, data, self.lr) for name, model in models.items()})
+
+    def _grouped(self, trainers: dict, kept: dict | None = None) -> dict:
+        """``trainers`` in a new group; the test-accuracy curves of ``kept`` (name -> evaluations) carry over."""
         group = TrainingGroup(trainers, chunk=CHUNK)
+        group.evaluations.update({name: value for name, value in (kept or {}).items() if name in trainers})
         group.add_callback(self._on_training)
         return {"trainers": trainers, "group": group}
 
@@ -275,7 +269,7 @@ class VisionSession(Session):
             trainer.lr = self.lr
         self.training, self.progress = True, 0.0
         self.group.start(steps)
-        self.say(f"Training both nets for {steps} steps…", "busy")
+        self.say(f"Training the {self.net_list()} for {steps} steps…", "busy")
 
     def stop(self) -> None:
         """End training at the next step boundary; the nets and their history are kept."""
@@ -328,48 +322,38 @@ class VisionSession(Session):
         if self.uploaded is None:
             return
         pixels = self._upload_pixels(self.uploaded)  # the nets may be training: read copies of them
-        self.yours = (pixels, {NAMES[n]: probe_maps(copy.deepcopy(t.model), pixels) for n, t in self.trainers.items()})
+        self.yours = (pixels, {NAMES[n]: probe(n, copy.deepcopy(t.model), pixels) for n, t in self.trainers.items()})
 
     def checkpoint_folder(self) -> Path:
         return Path(self.path.strip() or "checkpoints/cbam").expanduser()
 
     def save(self) -> None:
-        """Save both nets (with their histories) as ``<path>/cbam.safetensors`` and ``<path>/plain.safetensors``."""
+        """Save the nets (with their histories) as ``<path>/cbam.safetensors``, ``plain.safetensors`` and, when the
+        ViT is on, ``vit.safetensors`` (an older ``vit.safetensors`` is removed, so Load brings back what was saved)."""
         if self.training:
             raise ValueError("Training is running: press Stop before you save.")
         folder = self.checkpoint_folder()
         for name, trainer in self.trainers.items():
             checkpoints.save(trainer.model, folder / f"{name}.safetensors", history=trainer.history)
-        self.say(f"Saved both nets to {folder}.", "ok")
+        if "vit" not in self.trainers:
+            (folder / "vit.safetensors").unlink(missing_ok=True)
+        self.say(f"Saved the {len(self.trainers)} nets to {folder}.", "ok")
 
     def load(self) -> None:
-        """Load both nets saved by ``save`` (in the worker); they must fit the current data."""
+        """Load the nets saved by ``save`` (in the worker); they must fit the current data."""
         folder = self.checkpoint_folder()
         self._in_worker(f"Loading {folder}…", lambda: self._load_from(folder), self._loaded)
 
     def _load_from(self, folder: Path) -> dict:
-        loaded = {name: checkpoints.load(folder / f"{name}.safetensors") for name in NAMES}
-        features = self.data["train"].features
-        wanted = dict(n_classes=features["label"].num_classes, in_channels=features["pixel_values"].shape[0])
-        for name, (model, _) in loaded.items():
-            if not isinstance(model, CBAMNet):
-                raise ValueError(f"{folder / name}.safetensors holds a {type(model).__name__}, not a CNN of this tab; "
-                                 "nothing was loaded.")
-            if any(model.config[key] != value for key, value in wanted.items()):
-                raise ValueError(f"The saved {NAMES[name]} reads {model.config['in_channels']}-channel images into "
-                                 f"{model.config['n_classes']} classes; the {self.data_name} data has "
-                                 f"{wanted['in_channels']} and {wanted['n_classes']}. Nothing was loaded.")
+        loaded = load_nets(folder, self.data, self.data_name)
         made = self._new_trainers({name: model for name, (model, _) in loaded.items()}, self.data)
         for name, trainer in made["trainers"].items():
             trainer.restore_history(loaded[name][1])
             trainer.take_snapshot()
-        made["group"] = TrainingGroup(made["trainers"], chunk=CHUNK)  # its first evaluation is of the loaded nets
-        made["group"].add_callback(self._on_training)
-        return made
+        return self._grouped(made["trainers"])  # its first evaluation is of the loaded nets
 
     def _loaded(self, made: dict) -> str:
-        """The settings show the loaded CBAM net's (they describe the nets now: nothing is rebuilt)."""
-        config = made["trainers"]["cbam"].model.config
-        settings = {key: config.get(key, PAPER.get(key)) for key in CBAM_SETTINGS if key not in ("cbam", "pools")}
-        self.update(cbam=config["cbam"], pools=list(config.get("pool", PAPER["pool"])), **settings)
-        return self.summary(f"Loaded both nets from {self.checkpoint_folder()}")
+        """The settings show the loaded nets' (they describe the nets now: nothing is rebuilt)."""
+        vit = made["trainers"].get("vit")
+        self.update(**cnn_settings(made["trainers"]["cbam"].model), **vit_settings(vit and vit.model))
+        return self.summary(f"Loaded the {len(made['trainers'])} nets from {self.checkpoint_folder()}")

@@ -12,8 +12,9 @@ from plotly.subplots import make_subplots
 
 MAP_COLORS = "Inferno"
 MAP_OPACITY = 0.55
-MODEL_COLORS = {"CBAM net": "#d62728", "plain baseline": "#1f77b4"}
-LOCALIZATION_COLORS = ("#fdae61", "#f46d43", "#d73027", "#a50026", "#1a9850", "#4575b4")
+MODEL_COLORS = {"CBAM net": "#d62728", "plain baseline": "#1f77b4", "ViT": "#2ca02c"}
+LOCALIZATION_COLORS = ("#fdae61", "#f46d43", "#d73027", "#a50026", "#1a9850", "#4575b4", "#6a3d9a", "#b15928",
+                       "#66c2a5", "#8c510a")
 
 
 def grey(images) -> np.ndarray:
@@ -77,18 +78,34 @@ def gallery_figure(images, columns: dict, row_titles, height_per_row: int = 150)
     return fig
 
 
-def attention_gallery(images, records: dict, class_names, labels=None, height_per_row: int = 150) -> go.Figure:
-    """The gallery of several nets' records (name -> ImageAttention with ``grad_cam`` and
-    ``predictions``) over the first ``len(images)`` images: the first net's spatial map of each stage, then
-    every net's Grad-CAM. Row titles: the true class (or "your image") and each net's prediction."""
+def attention_gallery(images, records: dict, class_names, labels=None, height_per_row: int = 150,
+                      head: int = 0, map_title: str = "CLS map") -> go.Figure:
+    """The gallery of several nets' records (name -> ImageAttention with ``predictions``) over the first
+    ``len(images)`` images: the first net's spatial map of each stage, every CNN's Grad-CAM, then for a Vision
+    Transformer (a record with ``rollout``) its last layer's CLS map, its rollout and head ``head`` of its last
+    layer. Row titles: the true class (or "your image") and each net's prediction."""
     n_images = len(images)
     first = next(iter(records.values()))
     columns = {f"stage {s + 1}": spatial[:n_images] for s, spatial in enumerate(first.spatial)}
-    columns.update({f"Grad-CAM ({name})": r.grad_cam[:n_images] for name, r in records.items()})
+    columns.update({f"Grad-CAM ({name})": r.grad_cam[:n_images] for name, r in records.items() if r.grad_cam is not None})
+    for name, r in records.items():
+        if r.rollout:
+            columns.update(vit_columns(name, r, n_images, head, map_title))
     truth = ["your image"] * n_images if labels is None else [class_names[int(label)] for label in labels]
     titles = [" · ".join([truth[i]] + [class_names[r.predictions[i]] for r in records.values()])
               for i in range(n_images)]
     return gallery_figure(images, columns, titles, height_per_row)
+
+
+def vit_columns(name: str, record, n_images: int, head: int = 0, map_title: str = "CLS map") -> dict:
+    """A ViT record's gallery columns: the last layer's CLS map (``map_title``: "mean-token map" without a CLS
+    token), the rollout, and one head of the last layer (the last head when ``head`` is beyond them)."""
+    columns = {f"{map_title} ({name})": record.spatial[-1][:n_images], f"rollout ({name})": record.rollout[-1][:n_images]}
+    if record.heads:
+        heads = record.heads[-1]  # [B, heads, H, W]
+        head = min(max(int(head), 0), heads.shape[1] - 1)
+        columns[f"head {head} ({name})"] = heads[:n_images, head]
+    return columns
 
 
 def image_trace(picture) -> go.Heatmap:

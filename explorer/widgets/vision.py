@@ -1,8 +1,9 @@
-"""The CBAM tab: a small CNN with CBAM and the identical plain CNN trained side by side; where does CBAM look?
+"""The Vision tab: a small CNN with CBAM, the identical plain CNN and a small Vision Transformer trained side by
+side on the same batches; where does each look?
 
-Controls on the left, bound to a ``VisionSession``; on the right the curves of both nets, a gallery of test
-images with each stage's spatial map and Grad-CAM over them, the channel weights of the selected image, and the
-localization of each map over training.
+Controls on the left, bound to a ``VisionSession``; on the right the curves of the nets, a gallery of test
+images with each CBAM stage's spatial map, Grad-CAM, and the ViT's CLS map, rollout and one head over them, the
+channel weights of the selected image, and the localization of each map over training.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import ipywidgets as widgets
 from explorer import links
 from explorer.models.cbam import KERNEL_SIZES, MERGES, ORDERS, POOL_TYPES, PRESETS, localization_history
 from explorer.sessions.vision import GALLERY_SIZE, NAMES, VisionSession
+from explorer.sessions.vision_nets import image_shape, patch_choices
+from explorer.sessions.vision_vit import MAX_VIT_LAYERS, VIT_WIDTHS, vit_head_options
 from explorer.views import images as view
 from explorer.widgets.controls import StatusLine, bind, button, columns, guarded, labelled, section, shows_errors, tagged
 from explorer.widgets.export import CopyLink, ExportBar
@@ -33,7 +36,8 @@ class VisionPanel(widgets.VBox):
 
     def __init__(self, session: VisionSession | None = None):
         super().__init__()
-        self.add_class("ae-cbam")
+        self.add_class("ae-cbam")  # the tab's old name: links and page tests find its controls by it
+        self.add_class("ae-vision")
         self.session = session = session or VisionSession()
         self.status = StatusLine(session)
         self._build_controls()
@@ -75,6 +79,7 @@ class VisionPanel(widgets.VBox):
         self.bindings += [bind(control, s, name) for name, control in self.options.items()]
         self.bindings += [pool_binding(control, s, pool) for pool, control in self.pools.items()]
         self.upload.observe(self._on_upload, "value")
+        self._build_vit_controls()
         option = {key: labelled(key.replace("_size", " k").replace("ratio", "ratio r"), control, "70px")
                   for key, control in self.options.items()}
         export = ExportBar(s, {"gallery": "ae-cbam-gallery", "curves": "ae-cbam-curves",
@@ -86,6 +91,7 @@ class VisionPanel(widgets.VBox):
             section("CBAM", self.use_cbam, w.HBox([self.options["channel"], self.options["spatial"]]), option["order"],
                     w.HBox(list(self.pools.values()), layout=w.Layout(flex_flow="row wrap")), option["merge"],
                     option["ratio"], option["kernel_size"]),
+            section("Vision Transformer", *self.vit_controls),
             section("Training", labelled("learning rate", self.lr, "100px"), labelled("epochs", self.epochs, "100px"),
                     w.HBox([button("Train", guarded(s, s.train), "ae-cbam-train", "success", "play", "100px"),
                             button("Stop", guarded(s, s.stop), "ae-cbam-stop", icon="stop", width="100px"),
@@ -99,6 +105,29 @@ class VisionPanel(widgets.VBox):
             self.status,
         ], layout=w.Layout(width="340px", min_width="300px", flex="0 1 340px"))
 
+    def _build_vit_controls(self) -> None:
+        s, w = self.session, widgets
+        narrow = w.Layout(width="80px")
+        self.vit = {
+            "vit": tagged(w.Checkbox(description="ViT on", indent=False), "ae-vit-use"),
+            "patch_size": tagged(w.ToggleButtons(style=dict(button_width="45px")), "ae-vit-patch"),
+            "vit_heads": tagged(w.Dropdown(layout=narrow), "ae-vit-heads"),
+            "vit_layers": tagged(w.Dropdown(options=list(range(1, MAX_VIT_LAYERS + 1)), layout=narrow), "ae-vit-layers"),
+            "vit_width": tagged(w.Dropdown(options=VIT_WIDTHS, layout=narrow), "ae-vit-width"),
+            "vit_pool": tagged(w.ToggleButtons(options=[("CLS", "cls"), ("mean", "mean")],
+                                               style=dict(button_width="60px")), "ae-vit-pool"),
+            "vit_head": tagged(w.Dropdown(layout=narrow), "ae-vit-head"),
+        }
+        choices = {"patch_size": lambda: patch_choices(image_shape(s.data)[1]),
+                   "vit_heads": lambda: vit_head_options(s.vit_width), "vit_head": lambda: list(range(s.vit_heads))}
+        vit_bindings = {name: bind(control, s, name, options=choices.get(name)) for name, control in self.vit.items()}
+        self.bindings += list(vit_bindings.values())
+        s.observe(lambda _: vit_bindings["vit_heads"].show(), "vit_width")  # the offered heads follow the width
+        s.observe(lambda _: vit_bindings["vit_head"].show(), "vit_heads")
+        labels = {"patch_size": "patch", "vit_heads": "heads", "vit_layers": "layers", "vit_width": "width",
+                  "vit_pool": "pooling", "vit_head": "gallery head"}
+        self.vit_controls = [self.vit["vit"], *(labelled(text, self.vit[name], "90px") for name, text in labels.items())]
+
     def _build_figures(self) -> None:
         self.figures = {name: PlotView(name=f"ae-cbam-{name}") for name in ("curves", "gallery", "channels", "localization")}
         self.yours = widgets.VBox()
@@ -106,8 +135,8 @@ class VisionPanel(widgets.VBox):
                            layout=widgets.Layout(display="flex", flex_flow="row wrap"))
         self.outputs = widgets.VBox([
             self.figures["curves"],
-            widgets.HTML("<b>Test images</b>: each stage's spatial map and Grad-CAM over the image "
-                         "(titles: true class · CBAM net · plain baseline)"),
+            widgets.HTML("<b>Test images</b>: each CBAM stage's spatial map, Grad-CAM, and the ViT's last-layer "
+                         "CLS map, rollout and one head over the image (titles: true class, then each net's answer)"),
             self.figures["gallery"],
             widgets.HBox([widgets.Label("channel weights of"), self.selected], layout=widgets.Layout(flex_flow="row wrap")),
             pair, self.yours,
@@ -126,17 +155,26 @@ class VisionPanel(widgets.VBox):
         histories = {NAMES[n]: t.history for n, t in s.trainers.items()}
         evaluations = {NAMES[n]: e for n, e in s.group.evaluations.items()}
         self.figures["curves"].show(view.curves_figure(histories, evaluations))
-        self.figures["gallery"].show(view.attention_gallery(pixels, records, s.class_names, labels))
+        self.figures["gallery"].show(view.attention_gallery(pixels, records, s.class_names, labels, **self._vit_view()))
         self.figures["channels"].show(view.channel_bars(channel, title, width=560))
         self.figures["localization"].show(view.localization_figure(self._localization_lines(), width=520))
 
+    def _vit_view(self) -> dict:
+        """The gallery's ViT options: the picked head, and what its per-layer map shows."""
+        vit = self.session.trainers.get("vit")
+        mean = vit is not None and vit.model.config.pool == "mean"
+        return dict(head=self.session.vit_head, map_title="mean-token map" if mean else "CLS map")
+
     def _localization_lines(self) -> dict:
-        """Each CBAM stage's localization over training, and Grad-CAM's for both nets."""
-        cbam, plain = (localization_history(self.session.trainers[name].snapshots) for name in NAMES)
+        """Each CBAM stage's localization over training, Grad-CAM's for both CNNs, and the ViT's maps."""
+        trainers = self.session.trainers
+        cbam, plain = (localization_history(trainers[name].snapshots) for name in ("cbam", "plain"))
         lines = {key: line for key, line in cbam.items() if key != "Grad-CAM"}
         for name, history in (("cbam", cbam), ("plain", plain)):
             if "Grad-CAM" in history:
                 lines[f"Grad-CAM ({NAMES[name]})"] = history["Grad-CAM"]
+        if "vit" in trainers:
+            lines.update({f"ViT {key}": line for key, line in localization_history(trainers["vit"].snapshots).items()})
         return lines
 
     @shows_errors
@@ -150,7 +188,8 @@ class VisionPanel(widgets.VBox):
 
     def _show_yours(self) -> None:
         pixels, records = self.session.yours
-        figure = PlotView(view.attention_gallery(pixels, records, self.session.class_names, height_per_row=170),
+        figure = PlotView(view.attention_gallery(pixels, records, self.session.class_names, height_per_row=170,
+                                                 **self._vit_view()),
                           name="ae-cbam-yours")
         old = self.yours.children
         self.yours.children = [widgets.HTML("<b>Your image</b>"), figure]

@@ -66,4 +66,4 @@ def test_preset_link_rebuilds_the_nets_and_redraws_the_figures(page, dashboard_u
             return plot && plot.data.length === 0 && /no channel attention/.test(plot.layout.title.text);
         }""", timeout=120_000)
     assert not page.locator(".ae-cbam-use-cbam input").is_disabled()
-    assert len(figure_data(page, "ae-cbam-gallery")) == 4 * (1 + 2 * 5)  # image + 3 stage maps + 2 Grad-CAMs
+    assert len(figure_data(page, "ae-cbam-gallery")) == 4 * (1 + 2 * 8)  # image, 3 stages, 2 Grad-CAMs, 3 ViT maps

@@ -1,0 +1,113 @@
+"""Vision tab benchmark, in one run on the shapes data: the ViT against the CBAM net, on the same yardstick.
+
+    .venv/bin/python bench/vision.py [--max-steps 1500]
+
+Prints ``name: value`` lines: the ViT's (the tab's default: patches of 4, width 32, 2 layers, 4 heads, CLS) seconds
+of training to 95% test accuracy, or the accuracy it reached if it did not get there; its step cost as a ratio
+against the CBAM net's, measured in alternating blocks in this process; and the localization (map mass in the
+object's box / box area share, 1.0 = a uniform map) of its last-layer CLS map and rollout, untrained and trained,
+beside the CBAM net's spatial maps and Grad-CAM (the CBAM net trained to 95% the same way). A finding, not a target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from explorer.data.images import make_shapes
+from explorer.models.cbam import PAPER, CBAMNet, probe_maps
+from explorer.models.vit import TinyViT, ViTConfig, probe_vit
+from explorer.sessions.vision_nets import BATCH_SIZE, CHUNK
+from explorer.training import Trainer
+
+LR = 0.003  # the Vision tab's default learning rate
+TARGET = 0.95
+CBAM_OPTIONS = {k: v for k, v in PAPER.items() if k != "cbam"}
+VIT = dict(patch_size=4, d_model=32, n_heads=4, n_layers=2, pool="cls")  # the tab's default ViT
+
+
+def new_vit() -> TinyViT:
+    torch.manual_seed(0)
+    return TinyViT(ViTConfig(**VIT))
+
+
+def new_cbam() -> CBAMNet:
+    torch.manual_seed(0)
+    return CBAMNet(4, **CBAM_OPTIONS)
+
+
+def time_to_target(model, data, max_steps: int) -> dict:
+    """Train in chunks, evaluating after each, until the test accuracy reaches TARGET or ``max_steps``."""
+    trainer = Trainer(model, data, lr=LR, batch_size=BATCH_SIZE, seed=0)
+    started = time.perf_counter()
+    accuracy = trainer.evaluate()["accuracy"]
+    while accuracy < TARGET and trainer.step < max_steps:
+        trainer.run(CHUNK)
+        accuracy = trainer.evaluate()["accuracy"]
+    return {"steps": trainer.step, "train_seconds": trainer.elapsed, "wall_seconds": time.perf_counter() - started,
+            "accuracy": accuracy, "reached": accuracy >= TARGET, "trainer": trainer}
+
+
+def step_costs(data, blocks: int = 6, steps: int = 10) -> tuple[float, float]:
+    """Median seconds per training step of the ViT and the CBAM net, measured in alternating blocks."""
+    trainers = {"vit": Trainer(new_vit(), data, lr=LR), "cbam": Trainer(new_cbam(), data, lr=LR)}
+    for trainer in trainers.values():
+        trainer.run(3)  # warm-up
+    times = {name: [] for name in trainers}
+    for _ in range(blocks):
+        for name, trainer in trainers.items():
+            started = time.perf_counter()
+            trainer.run(steps)
+            times[name].append((time.perf_counter() - started) / steps)
+    return statistics.median(times["vit"]), statistics.median(times["cbam"])
+
+
+def localization_rows(vit, cbam, pixels, boxes) -> dict:
+    """Localization of the ViT's CLS map and rollout, and of each CBAM stage's spatial map and its Grad-CAM."""
+    rows = {f"vit_{key.replace(' ', '_').lower()}": value for key, value in probe_vit(vit, pixels, boxes).localization.items()}
+    cnn = probe_maps(cbam, pixels, boxes).localization
+    rows.update({f"cbam_{key.replace(' ', '_').replace('-', '_').lower()}": value for key, value in cnn.items()})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--max-steps", type=int, default=1500)
+    args = parser.parse_args()
+    print(f"threads: {torch.get_num_threads()}")
+    print(f"vit_config: patch {VIT['patch_size']}, width {VIT['d_model']}, {VIT['n_layers']} layers, "
+          f"{VIT['n_heads']} heads, {VIT['pool']}")
+    data = make_shapes()
+
+    vit = time_to_target(new_vit(), data, args.max_steps)
+    print(f"vit_reached_95pct: {vit['reached']}")
+    print(f"vit_steps_to_95pct: {vit['steps'] if vit['reached'] else 'not reached'}")
+    print(f"vit_train_seconds_to_95pct: {vit['train_seconds']:.2f}" if vit["reached"] else
+          f"vit_train_seconds_without_reaching_95pct: {vit['train_seconds']:.2f}")
+    print(f"vit_wall_seconds_with_evaluation: {vit['wall_seconds']:.2f}")
+    print(f"vit_final_test_accuracy: {vit['accuracy']:.3f}")
+
+    cbam = time_to_target(new_cbam(), data, args.max_steps)
+    print(f"cbam_steps_to_95pct: {cbam['steps'] if cbam['reached'] else 'not reached'}")
+    print(f"cbam_train_seconds_to_95pct: {cbam['train_seconds']:.2f}")
+    print(f"cbam_final_test_accuracy: {cbam['accuracy']:.3f}")
+
+    vit_step, cbam_step = step_costs(data)
+    print(f"vit_step_ms: {vit_step * 1000:.1f}")
+    print(f"cbam_step_ms: {cbam_step * 1000:.1f}")
+    print(f"vit_step_cost_ratio_vs_cbam: {vit_step / cbam_step:.2f}")
+
+    rows = data["test"].with_format("torch")[:256]
+    pixels, boxes = rows["pixel_values"], rows["bbox"]
+    table = {"untrained": localization_rows(new_vit(), new_cbam(), pixels, boxes),
+             "trained": localization_rows(vit["trainer"].model, cbam["trainer"].model, pixels, boxes)}
+    for when, scores in table.items():
+        for name, value in scores.items():
+            print(f"localization_{name}_{when}: {value:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""Pretrained vision transformers (ViT, DeiT, BEiT, DINO and kin), offline, read as ``AttentionMaps`` over patches.
+
+``explorer.models.pretrained.load(folder)`` comes here for a config of the vision family. The folder's own image
+processor prepares the image, the model runs once with eager attention and ``output_attentions`` (the weights it
+computes), and the tokens are labelled "CLS" (and "DIST" or "reg0", ... where the model has them) then "r0c0",
+"r0c1", ... row by row. Images are converted to RGB and very large ones shrunk first, with a notice saying so.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from explorer.maps import AttentionMaps, MapsInfo
+
+MAX_SIDE = 1024  # larger images are shrunk before the processor (which resizes to the model's size anyway)
+MAX_FILE_PIXELS = 60_000_000
+
+
+def load_vision(source: str, name: str, config) -> "PretrainedViT":
+    """A vision transformer and its image processor from a local folder or the local cache, eager attention."""
+    from transformers import AutoImageProcessor, AutoModel
+
+    options = dict(local_files_only=True, trust_remote_code=False)
+    try:
+        processor = AutoImageProcessor.from_pretrained(source, **options)
+    except (OSError, ValueError, KeyError) as error:
+        raise ValueError(f"'{name}' has no image processor (preprocessor_config.json), which says how to resize and "
+                         f"normalise an image for it; save one with processor.save_pretrained(folder) "
+                         f"({_first_line(error)}).") from None
+    try:
+        model = AutoModel.from_pretrained(source, attn_implementation="eager", **options)
+    except (OSError, ValueError, KeyError) as error:
+        raise ValueError(f"'{name}' could not be loaded as a vision transformer ({_first_line(error)}).") from None
+    return PretrainedViT(model, processor, name)
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def as_rgb(image) -> tuple[Image.Image, str]:
+    """A PIL image, an ``H x W x C`` (or ``H x W``) array or a file path as an RGB PIL image, and a notice of what
+    was changed on the way (grey or transparent or 16-bit converted, a huge image shrunk)."""
+    notices = []
+    if isinstance(image, (str, Path)):
+        path = Path(image).expanduser()
+        if not path.is_file():
+            raise ValueError(f"There is no image file at '{image}'.")
+        try:
+            with Image.open(path) as opened:
+                if opened.width * opened.height > MAX_FILE_PIXELS:
+                    raise ValueError(f"The image is {opened.width} x {opened.height} pixels; use one under "
+                                     f"{MAX_FILE_PIXELS // 1_000_000} megapixels.")
+                opened.load()
+                image = opened.copy()
+        except (OSError, Image.DecompressionBombError):
+            raise ValueError(f"'{path.name}' is not an image this explorer can read (try a PNG or JPEG).") from None
+    elif isinstance(image, np.ndarray):
+        image = _from_array(image, notices)
+    elif not isinstance(image, Image.Image):
+        raise ValueError(f"Give a PIL image, an H x W x C array of uint8 or a file path, not a {type(image).__name__}.")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        image = Image.fromarray((np.asarray(image, dtype=np.float64) / 257.0).clip(0, 255).astype(np.uint8))
+        notices.append("16-bit image scaled to 8 bits")
+    if image.mode != "RGB":
+        notices.append({"L": "grey image", "RGBA": "transparent image", "LA": "transparent grey image"}.get(
+            image.mode, f"{image.mode} image") + " converted to RGB")
+        image = image.convert("RGB")
+    if max(image.size) > MAX_SIDE:
+        notices.append(f"{image.width} x {image.height} image shrunk to at most {MAX_SIDE} pixels a side")
+        image = image.copy()
+        image.thumbnail((MAX_SIDE, MAX_SIDE))
+    notice = "; ".join(notices)
+    return image, f"{notice[:1].upper()}{notice[1:]}." if notice else ""
+
+
+def _from_array(array: np.ndarray, notices: list) -> Image.Image:
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
+        raise ValueError(f"An image array is H x W x C with 1, 3 or 4 channels, got shape {array.shape}.")
+    if array.dtype == np.uint16:
+        array = (array / 257.0).round().astype(np.uint8)
+        notices.append("16-bit image scaled to 8 bits")
+    if array.dtype != np.uint8:
+        raise ValueError(f"An image array holds uint8 values 0..255, got {array.dtype}.")
+    return Image.fromarray(array)
+
+
+class PretrainedViT:
+    """A Hugging Face vision transformer in eval mode whose attention over patches is read as ``AttentionMaps``."""
+
+    family = "vision"
+
+    def __init__(self, model, processor, name: str):
+        self.model = model.eval()
+        self.processor = processor
+        self.name = name
+        config = model.config
+        self.n_layers = config.num_hidden_layers
+        self.n_heads = config.num_attention_heads
+        self.patch_size = int(getattr(config, "patch_size", 16))
+
+    def __repr__(self) -> str:
+        return f"PretrainedViT({self.name!r}, layers={self.n_layers}, heads={self.n_heads})"
+
+    def pixel_values(self, image) -> tuple[torch.Tensor, str]:
+        """The processor's ``pixel_values`` ``[1, 3, H, W]`` for one image, and the notice of ``as_rgb``."""
+        picture, notice = as_rgb(image)
+        return self.processor(images=picture, return_tensors="pt")["pixel_values"], notice
+
+    def attend(self, image) -> AttentionMaps:
+        """Attention of every layer and head over the patches of ``image``, ``[layers, heads, T, T]``."""
+        pixel_values, notice = self.pixel_values(image)
+        with torch.inference_mode():
+            output = self.model(pixel_values=pixel_values, output_attentions=True)
+        weights = torch.stack(output.attentions)[:, 0]  # [L, H, T, T]
+        tokens = self.token_labels(pixel_values.shape[-2:], weights.shape[-1])
+        return AttentionMaps(tokens=tokens, weights=weights,
+                             meta=MapsInfo(source=self.name, notice=notice, special=[not t.startswith("r") for t in tokens]))
+
+    def token_labels(self, size, n_tokens: int) -> list[str]:
+        """"CLS", any distillation or register tokens, then the patches row by row."""
+        rows, cols = (int(s) // self.patch_size for s in size)
+        n_special = n_tokens - rows * cols
+        if n_special < 0:
+            raise ValueError(f"{self.name} gave {n_tokens} tokens for a {rows} x {cols} grid of patches: "
+                             "the explorer cannot label them.")
+        special = ["CLS"] + (["DIST"] if self.model.config.model_type == "deit" and n_special == 2 else
+                             [f"reg{i}" for i in range(n_special - 1)])
+        return special[:n_special] + [f"r{r}c{c}" for r in range(rows) for c in range(cols)]

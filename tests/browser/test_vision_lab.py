@@ -1,0 +1,44 @@
+"""The Vision tab in a real browser: the CBAM net, the plain CNN and the ViT train together; the ViT's column changes."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.browser.helpers import FIND_PLOT, figure_data, open_dashboard, wait_for_figure
+
+pytestmark = pytest.mark.browser
+
+READ_COLUMN = f"""([name, title]) => {{
+    const plot = ({FIND_PLOT})(name);
+    const titles = plot.layout.annotations.map(a => a.text).filter(t => t.startsWith('<b>')).slice(1);
+    const index = titles.map(t => t.replace(/<br>/g, ' ').replace(/<\\/?b>/g, '')).indexOf(title);
+    return index < 0 ? null : JSON.stringify(plot.data[2 + 2 * index].z);
+}}"""
+
+
+def vit_column(page, title="rollout (ViT)"):
+    return page.evaluate(READ_COLUMN, ["ae-cbam-gallery", title])
+
+
+def test_three_nets_train_and_the_vit_rollout_column_changes(page, dashboard_url):
+    open_dashboard(page, dashboard_url, "tab=vision")
+    wait_for_figure(page, "ae-cbam-gallery", timeout=120_000)
+    before = vit_column(page)
+    assert before is not None, "the gallery has no ViT rollout column"
+    page.locator(".ae-cbam-train").click()
+    page.wait_for_function(f"""(before) => ({READ_COLUMN})(["ae-cbam-gallery", "rollout (ViT)"]) !== before""",
+                           arg=before, timeout=120_000)
+    page.locator(".ae-cbam-stop").click()
+    page.wait_for_selector(".ae-vision .ae-status-ok:has-text('Stopped')", timeout=60_000)
+    assert vit_column(page) != before
+    curves = figure_data(page, "ae-cbam-curves")
+    assert [trace["name"] for trace in curves[:3]] == ["CBAM net", "plain baseline", "ViT"]
+    assert all(len(trace["x"]) >= 10 for trace in curves[:3])  # all three nets trained
+    lines = [trace["name"] for trace in figure_data(page, "ae-cbam-localization")]
+    assert "ViT CLS map" in lines and "ViT rollout" in lines
+
+
+def test_the_old_cbam_link_opens_the_vision_tab(page, dashboard_url):
+    open_dashboard(page, dashboard_url, "tab=cbam")
+    wait_for_figure(page, "ae-cbam-gallery", timeout=120_000)
+    assert page.locator(".ae-app .lm-TabBar-tab.lm-mod-current, .ae-app .p-TabBar-tab.p-mod-current").inner_text() == "Vision"

@@ -1,0 +1,132 @@
+"""The Vision tab's ViT beside the two CNNs, driven from Python: its switch, its settings, its columns, Save/Load."""
+
+import numpy as np
+import pytest
+import torch
+
+from explorer import checkpoints
+from explorer.app import build_app
+from explorer.models.vit import TinyViT, ViTConfig
+from explorer.sessions.vision import VisionSession
+from explorer.widgets.vision import VisionPanel
+
+
+@pytest.fixture(scope="module")
+def panel():
+    return VisionPanel(VisionSession(n_train=300, n_test=100))
+
+
+def fresh(panel, **settings):
+    defaults = dict(vit=True, patch_size=4, vit_heads=4, vit_layers=2, vit_width=32, vit_pool="cls", vit_head=0)
+    panel.session.update(**{**defaults, **settings})
+    panel.wait()
+    panel.session.reset()
+    panel.wait()
+
+
+def train(panel, steps):
+    panel.session.train(steps)
+    panel.wait()
+
+
+def column(panel, title):
+    """The map drawn over the first gallery image in the column titled ``title``."""
+    figure = panel.figures["gallery"].figure
+    titles = [a.text for a in figure.layout.annotations if a.text.startswith("<b>")][1:]  # without "image"
+    index = [t.replace("<br>", " ").strip("<b>/") for t in titles].index(title)
+    return np.array(figure.data[2 + 2 * index].z)
+
+
+def test_the_old_cbam_link_opens_the_vision_tab():
+    app = build_app()
+    app.apply_link("tab=cbam")
+    assert app.tabs[app.tab.selected_index].key == "vision" and "vision" in app.panels
+    assert app.link().startswith("?tab=vision") and "cbam" not in app.sessions
+
+
+def test_switching_the_vit_off_and_on_keeps_the_cnns_and_their_history(panel):
+    fresh(panel)
+    train(panel, 10)
+    session = panel.session
+    cnn = session.trainers["cbam"].model
+    panel.vit["vit"].value = False
+    panel.wait()
+    assert list(session.trainers) == ["cbam", "plain"] and session.trainers["cbam"].model is cnn
+    assert session.trainers["cbam"].step == 10 and len(session.group.evaluations["cbam"][0]) == 2
+    assert not any("ViT" in a.text for a in panel.figures["gallery"].figure.layout.annotations)
+    train(panel, 10)
+    assert [t.step for t in session.trainers.values()] == [20, 20]
+    panel.vit["vit"].value = True
+    panel.wait()
+    assert session.trainers["vit"].step == 0 and session.trainers["cbam"].step == 20 and panel.status.kind == "ok"
+    assert column(panel, "rollout (ViT)").shape == (32, 32)
+
+
+@pytest.mark.parametrize("settings, words", [
+    (dict(vit_heads=3), "Valid head counts for width 32"), (dict(patch_size=5), "Valid patch sizes"),
+    (dict(vit_layers=0), "1 to 8 layers"), (dict(vit_pool="max"), "Unknown ViT pooling")])
+def test_bad_vit_settings_are_explained_and_the_three_nets_kept(panel, settings, words):
+    fresh(panel)
+    train(panel, 10)
+    models = {name: t.model for name, t in panel.session.trainers.items()}
+    with pytest.raises(ValueError, match=words):
+        panel.session.update(**settings)
+    assert {name: t.model for name, t in panel.session.trainers.items()} == models
+    assert [t.step for t in panel.session.trainers.values()] == [10, 10, 10]
+
+
+def test_controls_offer_only_patch_sizes_and_heads_that_fit(panel):
+    fresh(panel)
+    assert list(panel.vit["patch_size"].options) == [2, 4, 8]
+    panel.vit["vit_width"].value = 16
+    panel.wait()
+    assert list(panel.vit["vit_heads"].options) == [1, 2, 4, 8, 16] and panel.session.vit_heads == 4
+    assert panel.session.trainers["vit"].model.config.d_model == 16  # untrained: rebuilt at once
+
+
+def test_the_picked_head_is_drawn_and_the_localization_plot_has_the_vit_lines(panel):
+    fresh(panel)
+    train(panel, 10)
+    record = panel.session.trainers["vit"].snapshots[-1].maps
+    panel.vit["vit_head"].value = 2
+    np.testing.assert_allclose(column(panel, "head 2 (ViT)"), record.heads[-1][0, 2].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(column(panel, "CLS map (ViT)"), record.spatial[-1][0].numpy(), rtol=1e-6)
+    names = [trace.name for trace in panel.figures["localization"].data]
+    assert {"ViT CLS map", "ViT rollout"} <= set(names)
+    assert [trace.name for trace in panel.figures["curves"].data][:3] == ["CBAM net", "plain baseline", "ViT"]
+
+
+def test_save_and_load_cover_the_vit_and_a_save_without_it(panel, tmp_path):
+    fresh(panel, patch_size=8, vit_pool="mean")
+    train(panel, 10)
+    session = panel.session
+    panel.path.value = str(tmp_path / "lab")
+    session.save()
+    saved = {k: v.clone() for k, v in session.trainers["vit"].model.state_dict().items()}
+    fresh(panel)
+    session.load()
+    panel.wait()
+    assert panel.status.kind == "ok" and session.patch_size == 8 and session.vit_pool == "mean"
+    assert session.trainers["vit"].step == 10
+    assert all(torch.equal(saved[k], v) for k, v in session.trainers["vit"].model.state_dict().items())
+    panel.vit["vit"].value = False
+    panel.wait()
+    session.save()
+    assert not (tmp_path / "lab" / "vit.safetensors").exists()
+    fresh(panel)
+    session.load()
+    panel.wait()
+    assert list(session.trainers) == ["cbam", "plain"] and not panel.vit["vit"].value
+
+
+def test_a_saved_vit_that_does_not_fit_the_data_is_refused_and_the_nets_kept(panel, tmp_path):
+    fresh(panel)
+    panel.path.value = str(tmp_path / "lab")
+    panel.session.save()
+    checkpoints.save(TinyViT(ViTConfig(n_classes=10, patch_size=8, d_model=16, n_heads=2)),
+                     tmp_path / "lab" / "vit.safetensors")
+    models = {name: t.model for name, t in panel.session.trainers.items()}
+    panel.session.load()
+    panel.wait()
+    assert panel.status.kind == "error" and "10 classes" in panel.status.text and "Nothing was loaded" in panel.status.text
+    assert {name: t.model for name, t in panel.session.trainers.items()} == models
