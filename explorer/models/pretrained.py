@@ -39,6 +39,7 @@ def default_model_dir() -> Path:
 # imported only when a model of that family is loaded; each is called as ``function(source, name, config)``.
 LOADERS = {
     "encoder": "explorer.models.pretrained:load_encoder",
+    "decoder": "explorer.models.language:load_decoder",
 }
 # Where each family is shown, for the message when a tab is given a model of another family.
 FAMILY_TABS = {"encoder": "Pretrained", "decoder": "Language model", "encoder-decoder": "Pretrained",
