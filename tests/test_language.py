@@ -130,3 +130,25 @@ def test_cache_is_built_once_reused_and_rebuilt_when_corrupt(smollm, monkeypatch
     rebuilt = language.load()
     assert calls == [1] and "damaged" in rebuilt.notice
     assert torch.allclose(rebuilt.attend("Hello there").weights, smollm.attend("Hello there").weights, atol=1e-6)
+
+
+def test_smollm_has_an_induction_head_and_ablating_it_raises_second_copy_loss(smollm):
+    from explorer import heads
+
+    scores = smollm.induction_scores(length=40, seed=0)
+    assert scores.shape == (30, 9) and scores.max() > 0.5
+    top = heads.top_heads(scores, 3)
+    assert heads.second_copy_loss(smollm, top) > heads.second_copy_loss(smollm) + 0.1
+
+
+def test_pure_head_scores_match_hand_computation():
+    from explorer import heads
+    from explorer.maps import AttentionMaps
+
+    weights = torch.zeros(1, 2, 3, 3)
+    weights[0, 0] = torch.tensor([[1.0, 0, 0], [1.0, 0, 0], [0, 1.0, 0]])  # previous-token (and sink) head
+    weights[0, 1] = torch.eye(3)
+    maps = AttentionMaps(tokens=list("abc"), weights=weights)
+    assert heads.previous_token_score(maps).tolist() == [[1.0, 0.0]]
+    assert torch.allclose(heads.self_score(maps), torch.tensor([[1 / 3, 1.0]]))
+    assert torch.allclose(heads.first_token_score(maps), torch.tensor([[2 / 3, 1 / 3]]))

@@ -286,6 +286,13 @@ class LanguageModel:
         """End a running generation after its current token."""
         self.stop_flag.set()
 
+    def induction_scores(self, length: int = 40, seed: int = 0) -> torch.Tensor:
+        """Induction score of every head ``[layers, heads]`` on ``length`` random tokens repeated twice."""
+        from explorer.heads import induction_probe
+
+        with self._lock:
+            return induction_probe(self, length, seed)
+
     # ----- ablation ----------------------------------------------------------------------------------------------
     def _attention_modules(self):
         for dotted in ("model.layers", "transformer.h", "model.decoder.layers", "gpt_neox.layers"):
