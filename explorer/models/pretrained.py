@@ -40,6 +40,7 @@ def default_model_dir() -> Path:
 LOADERS = {
     "encoder": "explorer.models.pretrained:load_encoder",
     "vision": "explorer.models.pretrained_vision:load_vision",
+    "decoder": "explorer.models.language:load_decoder",
 }
 # Where each family is shown, for the message when a tab is given a model of another family.
 FAMILY_TABS = {"encoder": "Pretrained", "decoder": "Language model", "encoder-decoder": "Pretrained",
