@@ -53,7 +53,7 @@ def kernel_threads(students: int) -> int:
 def voila_command(notebook: Path, port: int, open_browser: bool, students: int = 1, ip: str = "localhost") -> list[str]:
     """The Voila command line that serves ``notebook`` with a preheated kernel pool."""
     command = [
-        sys.executable, "-m", "voila", str(notebook),
+        sys.executable, "-m", "explorer.voila_app", str(notebook),  # Voila, with compressed responses
         f"--port={port}",
         "--Voila.port_retries=0",  # a busy port is an error, not a silent move to another port
         f"--Voila.ip={ip}",
