@@ -167,7 +167,7 @@ class VisionSession(ViTSettings):
         else:
             self.load_data()
 
-    @observe("selected", "vit_head")
+    @observe("selected", "vit_head", "vit_patch")
     def _on_selected(self, change) -> None:
         self.revision += 1
 

@@ -130,13 +130,15 @@ class VisionPanel(widgets.VBox):
 
     def _build_figures(self) -> None:
         self.figures = {name: PlotView(name=f"ae-cbam-{name}") for name in ("curves", "gallery", "channels", "localization")}
+        self.figures["gallery"].on_click(self._on_gallery_click)
         self.yours = widgets.VBox()
         pair = widgets.Box([self.figures["channels"], self.figures["localization"]],
                            layout=widgets.Layout(display="flex", flex_flow="row wrap"))
         self.outputs = widgets.VBox([
             self.figures["curves"],
             widgets.HTML("<b>Test images</b>: each CBAM stage's spatial map, Grad-CAM, and the ViT's last-layer "
-                         "CLS map, rollout and one head over the image (titles: true class, then each net's answer)"),
+                         "CLS map, rollout and one head over the image (titles: true class, then each net's answer). "
+                         "Click a patch of a ViT map to see what that patch attends to."),
             self.figures["gallery"],
             widgets.HBox([widgets.Label("channel weights of"), self.selected], layout=widgets.Layout(flex_flow="row wrap")),
             pair, self.yours,
@@ -155,7 +157,8 @@ class VisionPanel(widgets.VBox):
         histories = {NAMES[n]: t.history for n, t in s.trainers.items()}
         evaluations = {NAMES[n]: e for n, e in s.group.evaluations.items()}
         self.figures["curves"].show(view.curves_figure(histories, evaluations))
-        self.figures["gallery"].show(view.attention_gallery(pixels, records, s.class_names, labels, **self._vit_view()))
+        self.figures["gallery"].show(view.attention_gallery(pixels, records, s.class_names, labels, patch=s.patch_view(),
+                                                            **self._vit_view()))
         self.figures["channels"].show(view.channel_bars(channel, title, width=560))
         self.figures["localization"].show(view.localization_figure(self._localization_lines(), width=520))
 
@@ -176,6 +179,13 @@ class VisionPanel(widgets.VBox):
         if "vit" in trainers:
             lines.update({f"ViT {key}": line for key, line in localization_history(trainers["vit"].snapshots).items()})
         return lines
+
+    @shows_errors
+    def _on_gallery_click(self, trace: int, point: dict) -> None:
+        """A click on a ViT map picks the patch under it (the session draws what the patch attends to)."""
+        figure = self.figures["gallery"].figure
+        if trace < len(figure.data) and (figure.data[trace].name or "").endswith("(ViT)"):
+            self.session.pick_patch(point["x"], point["y"])
 
     @shows_errors
     def _on_upload(self, change) -> None:
