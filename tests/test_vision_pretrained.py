@@ -93,3 +93,28 @@ def test_bad_folders_are_explained_and_the_nets_and_the_last_view_kept(session, 
     assert session.status_kind == "error" and words in session.status, session.status
     assert session.trainers == trainers and session.trainers["vit"].step == steps
     assert session.pretrained_view is view and not session.busy
+
+
+def test_the_panel_draws_every_layer_and_head_and_the_picked_one_and_keeps_its_view_on_a_bad_folder(session, folder):
+    from explorer.widgets.vision import VisionPanel
+
+    session.update(vit_folder=str(folder), pretrained_image=0)
+    panel = VisionPanel(session)
+    panel.wait()
+    load = next(c for c in panel.pretrained.widgets if "ae-vision-pretrained-load" in c._dom_classes)
+    load.click()
+    panel.wait()
+    expected = reference(folder, Image.fromarray(gallery_array(session.gallery()[0][0]))).numpy()
+    grid = [t for t in panel.pretrained.figures["heads"].data if t.name and t.name.startswith("head")]
+    assert [t.name for t in grid] == [f"head {h}" for _ in range(2) for h in range(4)]
+    for i, trace in enumerate(grid):  # row by row: layer 0's four heads, then layer 1's
+        np.testing.assert_allclose(np.array(trace.z), upsampled(expected[i // 4, i % 4, 0, 1:]), atol=1e-5)
+    panel.pretrained.layer.value, panel.pretrained.head.value = 1, 2
+    maps = {t.name: np.array(t.z) for t in panel.pretrained.figures["maps"].data if t.name}
+    np.testing.assert_allclose(maps["CLS map, layer 1 head 2"], upsampled(expected[1, 2, 0, 1:]), atol=1e-5)
+    assert list(panel.pretrained.layer.options) == [0, 1] and list(panel.pretrained.head.options) == [0, 1, 2, 3]
+    panel.pretrained.folder.value = "/no/such/folder"
+    load.click()
+    panel.wait()
+    assert "is not a folder" in panel.status.value and panel.pretrained.figures["maps"].data[2].name == \
+        "CLS map, layer 1 head 2"

@@ -169,3 +169,22 @@ def localization_figure(lines: dict, width: int | None = None) -> go.Figure:
                       yaxis=dict(title="× uniform", rangemode="tozero"),
                       legend=dict(font=dict(size=10), orientation="h", y=-0.25))
     return fig
+
+
+def head_grid_figure(record) -> go.Figure:
+    """Every layer (rows) and head (columns) of a pretrained ViT's CLS maps over its one image (``record``: an
+    ImageAttention with ``heads``), the image first in each row."""
+    n_layers, n_heads = len(record.heads), record.heads[0].shape[1]
+    columns = {f"head {h}": np.stack([np.asarray(record.heads[layer][0, h]) for layer in range(n_layers)])
+               for h in range(n_heads)}
+    images = np.repeat(np.asarray(record.images), n_layers, axis=0)
+    return gallery_figure(images, columns, [f"layer {layer}" for layer in range(n_layers)],
+                          height_per_row=max(60, min(150, 900 // (n_heads + 1))))
+
+
+def pretrained_vit_figure(record, layer: int, head: int, title: str) -> go.Figure:
+    """One image through a pretrained ViT: the CLS map of ``head`` in ``layer``, of all heads, and the rollout."""
+    columns = {f"CLS map, layer {layer} head {head}": record.heads[layer][:, head],
+               f"CLS map, layer {layer} (mean of heads)": record.spatial[layer],
+               f"rollout to layer {layer}": record.rollout[layer]}
+    return gallery_figure(record.images, columns, [title], height_per_row=230)

@@ -19,6 +19,7 @@ from explorer.views import images as view
 from explorer.widgets.controls import StatusLine, bind, button, columns, guarded, labelled, section, shows_errors, tagged
 from explorer.widgets.export import CopyLink, ExportBar
 from explorer.widgets.plot import PlotView
+from explorer.widgets.vision_pretrained import PretrainedViTControls
 
 DATASETS = (("shapes (with boxes)", "shapes"), ("digits (scikit-learn)", "digits"), ("your folder", "folder"))
 CHOOSE = "(choose an example)"
@@ -80,6 +81,7 @@ class VisionPanel(widgets.VBox):
         self.bindings += [pool_binding(control, s, pool) for pool, control in self.pools.items()]
         self.upload.observe(self._on_upload, "value")
         self._build_vit_controls()
+        self.pretrained = PretrainedViTControls(s)
         option = {key: labelled(key.replace("_size", " k").replace("ratio", "ratio r"), control, "70px")
                   for key, control in self.options.items()}
         export = ExportBar(s, {"gallery": "ae-cbam-gallery", "curves": "ae-cbam-curves",
@@ -100,6 +102,7 @@ class VisionPanel(widgets.VBox):
             section("Checkpoint", w.HBox([self.path, button("Save", guarded(s, s.save), "ae-cbam-save", width="70px"),
                                           button("Load", guarded(s, s.load), "ae-cbam-load", width="70px")])),
             section("Your own image", self.upload),
+            section("Pretrained ViT", *self.pretrained.widgets),
             section("Export", export),
             section("Share", CopyLink(lambda: links.query(s.key, s.state()))),
             self.status,
@@ -141,7 +144,7 @@ class VisionPanel(widgets.VBox):
                          "Click a patch of a ViT map to see what that patch attends to."),
             self.figures["gallery"],
             widgets.HBox([widgets.Label("channel weights of"), self.selected], layout=widgets.Layout(flex_flow="row wrap")),
-            pair, self.yours,
+            pair, self.yours, self.pretrained.outputs,
         ], layout=widgets.Layout(flex="1 1 600px", min_width="0"))
 
     # ----- drawing --------------------------------------------------------------------------------
