@@ -64,3 +64,18 @@ def test_clicking_a_patch_of_the_vit_map_shows_what_it_attends_to(page, dashboar
     assert vit_column(page, "r2c3, head 0 (ViT)") is not None
     labels = page.evaluate(f"""() => ({FIND_PLOT})("ae-cbam-gallery").layout.annotations.map(a => a.text)""")
     assert "r2c3" in labels
+
+
+def test_a_pretrained_vit_folder_draws_every_layer_and_head(page, dashboard_url, tmp_path):
+    from tests.test_pretrained_vision import save_tiny
+
+    folder = save_tiny(tmp_path / "tiny-vit")
+    open_dashboard(page, dashboard_url, "tab=vision")
+    wait_for_figure(page, "ae-cbam-gallery", timeout=120_000)
+    page.locator(".ae-vision-pretrained-folder input").fill(str(folder))
+    page.locator(".ae-vision-pretrained-folder input").press("Enter")
+    page.locator(".ae-vision-pretrained-load").click()
+    wait_for_figure(page, "ae-vision-pretrained-heads", timeout=120_000)
+    names = [trace.get("name") for trace in figure_data(page, "ae-vision-pretrained-heads")]
+    assert names.count("head 3") == 2  # 2 layers x 4 heads
+    assert "rollout to layer 0" in [trace.get("name") for trace in figure_data(page, "ae-vision-pretrained-maps")]
