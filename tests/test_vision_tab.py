@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from explorer import checkpoints
+from explorer import checkpoints, links
 from explorer.app import build_app
 from explorer.models.vit import TinyViT, ViTConfig
 from explorer.sessions.vision import VisionSession
@@ -130,3 +130,49 @@ def test_a_saved_vit_that_does_not_fit_the_data_is_refused_and_the_nets_kept(pan
     panel.wait()
     assert panel.status.kind == "error" and "10 classes" in panel.status.text and "Nothing was loaded" in panel.status.text
     assert {name: t.model for name, t in panel.session.trainers.items()} == models
+
+
+def test_a_picked_patch_shows_its_attention_row_of_the_shown_head(panel):
+    from explorer.models.vit import attention_maps
+
+    fresh(panel, vit_head=1)
+    train(panel, 5)
+    session = panel.session
+    session.pick_patch(x=13.0, y=9.0)  # patch size 4: column 3, row 2
+    assert session.vit_patch == "r2c3" and links.decode(session.state())[1]["vit_patch"] == "r2c3"
+    shown = session.patch_view()
+    model, (pixels, _) = session.trainers["vit"].model, session.gallery()
+    for i in range(len(pixels)):  # reference: the captured weights, indexed and upsampled by hand
+        weights = attention_maps(model, pixels[i]).weights[-1, 1]  # [T, T] of the last layer, head 1
+        row = weights[1 + 2 * 8 + 3, 1:].numpy().reshape(8, 8)  # the patch's row over the 8 x 8 patches
+        expected = np.kron(row, np.ones((4, 4)))
+        np.testing.assert_allclose(shown.maps[i].numpy(), expected / expected.max(), atol=1e-5)
+    assert shown.box == (12, 8, 16, 12)
+    np.testing.assert_allclose(column(panel, "r2c3, head 1 (ViT)"), shown.maps[0].numpy(), atol=1e-6)
+    figure = panel.figures["gallery"].figure
+    assert any(a.text == "r2c3" for a in figure.layout.annotations) and figure.layout.shapes[0].x0 == 11.5
+
+
+def test_a_click_on_a_vit_map_picks_its_patch_and_other_clicks_do_not(panel):
+    fresh(panel, vit_patch="")
+    figure = panel.figures["gallery"]
+    names = [trace.name for trace in figure.figure.data]
+    cbam = names.index("stage 1")
+    figure.click(cbam, {"x": 30, "y": 30})
+    assert panel.session.vit_patch == ""
+    figure.click(names.index("rollout (ViT)"), {"x": 2, "y": 31})
+    assert panel.session.vit_patch == "r7c0" and "r7c0, head 0 (ViT)" in [t.name for t in figure.figure.data]
+    panel.session.update(patch_size=8)  # another grid: the patch is dropped, not redrawn on the wrong square
+    panel.wait()
+    assert panel.session.vit_patch == "" and panel.session.patch_view() is None
+
+
+def test_a_link_with_a_patch_draws_it_and_a_bad_patch_is_refused(panel):
+    fresh(panel)
+    assert panel.session.load_state(links.encode({"vit_patch": "r0c1"})) == []
+    with pytest.raises(ValueError, match="r2c3"):
+        panel.session.update(vit_patch="top left")
+    assert panel.session.vit_patch == "r0c1"
+    assert panel.session.patch_view().box == (4, 0, 8, 4)
+    panel.session.update(vit_patch="r9c9")  # outside this ViT's 8 x 8 grid: nothing to draw, no error
+    assert panel.session.patch_view() is None

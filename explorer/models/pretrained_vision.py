@@ -8,13 +8,14 @@ computes), and the tokens are labelled "CLS" (and "DIST" or "reg0", ... where th
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from explorer.maps import AttentionMaps, MapsInfo
+from explorer.maps import AttentionMaps, ImageAttention, MapsInfo, rollout
 
 MAX_SIDE = 1024  # larger images are shrunk before the processor (which resizes to the model's size anyway)
 MAX_FILE_PIXELS = 60_000_000
@@ -43,13 +44,14 @@ def _first_line(error: BaseException) -> str:
 
 
 def as_rgb(image) -> tuple[Image.Image, str]:
-    """A PIL image, an ``H x W x C`` (or ``H x W``) array or a file path as an RGB PIL image, and a notice of what
-    was changed on the way (grey or transparent or 16-bit converted, a huge image shrunk)."""
+    """A PIL image, an ``H x W x C`` (or ``H x W``) array, a file path or a file's bytes as an RGB PIL image, and a
+    notice of what was changed on the way (grey or transparent or 16-bit converted, a huge image shrunk)."""
     notices = []
-    if isinstance(image, (str, Path)):
-        path = Path(image).expanduser()
-        if not path.is_file():
+    if isinstance(image, (str, Path, bytes, bytearray)):
+        path = io.BytesIO(image) if isinstance(image, (bytes, bytearray)) else Path(image).expanduser()
+        if isinstance(path, Path) and not path.is_file():
             raise ValueError(f"There is no image file at '{image}'.")
+        shown = "The file" if isinstance(path, io.BytesIO) else f"'{path.name}'"
         try:
             with Image.open(path) as opened:
                 if opened.width * opened.height > MAX_FILE_PIXELS:
@@ -58,7 +60,7 @@ def as_rgb(image) -> tuple[Image.Image, str]:
                 opened.load()
                 image = opened.copy()
         except (OSError, Image.DecompressionBombError):
-            raise ValueError(f"'{path.name}' is not an image this explorer can read (try a PNG or JPEG).") from None
+            raise ValueError(f"{shown} is not an image this explorer can read (try a PNG or JPEG).") from None
     elif isinstance(image, np.ndarray):
         image = _from_array(image, notices)
     elif not isinstance(image, Image.Image):
@@ -115,13 +117,32 @@ class PretrainedViT:
 
     def attend(self, image) -> AttentionMaps:
         """Attention of every layer and head over the patches of ``image``, ``[layers, heads, T, T]``."""
+        return self._run(image)[0]
+
+    def image_attention(self, image) -> tuple[AttentionMaps, ImageAttention]:
+        """``attend(image)`` and, drawn over the processed image, where the CLS token looks among the patches: per
+        layer the mean over heads (``spatial``), each head (``heads``) and the rollout up to it (``rollout``), each
+        map ``[1, H, W]`` (``[1, heads, H, W]``) at the processed image's size and scaled to a maximum of 1.
+        ``images`` is the processed image scaled to 0..1 for drawing."""
+        maps, pixel_values = self._run(image)
+        rows, cols = (int(s) // self.patch_size for s in pixel_values.shape[-2:])
+        first = len(maps.tokens) - rows * cols  # the patches come after CLS and any distillation or register tokens
+        cls_rows = maps.weights[:, :, 0, first:]  # [L, heads, patches]
+        heads = upsample(cls_rows, rows, cols, self.patch_size)  # [L, heads, H, W]
+        spatial = upsample(cls_rows.mean(dim=1), rows, cols, self.patch_size)  # [L, H, W]
+        rolled = upsample(rollout(maps)[:, 0, first:], rows, cols, self.patch_size)  # [L, H, W]
+        low, high = pixel_values.amin(), pixel_values.amax()
+        return maps, ImageAttention(channel=[], spatial=[m[None] for m in spatial], rollout=[m[None] for m in rolled],
+                                    heads=[m[None] for m in heads], images=(pixel_values - low) / (high - low).clamp_min(1e-12))
+
+    def _run(self, image) -> tuple[AttentionMaps, torch.Tensor]:
         pixel_values, notice = self.pixel_values(image)
         with torch.inference_mode():
             output = self.model(pixel_values=pixel_values, output_attentions=True)
         weights = torch.stack(output.attentions)[:, 0]  # [L, H, T, T]
         tokens = self.token_labels(pixel_values.shape[-2:], weights.shape[-1])
-        return AttentionMaps(tokens=tokens, weights=weights,
-                             meta=MapsInfo(source=self.name, notice=notice, special=[not t.startswith("r") for t in tokens]))
+        return AttentionMaps(tokens=tokens, weights=weights, meta=MapsInfo(
+            source=self.name, notice=notice, special=[not t.startswith("r") for t in tokens])), pixel_values
 
     def token_labels(self, size, n_tokens: int) -> list[str]:
         """"CLS", any distillation or register tokens, then the patches row by row."""
@@ -133,3 +154,11 @@ class PretrainedViT:
         special = ["CLS"] + (["DIST"] if self.model.config.model_type == "deit" and n_special == 2 else
                              [f"reg{i}" for i in range(n_special - 1)])
         return special[:n_special] + [f"r{r}c{c}" for r in range(rows) for c in range(cols)]
+
+
+def upsample(patch_values: torch.Tensor, rows: int, cols: int, patch_size: int) -> torch.Tensor:
+    """Per-patch values ``[..., rows * cols]`` as maps ``[..., H, W]``, each patch filling its square (nearest) and
+    each map scaled to a maximum of 1, as the Vision tab's own ViT maps are."""
+    maps = patch_values.reshape(*patch_values.shape[:-1], rows, cols)
+    maps = maps.repeat_interleave(patch_size, dim=-2).repeat_interleave(patch_size, dim=-1)
+    return maps / maps.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-12)

@@ -14,6 +14,7 @@ and the attention rollout (Abnar and Zuidema, 2020), both at the image's size li
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 
 import torch
@@ -88,6 +89,14 @@ class ViTConfig:
 def patch_labels(grid: int, cls: bool = True) -> list[str]:
     """Token labels: ``"CLS"`` (with a CLS token), then ``"r0c0"``, ``"r0c1"``, ... row by row."""
     return (["CLS"] if cls else []) + [f"r{r}c{c}" for r in range(grid) for c in range(grid)]
+
+
+def patch_index(label: str, grid: int) -> int:
+    """The index among the patches (row by row) of a label such as "r2c3"; a ValueError says which labels exist."""
+    match = re.fullmatch(r"r(\d+)c(\d+)", str(label).strip())
+    if not match or not all(int(n) < grid for n in match.groups()):
+        raise ValueError(f"There is no patch '{label}': the patches are r0c0 to r{grid - 1}c{grid - 1}.")
+    return int(match[1]) * grid + int(match[2])
 
 
 def sinusoidal_positions_2d(grid: int, d_model: int) -> torch.Tensor:
@@ -243,6 +252,17 @@ def vit_maps(model: TinyViT, images: torch.Tensor, heads: bool = False) -> Image
     return ImageAttention(channel=[], spatial=list(spatial.unbind(1)), rollout=list(rolled.unbind(1)),
                           heads=[] if per_head is None else list(per_head.unbind(1)), images=pixel_values,
                           predictions=tuple(logits.argmax(dim=1).tolist()))
+
+
+def patch_maps(model: TinyViT, images: torch.Tensor, patch: str, layer: int = -1, head: int | None = None) -> torch.Tensor:
+    """Where patch ``patch`` ("r2c3") looks among the patches in layer ``layer``: its attention row for head
+    ``head`` (the mean over heads for None), ``[B, H, W]`` at the image size like ``vit_maps``' maps."""
+    config = model.config
+    index = patch_index(patch, config.grid)
+    _, weights = vit_attention(model, check_images(config, images))  # [B, L, heads, T, T]
+    first = 1 if config.pool == "cls" else 0  # the patches' tokens come after the CLS token
+    rows = weights[:, layer, :, first + index, first:]  # [B, heads, patches]
+    return to_image(rows.mean(dim=1) if head is None else rows[:, head], config)
 
 
 def probe_vit(model: TinyViT, images: torch.Tensor, boxes=None, keep: int | None = None) -> ImageAttention:

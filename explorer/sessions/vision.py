@@ -20,6 +20,7 @@ from explorer.models.cbam import KERNEL_SIZES, MERGES, ORDERS, PAPER, POOL_TYPES
 from explorer.sessions.base import say_name
 from explorer.sessions.vision_nets import (BATCH_SIZE, CHUNK, GALLERY_SIZE, NAMES, cnn_models, cnn_settings,  # noqa: F401
                                            load_nets, probe, trainer_for, vit_model, vit_settings)
+from explorer.sessions.vision_pretrained import YOUR_IMAGE, PretrainedViTSection
 from explorer.sessions.vision_vit import ViTSettings
 from explorer.threads import Throttle
 from explorer.training_group import TrainingGroup
@@ -30,7 +31,7 @@ CBAM_SETTINGS = ("cbam", "channel", "spatial", "order", "merge", "ratio", "kerne
 MAX_STEPS = int(os.environ.get("AE_MAX_TRAIN_STEPS", "0")) or None
 
 
-class VisionSession(ViTSettings):
+class VisionSession(PretrainedViTSection, ViTSettings):
     """``trainers`` are the nets being trained on ``data``; ``revision`` counts what there is to redraw."""
 
     key = "vision"
@@ -95,6 +96,7 @@ class VisionSession(ViTSettings):
             except ValueError as error:
                 raise TraitError(str(error)) from None
         self.check_vit()
+        self.check_pretrained()
 
     @validate("dataset")
     def _valid_dataset(self, proposal):
@@ -167,7 +169,7 @@ class VisionSession(ViTSettings):
         else:
             self.load_data()
 
-    @observe("selected", "vit_head")
+    @observe("selected", "vit_head", "vit_patch")
     def _on_selected(self, change) -> None:
         self.revision += 1
 
@@ -313,6 +315,8 @@ class VisionSession(ViTSettings):
         self._upload_pixels(content)
         self.uploaded = content
         self._refresh_yours()
+        if self.pretrained_image == YOUR_IMAGE:
+            self.refresh_pretrained()
 
     def _upload_pixels(self, content: bytes) -> torch.Tensor:
         channels, _, size = self.data["train"].features["pixel_values"].shape

@@ -7,10 +7,15 @@ that do not divide the width, a patch size that does not divide the images) are 
 
 from __future__ import annotations
 
-from traitlets import Bool, Int, TraitError, Unicode, observe
+import copy
+import re
+from dataclasses import dataclass
+
+import torch
+from traitlets import Bool, Int, TraitError, Unicode, observe, validate
 
 from explorer.attention import valid_head_counts
-from explorer.models.vit import POOLS
+from explorer.models.vit import POOLS, patch_index, patch_maps
 from explorer.sessions.base import Session
 from explorer.sessions.vision_nets import CNNS, NAMES, trainer_for, vit_config, vit_model
 
@@ -24,6 +29,17 @@ def vit_head_options(width: int) -> list[int]:
     return [h for h in valid_head_counts(width) if h <= 16]
 
 
+@dataclass(frozen=True)
+class PatchView:
+    """What one patch of the gallery images attends to: ``maps`` ``[B, H, W]`` (each scaled to a maximum of 1) of
+    head ``head`` in the last layer, and the patch's square ``box`` ``(x0, y0, x1, y1)`` in pixels (end exclusive)."""
+
+    label: str
+    head: int
+    maps: torch.Tensor
+    box: tuple[int, int, int, int]
+
+
 class ViTSettings(Session):
     """The ViT's settings; the session that trains the nets provides ``trainers``, ``group``, ``_grouped`` and
     ``_in_worker``."""
@@ -35,6 +51,7 @@ class ViTSettings(Session):
     vit_width = Int(32, help="ViT width").tag(link=True)
     vit_pool = Unicode("cls", help="ViT pooling").tag(link=True)
     vit_head = Int(0, help="ViT head in the gallery").tag(link=True)
+    vit_patch = Unicode("", help="ViT patch").tag(link=True)  # "r2c3": the clicked patch; "" for none
 
     def implied_vit_settings(self, changes: dict) -> dict:
         """``changes`` with the heads moved to the nearest divisor of a new width (unless they are given too)."""
@@ -45,7 +62,46 @@ class ViTSettings(Session):
         if "vit_heads" in changes and "vit_head" not in changes:  # the picked head stays one of the heads
             heads = self.coerce("vit_heads", changes["vit_heads"])
             changes = {**changes, "vit_head": min(self.vit_head, max(heads - 1, 0))}
+        if "patch_size" in changes and "vit_patch" not in changes:  # another grid: the clicked patch is gone
+            changes = {**changes, "vit_patch": ""}
         return changes
+
+    @validate("vit_patch")
+    def _valid_patch(self, proposal):
+        label = proposal["value"].strip()
+        if label and not re.fullmatch(r"r\d+c\d+", label):
+            raise TraitError(f"A patch is named by its row and column, such as r2c3, not '{label[:20]}'.")
+        return label
+
+    def pick_patch(self, x: float, y: float) -> None:
+        """Choose the patch under pixel ``(x, y)`` of the gallery (what a click on a ViT map does)."""
+        config = self._shown_vit_config()
+        if config is None:
+            raise ValueError("Switch the ViT on to see what its patches attend to.")
+        column, row = int(x) // config.patch_size, int(y) // config.patch_size
+        self.update(vit_patch=f"r{min(max(row, 0), config.grid - 1)}c{min(max(column, 0), config.grid - 1)}")
+        self.say(f"Patch {self.vit_patch}: the last column shows what it attends to in the last layer, "
+                 f"head {self.vit_head}.", "ok")
+
+    def _shown_vit_config(self):
+        trainer = self.trainers.get("vit")
+        return None if trainer is None else trainer.model.config
+
+    def patch_view(self) -> PatchView | None:
+        """What the clicked patch attends to over the gallery images (the ViT now, read from a copy as it may be
+        training); None without a ViT or a patch, or for a patch the ViT's grid does not have."""
+        config = self._shown_vit_config()
+        if config is None or not self.vit_patch:
+            return None
+        try:
+            index = patch_index(self.vit_patch, config.grid)
+        except ValueError:
+            return None
+        head = min(self.vit_head, config.n_heads - 1)
+        pixels, _ = self.gallery()
+        maps = patch_maps(copy.deepcopy(self.trainers["vit"].model), pixels, self.vit_patch, head=head)
+        size, (row, column) = config.patch_size, divmod(index, config.grid)
+        return PatchView(self.vit_patch, head, maps, (column * size, row * size, (column + 1) * size, (row + 1) * size))
 
     def ordered(self, settings: dict) -> list:
         return sorted(settings.items(), key=lambda item: item[0] != "vit_width")

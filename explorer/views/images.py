@@ -44,10 +44,12 @@ def curves_figure(histories: dict, evaluations: dict) -> go.Figure:
     return fig
 
 
-def gallery_figure(images, columns: dict, row_titles, height_per_row: int = 150) -> go.Figure:
+def gallery_figure(images, columns: dict, row_titles, height_per_row: int = 150, marks: dict | None = None) -> go.Figure:
     """One row per image: the image, then each map of ``columns`` (title -> ``[N, H, W]``) over it.
 
-    Trace order: per row, the image, then for each map column a grey image trace and the map above it.
+    Trace order: per row, the image, then for each map column a grey image trace and the map above it (named by
+    its column's title, so a click tells its column). ``marks`` (column title -> ``(label, (x0, y0, x1, y1))``)
+    outlines a square of pixels in every row of that column and labels it.
     """
     pictures = grey(images)
     n_rows, n_cols = len(pictures), 1 + len(columns)
@@ -60,6 +62,8 @@ def gallery_figure(images, columns: dict, row_titles, height_per_row: int = 150)
         for c, (title, stack) in enumerate(zip(columns, maps)):
             fig.add_trace(image_trace(pictures[r]), row=r + 1, col=c + 2)
             fig.add_trace(map_trace(stack[r], title, show_scale=r == 0 and c == 0), row=r + 1, col=c + 2)
+            if title in (marks or {}):
+                mark_square(fig, *marks[title], row=r + 1, col=c + 2)
     for annotation, r in zip(fig.layout.annotations, range(n_rows)):  # row titles start at the row's left edge
         annotation.update(x=fig.get_subplot(r + 1, 1).xaxis.domain[0], xanchor="left")
     for c, title in enumerate(["image", *columns]):
@@ -79,11 +83,12 @@ def gallery_figure(images, columns: dict, row_titles, height_per_row: int = 150)
 
 
 def attention_gallery(images, records: dict, class_names, labels=None, height_per_row: int = 150,
-                      head: int = 0, map_title: str = "CLS map") -> go.Figure:
+                      head: int = 0, map_title: str = "CLS map", patch=None) -> go.Figure:
     """The gallery of several nets' records (name -> ImageAttention with ``predictions``) over the first
     ``len(images)`` images: the first net's spatial map of each stage, every CNN's Grad-CAM, then for a Vision
     Transformer (a record with ``rollout``) its last layer's CLS map, its rollout and head ``head`` of its last
-    layer. Row titles: the true class (or "your image") and each net's prediction."""
+    layer, and with ``patch`` (``label``, ``head``, ``maps`` ``[N, H, W]``, ``box``) what that patch attends to,
+    the patch outlined and labelled. Row titles: the true class (or "your image") and each net's prediction."""
     n_images = len(images)
     first = next(iter(records.values()))
     columns = {f"stage {s + 1}": spatial[:n_images] for s, spatial in enumerate(first.spatial)}
@@ -91,10 +96,15 @@ def attention_gallery(images, records: dict, class_names, labels=None, height_pe
     for name, r in records.items():
         if r.rollout:
             columns.update(vit_columns(name, r, n_images, head, map_title))
+    marks = {}
+    if patch is not None:
+        title = f"{patch.label}, head {patch.head} (ViT)"
+        columns[title] = patch.maps[:n_images]
+        marks[title] = (patch.label, patch.box)
     truth = ["your image"] * n_images if labels is None else [class_names[int(label)] for label in labels]
     titles = [" · ".join([truth[i]] + [class_names[r.predictions[i]] for r in records.values()])
               for i in range(n_images)]
-    return gallery_figure(images, columns, titles, height_per_row)
+    return gallery_figure(images, columns, titles, height_per_row, marks)
 
 
 def vit_columns(name: str, record, n_images: int, head: int = 0, map_title: str = "CLS map") -> dict:
@@ -113,8 +123,17 @@ def image_trace(picture) -> go.Heatmap:
                       hovertemplate="x %{x}, y %{y}<br>pixel %{z:.2f}<extra></extra>")
 
 
+def mark_square(fig: go.Figure, label: str, box, row: int, col: int) -> None:
+    """Outline pixels ``x0 <= x < x1``, ``y0 <= y < y1`` of one subplot and write ``label`` on it."""
+    x0, y0, x1, y1 = box
+    fig.add_shape(type="rect", x0=x0 - 0.5, y0=y0 - 0.5, x1=x1 - 0.5, y1=y1 - 0.5, line=dict(color="#00e5ff", width=2),
+                  row=row, col=col)
+    fig.add_annotation(text=label, x=(x0 + x1 - 1) / 2, y=y0 - 0.5, yanchor="bottom", showarrow=False,
+                       font=dict(size=9, color="#00e5ff"), row=row, col=col)
+
+
 def map_trace(values, title: str, show_scale: bool) -> go.Heatmap:
-    return go.Heatmap(z=values, colorscale=MAP_COLORS, zmin=0, zmax=1, opacity=MAP_OPACITY, showscale=show_scale,
+    return go.Heatmap(z=values, name=title, colorscale=MAP_COLORS, zmin=0, zmax=1, opacity=MAP_OPACITY, showscale=show_scale,
                       colorbar=dict(title=dict(text="attention"), thickness=10, len=0.5, y=1, yanchor="top"),
                       hovertemplate=f"{title}<br>x %{{x}}, y %{{y}}<br>value %{{z:.3f}}<extra></extra>")
 
@@ -150,3 +169,22 @@ def localization_figure(lines: dict, width: int | None = None) -> go.Figure:
                       yaxis=dict(title="× uniform", rangemode="tozero"),
                       legend=dict(font=dict(size=10), orientation="h", y=-0.25))
     return fig
+
+
+def head_grid_figure(record) -> go.Figure:
+    """Every layer (rows) and head (columns) of a pretrained ViT's CLS maps over its one image (``record``: an
+    ImageAttention with ``heads``), the image first in each row."""
+    n_layers, n_heads = len(record.heads), record.heads[0].shape[1]
+    columns = {f"head {h}": np.stack([np.asarray(record.heads[layer][0, h]) for layer in range(n_layers)])
+               for h in range(n_heads)}
+    images = np.repeat(np.asarray(record.images), n_layers, axis=0)
+    return gallery_figure(images, columns, [f"layer {layer}" for layer in range(n_layers)],
+                          height_per_row=max(60, min(150, 900 // (n_heads + 1))))
+
+
+def pretrained_vit_figure(record, layer: int, head: int, title: str) -> go.Figure:
+    """One image through a pretrained ViT: the CLS map of ``head`` in ``layer``, of all heads, and the rollout."""
+    columns = {f"CLS map, layer {layer} head {head}": record.heads[layer][:, head],
+               f"CLS map, layer {layer} (mean of heads)": record.spatial[layer],
+               f"rollout to layer {layer}": record.rollout[layer]}
+    return gallery_figure(record.images, columns, [title], height_per_row=230)

@@ -19,6 +19,7 @@ from explorer.views import images as view
 from explorer.widgets.controls import StatusLine, bind, button, columns, guarded, labelled, section, shows_errors, tagged
 from explorer.widgets.export import CopyLink, ExportBar
 from explorer.widgets.plot import PlotView
+from explorer.widgets.vision_pretrained import PretrainedViTControls
 
 DATASETS = (("shapes (with boxes)", "shapes"), ("digits (scikit-learn)", "digits"), ("your folder", "folder"))
 CHOOSE = "(choose an example)"
@@ -80,6 +81,7 @@ class VisionPanel(widgets.VBox):
         self.bindings += [pool_binding(control, s, pool) for pool, control in self.pools.items()]
         self.upload.observe(self._on_upload, "value")
         self._build_vit_controls()
+        self.pretrained = PretrainedViTControls(s)
         option = {key: labelled(key.replace("_size", " k").replace("ratio", "ratio r"), control, "70px")
                   for key, control in self.options.items()}
         export = ExportBar(s, {"gallery": "ae-cbam-gallery", "curves": "ae-cbam-curves",
@@ -100,6 +102,7 @@ class VisionPanel(widgets.VBox):
             section("Checkpoint", w.HBox([self.path, button("Save", guarded(s, s.save), "ae-cbam-save", width="70px"),
                                           button("Load", guarded(s, s.load), "ae-cbam-load", width="70px")])),
             section("Your own image", self.upload),
+            section("Pretrained ViT", *self.pretrained.widgets),
             section("Export", export),
             section("Share", CopyLink(lambda: links.query(s.key, s.state()))),
             self.status,
@@ -130,16 +133,18 @@ class VisionPanel(widgets.VBox):
 
     def _build_figures(self) -> None:
         self.figures = {name: PlotView(name=f"ae-cbam-{name}") for name in ("curves", "gallery", "channels", "localization")}
+        self.figures["gallery"].on_click(self._on_gallery_click)
         self.yours = widgets.VBox()
         pair = widgets.Box([self.figures["channels"], self.figures["localization"]],
                            layout=widgets.Layout(display="flex", flex_flow="row wrap"))
         self.outputs = widgets.VBox([
             self.figures["curves"],
             widgets.HTML("<b>Test images</b>: each CBAM stage's spatial map, Grad-CAM, and the ViT's last-layer "
-                         "CLS map, rollout and one head over the image (titles: true class, then each net's answer)"),
+                         "CLS map, rollout and one head over the image (titles: true class, then each net's answer). "
+                         "Click a patch of a ViT map to see what that patch attends to."),
             self.figures["gallery"],
             widgets.HBox([widgets.Label("channel weights of"), self.selected], layout=widgets.Layout(flex_flow="row wrap")),
-            pair, self.yours,
+            pair, self.yours, self.pretrained.outputs,
         ], layout=widgets.Layout(flex="1 1 600px", min_width="0"))
 
     # ----- drawing --------------------------------------------------------------------------------
@@ -155,7 +160,8 @@ class VisionPanel(widgets.VBox):
         histories = {NAMES[n]: t.history for n, t in s.trainers.items()}
         evaluations = {NAMES[n]: e for n, e in s.group.evaluations.items()}
         self.figures["curves"].show(view.curves_figure(histories, evaluations))
-        self.figures["gallery"].show(view.attention_gallery(pixels, records, s.class_names, labels, **self._vit_view()))
+        self.figures["gallery"].show(view.attention_gallery(pixels, records, s.class_names, labels, patch=s.patch_view(),
+                                                            **self._vit_view()))
         self.figures["channels"].show(view.channel_bars(channel, title, width=560))
         self.figures["localization"].show(view.localization_figure(self._localization_lines(), width=520))
 
@@ -176,6 +182,13 @@ class VisionPanel(widgets.VBox):
         if "vit" in trainers:
             lines.update({f"ViT {key}": line for key, line in localization_history(trainers["vit"].snapshots).items()})
         return lines
+
+    @shows_errors
+    def _on_gallery_click(self, trace: int, point: dict) -> None:
+        """A click on a ViT map picks the patch under it (the session draws what the patch attends to)."""
+        figure = self.figures["gallery"].figure
+        if trace < len(figure.data) and (figure.data[trace].name or "").endswith("(ViT)"):
+            self.session.pick_patch(point["x"], point["y"])
 
     @shows_errors
     def _on_upload(self, change) -> None:
