@@ -92,3 +92,42 @@ def test_induction_preset_and_head_finder(session):
     assert probe["ablated_loss"] == pytest.approx(second_copy_loss(session.language_model, probe["top"], 20, 0))
     assert probe["loss"] == pytest.approx(second_copy_loss(session.language_model, (), 20, 0))
     assert probe["chosen_loss"] == pytest.approx(second_copy_loss(session.language_model, [(1, 1)], 20, 0))
+
+
+def test_panel_streams_text_and_a_head_change_reaches_the_map(session):
+    from explorer.widgets.language import LanguagePanel
+
+    panel = LanguagePanel(session)
+    panel.generate_button.click()
+    panel.wait()
+    assert session.streamed and session.streamed in panel.text.value
+    maps = session.maps()
+    first = panel.head_view.matrix.copy()
+    assert first.shape == (len(maps.tokens),) * 2
+    panel.head.value = 2
+    panel.wait()
+    assert session.head == 2 and session.runs == 1
+    assert abs(panel.head_view.matrix - maps.head(0, 2).numpy()).max() < 1e-3
+    panel.finder_view.click(1, 3)
+    panel.wait()
+    assert (session.layer, session.head) == (1, 3) and panel.layer.value == 1
+    assert "expects" in panel.candidates.value
+
+
+def test_panel_refuses_a_bad_count_and_puts_the_control_back(session):
+    from explorer.widgets.language import LanguagePanel
+
+    panel = LanguagePanel(session)
+    panel.max_new_tokens.value = 0
+    assert session.max_new_tokens == 4 and panel.max_new_tokens.value == 4
+    assert "max_new_tokens" in panel.status.text
+
+
+def test_long_maps_are_pooled_to_at_most_512_cells():
+    from explorer.maps import AttentionMaps
+    from explorer.views.language import head_map
+
+    weights = torch.softmax(torch.randn(1, 1, 1100, 1100), dim=-1)
+    update = head_map(AttentionMaps(tokens=[str(i) for i in range(1100)], weights=weights), 0, 0)
+    assert update["matrix"].shape == (367, 367)  # blocks of 3 tokens
+    assert update["matrix"][0, 0] == pytest.approx(float(weights[0, 0, :3, :3].mean()), abs=1e-3)

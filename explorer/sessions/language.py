@@ -22,6 +22,14 @@ VIEWS = ("head", "layer")
 DEFAULT_PROMPT = "Once upon a time, there was a little cat who"
 
 
+def head_scores(maps) -> dict:
+    """The head finder's scores of ``maps``, each ``[layers, heads]``."""
+    from explorer import heads
+
+    return {"previous token": heads.previous_token_score(maps), "attention sink": heads.first_token_score(maps),
+            "self": heads.self_score(maps), "entropy": heads.entropy_score(maps)}
+
+
 def _load(name_or_path: str):
     from explorer.models import language
 
@@ -50,6 +58,7 @@ class LanguageSession(Session):
     language_model = Any(None)  # the loaded LanguageModel
     generation = Any(None)  # explorer.models.language.Generation of the last run
     streamed = Unicode("")  # the tokens generated so far by the running generation
+    scores = Any(None)  # dict: head finder score name -> [layers, heads] of the last generation's maps
     probe = Any(None)  # dict: induction scores [L, H], top heads, second-copy loss with and without them
 
     def __init__(self, owner=None, language_model=None, **settings):
@@ -195,7 +204,8 @@ class LanguageSession(Session):
 
         def job():
             self.runs += 1
-            return model.generate(*args, on_token=on_token)
+            generation = model.generate(*args, on_token=on_token)
+            return generation, head_scores(generation.maps)
 
         self.submit("Generating…", job, self._generated)
 
@@ -203,9 +213,10 @@ class LanguageSession(Session):
         self.streamed += label
         self.say(f"Generating: {self.streamed}", "busy")
 
-    def _generated(self, generation) -> None:
+    def _generated(self, result) -> None:
+        generation, scores = result
         with self.hold_trait_notifications():
-            self.generation = generation
+            self.generation, self.scores = generation, scores
             self.token = -1
         maps = generation.maps
         ended = " (stopped)" if generation.stopped else ""
