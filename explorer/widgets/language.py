@@ -21,7 +21,7 @@ from explorer.widgets.heatmap_view import HeatmapView
 from explorer.widgets.plot import PlotView
 
 CHOOSE = "(choose)"
-SCORES = ("induction", "previous token", "attention sink", "self", "entropy")
+SCORES = ("previous token", "attention sink", "self", "entropy", "induction")
 
 
 class LanguagePanel(widgets.VBox):
@@ -45,6 +45,7 @@ class LanguagePanel(widgets.VBox):
         session.observe(lambda _: self._on_model(), "language_model")
         session.observe(lambda _: self._on_stream(), "streamed")
         session.observe(lambda _: self._on_generation(), "generation")
+        session.observe(lambda _: setattr(self.score, "value", "induction"), "probe")  # show what was just found
         session.observe(lambda _: self.redraw_soon(), ["layer", "head", "view", "token", "ablated", "probe"])
         self._on_model()
         self._on_generation()

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from tests.browser.helpers import FIND_PLOT, figure_data, open_dashboard, wait_for_figure
 from tests.browser.test_pretrained import click_cell
 
 HEAD, FINDER = "ae-llm-head", "ae-llm-finder"
+SHOTS = Path(os.environ.get("AE_SHOTS", "/tmp/shots"))
 
 
 def title_of(page, meta: str) -> str:
@@ -33,3 +37,5 @@ def test_generate_streams_tokens_and_the_finder_opens_a_head(page, dashboard_url
     click_cell(page, FINDER, row=3, n_rows=n_layers, col=4, n_cols=n_heads)
     page.wait_for_function(f"(meta) => ({FIND_PLOT})(meta).layout.title.text.startsWith('layer 3, head 4')", arg=HEAD)
     assert figure_data(page, HEAD)[0]["z"] != before
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "language.png"), full_page=True)
