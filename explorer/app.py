@@ -36,6 +36,8 @@ TABS = (
             "explorer.widgets.mechanism:MechanismPanel"),
     TabSpec("pretrained", "Pretrained", "explorer.sessions.pretrained:PretrainedSession",
             "explorer.widgets.pretrained:PretrainedPanel"),
+    TabSpec("llm", "Language model", "explorer.sessions.language:LanguageSession",
+            "explorer.widgets.language:LanguagePanel"),
     TabSpec("transformer", "Train a Transformer", "explorer.sessions.transformer_lab:TransformerLabSession",
             "explorer.widgets.transformer_lab:TransformerLabPanel"),
     TabSpec("vision", "Vision", "explorer.sessions.vision:VisionSession", "explorer.widgets.vision:VisionPanel"),

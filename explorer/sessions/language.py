@@ -1,0 +1,274 @@
+"""The Language model tab's state: which model, which prompt, how to generate, where to look, which heads are ablated.
+
+Loading, every forward pass and every generation run in the session's worker; the layer, head, view and token only
+choose what to draw from the last ``generation`` (the model is not run again).
+"""
+
+from __future__ import annotations
+
+from traitlets import Any, Float, Int, List, TraitError, Unicode, observe, validate
+
+from explorer.sessions.base import Session, say_name
+
+INDUCTION_LENGTH = 20
+PRESETS = {
+    "induction heads": dict(max_new_tokens=1, temperature=0.0, layer=0, head=0, view="head"),
+    "attention sinks": dict(prompt="The quick brown fox jumps over the lazy dog. It was a sunny day in the park.",
+                            max_new_tokens=8, temperature=0.0, layer=5, head=0, view="head"),
+    "a question and its answer": dict(prompt="Question: What is the capital of France?\nAnswer:", max_new_tokens=8,
+                                      temperature=0.0, layer=10, head=0, view="head"),
+}
+VIEWS = ("head", "layer")
+DEFAULT_PROMPT = "Once upon a time, there was a little cat who"
+
+
+def head_scores(maps) -> dict:
+    """The head finder's scores of ``maps``, each ``[layers, heads]``."""
+    from explorer import heads
+
+    return {"previous token": heads.previous_token_score(maps), "attention sink": heads.first_token_score(maps),
+            "self": heads.self_score(maps), "entropy": heads.entropy_score(maps)}
+
+
+def _load(name_or_path: str):
+    from explorer.models import language
+
+    return language.load(name_or_path or None)
+
+
+class LanguageSession(Session):
+    """One decoder-only language model and its last generation; ``generation`` is what the views draw."""
+
+    key = "llm"
+    title = "Language model"
+    presets = {name: {"preset": name} for name in PRESETS}
+
+    preset = Unicode("", help="example").tag(link=True)
+    model = Unicode("", help="model").tag(link=True)  # "" is the packaged SmolLM2
+    prompt = Unicode(DEFAULT_PROMPT, help="prompt").tag(link=True)
+    max_new_tokens = Int(12, help="number of new tokens").tag(link=True)
+    temperature = Float(0.0, help="temperature").tag(link=True)
+    seed = Int(0, help="seed").tag(link=True)
+    layer = Int(0, help="layer").tag(link=True)
+    head = Int(0, help="head").tag(link=True)
+    view = Unicode("head", help="view").tag(link=True)
+    token = Int(-1, help="token").tag(link=True)  # the picked position, -1 for the last
+    ablated = List(help="ablated heads").tag(link=True)  # [[layer, head], ...]
+
+    language_model = Any(None)  # the loaded LanguageModel
+    generation = Any(None)  # explorer.models.language.Generation of the last run
+    streamed = Unicode("")  # the tokens generated so far by the running generation
+    scores = Any(None)  # dict: head finder score name -> [layers, heads] of the last generation's maps
+    probe = Any(None)  # dict: induction scores [L, H], top heads, second-copy loss with and without them
+
+    def __init__(self, owner=None, language_model=None, **settings):
+        self._loaded_model = settings.get("model", "")
+        self.runs = 0  # model runs (generations and probes), so tests can see a head switch runs nothing
+        super().__init__(owner, **settings)
+        if language_model is not None:
+            self._loaded(language_model)
+        else:
+            self.load_model(self.model)
+
+    # ----- settings ----------------------------------------------------------------------------------------------
+    def update(self, **changes) -> None:
+        preset = changes.get("preset")
+        if preset:
+            if preset not in PRESETS:
+                raise ValueError(f"There is no preset called '{say_name(preset)}'. Choose one of: {', '.join(PRESETS)}.")
+            changes = {"token": -1, **PRESETS[preset], **changes}
+            if preset == "induction heads" and self.language_model is not None and "prompt" not in changes:
+                changes["prompt"] = self._repeated_prompt()
+        super().update(**changes)
+
+    def ordered(self, settings: dict) -> list:
+        first = ("model", "preset", "prompt")
+        return sorted(settings.items(), key=lambda item: first.index(item[0]) if item[0] in first else len(first))
+
+    def _limit(self, what: str) -> int | None:
+        if self.language_model is None:
+            return None
+        return {"layer": self.language_model.n_layers, "head": self.language_model.n_heads}[what]
+
+    @validate("layer", "head")
+    def _valid_place(self, proposal):
+        name, value = proposal["trait"].name, proposal["value"]
+        limit = self._limit(name)
+        if value < 0 or (limit is not None and value >= limit):
+            shown = f"{name}s 0 to {limit - 1}" if limit else f"{name}s from 0"
+            owner = "this model has" if name == "layer" else "each layer has"
+            raise TraitError(f"{name.capitalize()} {value} does not exist: {owner} {shown}.")
+        return value
+
+    @validate("max_new_tokens")
+    def _valid_count(self, proposal):
+        from explorer.models.language import MAX_NEW_TOKENS
+
+        if not 1 <= proposal["value"] <= MAX_NEW_TOKENS:
+            raise TraitError(f"max_new_tokens must be a whole number from 1 to {MAX_NEW_TOKENS}, "
+                             f"got {proposal['value']}.")
+        return proposal["value"]
+
+    @validate("temperature")
+    def _valid_temperature(self, proposal):
+        if not 0 <= proposal["value"] <= 10:
+            raise TraitError(f"The temperature must be a number from 0 (always the likeliest token) to 10, "
+                             f"got {proposal['value']}.")
+        return proposal["value"]
+
+    @validate("prompt")
+    def _valid_prompt(self, proposal):
+        if not proposal["value"].strip():
+            raise TraitError("The prompt is empty: type some text for the model to read.")
+        return proposal["value"]
+
+    @validate("view")
+    def _valid_view(self, proposal):
+        if proposal["value"] not in VIEWS:
+            raise TraitError(f"Unknown view '{say_name(proposal['value'])}'. Choose one of: {', '.join(VIEWS)}.")
+        return proposal["value"]
+
+    @validate("preset")
+    def _valid_preset(self, proposal):
+        if proposal["value"] and proposal["value"] not in PRESETS:
+            raise TraitError(f"There is no preset called '{say_name(proposal['value'])}'. Choose one of: {', '.join(PRESETS)}.")
+        return proposal["value"]
+
+    @validate("token")
+    def _valid_token(self, proposal):
+        value = proposal["value"]
+        n = len(self.generation.tokens) if self.generation is not None else None
+        if value < -1 or (n is not None and value >= n):
+            raise TraitError(f"Token {value} does not exist: the text has {n} tokens.")
+        return value
+
+    @validate("ablated")
+    def _valid_ablated(self, proposal):
+        pairs = []
+        for pair in proposal["value"]:
+            try:
+                layer, head = (int(v) for v in pair)
+            except (TypeError, ValueError):
+                raise TraitError(f"An ablated head is a (layer, head) pair of numbers, got {say_name(pair)}.") from None
+            if self.language_model is not None:
+                try:
+                    self.language_model.check_ablation([(layer, head)])
+                except ValueError as error:
+                    raise TraitError(str(error)) from None
+            pairs.append([layer, head])
+        return [list(p) for p in sorted({tuple(p) for p in pairs})]
+
+    # ----- the model ---------------------------------------------------------------------------------------------
+    @observe("model")
+    def _on_model(self, change) -> None:
+        if change["new"] != self._loaded_model:
+            self.load_model(change["new"])
+
+    def load_model(self, name_or_path: str) -> None:
+        """Load another model in the worker; if it fails, the current one stays (and the setting names it)."""
+        self.busy = True
+        self.say(f"Loading {name_or_path or 'SmolLM2'}…", "busy")
+        self.worker.submit(_load, name_or_path, done=self._loaded, failed=self._not_loaded, latest=True)
+
+    def _loaded(self, language_model) -> None:
+        self.language_model, self._loaded_model = language_model, self.model
+        self.busy = False
+        n_layers, n_heads = language_model.n_layers, language_model.n_heads
+        self.update(layer=min(self.layer, n_layers - 1), head=min(self.head, n_heads - 1),
+                    ablated=[p for p in self.ablated if p[0] < n_layers and p[1] < n_heads])
+        self.say(f"Loaded {language_model.name}: {n_layers} layers x {n_heads} heads. Press Generate.", "ok")
+
+    def _not_loaded(self, error) -> None:
+        self.model = self._loaded_model
+        self.fail(error)
+
+    def _repeated_prompt(self) -> str:
+        from explorer.heads import repeated_tokens
+
+        ids = repeated_tokens(self.language_model, INDUCTION_LENGTH, self.seed)
+        return self.language_model.tokenizer.decode(ids[1:])
+
+    # ----- actions -----------------------------------------------------------------------------------------------
+    def generate(self) -> None:
+        """Continue the prompt in the worker; tokens arrive in ``streamed``, then ``generation`` holds the maps."""
+        if self.language_model is None:
+            raise ValueError("The model is still loading; press Generate when it is ready.")
+        if self.worker.running or self.busy:
+            raise ValueError("A generation is already running: wait for it, or press Stop.")
+        model, home = self.language_model, self.home
+        args = (self.prompt, self.max_new_tokens, self.temperature, self.seed)
+        self.streamed = ""
+
+        def on_token(label, candidates) -> None:
+            home.call(self._arrived, label)
+
+        def job():
+            self.runs += 1
+            generation = model.generate(*args, on_token=on_token)
+            return generation, head_scores(generation.maps)
+
+        self.submit("Generating…", job, self._generated)
+
+    def _arrived(self, label: str) -> None:
+        self.streamed += label
+        self.say(f"Generating: {self.streamed}", "busy")
+
+    def _generated(self, result) -> None:
+        generation, scores = result
+        with self.hold_trait_notifications():
+            self.generation, self.scores = generation, scores
+            self.token = -1
+        maps = generation.maps
+        ended = " (stopped)" if generation.stopped else ""
+        self.say(f"{len(generation.tokens)} tokens{ended}, {maps.n_layers} layers x {maps.n_heads} heads. "
+                 f"{maps.meta.notice}".strip(), "ok")
+
+    def find_heads(self) -> None:
+        """Score every head on a repeated random sequence and measure the top-3 induction heads' ablation effect."""
+        if self.language_model is None:
+            raise ValueError("The model is still loading; try again when it is ready.")
+        from explorer.heads import second_copy_loss, top_heads
+
+        model, seed, chosen = self.language_model, self.seed, tuple(tuple(p) for p in self.ablated)
+
+        def job():
+            self.runs += 1
+            scores = model.induction_scores(INDUCTION_LENGTH, seed)
+            top = top_heads(scores, min(3, scores.numel()))
+            with model._lock:
+                loss = second_copy_loss(model, (), INDUCTION_LENGTH, seed)
+                ablated = second_copy_loss(model, top, INDUCTION_LENGTH, seed)
+                mine = second_copy_loss(model, chosen, INDUCTION_LENGTH, seed) if chosen else loss
+            return dict(induction=scores, top=top, loss=loss, ablated_loss=ablated, chosen=chosen, chosen_loss=mine)
+
+        self.submit("Finding induction heads…", job, self._found)
+
+    def _found(self, probe) -> None:
+        self.probe = probe
+        self.say(f"Top induction heads {probe['top']}: second-copy loss {probe['loss']:.3f}, "
+                 f"{probe['ablated_loss']:.3f} with them ablated.", "ok")
+
+    def stop_work(self) -> None:
+        if self.language_model is not None:
+            self.language_model.stop()
+        super().stop_work()
+
+    def select_head(self, layer: int, head: int) -> None:
+        self.update(layer=layer, head=head)
+
+    def select_token(self, index: int | None) -> None:
+        self.update(token=-1 if index is None else int(index))
+
+    def toggle_ablation(self) -> None:
+        pairs = {tuple(p) for p in self.ablated} ^ {(self.layer, self.head)}
+        self.update(ablated=[list(p) for p in sorted(pairs)])
+
+    def maps(self):
+        return None if self.generation is None else self.generation.maps
+
+    def candidates(self) -> tuple:
+        """The picked position's top-5 next tokens with probabilities."""
+        maps = self.maps()
+        if maps is None:
+            return ()
+        return maps.meta.next_tokens[self.token]

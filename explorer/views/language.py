@@ -1,0 +1,84 @@
+"""Figures for the Language model tab: the causal head map (pooled when long), head finder grids, candidates.
+
+Records in, canvas-map records out (drawn by ``explorer.widgets.heatmap_view.HeatmapView``); the look of each
+map is fixed in ``CANVAS_STYLES`` so frames compare.
+"""
+
+from __future__ import annotations
+
+import html
+
+import numpy as np
+
+from explorer.views import pretrained
+from explorer.views.heatmaps import outline
+
+MAX_CELLS = 512  # a map longer than this is sent pooled to at most MAX_CELLS x MAX_CELLS cells
+SCORE_RANGES = {"previous token": (0.0, 1.0), "attention sink": (0.0, 1.0), "self": (0.0, 1.0),
+                "induction": (0.0, 1.0), "entropy": (0.0, None)}
+
+
+def pool(matrix: np.ndarray, cells: int = MAX_CELLS) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """``matrix`` [T, T] averaged over blocks so each side has at most ``cells``; the token span of each block."""
+    n = matrix.shape[0]
+    size = -(-n // cells)  # tokens per block, rounded up
+    spans = [(start, min(start + size, n)) for start in range(0, n, size)]
+    rows = np.stack([matrix[a:b].mean(axis=0) for a, b in spans])
+    return np.stack([rows[:, a:b].mean(axis=1) for a, b in spans], axis=1), spans
+
+
+def head_map(maps, layer: int, head: int, token: int | None = None, cells: int = MAX_CELLS) -> dict:
+    """One causal head for a canvas map; a long text is pooled into blocks of tokens (labelled by their span)."""
+    if len(maps.tokens) <= cells:
+        update = pretrained.head_update(maps, layer, head, token)
+    else:
+        matrix, spans = pool(np.asarray(maps.head(layer, head), dtype=float), cells)
+        labels = [f"{a}-{b - 1}" for a, b in spans]
+        block = None if token is None else next(i for i, (a, b) in enumerate(spans) if a <= token < b)
+        title = f"layer {layer}, head {head} (mean over blocks of {spans[0][1]} tokens)"
+        update = pretrained.matrix_update(matrix, labels, labels, title, block)
+    kv = maps.meta.kv_heads
+    if kv and len(set(kv)) < len(kv):
+        update["title"] += f", shares key/value head {kv[head]}"
+    return update
+
+
+def score_grid(scores, name: str, layer: int, head: int) -> dict:
+    """A head finder score ``[layers, heads]`` as a grid with the head on screen outlined."""
+    matrix = np.round(np.asarray(scores, dtype=float), 3)
+    n_layers, n_heads = matrix.shape
+    low, high = SCORE_RANGES.get(name, (0.0, None))
+    return dict(matrix=matrix, x=[f"H{h}" for h in range(n_heads)], y=[f"L{l}" for l in range(n_layers)],
+                title=f"{name} score (click a head)", zmin=low, zmax=float(matrix.max()) if high is None else high,
+                outlines=[outline(head - 0.5, head + 0.5, layer - 0.5, layer + 0.5, width=3,
+                                  color=pretrained.HIGHLIGHT)])
+
+
+def candidates_html(tokens, position: int, candidates) -> str:
+    """The picked position's likeliest next tokens with their probabilities, as a small table."""
+    if not candidates:
+        return ""
+    shown = position if position >= 0 else len(tokens) - 1
+    rows = "".join(f"<tr><td><code>{html.escape(repr(text))}</code></td><td>{p:.1%}</td></tr>" for text, p in candidates)
+    return (f"<b>after '{html.escape(tokens[shown])}' (position {shown}) the model expects</b>"
+            f"<table>{rows}</table>")
+
+
+def probe_html(probe: dict | None) -> str:
+    """The induction probe's ablation effect as numbers."""
+    if probe is None:
+        return "<i>Press Find induction heads to score every head on a repeated random sequence.</i>"
+    top = ", ".join(f"L{l}H{h}" for l, h in probe["top"])
+    text = (f"Second-copy loss {probe['loss']:.3f}; with the top induction heads ({top}) ablated "
+            f"{probe['ablated_loss']:.3f} (+{probe['ablated_loss'] - probe['loss']:.3f}).")
+    if probe["chosen"]:
+        chosen = ", ".join(f"L{l}H{h}" for l, h in probe["chosen"])
+        text += f" With your ablated heads ({chosen}): {probe['chosen_loss']:.3f}."
+    return text
+
+
+CANVAS_STYLES = {
+    "head": pretrained.CANVAS_STYLES["head"],
+    "finder": dict(colors="Viridis", x_title="head", y_title="layer", colorbar_title="score", height=300, width=430,
+                   x_angle=-90, hover_decimals=3, hover="layer {y}, head {x}<br>score {z}<br>click to open"),
+}

@@ -1,0 +1,133 @@
+"""The Language model tab's session from plain Python, on a tiny random GPT-2."""
+
+import pytest
+import torch
+
+from explorer.models import language
+from explorer.sessions.language import LanguageSession
+from tests.test_language import tiny_gpt2  # noqa: F401  (the fixture)
+
+
+@pytest.fixture
+def session(tiny_gpt2):  # noqa: F811
+    return LanguageSession(language_model=language.load(tiny_gpt2), prompt="the cat sat on the mat", max_new_tokens=4)
+
+
+def test_generate_streams_tokens_and_ends_with_maps(session):
+    arrived = []
+    session.observe(lambda change: arrived.append(change["new"]), "streamed")
+    session.generate()
+    assert session.wait()
+    generation = session.generation
+    assert sum(generation.generated) == 4
+    assert len(arrived) == 4 and arrived[-1] == "".join(t for t, g in zip(generation.tokens, generation.generated) if g)
+    model = session.language_model
+    ids = list(generation.ids)
+    with torch.inference_mode():
+        reference = torch.stack(model.model(torch.tensor([ids]), output_attentions=True).attentions)[:, 0]
+    assert torch.allclose(session.maps().weights, reference, atol=1e-6)
+    assert len(session.candidates()) == 5
+
+
+def test_head_switch_does_not_rerun_the_model(session):
+    session.generate()
+    assert session.wait()
+    runs, maps = session.runs, session.maps()
+    session.select_head(1, 3)
+    session.update(view="layer", token=2)
+    assert session.wait()
+    assert session.runs == runs and session.maps() is maps
+    assert (session.layer, session.head, session.token) == (1, 3, 2)
+    assert session.candidates() == maps.meta.next_tokens[2]
+
+
+def test_link_round_trip_keeps_settings(session, tiny_gpt2):  # noqa: F811
+    session.update(prompt="a b c", max_new_tokens=7, temperature=0.5, seed=3, layer=1, head=2, view="layer",
+                   ablated=[[1, 0]])
+    other = LanguageSession(language_model=session.language_model)
+    assert other.load_state(session.state()) == []
+    assert other.settings() == session.settings()
+
+
+@pytest.mark.parametrize("changes, words", [
+    (dict(prompt="   "), "empty"), (dict(max_new_tokens=0), "max_new_tokens"),
+    (dict(max_new_tokens=-2), "max_new_tokens"), (dict(max_new_tokens=10**6), "max_new_tokens"),
+    (dict(temperature=-0.1), "temperature"), (dict(layer=2), "Layer 2"), (dict(head=4), "Head 4"),
+    (dict(view="rollout"), "view"), (dict(ablated=[[0, 9]]), "Head 9"), (dict(preset="nope"), "preset")])
+def test_bad_inputs_are_refused_and_the_view_is_kept(session, changes, words):
+    session.generate()
+    assert session.wait()
+    before, generation = session.settings(), session.generation
+    with pytest.raises(ValueError, match=words):
+        session.update(**changes)
+    assert session.settings() == before and session.generation is generation
+
+
+def test_generate_twice_is_refused(session):
+    session.generate()
+    with pytest.raises(ValueError, match="already running"):
+        session.generate()
+    assert session.wait() and session.generation is not None
+
+
+def test_encoder_folder_is_refused_and_the_model_kept(session):
+    from explorer.models import pretrained
+
+    model = session.language_model
+    session.update(model=str(pretrained.default_model_dir()))
+    assert session.wait()
+    assert session.language_model is model and session.model == "" and session.status_kind == "error"
+    assert "Pretrained tab" in session.status
+
+
+def test_induction_preset_and_head_finder(session):
+    session.apply_preset("induction heads")
+    session.update(ablated=[[1, 1]])
+    session.find_heads()
+    assert session.wait()
+    probe = session.probe
+    assert probe["induction"].shape == (2, 4) and len(probe["top"]) == 3
+    from explorer.heads import second_copy_loss
+
+    assert probe["ablated_loss"] == pytest.approx(second_copy_loss(session.language_model, probe["top"], 20, 0))
+    assert probe["loss"] == pytest.approx(second_copy_loss(session.language_model, (), 20, 0))
+    assert probe["chosen_loss"] == pytest.approx(second_copy_loss(session.language_model, [(1, 1)], 20, 0))
+
+
+def test_panel_streams_text_and_a_head_change_reaches_the_map(session):
+    from explorer.widgets.language import LanguagePanel
+
+    panel = LanguagePanel(session)
+    panel.generate_button.click()
+    panel.wait()
+    assert session.streamed and session.streamed in panel.text.value
+    maps = session.maps()
+    first = panel.head_view.matrix.copy()
+    assert first.shape == (len(maps.tokens),) * 2
+    panel.head.value = 2
+    panel.wait()
+    assert session.head == 2 and session.runs == 1
+    assert abs(panel.head_view.matrix - maps.head(0, 2).numpy()).max() < 1e-3
+    panel.finder_view.click(1, 3)
+    panel.wait()
+    assert (session.layer, session.head) == (1, 3) and panel.layer.value == 1
+    assert "expects" in panel.candidates.value
+
+
+def test_panel_refuses_a_bad_count_and_puts_the_control_back(session):
+    from explorer.widgets.language import LanguagePanel
+
+    panel = LanguagePanel(session)
+    panel.max_new_tokens.value = 0
+    assert session.max_new_tokens == 4 and panel.max_new_tokens.value == 4
+    assert "max_new_tokens" in panel.status.text
+
+
+def test_long_maps_are_pooled_to_at_most_512_cells():
+    from explorer.maps import AttentionMaps
+    from explorer.views.language import head_map
+
+    weights = torch.softmax(torch.randn(1, 1, 1100, 1100), dim=-1)
+    update = head_map(AttentionMaps(tokens=[str(i) for i in range(1100)], weights=weights), 0, 0)
+    assert update["matrix"].shape == (367, 367)  # blocks of 3 tokens
+    assert update["matrix"][0, 0] == pytest.approx(float(weights[0, 0, :3, :3].mean()), abs=1e-3)
