@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -226,7 +227,11 @@ class HistoryRow:
             step = values.pop("step")
             if isinstance(step, bool) or int(step) != step or step < 0:
                 raise ValueError
+            if any(isinstance(value, (bool, str)) for value in values.values()):
+                raise ValueError
             numbers = {name: float(value) for name, value in values.items()}
+            if not all(math.isfinite(value) for value in numbers.values()):
+                raise ValueError
         except (KeyError, TypeError, ValueError):
             raise ValueError(f"A history row should hold a step and its loss, accuracy and learning rate as numbers, "
                              f"got {str(row)[:80]}.") from None
