@@ -108,8 +108,9 @@ def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None = None, tempe
     if mask is not None:
         mask = mask.to(torch.bool)
         scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-    if temperature != 1.0:
-        scores = (scores - scores.amax(dim=-1, keepdim=True).detach()) / temperature
+    if temperature != 1.0:  # divided in float64: a temperature below float32's smallest number (1e-46) is not 0
+        shifted = (scores - scores.amax(dim=-1, keepdim=True).detach()).double()
+        scores = (shifted / temperature).to(scores.dtype)
     weights = softmax_last(scores)
     return weights if mask is None else weights.masked_fill(~mask, 0.0)
 
