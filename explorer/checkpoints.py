@@ -48,6 +48,8 @@ def _import(spec: str):
 
 def checkpoint_path(path) -> Path:
     """The file a path names: a directory (existing, or given without a suffix) means ``<dir>/model.safetensors``."""
+    if not isinstance(path, (str, Path)) or not str(path).strip():
+        raise ValueError(f"A checkpoint path is a file or folder name such as checkpoints/reverse, got {path!r:.40}.")
     path = Path(path).expanduser()
     if path.is_dir() or (not path.suffix and not path.exists()):
         return path / FILE_NAME
