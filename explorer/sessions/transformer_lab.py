@@ -18,6 +18,7 @@ from explorer import checkpoints
 from explorer.attention import valid_head_counts
 from explorer.data.sequences import MAX_TEXT_BYTES, TASKS, class_names, is_classification, load_text_task, make_task, vocabulary
 from explorer.models.transformer import TinySeq2Seq, TinyTransformer, TransformerConfig
+from explorer.paths import confined
 from explorer.sessions.base import Session, say_name
 from explorer.threads import Throttle
 from explorer.training import Trainer, check_steps
@@ -325,7 +326,7 @@ class TransformerLabSession(Session):
                  f"{len(vocabulary(data))} different characters. The model learns to predict the next one.", "ok")
 
     def checkpoint_files(self) -> list[Path]:
-        folder = Path(self.path.strip() or "checkpoints/model").expanduser()
+        folder = confined(self.path.strip() or "checkpoints/model", "checkpoint folder")
         return [folder / checkpoints.FILE_NAME, folder / "compare.safetensors"][: max(1, len(self.runs))]
 
     def save(self) -> None:
