@@ -16,6 +16,7 @@ import math
 import torch
 from torch import nn
 
+from explorer.arguments import whole_number
 from explorer.hooks import HookPoint
 
 SCORES = ("dot", "scaled_dot", "general", "additive")
@@ -106,12 +107,31 @@ def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None = None, tempe
     then zeroed, and gradients stay finite.
     """
     if mask is not None:
-        mask = mask.to(torch.bool)
+        mask = check_mask(mask, scores.shape)
         scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-    if temperature != 1.0:
-        scores = (scores - scores.amax(dim=-1, keepdim=True).detach()) / temperature
+    if temperature != 1.0:  # divided in float64: a temperature below float32's smallest number (1e-46) is not 0
+        shifted = (scores - scores.amax(dim=-1, keepdim=True).detach()).double()
+        scores = (shifted / temperature).to(scores.dtype)
     weights = softmax_last(scores)
     return weights if mask is None else weights.masked_fill(~mask, 0.0)
+
+
+def check_mask(mask, shape) -> torch.Tensor:
+    """``mask`` as booleans that broadcast to the scores' ``shape`` ``[..., Q, K]``; a ValueError says what fits."""
+    mask = torch.as_tensor(mask) if not torch.is_tensor(mask) else mask
+    try:
+        torch.broadcast_shapes(mask.shape, shape)
+    except RuntimeError:
+        raise ValueError(f"The mask has shape {list(mask.shape)} but the scores have {list(shape)} (queries x keys): "
+                         "give one True/False per query and key.") from None
+    return mask.to(torch.bool)
+
+
+def check_tensors(**tensors) -> None:
+    """Each argument is a tensor of at least two dimensions ``[..., tokens, numbers]``."""
+    for name, value in tensors.items():
+        if not torch.is_tensor(value) or value.dim() < 2:
+            raise TypeError(f"The {name} must be a torch tensor of shape [tokens, numbers], got {type(value).__name__}.")
 
 
 def attend(
@@ -129,6 +149,7 @@ def attend(
     ``[..., Q, K]``, True where a query may attend.
     """
     _check_temperature(temperature)
+    check_tensors(queries=query, keys=key, values=value)
     if key.shape[-2] != value.shape[-2]:
         raise ValueError(f"There are {key.shape[-2]} keys but {value.shape[-2]} values: each key needs one value.")
     scores = score_matrix(query, key, score, scorer)
@@ -150,16 +171,18 @@ def valid_head_counts(d_model: int) -> list[int]:
     return [h for h in range(1, d_model + 1) if d_model % h == 0]
 
 
-def check_heads(d_model: int, n_heads: int) -> None:
+def check_heads(d_model: int, n_heads: int) -> tuple[int, int]:
     """Raise a ValueError that names the numbers and the valid choices when heads do not divide the width."""
+    d_model, n_heads = whole_number(d_model, "width d_model"), whole_number(n_heads, "number of heads")
     if d_model <= 0:
         raise ValueError(f"The width d_model must be positive, got {d_model}.")
     if n_heads <= 0 or d_model % n_heads != 0:
         choices = ", ".join(map(str, valid_head_counts(d_model)))
         raise ValueError(
-            f"d_model={d_model} is not divisible by n_heads={n_heads}: each head gets d_model / n_heads numbers. "
+            f"The width d_model={d_model} is not divisible by n_heads={n_heads}: each head gets d_model / n_heads numbers. "
             f"Valid head counts for width {d_model}: {choices}."
         )
+    return d_model, n_heads
 
 
 class MultiHeadAttention(nn.Module):
@@ -172,7 +195,7 @@ class MultiHeadAttention(nn.Module):
 
     def __init__(self, d_model: int, n_heads: int, bias: bool = True, dropout: float = 0.0):
         super().__init__()
-        check_heads(d_model, n_heads)
+        d_model, n_heads = check_heads(d_model, n_heads)
         self.d_model, self.n_heads, self.d_head = d_model, n_heads, d_model // n_heads
         self.q_proj = nn.Linear(d_model, d_model, bias=bias)
         self.k_proj = nn.Linear(d_model, d_model, bias=bias)

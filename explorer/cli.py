@@ -135,6 +135,15 @@ def announce_when_ready(process: subprocess.Popen, url: str, port: int, students
     return False
 
 
+def serve_env(students: int, ip: str = "localhost", base: dict | None = None) -> dict:
+    """The kernels' environment; a class (several students, or reachable from other machines) gets classroom mode:
+    each student's paths stay in their own folder (``explorer.paths``)."""
+    env = dict(voila_env(base), OMP_NUM_THREADS=str(kernel_threads(students)))
+    if students > 1 or ip not in ("localhost", "127.0.0.1"):
+        env.setdefault("AE_CLASSROOM", "1")
+    return env
+
+
 def serve(port: int = 8866, open_browser: bool = True, students: int = 1, notebook: Path = DASHBOARD,
           ip: str = "localhost") -> int:
     """Run Voila until it stops (Ctrl+C), echoing its log and saying when the warm pool is ready.
@@ -148,7 +157,7 @@ def serve(port: int = 8866, open_browser: bool = True, students: int = 1, notebo
     url = f"http://{socket.gethostname() if ip == '0.0.0.0' else ip}:{port}/"
     print(f"Serving Attention Explorer at {url}, warming {pool_size(students)} kernel(s) "
           "(each runs the dashboard once before its visitor arrives). Press Ctrl+C to stop.", flush=True)
-    env = dict(voila_env(), OMP_NUM_THREADS=str(kernel_threads(students)))
+    env = serve_env(students, ip)
     command = voila_command(notebook, port, open_browser, students, ip)
     if students > 1:
         command.append(f"--VoilaKernelManager.fill_delay={REFILL_DELAY_SECONDS}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -226,11 +227,21 @@ class HistoryRow:
             step = values.pop("step")
             if isinstance(step, bool) or int(step) != step or step < 0:
                 raise ValueError
+            if any(isinstance(value, (bool, str)) for value in values.values()):
+                raise ValueError
             numbers = {name: float(value) for name, value in values.items()}
+            if not all(math.isfinite(value) for value in numbers.values()):
+                raise ValueError
         except (KeyError, TypeError, ValueError):
             raise ValueError(f"A history row should hold a step and its loss, accuracy and learning rate as numbers, "
                              f"got {str(row)[:80]}.") from None
         return cls(step=int(step), **numbers)
+
+
+def check_maps(maps) -> AttentionMaps:
+    if not isinstance(maps, AttentionMaps):
+        raise TypeError(f"This needs an AttentionMaps record (tokens and weights), got {type(maps).__name__}.")
+    return maps
 
 
 def rollout(maps: AttentionMaps, add_residual: bool = True) -> torch.Tensor:
@@ -240,6 +251,7 @@ def rollout(maps: AttentionMaps, add_residual: bool = True) -> torch.Tensor:
     renormalised; entry ``l`` is the product ``A_l ... A_1 A_0``: how much each token at layer ``l``
     draws on each input token.
     """
+    check_maps(maps)
     if len(maps.tokens) != len(maps.keys):
         raise ValueError("Rollout needs self-attention (as many keys as queries).")
     return rollout_weights(maps.weights, add_residual)
@@ -264,6 +276,7 @@ def entropy(maps: AttentionMaps) -> torch.Tensor:
 
     Low entropy means a head focuses on few keys; ``log(K)`` is the most spread out a row can be.
     """
+    check_maps(maps)
     w = maps.weights
     row_entropy = -(w * torch.log(w.clamp_min(1e-12))).sum(dim=-1)  # [L, H, Q]; 0 log 0 counts as 0
     return row_entropy.mean(dim=-1)
@@ -274,12 +287,17 @@ def pattern_score(maps: AttentionMaps, pattern: torch.Tensor) -> torch.Tensor:
 
     For example the anti-diagonal pattern scores how much each head attends to the mirrored position.
     """
+    check_maps(maps)
     pattern = torch.as_tensor(pattern, dtype=torch.bool)
+    if pattern.shape != maps.weights.shape[2:]:
+        raise ValueError(f"The pattern has shape {list(pattern.shape)}; the maps have {maps.weights.shape[2]} queries "
+                         f"and {maps.weights.shape[3]} keys.")
     return (maps.weights * pattern).sum(dim=-1).mean(dim=-1)
 
 
 def attention_distance(maps: AttentionMaps) -> torch.Tensor:
     """Mean distance |i - j| between a query and the keys it attends to, ``[layers, heads]``."""
+    check_maps(maps)
     q = torch.arange(maps.weights.shape[2], dtype=torch.float32)[:, None]
     k = torch.arange(maps.weights.shape[3], dtype=torch.float32)[None, :]
     return (maps.weights * (q - k).abs()).sum(dim=-1).mean(dim=-1)

@@ -1,4 +1,4 @@
-"""The training loop shared by the labs: seeded, stoppable, with a NaN guard and snapshots of attention.
+"""The training loop shared by the labs: seeded, stoppable, with a divergence guard and snapshots of attention.
 
 ``Trainer(model, data)`` trains any model of the explorer on a ``datasets.DatasetDict`` (splits
 ``train`` and ``test``). The batch kind comes from the columns:
@@ -27,6 +27,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from explorer.arguments import positive_number, whole_number
+from explorer.guard import MAX_UPDATE, RECENT, WeightGuard
 from explorer.maps import HistoryRow, Snapshot
 from explorer.models.transformer import TinySeq2Seq, TinyTransformer, model_inputs, token_probe
 
@@ -83,13 +85,7 @@ def default_probe(model: nn.Module, data, kind: str) -> Callable | None:
 
 def check_steps(steps) -> int:
     """A positive whole number of steps, or a ValueError that says so."""
-    try:
-        whole = not isinstance(steps, bool) and math.isfinite(float(steps)) and int(steps) == float(steps)
-    except (TypeError, ValueError):
-        whole = False
-    if not whole or int(steps) <= 0:
-        raise ValueError(f"The number of steps must be a positive whole number, got {steps!r}.")
-    return int(steps)
+    return whole_number(steps, "number of steps", low=1)
 
 
 def reinitialise(model: nn.Module, seed: int) -> None:
@@ -128,35 +124,6 @@ def one_thread(wanted: bool = True):
                 torch.set_num_threads(_threads_before)
 
 
-class TrainingState:
-    """A copy of weights, buffers and optimiser state, taken before a step so a bad step can be undone."""
-
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer):
-        self.model, self.optimizer = model, optimizer
-        self.saved: list[torch.Tensor] | None = None
-
-    def tensors(self) -> list[torch.Tensor]:
-        live = [p.data for p in self.model.parameters()] + list(self.model.buffers())
-        for state in self.optimizer.state.values():
-            live += [v for v in state.values() if torch.is_tensor(v)]
-        return live
-
-    def save(self) -> None:
-        live = self.tensors()
-        if self.saved is None or len(self.saved) != len(live):
-            self.saved = [t.detach().clone() for t in live]
-        else:
-            torch._foreach_copy_(self.saved, live)
-
-    def restore(self) -> None:
-        live = self.tensors()
-        if len(live) != len(self.saved):  # the optimiser had no state yet before this step
-            self.optimizer.state.clear()
-            live = self.tensors()
-        with torch.no_grad():
-            torch._foreach_copy_(live, self.saved)
-
-
 class Trainer:
     """Train ``model`` on ``data`` with AdamW; see the module docstring for the contract."""
 
@@ -166,12 +133,10 @@ class Trainer:
         columns = TOKEN_COLUMNS if self.kind == "tokens" else IMAGE_COLUMNS
         self.train_inputs, self.train_labels = split_tensors(data["train"], columns)
         self.test_inputs, self.test_labels = split_tensors(data["test"], columns)
-        self.model, self.data, self.seed = model, data, int(seed)
+        self.model, self.data, self.seed = model, data, whole_number(seed, "seed")
         self.lr = lr
         self.batch_size = batch_size
-        if int(snapshot_every) <= 0:
-            raise ValueError(f"snapshot_every must be a positive number of steps, got {snapshot_every}.")
-        self.snapshot_every = int(snapshot_every)
+        self.snapshot_every = whole_number(snapshot_every, "snapshot_every (steps between snapshots)", low=1)
         self.probe = probe if probe is not None else default_probe(model, data, self.kind)
         self.callbacks: list[Callable] = []
         self.message = "Ready to train."
@@ -187,10 +152,7 @@ class Trainer:
 
     @lr.setter
     def lr(self, value) -> None:
-        value = float(value)
-        if not math.isfinite(value) or value <= 0:
-            raise ValueError(f"The learning rate must be a positive number such as 0.001, got {value}.")
-        self._lr = value
+        self._lr = positive_number(value, "learning rate", "0.001")
 
     @property
     def batch_size(self) -> int:
@@ -198,13 +160,11 @@ class Trainer:
 
     @batch_size.setter
     def batch_size(self, value) -> None:
-        if int(value) != value or int(value) <= 0:
-            raise ValueError(f"The batch size must be a positive whole number, got {value}.")
-        self._batch_size = min(int(value), len(self.train_labels))
+        self._batch_size = min(whole_number(value, "batch size", low=1), len(self.train_labels))
 
     def _fresh_optimiser(self) -> None:
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.lr, weight_decay=0.01)
-        self.guard = TrainingState(self.model, self.optimizer)
+        self.guard = WeightGuard(self.model, self.optimizer)
         self.generator = torch.Generator().manual_seed(self.seed)
         self.step = 0
         self.elapsed = 0.0
@@ -226,6 +186,8 @@ class Trainer:
         self.step = rows[-1].step if rows else 0
         self.elapsed = rows[-1].elapsed if rows else 0.0
         self.snapshots = []
+        self.guard.forget()
+        self.guard.losses.extend(row.loss for row in rows[-RECENT:])
 
     def add_callback(self, function: Callable) -> None:
         """``function(trainer, event, info)`` is called from the training thread."""
@@ -245,7 +207,7 @@ class Trainer:
         return self.train_inputs[index], self.train_labels[index]
 
     def train_step(self) -> HistoryRow | None:
-        """One optimiser step; returns its history record, or None when the step was undone (non-finite loss)."""
+        """One optimiser step; its history record, or None when the guard undid it (``explorer.guard``)."""
         started = time.perf_counter()
         inputs, labels = self._batch()
         lr = self.current_lr()
@@ -256,19 +218,52 @@ class Trainer:
         logits = self.model(*model_inputs(self.model, inputs, labels))
         loss, hits, counted = loss_and_hits(logits, labels)
         self.optimizer.zero_grad(set_to_none=True)
+        value = loss.item()
+        if not self.guard.loss_ok(value):
+            what = "NaN or infinite" if not math.isfinite(value) else f"{value:.3g}, far above the recent losses"
+            return self._undo(f"The loss became {what}", further=self._weights_wrecked())
         loss.backward()
         grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), GRAD_CLIP)
-        if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
-            self.guard.restore()
-            self.optimizer.zero_grad(set_to_none=True)
-            return None
+        if not torch.isfinite(grad_norm):
+            return self._undo("The gradients became NaN or infinite")
         self.optimizer.step()
+        moved = self.guard.update_size()
+        if not math.isfinite(moved):
+            return self._undo("The weights became NaN or infinite")
+        if moved > MAX_UPDATE:
+            return self._undo(f"One step would have moved the weights by {moved:.3g} times their size")
+        self.guard.accept(value, (inputs, labels))
         self.step += 1
         self.elapsed += time.perf_counter() - started
-        record = HistoryRow(step=self.step, loss=loss.item(), accuracy=(hits.sum() / counted.sum()).item(), lr=lr,
+        record = HistoryRow(step=self.step, loss=value, accuracy=(hits.sum() / counted.sum()).item(), lr=lr,
                             elapsed=self.elapsed)
         self.history.append(record)
         return record
+
+    @torch.no_grad()
+    def _weights_wrecked(self) -> bool:
+        """True when the previous step's batch, which was fine before it, is bad with the weights it left."""
+        if not self.guard.can_go_further:
+            return False
+        inputs, labels = self.guard.last_batch
+        self.model.eval()
+        loss, _, _ = loss_and_hits(self.model(*model_inputs(self.model, inputs, labels)), labels)
+        return not self.guard.loss_ok(loss.item())
+
+    def _undo(self, reason: str, further: bool = False) -> None:
+        """Bring back the state before this step (``further``: before the previous one too, which wrecked it)."""
+        self.guard.restore(further)
+        self.optimizer.zero_grad(set_to_none=True)
+        at = self.step + 1
+        if further:
+            self.step -= 1
+            del self.history[self.step:]
+            self.elapsed = self.history[-1].elapsed if self.history else 0.0
+            self.snapshots = [s for s in self.snapshots if s.step <= self.step]
+        kept = f"the weights from step {self.step} {'brought back' if further else 'kept'}"
+        self.message = (f"{reason} at step {at} with learning rate {self.lr:g}: training paused and {kept}. "
+                        "Lower the learning rate to continue.")
+        return None
 
     def take_snapshot(self) -> None:
         """Record the probe's attention at this step (in eval mode, without gradients)."""
@@ -328,9 +323,6 @@ class Trainer:
         return self.history[first:]
 
     def _pause(self) -> None:
-        self.message = (f"The loss became NaN or infinite at step {self.step + 1} with learning rate {self.lr:g}: "
-                        f"training paused and the weights from step {self.step} kept. "
-                        "Lower the learning rate to continue.")
         self._emit("paused", {"step": self.step, "message": self.message})
 
     def start(self, steps: int) -> None:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
 import pickle
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -122,3 +127,66 @@ def test_history_with_numpy_and_torch_numbers_is_saved_as_plain_numbers(tmp_path
     _, history = checkpoints.load(path)
     assert [(r.step, r.loss, r.accuracy) for r in history] == [(1, 0.5, 0.25)]
     assert all(type(value) in (int, float) for value in history[0].to_dict().values())
+
+
+def forge(path, model_name, config, tensors, history="[]"):
+    from safetensors.torch import save_file
+
+    metadata = {"format": checkpoints.FORMAT, "model": model_name, "config": json.dumps(config), "history": history}
+    save_file(tensors, str(path), metadata=metadata)
+    return path
+
+
+FORGED = """
+import resource, sys
+from explorer import checkpoints
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    checkpoints.load(sys.argv[1])
+    print("LOADED")
+except ValueError as error:
+    print("REFUSED", error)
+print("GROWTH_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+"""
+
+
+def test_a_forged_200_kB_checkpoint_with_huge_sizes_is_refused_without_allocating(tmp_path):
+    config = dict(vocab_size=1_000_000, d_model=4096, n_heads=4, n_layers=2)
+    path = forge(tmp_path / "forged.safetensors", "TinyTransformer", config, {"embed.weight": torch.zeros(50_000)})
+    assert 150_000 < path.stat().st_size < 250_000
+    result = subprocess.run([sys.executable, "-c", FORGED, str(path)], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": str(Path(checkpoints.__file__).parents[1])})
+    assert "REFUSED" in result.stdout and "at most" in result.stdout, result.stdout + result.stderr
+    growth_kb = int(result.stdout.split("GROWTH_KB")[1])
+    assert growth_kb < 500_000  # building that model first would take 33 GB
+
+
+def test_nan_weights_are_refused_with_a_message(tmp_path):
+    model = make_model()
+    with torch.no_grad():
+        model.head.weight[0, 0] = float("nan")
+    path = checkpoints.save(model, tmp_path / "nan.safetensors")
+    with pytest.raises(ValueError, match="NaN or infinite weights"):
+        checkpoints.load(path)
+    with pytest.raises(ValueError, match="NaN or infinite weights"):
+        checkpoints.load_into(make_model(), path)
+
+
+@pytest.mark.parametrize("history", [
+    '{"step": 1}', '[1, 2]', '[{"step": "1", "loss": 0.5, "accuracy": 1}]', '[{"step": 1, "loss": "abc", "accuracy": 1}]',
+    '[{"step": 1, "loss": true, "accuracy": 1}]', '[{"step": 1, "loss": NaN, "accuracy": 1}]',
+    '[{"step": 2, "loss": 1, "accuracy": 1}, {"step": 1, "loss": 1, "accuracy": 1}]'])
+def test_histories_of_the_wrong_types_are_refused_with_a_message(tmp_path, history):
+    model = make_model()
+    tensors = {key: value.contiguous() for key, value in model.state_dict().items()}
+    path = forge(tmp_path / "h.safetensors", "TinyTransformer", checkpoints.config_dict(model), tensors, history)
+    with pytest.raises(ValueError, match="history"):
+        checkpoints.load(path)
+
+
+def test_a_config_that_is_not_a_dict_is_refused(tmp_path):
+    model = make_model()
+    tensors = {key: value.contiguous() for key, value in model.state_dict().items()}
+    path = forge(tmp_path / "c.safetensors", "TinyTransformer", [1, 2], tensors)
+    with pytest.raises(ValueError, match="config"):
+        checkpoints.load(path)

@@ -248,3 +248,31 @@ def test_a_callback_may_stop_training_from_the_training_thread(reverse_data):
     trainer.start(1000)
     trainer.join(30)
     assert not trainer.running and trainer.step == 3 and "Stopped at step 3" in trainer.message
+
+
+def test_a_diverging_step_is_undone_and_training_resumes_at_a_sane_rate(trained):
+    before = trained.evaluate()["sequence_accuracy"]
+    steps = trained.step
+    trained.lr = 1e9
+    trained.run(20)
+    assert "paused" in trained.message and trained.step == steps
+    assert trained.evaluate()["sequence_accuracy"] == before  # the wrecking step was undone
+    trained.lr = 1e-3
+    trained.run(20)
+    assert trained.step == steps + 20 and "Finished" in trained.message
+    assert trained.evaluate()["sequence_accuracy"] > 0.9
+
+
+def test_weights_wrecked_by_a_step_with_a_finite_update_are_brought_back(reverse_data):
+    trainer = Trainer(reverse_model(), reverse_data, lr=1e-3, snapshot_every=100)
+    trainer.run(30)
+    good = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    with torch.no_grad():  # as if step 30 had left finite but useless weights: the next loss explodes
+        for p in trainer.model.parameters():
+            p.mul_(1e4)
+    trainer.run(5)
+    assert "brought back" in trainer.message and trainer.step == 29 and len(trainer.history) == 29
+    assert trainer.guard.previous is None
+    trainer.run(5)
+    assert trainer.step == 34 and trainer.history[-1].loss < 3 * trainer.history[28].loss + 0.5
+    assert good.keys() == trainer.model.state_dict().keys()

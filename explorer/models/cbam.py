@@ -232,6 +232,19 @@ def cbam_maps(model: CBAMNet, pixel_values: torch.Tensor) -> ImageAttention:
                           predictions=tuple(logits.argmax(dim=1).tolist()))
 
 
+def target_classes(target, logits: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM's class index (or one per image) as a tensor; a ValueError names the classes there are."""
+    n_classes = logits.shape[1]
+    try:
+        classes = torch.as_tensor(target).long().expand(len(logits))
+    except (TypeError, ValueError, RuntimeError):
+        classes = None
+    if classes is None or not ((classes >= 0) & (classes < n_classes)).all():
+        raise ValueError(f"Grad-CAM's target must be a class number from 0 to {n_classes - 1} (one, or one per "
+                         f"image), got {str(target)[:40]}.")
+    return classes
+
+
 def grad_cam(model: CBAMNet, pixel_values: torch.Tensor, target=None) -> torch.Tensor:
     """Grad-CAM on the last stage, ``[B, H, W]`` at the input size, each map scaled to a maximum of 1.
 
@@ -251,7 +264,7 @@ def grad_cam(model: CBAMNet, pixel_values: torch.Tensor, target=None) -> torch.T
     try:
         with torch.enable_grad():
             logits = model(pixel_values)
-            classes = logits.argmax(dim=1) if target is None else torch.as_tensor(target).expand(len(logits))
+            classes = logits.argmax(dim=1) if target is None else target_classes(target, logits)
             logits.gather(1, classes.view(-1, 1)).sum().backward()
     finally:
         handle.remove()

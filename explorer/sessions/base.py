@@ -119,10 +119,12 @@ class Session(HasTraits):
                 if not isinstance(value, str):
                     raise ValueError
                 return value
-            if isinstance(trait, List) and isinstance(value, tuple):
+            if isinstance(trait, List):
+                if not isinstance(value, (list, tuple)):
+                    raise ValueError
                 return list(value)
         except (TypeError, ValueError, OverflowError):
-            kind = {Bool: "true or false", Int: "a whole number", Float: "a number", Unicode: "text"}
+            kind = {Bool: "true or false", Int: "a whole number", Float: "a number", Unicode: "text", List: "a list"}
             wanted = next((words for cls, words in kind.items() if isinstance(trait, cls)), "a different value")
             raise ValueError(f"'{say_name(value)}' is not {wanted}: the {label} must be {wanted}.") from None
         return value

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from traitlets import Any, Bool, Int, List, TraitError, Unicode, observe, validate
 
+from explorer.paths import model_source
 from explorer.sessions.base import Session, say_name
 
 PRESETS = {
@@ -168,6 +169,7 @@ class PretrainedSession(Session):
 
     def load_model(self, name_or_path: str) -> None:
         """Load another encoder in the worker; if it fails, the current one stays (and the setting names it)."""
+        name_or_path = model_source(name_or_path)
         self.busy = True
         self.say(f"Loading {name_or_path or 'the default model'}…", "busy")
         self.worker.submit(_load, name_or_path, done=self._loaded, failed=self._not_loaded, latest=True)

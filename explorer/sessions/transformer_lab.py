@@ -18,6 +18,7 @@ from explorer import checkpoints
 from explorer.attention import valid_head_counts
 from explorer.data.sequences import MAX_TEXT_BYTES, TASKS, class_names, is_classification, load_text_task, make_task, vocabulary
 from explorer.models.transformer import TinySeq2Seq, TinyTransformer, TransformerConfig
+from explorer.paths import confined
 from explorer.sessions.base import Session, say_name
 from explorer.threads import Throttle
 from explorer.training import Trainer, check_steps
@@ -325,7 +326,7 @@ class TransformerLabSession(Session):
                  f"{len(vocabulary(data))} different characters. The model learns to predict the next one.", "ok")
 
     def checkpoint_files(self) -> list[Path]:
-        folder = Path(self.path.strip() or "checkpoints/model").expanduser()
+        folder = confined(self.path.strip() or "checkpoints/model", "checkpoint folder")
         return [folder / checkpoints.FILE_NAME, folder / "compare.safetensors"][: max(1, len(self.runs))]
 
     def save(self) -> None:
@@ -340,6 +341,9 @@ class TransformerLabSession(Session):
         if self.training:
             raise ValueError("Training is running: press Stop before you load.")
         path = self.checkpoint_files()[0]
+        if not path.exists() and (path.parent / "cbam.safetensors").exists():
+            raise ValueError(f"{path.parent} holds the Vision tab's nets, not a Transformer of this lab: load them in "
+                             "the Vision tab. Nothing was loaded.")
         model, history = checkpoints.load(path)
         data = self.runs[0].trainer.data
         config = getattr(model, "config", None)
@@ -349,16 +353,28 @@ class TransformerLabSession(Session):
             raise ValueError(f"{path} was trained on another task (vocabulary of {config.vocab_size} tokens, "
                              f"{'classification' if config.pooling else 'one prediction per token'}): "
                              "choose that task first, then press Load. Nothing was loaded.")
+        if config.max_len < len(data["train"][0]["input_ids"]) + 1:
+            raise ValueError(f"{path} holds a model for sequences of at most {config.max_len - 1} tokens; this task's "
+                             "are longer. Nothing was loaded.")
         trainer = self._trainer(model, data)
         trainer.restore_history(history)
         trainer.take_snapshot()
         settings = dict(self.architecture(), kind="encoder-decoder" if isinstance(model, TinySeq2Seq) else "encoder",
                         layers=config.n_layers, width=config.d_model, heads=config.n_heads, norm=config.norm,
                         positional=config.positional, compare=False, pooling=config.pooling or "none")
-        self._built = settings  # the loaded model is the one these settings describe: nothing to rebuild
-        self.update(**settings)
+        self._show_loaded_settings(settings, path)
         self._use((settings, [Run(f"{config.n_heads} head{'s' * (config.n_heads != 1)}", trainer)]))
         self.say(f"Loaded {path} at step {trainer.step}; press Train to continue.", "ok")
+
+    def _show_loaded_settings(self, settings: dict, path: Path) -> None:
+        """The controls show the loaded model's settings; a model they cannot show (width 48, 6 layers) is refused."""
+        built = self._built
+        self._built = settings  # the loaded model is the one these settings describe: nothing to rebuild
+        try:
+            self.update(**settings)
+        except ValueError as error:
+            self._built = built
+            raise ValueError(f"{path} holds a model this tab's controls cannot show: {error} Nothing was loaded.") from None
 
     def probe_maps(self):
         """The first model's newest attention on the probe input (None before it has any)."""

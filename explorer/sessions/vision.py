@@ -17,6 +17,7 @@ from traitlets import Any, Bool, Dict, Int, List, TraitError, Unicode, observe, 
 from explorer import checkpoints
 from explorer.data.images import first_images, image_from_bytes, load_digits, load_image_folder, make_shapes
 from explorer.models.cbam import KERNEL_SIZES, MERGES, ORDERS, PAPER, POOL_TYPES, PRESET_NOTES, PRESETS, CBAM, hidden_units
+from explorer.paths import confined
 from explorer.sessions.base import say_name
 from explorer.sessions.vision_nets import (BATCH_SIZE, CHUNK, GALLERY_SIZE, NAMES, cnn_models, cnn_settings,  # noqa: F401
                                            load_nets, probe, trainer_for, vit_model, vit_settings)
@@ -194,7 +195,7 @@ class VisionSession(PretrainedViTSection, ViTSettings):
         """Load the chosen dataset in the worker and start fresh nets on it (the old ones stay on any error)."""
         kind, folder = self.dataset, self.folder.strip()
         loaders = {"shapes": lambda: make_shapes(**self.sizes), "digits": load_digits,
-                   "folder": lambda: load_image_folder(folder)}
+                   "folder": lambda: load_image_folder(confined(folder, "image folder"))}
         self._in_worker(f"Loading {kind}…", lambda: self._prepare(loaders[kind](), kind), lambda _: self._data_summary())
 
     def _prepare(self, data, name: str) -> tuple:
@@ -329,7 +330,7 @@ class VisionSession(PretrainedViTSection, ViTSettings):
         self.yours = (pixels, {NAMES[n]: probe(n, copy.deepcopy(t.model), pixels) for n, t in self.trainers.items()})
 
     def checkpoint_folder(self) -> Path:
-        return Path(self.path.strip() or "checkpoints/cbam").expanduser()
+        return confined(self.path.strip() or "checkpoints/cbam", "checkpoint folder")
 
     def save(self) -> None:
         """Save the nets (with their histories) as ``<path>/cbam.safetensors``, ``plain.safetensors`` and, when the

@@ -97,6 +97,9 @@ def vit_settings(model: TinyViT | None) -> dict:
 def load_nets(folder: Path, data, data_name: str) -> dict:
     """``{name: (model, history)}`` from ``<folder>/<name>.safetensors`` (the ViT only if it was saved); a ValueError
     when a file is missing, holds another kind of net, or does not fit the data."""
+    if not (folder / "cbam.safetensors").exists() and (folder / checkpoints.FILE_NAME).exists():
+        raise ValueError(f"{folder} holds a model of the Train a Transformer tab, not the Vision tab's nets: load it "
+                         "there. Nothing was loaded.")
     names = [*CNNS, *(["vit"] if (folder / "vit.safetensors").exists() else [])]
     loaded = {name: checkpoints.load(folder / f"{name}.safetensors") for name in names}
     channels, size = image_shape(data)

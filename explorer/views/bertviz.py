@@ -10,6 +10,7 @@ registered under the names bertviz asks for, so nothing is fetched. The page goe
 from __future__ import annotations
 
 import html
+import json
 import re
 from pathlib import Path
 
@@ -56,15 +57,27 @@ def bertviz_page(maps, kind: str = "head", layer: int = 0, max_tokens: int = MAX
                   "many megabytes and slows down. The heatmaps above show every token.")
     weights = np.round(maps.weights[:, :, :n, :n].double().numpy(), DECIMALS)
     attention = [_batch(layer_weights) for layer_weights in weights]
-    tokens = list(maps.tokens[:n])
+    tokens = [f"AE-TOKEN-{i}-AE" for i in range(n)]  # the real tokens are written in below, escaped for <script>
     start = maps.meta.segment_b_start
     start = start if start is not None and start < n else None
     if kind == "head":
         page = head_view(attention, tokens, sentence_b_start=start, layer=layer, html_action="return").data
     else:
         page = model_view(attention, tokens, sentence_b_start=start, html_action="return").data
-    body = make_offline(page)
+    body = embed_tokens(make_offline(page), list(maps.tokens[:n]))
     return f'<!DOCTYPE html><html><head><meta charset="utf-8"></head><body>{body}</body></html>', notice
+
+
+def script_json(value) -> str:
+    """``value`` as JSON that cannot end the <script> it sits in: ``</`` and ``<!--`` are escaped for JavaScript."""
+    return json.dumps(value).replace("</", "<\\/").replace("<!--", "<\\!--")
+
+
+def embed_tokens(page: str, tokens: list[str]) -> str:
+    """Put the tokens where bertviz wrote their placeholders, as script-safe JSON strings."""
+    for i, token in enumerate(tokens):
+        page = page.replace(f'"AE-TOKEN-{i}-AE"', script_json(str(token)))
+    return page
 
 
 def _batch(layer_weights):
@@ -74,8 +87,9 @@ def _batch(layer_weights):
 
 
 def iframe(page: str, height: int) -> str:
-    """``page`` in an iframe (its scripts run there, on the page's own origin, with no request made)."""
-    return (f'<iframe class="ae-bertviz-frame" style="width:100%;height:{int(height)}px;border:0" '
+    """``page`` in a sandboxed iframe: its scripts run there, but without the dashboard's origin (no access to the
+    page, its cookies or its kernel), and no request is made."""
+    return (f'<iframe class="ae-bertviz-frame" sandbox="allow-scripts" style="width:100%;height:{int(height)}px;border:0" '
             f'srcdoc="{html.escape(page, quote=True)}"></iframe>')
 
 

@@ -55,7 +55,8 @@ function canvasPainter(ctx) {
 }
 
 function svgPainter(parts) {
-  const esc = (s) => String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/"/g, "&quot;");
+  const esc = (s) => String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
+    .replace(/"/g, "&quot;");
   const anchor = { left: "start", right: "end", center: "middle" };
   const shift = { middle: "0.35em", top: "0.8em", alphabetic: "0" };
   return {
@@ -163,8 +164,10 @@ function render({ model, el }) {
     if (!cell) { tip.style.display = "none"; return; }
     const [r, c] = cell;
     const value = el.data[0].z[r][c];
-    tip.innerHTML = fill(model.get("hover"), { x: model.get("x")[c], y: model.get("y")[r],
-      z: value.toFixed(model.get("hover_decimals")) });
+    const values = { x: model.get("x")[c], y: model.get("y")[r], z: value.toFixed(model.get("hover_decimals")) };
+    // Labels are text (a token may be "<img onerror=...>"): only the template's own <br> become line breaks.
+    const lines = model.get("hover").split("<br>").map((line) => fill(line, values));
+    tip.replaceChildren(...lines.flatMap((line, i) => (i ? [document.createElement("br"), line] : [line])));
     const rect = el.getBoundingClientRect();
     tip.style.left = `${event.clientX - rect.left + 14}px`;
     tip.style.top = `${event.clientY - rect.top + 10}px`;
