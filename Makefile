@@ -6,7 +6,7 @@ STUDENTS ?= 10
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dashboard test classroom bench env clean
+.PHONY: dashboard lab test classroom bench env clean
 
 # Create the virtual environment if it is missing and install the package with its dependencies.
 $(STAMP): pyproject.toml
@@ -20,6 +20,10 @@ env: $(STAMP)
 
 dashboard: $(STAMP)
 	$(BIN)/attention-explorer serve --port $(PORT)
+
+# The lessons in JupyterLab, with the dashboard's offline environment.
+lab: $(STAMP)
+	$(BIN)/attention-explorer lab
 
 classroom: $(STAMP)
 	$(BIN)/attention-explorer serve --port $(PORT) --students $(STUDENTS)

@@ -21,6 +21,7 @@ from pathlib import Path
 PACKAGE_DIR = Path(__file__).resolve().parent
 ROOT = PACKAGE_DIR.parent
 DASHBOARD = ROOT / "dashboards" / "explorer.ipynb"
+NOTEBOOKS = ROOT / "notebooks"
 # Our Voila template (Voila's lab template with its CDN assets served locally) lives in share/jupyter.
 JUPYTER_DATA = ROOT / "share" / "jupyter"
 TEMPLATE_STATIC = JUPYTER_DATA / "voila" / "templates" / "explorer" / "static"
@@ -177,6 +178,31 @@ def serve(port: int = 8866, open_browser: bool = True, students: int = 1, notebo
             return process.wait()
 
 
+def lab_command(root_dir: Path, port: int, open_browser: bool, ip: str = "localhost") -> list[str]:
+    """The JupyterLab command line that opens the lessons in ``root_dir``."""
+    command = [
+        sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={root_dir}", f"--port={port}",
+        "--ServerApp.port_retries=0", f"--ServerApp.ip={ip}",
+        # Uploads travel as one message, as in the dashboard (see WEBSOCKET_MAX_BYTES).
+        f"--ServerApp.tornado_settings={{'websocket_max_message_size': {WEBSOCKET_MAX_BYTES}}}",
+    ]
+    if not open_browser:
+        command.append("--no-browser")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:  # containers (Docker, CI) often run as root
+        command.append("--allow-root")
+    return command
+
+
+def lab(port: int = 8888, open_browser: bool = True, ip: str = "localhost", root_dir: Path = NOTEBOOKS) -> int:
+    """Run JupyterLab on the lesson notebooks with the dashboard's offline environment, until Ctrl+C."""
+    if not root_dir.is_dir():
+        raise SystemExit(f"The lessons folder {root_dir} is missing: run from a clone of the repository.")
+    try:
+        return subprocess.call(lab_command(root_dir, port, open_browser, ip), env=voila_env())
+    except KeyboardInterrupt:  # JupyterLab got the same Ctrl+C and shuts its kernels down
+        return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="attention-explorer", description="Attention Explorer dashboard.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -187,7 +213,13 @@ def main(argv: list[str] | None = None) -> int:
                               help="size the warm kernel pool for this many simultaneous visitors")
     serve_parser.add_argument("--ip", default="localhost",
                               help="address to listen on; 0.0.0.0 serves the laptops of a class on this network")
+    lab_parser = commands.add_parser("lab", help="open the lesson notebooks in JupyterLab")
+    lab_parser.add_argument("--port", type=int, default=8888, help="port to listen on (default 8888)")
+    lab_parser.add_argument("--no-browser", action="store_true", help="do not open a web browser")
+    lab_parser.add_argument("--ip", default="localhost", help="address to listen on")
     args = parser.parse_args(argv)
+    if args.command == "lab":
+        return lab(args.port, not args.no_browser, args.ip)
     if shutil.which("voila") is None and not (Path(sys.executable).parent / "voila").exists():
         print("Voila is not installed in this environment: run `make dashboard` or pip install -e .", file=sys.stderr)
     return serve(args.port, not args.no_browser, args.students, ip=args.ip)
