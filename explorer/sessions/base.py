@@ -196,6 +196,24 @@ class Session(HasTraits):
         self.worker.stop()
 
 
+def ablated_heads(value, model=None) -> list[list[int]]:
+    """A list of ``[layer, head]`` pairs, sorted and without repeats; a TraitError in words for anything else, or
+    for a head that ``model`` (when loaded) does not have."""
+    pairs = []
+    for pair in value:
+        try:
+            layer, head = (int(v) for v in pair)
+        except (TypeError, ValueError):
+            raise TraitError(f"An ablated head is a (layer, head) pair of numbers, got {say_name(pair)}.") from None
+        if model is not None:
+            try:
+                model.check_ablation([(layer, head)])
+            except ValueError as error:
+                raise TraitError(str(error)) from None
+        pairs.append((layer, head))
+    return [list(p) for p in sorted(set(pairs))]
+
+
 def friendly_error(error: BaseException) -> str:
     """The message a student sees for an exception: ours are already in words; others get a short prefix."""
     if isinstance(error, ValueError):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from traitlets import Any, Float, Int, List, TraitError, Unicode, observe, validate
 
-from explorer.sessions.base import Session, say_name
+from explorer.sessions.base import Session, ablated_heads, say_name
 
 INDUCTION_LENGTH = 20
 PRESETS = {
@@ -144,19 +144,7 @@ class LanguageSession(Session):
 
     @validate("ablated")
     def _valid_ablated(self, proposal):
-        pairs = []
-        for pair in proposal["value"]:
-            try:
-                layer, head = (int(v) for v in pair)
-            except (TypeError, ValueError):
-                raise TraitError(f"An ablated head is a (layer, head) pair of numbers, got {say_name(pair)}.") from None
-            if self.language_model is not None:
-                try:
-                    self.language_model.check_ablation([(layer, head)])
-                except ValueError as error:
-                    raise TraitError(str(error)) from None
-            pairs.append([layer, head])
-        return [list(p) for p in sorted({tuple(p) for p in pairs})]
+        return ablated_heads(proposal["value"], self.language_model)
 
     # ----- the model ---------------------------------------------------------------------------------------------
     @observe("model")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from traitlets import Any, Bool, Int, List, TraitError, Unicode, observe, validate
 
 from explorer.paths import model_source
-from explorer.sessions.base import Session, say_name
+from explorer.sessions.base import Session, ablated_heads, say_name
 
 PRESETS = {
     "coreference": dict(text_a="The animal didn't cross the street because it was too tired.", layer=3, head=1,
@@ -147,19 +147,7 @@ class PretrainedSession(Session):
 
     @validate("ablated")
     def _valid_ablated(self, proposal):
-        pairs = []
-        for pair in proposal["value"]:
-            try:
-                layer, head = (int(v) for v in pair)
-            except (TypeError, ValueError):
-                raise TraitError(f"An ablated head is a (layer, head) pair of numbers, got {say_name(pair)}.") from None
-            if self.encoder is not None:
-                try:
-                    self.encoder.check_ablation([(layer, head)])
-                except ValueError as error:
-                    raise TraitError(str(error)) from None
-            pairs.append([layer, head])
-        return [list(p) for p in sorted({tuple(p) for p in pairs})]
+        return ablated_heads(proposal["value"], self.encoder)
 
     # ----- the model ---------------------------------------------------------------------------------------------
     @observe("model")
