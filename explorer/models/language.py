@@ -51,13 +51,29 @@ def converted_dir() -> Path:
 
 
 def convert_gguf(target: Path, progress=None) -> Path:
-    """Write the packaged GGUF model as safetensors + config.json + tokenizer into ``target`` (atomically)."""
+    """Write the packaged GGUF model as safetensors + config.json + tokenizer into ``target`` (atomically).
+
+    The conversion runs in a fresh Python process: reading the GGUF file takes about 1 GB for a while, which
+    the kernel then gives back at once, and no state of the calling process can reach the weights it writes.
+    """
+    import subprocess
+    import sys
+
+    say = progress or (lambda text: None)
+    say("Converting SmolLM2 from its GGUF file once (about 30 s); later loads read the cache.")
+    done = subprocess.run([sys.executable, "-m", "explorer.models.language", str(target)],
+                          capture_output=True, text=True)
+    if done.returncode != 0 or not (target / DONE_MARK).is_file():
+        raise ValueError("SmolLM2 could not be converted from its GGUF file: "
+                         + (done.stderr.strip().splitlines() or ["no message"])[-1][:300])
+    return target
+
+
+def _convert_here(target: Path) -> Path:
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder = package_folder()
-    say = progress or (lambda text: None)
-    say("Converting SmolLM2 from its GGUF file once (about 30 s); later loads read the cache.")
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF_FILE)
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF_FILE, attn_implementation="eager")
     partial = target.with_name(target.name + ".partial")
@@ -331,3 +347,9 @@ def _zero_heads(heads, head_size: int):
         return (context, *args[1:])
 
     return hook
+
+
+if __name__ == "__main__":  # python -m explorer.models.language TARGET: the conversion, in its own process
+    import sys
+
+    _convert_here(Path(sys.argv[1]))
