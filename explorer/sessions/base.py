@@ -196,6 +196,16 @@ class Session(HasTraits):
         self.worker.stop()
 
 
+def place_in_model(name: str, value: int, model=None) -> int:
+    """A layer or head number that ``model`` (when loaded) has; a TraitError in words otherwise."""
+    limit = None if model is None else {"layer": model.n_layers, "head": model.n_heads}[name]
+    if value < 0 or (limit is not None and value >= limit):
+        shown = f"{name}s 0 to {limit - 1}" if limit else f"{name}s from 0"
+        owner = "this model has" if name == "layer" else "each layer has"
+        raise TraitError(f"{name.capitalize()} {value} does not exist: {owner} {shown}.")
+    return value
+
+
 def ablated_heads(value, model=None) -> list[list[int]]:
     """A list of ``[layer, head]`` pairs, sorted and without repeats; a TraitError in words for anything else, or
     for a head that ``model`` (when loaded) does not have."""

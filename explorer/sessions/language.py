@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from traitlets import Any, Float, Int, List, TraitError, Unicode, observe, validate
 
-from explorer.sessions.base import Session, ablated_heads, say_name
+from explorer.sessions.base import Session, ablated_heads, place_in_model, say_name
 
 INDUCTION_LENGTH = 20
 PRESETS = {
@@ -85,20 +85,9 @@ class LanguageSession(Session):
         first = ("model", "preset", "prompt")
         return sorted(settings.items(), key=lambda item: first.index(item[0]) if item[0] in first else len(first))
 
-    def _limit(self, what: str) -> int | None:
-        if self.language_model is None:
-            return None
-        return {"layer": self.language_model.n_layers, "head": self.language_model.n_heads}[what]
-
     @validate("layer", "head")
     def _valid_place(self, proposal):
-        name, value = proposal["trait"].name, proposal["value"]
-        limit = self._limit(name)
-        if value < 0 or (limit is not None and value >= limit):
-            shown = f"{name}s 0 to {limit - 1}" if limit else f"{name}s from 0"
-            owner = "this model has" if name == "layer" else "each layer has"
-            raise TraitError(f"{name.capitalize()} {value} does not exist: {owner} {shown}.")
-        return value
+        return place_in_model(proposal["trait"].name, proposal["value"], self.language_model)
 
     @validate("max_new_tokens")
     def _valid_count(self, proposal):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from traitlets import Any, Bool, Int, List, TraitError, Unicode, observe, validate
 
 from explorer.paths import model_source
-from explorer.sessions.base import Session, ablated_heads, say_name
+from explorer.sessions.base import Session, ablated_heads, place_in_model, say_name
 
 PRESETS = {
     "coreference": dict(text_a="The animal didn't cross the street because it was too tired.", layer=3, head=1,
@@ -102,20 +102,9 @@ class PretrainedSession(Session):
         first = ("preset", "model", "text_a", "text_b", "mode")
         return sorted(settings.items(), key=lambda item: (item[0] not in first, first.index(item[0]) if item[0] in first else 0))
 
-    def _limit(self, what: str) -> int | None:
-        if self.encoder is None:
-            return None
-        return {"layer": self.encoder.n_layers, "head": self.encoder.n_heads}[what]
-
     @validate("layer", "head")
     def _valid_place(self, proposal):
-        name, value = proposal["trait"].name, proposal["value"]
-        limit = self._limit(name)
-        if value < 0 or (limit is not None and value >= limit):
-            shown = f"{name}s 0 to {limit - 1}" if limit else f"{name}s from 0"
-            owner = "this model has" if name == "layer" else "each layer has"
-            raise TraitError(f"{name.capitalize()} {value} does not exist: {owner} {shown}.")
-        return value
+        return place_in_model(proposal["trait"].name, proposal["value"], self.encoder)
 
     @validate("view")
     def _valid_view(self, proposal):
