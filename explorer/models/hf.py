@@ -1,0 +1,60 @@
+"""One door for building Hugging Face models in this process: ``with hf.loading(): ...from_pretrained(...)``.
+
+While transformers builds a model it patches process-wide functions (``torch.nn.init``'s initialisers,
+``PreTrainedModel.init_weights`` and ``PreTrainedModel.tie_weights``) and on exit puts back what it found. Two
+loads in two threads (two tabs of one kernel loading at once) interleave: the second load finds the first one's
+patch and restores it. From then on no tied weight is tied and no new layer is initialised, in the whole
+process. That is how SmolLM2, whose output layer is tied to its embedding, once came back with an output layer
+of zeros: every next token equally likely. ``tests/test_upstream.py`` shows the interleaving still leaks.
+
+So every load in the explorer goes through ``loading()``: one at a time, and before and after each load the
+originals are put back if anything (user code in the same kernel, too) left transformers' patches behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+
+_LOCK = threading.RLock()
+_METHODS = ("init_weights", "tie_weights")
+_REAL: dict[str, object] = {}
+
+
+def _leaked(function) -> bool:
+    """transformers' patches are local functions called ``empty_func``; nothing else has that name."""
+    return getattr(function, "__qualname__", "").endswith("<locals>.empty_func")
+
+
+def restore() -> list[str]:
+    """Put back every transformers patch left in place; returns the names it repaired (empty when all is well)."""
+    from transformers import initialization
+    from transformers.modeling_utils import PreTrainedModel
+
+    repaired = []
+    for name in _METHODS:
+        current = PreTrainedModel.__dict__.get(name)
+        if not _leaked(current):
+            _REAL.setdefault(name, current)
+        elif name in _REAL:
+            setattr(PreTrainedModel, name, _REAL[name])
+            repaired.append(f"PreTrainedModel.{name}")
+    for module_name in initialization.TORCH_MODULES_TO_PATCH:
+        module = sys.modules.get(module_name)
+        for func_name, real in initialization.TORCH_INIT_FUNCTIONS.items():
+            if module is not None and _leaked(getattr(module, func_name, None)):
+                setattr(module, func_name, real)
+                repaired.append(f"{module_name}.{func_name}")
+    return repaired
+
+
+@contextlib.contextmanager
+def loading():
+    """Hold the process's one model-building lock, with transformers' global functions intact before and after."""
+    with _LOCK:
+        restore()
+        try:
+            yield
+        finally:
+            restore()
