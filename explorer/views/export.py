@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +21,10 @@ DOWNLOAD_LIMIT = 8_000_000  # weights in one download; beyond it only the layer 
 
 def export_scope(maps, layer: int, limit: int = DOWNLOAD_LIMIT):
     """The record to save and its description: every layer, or only ``layer`` when all would be too large."""
-    if maps.weights.numel() <= limit:
+    numbers = maps.n_layers * maps.n_heads * len(maps.tokens) * len(maps.keys)
+    if numbers <= limit:
         return maps, f"all {maps.n_layers} layers"
-    one = replace(maps, weights=maps.weights[layer:layer + 1], meta=replace(maps.meta, layer_offset=layer))
-    return one, (f"layer {layer} only (all {maps.n_layers} layers would be {maps.weights.numel() / 1e6:.0f} million "
+    return maps.layer_maps(layer), (f"layer {layer} only (all {maps.n_layers} layers would be {numbers / 1e6:.0f} million "
                  "numbers; save them from Python with AttentionMaps.save_npz)")
 
 
