@@ -321,8 +321,8 @@ class LanguageModel:
             if self.stop_flag.is_set():
                 return candidates, True
             with torch.inference_mode():
-                output = self.model(torch.tensor([step_ids]), past_key_values=past, use_cache=True)
-            past = output.past_key_values
+                output = self.model(torch.tensor([step_ids]), cache=past, use_cache=True)
+            past = output.cache
             logits = output.logits[0, -1].float()
             top = self.top_tokens(logits[None])[0]
             if temperature == 0:
