@@ -13,6 +13,11 @@ Run: ``python bench/language.py``. Everything runs in this one process:
 - ``bertviz_ms`` / ``bertviz_bytes`` at 128 and 256 tokens: ``bertviz.head_view(..., html_action="return")`` on
   the same model's 30 x 9 attentions and the size of the HTML it returns; bertviz sends all heads at once, so
   a head switch in its page costs nothing more, and this is the cost of showing any head.
+- ``--kernels N``: memory for a class instead. N fresh Python processes each load the model from the cache and
+  run one prompt; N others import the explorer and transformers' model classes (as
+  every dashboard kernel does) and run nothing. ``pss_per_kernel_mb`` is each group's mean
+  proportional set size (``/proc/PID/smaps_rollup``: shared pages count 1/N to each), and
+  ``model_pss_per_kernel_mb`` their difference, what one more student with the model loaded costs.
 Medians of several repetitions; the ratios come from the medians of this run.
 """
 
@@ -112,10 +117,54 @@ def report(n_tokens: int, result: dict) -> None:
           flush=True)
 
 
+KERNEL = """
+import sys, time
+import explorer.models.language as language
+from transformers import AutoModelForCausalLM, AutoTokenizer  # a dashboard kernel imports these anyway
+if sys.argv[1] == "model":
+    language.load().attend("The capital of France is")
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+
+def pss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no Pss line")
+
+
+def class_memory(n_kernels: int) -> None:
+    """Mean PSS of ``n_kernels`` processes with the model against as many without it (see the docstring)."""
+    import subprocess
+
+    from explorer.models import language
+
+    language.load()  # the cache exists before the kernels start
+    groups = {}
+    for kind in ("bare", "model"):
+        processes = [subprocess.Popen([sys.executable, "-c", KERNEL, kind], stdout=subprocess.PIPE, text=True)
+                     for _ in range(n_kernels)]
+        try:
+            for process in processes:
+                assert process.stdout.readline().strip() == "ready"
+            groups[kind] = statistics.mean(pss_mb(process.pid) for process in processes)
+        finally:
+            for process in processes:
+                process.kill()
+                process.wait()
+        print(f"kernels_{n_kernels}_{kind}_pss_per_kernel_mb: {groups[kind]:.0f}", flush=True)
+    print(f"kernels_{n_kernels}_model_pss_per_kernel_mb: {groups['model'] - groups['bare']:.0f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="*", default=list(SIZES), help="token counts (default: all)")
+    parser.add_argument("--kernels", type=int, default=0, help="measure memory of N kernels instead")
     args = parser.parse_args()
+    if args.kernels:
+        return class_memory(args.kernels)
     comm.create_comm = RecordingComm
     from explorer.models import language
     from explorer.sessions.language import LanguageSession
