@@ -76,3 +76,30 @@ def test_serve_turns_classroom_mode_on_for_a_class():
     assert serve_env(20, base={})["AE_CLASSROOM"] == "1"
     assert serve_env(1, "0.0.0.0", base={})["AE_CLASSROOM"] == "1"
     assert "AE_CLASSROOM" not in serve_env(1, base={})
+
+
+def test_the_language_tab_loads_model_folders_only_from_the_teachers_list(classroom):
+    from explorer.sessions.language import LanguageSession
+
+    from types import SimpleNamespace
+
+    loaded = SimpleNamespace(name="a loaded model", n_layers=2, n_heads=4, stop=lambda: None)  # refused before a load
+    session = LanguageSession(language_model=loaded)
+    try:
+        session.update(model="/usr/share")
+        assert session.model == "" and session.status_kind == "error"
+        assert "teacher listed" in session.status and session.language_model is loaded
+    finally:
+        session.stop_work()
+
+
+def test_the_vision_tab_loads_vit_folders_only_from_the_teachers_list(classroom):
+    from explorer.sessions.vision_pretrained import PretrainedViTSection
+
+    section = PretrainedViTSection()
+    try:
+        section.vit_folder = "/usr/share"
+        with pytest.raises(ValueError, match="teacher listed"):
+            section.load_pretrained()
+    finally:
+        section.stop_work()

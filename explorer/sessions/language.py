@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from traitlets import Any, Float, Int, List, TraitError, Unicode, observe, validate
 
+from explorer.paths import model_source
 from explorer.sessions.base import Session, ablated_heads, place_in_model, say_name
 
 INDUCTION_LENGTH = 20
@@ -143,6 +144,10 @@ class LanguageSession(Session):
 
     def load_model(self, name_or_path: str) -> None:
         """Load another model in the worker; if it fails, the current one stays (and the setting names it)."""
+        try:
+            name_or_path = model_source(name_or_path)  # in a classroom, only the teacher's folders
+        except ValueError as error:
+            return self._not_loaded(error)
         self.busy = True
         self.say(f"Loading {name_or_path or 'SmolLM2'}…", "busy")
         self.worker.submit(_load, name_or_path, done=self._loaded, failed=self._not_loaded, latest=True)

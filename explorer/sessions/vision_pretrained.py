@@ -15,6 +15,7 @@ from traitlets import Any, Int, TraitError, Unicode, observe, validate
 
 from explorer.maps import AttentionMaps, ImageAttention
 from explorer.models.pretrained import expect_family, load
+from explorer.paths import model_source
 from explorer.sessions.base import Session
 from explorer.sessions.vision_nets import GALLERY_SIZE
 
@@ -68,6 +69,7 @@ class PretrainedViTSection(Session):
         if not folder:
             raise ValueError("Type the folder of a vision transformer (ViT, DeiT, BEiT or DINO) saved with its "
                              "image processor.")
+        folder = model_source(folder)  # in a classroom, only the teacher's folders
         image, title = self._pretrained_input()
 
         def job():
