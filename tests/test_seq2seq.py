@@ -117,9 +117,15 @@ def test_empty_source_is_a_clear_error(tiny, source, target, words):
         pretrained.load(tiny).attend(source, target)
 
 
-def test_bad_max_new_tokens_is_a_clear_error(tiny):
-    with pytest.raises(ValueError, match="max_new_tokens"):
-        pretrained.load(tiny).attend(SOURCE, max_new_tokens=0)
+@pytest.mark.parametrize("count", [0, -2, 10**6, 2.5, "many", True])
+def test_bad_max_new_tokens_is_a_clear_error(tiny, count):
+    with pytest.raises(ValueError, match="max_new_tokens must be a whole number"):
+        pretrained.load(tiny).attend(SOURCE, max_new_tokens=count)
+
+
+def test_greedy_length_follows_the_source(tiny):
+    translation = pretrained.load(tiny).run("the cat")  # [CLS] the cat [SEP]: at most 2 * 4 + 10 tokens
+    assert 1 <= len(translation.written) <= 18
 
 
 def test_folder_without_its_tokenizer_says_so(tmp_path):

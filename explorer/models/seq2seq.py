@@ -123,9 +123,7 @@ class Seq2SeqModel:
         if not isinstance(source, str) or not source.strip():
             raise ValueError("The source text is empty: type a sentence for the model to translate.")
         target = target.strip() if isinstance(target, str) and target.strip() else None
-        new_tokens = self.max_tokens if max_new_tokens is None else int(max_new_tokens)
-        if not 1 <= new_tokens <= self.max_tokens:
-            raise ValueError(f"max_new_tokens must be from 1 to {self.max_tokens}, got {max_new_tokens}.")
+        new_tokens = self._check_new_tokens(max_new_tokens)
         key = (source.strip(), target, new_tokens)
         with self._lock:
             if key not in self._cache:
@@ -134,6 +132,15 @@ class Seq2SeqModel:
                     self._cache.popitem(last=False)
             self._cache.move_to_end(key)
             return self._cache[key]
+
+    def _check_new_tokens(self, max_new_tokens) -> int:
+        """``max_new_tokens`` as a number from 1 to the model's limit; 0 for None (the length of the source decides)."""
+        if max_new_tokens is None:
+            return 0
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) \
+                or not 1 <= max_new_tokens <= self.max_tokens:
+            raise ValueError(f"max_new_tokens must be a whole number from 1 to {self.max_tokens}, got {max_new_tokens!r}.")
+        return max_new_tokens
 
     def _encode(self, text: str, target: bool = False) -> tuple[list[int], int]:
         """Token ids of ``text`` cut to the model's limit, and the uncut length."""
@@ -152,7 +159,8 @@ class Seq2SeqModel:
             notices.append(f"The source is {source_length} tokens long; {self.name} reads at most {len(source_ids)}, "
                            f"so it was cut.")
         if target is None:
-            steps = self._greedy(inputs, new_tokens)  # [start, y1, ..., eos]
+            limit = new_tokens or min(self.max_tokens, 2 * len(source_ids) + 10)  # a translation is rarely longer
+            steps = self._greedy(inputs, limit)  # [start, y1, ..., eos]
             if steps[-1] not in self.end_ids:
                 notices.append(f"The translation stopped after {len(steps) - 1} tokens without an end token.")
             written = steps[1:]
