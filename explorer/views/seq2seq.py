@@ -72,7 +72,8 @@ def alignment_update(cross, written, layer: int, head: int | None, token: int | 
     title = f"alignment: cross-attention of layer {min(layer, cross.n_layers - 1)}, {which}"
     if token is not None and token < n_written:
         title += f" (red: the step that writes '{written_labels[token]}')"
-    return {"structure": ("alignment",), "data": data, "layout": dict(title=dict(text=title))}
+    width = int(np.clip(48 * max(n_source, n_written), 520, 1100))  # room for each label as the tokens grow
+    return {"structure": ("alignment",), "data": data, "layout": dict(title=dict(text=title), width=width)}
 
 
 def alignment_figure(cross, written, layer: int, head: int | None, token: int | None = None) -> go.Figure:

@@ -27,7 +27,7 @@ class Seq2SeqParts:
                                                            "target over earlier target"]), "ae-pretrained-part")
         self.binding = bind(self.part, session, "part")
         self.translation = tagged(widgets.HTML(), "ae-pretrained-translation")
-        self.alignment_box = tagged(widgets.Box(layout=widgets.Layout(width="100%")), "ae-pretrained-alignment")
+        self.alignment_box = tagged(widgets.Box(layout=widgets.Layout(width="100%")), "ae-pretrained-alignment-box")
         self.controls = section("Attention of the encoder-decoder", self.part)
         self.outputs = widgets.VBox([self.translation, self.alignment_box], layout=widgets.Layout(width="100%"))
         self.show_family(False)
