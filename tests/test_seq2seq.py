@@ -123,6 +123,12 @@ def test_bad_max_new_tokens_is_a_clear_error(tiny, count):
         pretrained.load(tiny).attend(SOURCE, max_new_tokens=count)
 
 
+@pytest.mark.parametrize("source, target", [(42, None), (None, None), ("the cat", 3.5), ("the cat", ["le"])])
+def test_source_and_target_that_are_not_text_say_so(tiny, source, target):
+    with pytest.raises(TypeError, match="must be text"):
+        pretrained.load(tiny).attend(source, target)
+
+
 def test_greedy_length_follows_the_source(tiny):
     translation = pretrained.load(tiny).run("the cat")  # [CLS] the cat [SEP]: at most 2 * 4 + 10 tokens
     assert 1 <= len(translation.written) <= 18

@@ -71,3 +71,8 @@ def token_labels(tokenizer, ids, special_ids) -> list[str]:
         else:
             labels.append(piece.replace("\u0120", "").replace("\u2581", "") or piece)
     return labels
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message (transformers' run to pages), or the error's kind when it has none."""
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

@@ -82,7 +82,7 @@ def read_config(source: str, name: str):
         return AutoConfig.from_pretrained(source, local_files_only=True, trust_remote_code=False)
     except (OSError, ValueError, KeyError) as error:
         if Path(source).is_dir():
-            raise ValueError(f"The folder '{source}' could not be loaded as a model ({_first_line(error)}).") from None
+            raise ValueError(f"The folder '{source}' could not be loaded as a model ({hf.first_line(error)}).") from None
         raise ValueError(
             f"The model '{name}' is not available offline. Make it available by saving it to a folder "
             f"(model.save_pretrained(folder) and tokenizer.save_pretrained(folder) on a machine with internet, "
@@ -101,7 +101,7 @@ def load_encoder(source: str, name: str, config) -> "PretrainedEncoder":
             tokenizer = AutoTokenizer.from_pretrained(source, **options)
             model = AutoModel.from_pretrained(source, attn_implementation="eager", **options)
     except (OSError, ValueError, KeyError) as error:
-        raise ValueError(f"'{name}' could not be loaded as an encoder ({_first_line(error)}).") from None
+        raise ValueError(f"'{name}' could not be loaded as an encoder ({hf.first_line(error)}).") from None
     return PretrainedEncoder(model, tokenizer, name)
 
 
@@ -126,10 +126,6 @@ def _resolve(name: str) -> str:
                              "(save one with model.save_pretrained(folder)).")
         return str(path)
     return name
-
-
-def _first_line(error: BaseException) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def _get(module: torch.nn.Module, dotted: str):

@@ -45,8 +45,7 @@ def load_seq2seq(source: str, name: str, config) -> "Seq2SeqModel":
             tokenizer = AutoTokenizer.from_pretrained(source, **options)
             model = AutoModelForSeq2SeqLM.from_pretrained(source, attn_implementation="eager", **options)
     except (OSError, ValueError, KeyError, RuntimeError, ImportError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"'{name}' could not be loaded as an encoder-decoder ({first[:200]}).") from None
+        raise ValueError(f"'{name}' could not be loaded as an encoder-decoder ({hf.first_line(error)[:200]}).") from None
     check_tokenizer(tokenizer, model.config, name)
     return Seq2SeqModel(model, tokenizer, name)
 
@@ -120,9 +119,12 @@ class Seq2SeqModel:
 
     def run(self, source: str, target: str | None = None, max_new_tokens: int | None = None) -> Translation:
         """The (cached) reading of ``source`` and ``target``."""
-        if not isinstance(source, str) or not source.strip():
+        for what, text in (("source", source), ("target", target)):
+            if not isinstance(text, str) and not (what == "target" and text is None):
+                raise TypeError(f"The {what} must be text (a str), got {type(text).__name__}.")
+        if not source.strip():
             raise ValueError("The source text is empty: type a sentence for the model to translate.")
-        target = target.strip() if isinstance(target, str) and target.strip() else None
+        target = target.strip() if target and target.strip() else None
         new_tokens = self._check_new_tokens(max_new_tokens)
         key = (source.strip(), target, new_tokens)
         with self._lock:
