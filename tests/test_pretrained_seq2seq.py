@@ -152,6 +152,19 @@ def test_bertviz_encoder_decoder_page_carries_tokens_as_script_safe_text():
     assert "first 2 tokens" in notice
 
 
+def test_hostile_tokens_reach_the_alignment_as_text():
+    labels = seq2seq_view.label_text(HOSTILE)
+    assert not any("<" in label or ">" in label for label in labels)
+    assert labels[0] == "&lt;img src=x onerror=alert(1)&gt;" and labels[3] == 'a&amp;b"c'
+    html = seq2seq_view.translation_html(HOSTILE[0], HOSTILE[1], True, HOSTILE[2])
+    assert "<img" not in html and "<script>" not in html and "<!--" not in html
+
+
+def test_export_takes_the_attention_on_screen(panel):
+    panel.session.update(part="encoder")
+    assert panel.export_maps().keys == panel.session.reading.parts["encoder"].keys
+
+
 def test_the_part_round_trips_through_a_link(panel):
     from explorer.sessions.pretrained import PretrainedSession
 

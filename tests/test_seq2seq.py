@@ -1,4 +1,4 @@
-"""Encoder-decoders: the three maps equal transformers' attentions for tiny random Marian and T5 models, greedy
+"""Encoder-decoders: the three maps equal transformers' attentions for tiny random Marian, T5, BART and mBART, greedy
 translation equals generate, and a folder without its own tokenizer gets a message that says what is missing."""
 
 import pytest
@@ -17,15 +17,17 @@ def minilm_tokenizer():
 
 
 def tiny_config(kind: str, tokenizer, vocab_size: int | None = None):
-    """A 2-layer, width-32 Marian or T5 config whose ids (vocabulary, padding, decoder start, end) fit ``tokenizer``."""
-    from transformers import MarianConfig, T5Config
+    """A 2-layer, width-32 Marian, BART, mBART or T5 config whose ids (vocabulary, padding, decoder start, end) fit
+    ``tokenizer``."""
+    from transformers import BartConfig, MarianConfig, MBartConfig, T5Config
 
     ids = dict(vocab_size=vocab_size or len(tokenizer), pad_token_id=tokenizer.pad_token_id,
                decoder_start_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.sep_token_id)
-    if kind == "marian":
-        config = MarianConfig(d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
-                              decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64,
-                              max_position_embeddings=64, **ids)
+    if kind in ("marian", "bart", "mbart"):
+        classes = {"marian": MarianConfig, "bart": BartConfig, "mbart": MBartConfig}
+        config = classes[kind](d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+                               decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                               max_position_embeddings=64, bos_token_id=tokenizer.cls_token_id, **ids)
     else:
         config = T5Config(d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, **ids)
     config._attn_implementation = "eager"
@@ -34,20 +36,26 @@ def tiny_config(kind: str, tokenizer, vocab_size: int | None = None):
 
 def save_tiny(folder, kind: str, tokenizer=None, vocab_size: int | None = None):
     """A random tiny ``kind`` model saved to ``folder``, with ``tokenizer`` beside it unless it is None."""
-    from transformers import MarianMTModel, T5ForConditionalGeneration
+    from transformers import BartForConditionalGeneration, MarianMTModel, MBartForConditionalGeneration, T5ForConditionalGeneration
 
     tokenizer_for_ids = tokenizer or minilm_tokenizer()
     torch.manual_seed(0)
-    classes = {"marian": MarianMTModel, "t5": T5ForConditionalGeneration}
+    classes = {"marian": MarianMTModel, "t5": T5ForConditionalGeneration, "bart": BartForConditionalGeneration,
+               "mbart": MBartForConditionalGeneration}
     classes[kind](tiny_config(kind, tokenizer_for_ids, vocab_size)).save_pretrained(folder)
     if tokenizer is not None:
         tokenizer.save_pretrained(folder)
     return folder
 
 
-@pytest.fixture(scope="module", params=["marian", "t5"])
+@pytest.fixture(scope="module", params=["marian", "t5", "bart", "mbart"])
 def tiny(request, tmp_path_factory):
     return save_tiny(tmp_path_factory.mktemp(request.param), request.param, minilm_tokenizer())
+
+
+@pytest.fixture(scope="module")
+def marian(tmp_path_factory):
+    return save_tiny(tmp_path_factory.mktemp("marian"), "marian", minilm_tokenizer())
 
 
 def reference(folder):
@@ -64,7 +72,7 @@ def assert_maps_equal(maps, output):
     assert torch.allclose(maps["cross"].weights, torch.stack(output.cross_attentions)[:, 0], atol=1e-6)
 
 
-def test_load_gives_an_encoder_decoder_for_marian_and_t5(tiny):
+def test_load_gives_an_encoder_decoder_for_every_family(tiny):
     model = pretrained.load(tiny)
     assert isinstance(model, Seq2SeqModel) and model.family == "encoder-decoder"
     assert (model.n_encoder_layers, model.n_decoder_layers, model.n_heads) == (2, 2, 4)
@@ -112,25 +120,25 @@ def test_reading_has_the_entropy_of_every_part(tiny):
 
 
 @pytest.mark.parametrize("source, target, words", [("", None, "empty"), ("   ", "x", "empty")])
-def test_empty_source_is_a_clear_error(tiny, source, target, words):
+def test_empty_source_is_a_clear_error(marian, source, target, words):
     with pytest.raises(ValueError, match=words):
-        pretrained.load(tiny).attend(source, target)
+        pretrained.load(marian).attend(source, target)
 
 
 @pytest.mark.parametrize("count", [0, -2, 10**6, 2.5, "many", True])
-def test_bad_max_new_tokens_is_a_clear_error(tiny, count):
+def test_bad_max_new_tokens_is_a_clear_error(marian, count):
     with pytest.raises(ValueError, match="max_new_tokens must be a whole number"):
-        pretrained.load(tiny).attend(SOURCE, max_new_tokens=count)
+        pretrained.load(marian).attend(SOURCE, max_new_tokens=count)
 
 
 @pytest.mark.parametrize("source, target", [(42, None), (None, None), ("the cat", 3.5), ("the cat", ["le"])])
-def test_source_and_target_that_are_not_text_say_so(tiny, source, target):
+def test_source_and_target_that_are_not_text_say_so(marian, source, target):
     with pytest.raises(TypeError, match="must be text"):
-        pretrained.load(tiny).attend(source, target)
+        pretrained.load(marian).attend(source, target)
 
 
-def test_greedy_length_follows_the_source(tiny):
-    translation = pretrained.load(tiny).run("the cat")  # [CLS] the cat [SEP]: at most 2 * 4 + 10 tokens
+def test_greedy_length_follows_the_source(marian):
+    translation = pretrained.load(marian).run("the cat")  # [CLS] the cat [SEP]: at most 2 * 4 + 10 tokens
     assert 1 <= len(translation.written) <= 18
 
 

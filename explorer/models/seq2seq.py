@@ -5,8 +5,8 @@
 the encoder's self-attention, the decoder's (causal) self-attention and the cross-attention from every target
 position to the source tokens. With no target the model first translates greedily and reads its own output.
 
-The decoder reads ``[start] + target[:-1]`` (teacher forcing, as in training): the row at position ``t`` is the
-step that writes target token ``t``. The maps' rows are labelled by the tokens the decoder reads, as transformers
+The decoder reads the target shifted right (teacher forcing, as in training: ``[start] + target[:-1]``, by each
+model's own rule): the row at position ``t`` is the step that writes target token ``t``. The maps' rows are labelled by the tokens the decoder reads, as transformers
 and bertviz do; ``Translation.written`` holds the token each row writes, for the alignment picture.
 """
 
@@ -165,12 +165,12 @@ class Seq2SeqModel:
             steps = self._greedy(inputs, limit)  # [start, y1, ..., eos]
             if steps[-1] not in self.end_ids:
                 notices.append(f"The translation stopped after {len(steps) - 1} tokens without an end token.")
-            written = steps[1:]
+            reads, written = steps[:-1], steps[1:]
         else:
             written, target_length = self._encode(target, target=True)
             if target_length > len(written):
                 notices.append(f"The target was cut to {len(written)} tokens.")
-        reads = [self.start_id, *written[:-1]]  # teacher forcing: the decoder reads the target shifted right
+            reads = self._shifted(written)
         with torch.inference_mode():
             output = self.model(input_ids=inputs, decoder_input_ids=torch.tensor([reads]), output_attentions=True,
                                 use_cache=False)
@@ -187,6 +187,14 @@ class Seq2SeqModel:
         }
         text = target if target is not None else self.tokenizer.decode(written, skip_special_tokens=True)
         return Translation(maps, text, tuple(self.token_labels(written)), target is None)
+
+    def _shifted(self, written: list[int]) -> list[int]:
+        """What the decoder reads while it writes ``written`` (teacher forcing), by the model's own rule: most start
+        with ``decoder_start_token_id``, mBART with the target's last token (its language code)."""
+        shift = getattr(self.model, "prepare_decoder_input_ids_from_labels", None)
+        if shift is None:
+            return [self.start_id, *written[:-1]]
+        return shift(labels=torch.tensor([written]))[0].tolist()
 
     def _greedy(self, inputs: torch.Tensor, new_tokens: int) -> list[int]:
         """Greedy decoding with transformers' ``generate`` (the model's own rules, such as never writing padding)."""

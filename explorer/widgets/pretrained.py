@@ -173,8 +173,9 @@ class PretrainedPanel(widgets.VBox):
         self.session.say(f"bertviz's {kind} view is below the figures ({len(page) / 1e6:.1f} MB of HTML).", "ok")
 
     def export_maps(self):
-        reading = self.session.reading
-        return None if reading is None else export_scope(reading.maps, self.session.layer)[0]
+        reading, s = self.session.reading, self.session
+        maps = None if reading is None else reading.parts[s.part] if hasattr(reading, "parts") else reading.maps
+        return None if maps is None else export_scope(maps, min(s.layer, maps.n_layers - 1))[0]
 
     def _on_cell_click(self, row: int, col: int) -> None:
         """A click on a map's cell selects its row's token (what it attends to, and what attends to it)."""
