@@ -55,6 +55,10 @@ def test_a_marian_folder_shows_cross_attention_and_its_alignment(page, dashboard
     assert "street" in tokens
     options = frame.eval_on_selector_all("select option", "els => els.map(e => e.textContent)")
     assert {"Encoder", "Decoder", "Cross"} <= set(options), options
+    frame.select_option("#filter", label="Cross")  # the target's tokens on the left, the source's on the right
+    frame.wait_for_function("() => [...document.querySelectorAll('#vis svg text')].some(e => e.textContent === 'here')")
+    tokens = frame.eval_on_selector_all("#vis svg text", "els => els.map(e => e.textContent)")
+    assert "street" in tokens and "here" in tokens
     frame_element.screenshot(path=str(SHOTS / "pretrained-seq2seq-bertviz.png"))
 
     box.fill(str(tmp_path / "nowhere"))  # bad input: a message, and the translator and its view stay
