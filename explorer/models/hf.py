@@ -1,4 +1,5 @@
-"""One door for building Hugging Face models in this process: ``with hf.loading(): ...from_pretrained(...)``.
+"""One door for building Hugging Face models in this process (``with hf.loading(): ...from_pretrained(...)``), and
+the labels of their tokens.
 
 While transformers builds a model it patches process-wide functions (``torch.nn.init``'s initialisers,
 ``PreTrainedModel.init_weights`` and ``PreTrainedModel.tie_weights``) and on exit puts back what it found. Two
@@ -58,3 +59,20 @@ def loading():
             yield
         finally:
             restore()
+
+
+def token_labels(tokenizer, ids, special_ids) -> list[str]:
+    """Word pieces as the tokenizer writes them (``##ing``), without the ``Ġ``/``▁`` word-start marks of
+    byte-level and SentencePiece tokenizers; special tokens keep their brackets (``[CLS]``, ``<s>``)."""
+    labels = []
+    for token_id, piece in zip(ids, tokenizer.convert_ids_to_tokens(ids)):
+        if token_id in special_ids:
+            labels.append(piece if piece.startswith(("[", "<")) else f"[{piece}]")
+        else:
+            labels.append(piece.replace("\u0120", "").replace("\u2581", "") or piece)
+    return labels
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message (transformers' run to pages), or the error's kind when it has none."""
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

