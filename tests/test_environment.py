@@ -26,7 +26,8 @@ def environment_pip_list() -> list[str]:
 
 def test_environment_yml_and_pyproject_agree():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    declared = requirement_names(project["dependencies"] + project["optional-dependencies"]["test"])
+    extras = project["optional-dependencies"]
+    declared = requirement_names(project["dependencies"] + extras["hub"] + extras["test"])
     in_environment = requirement_names(environment_pip_list())
     assert declared == in_environment
 
