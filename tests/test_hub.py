@@ -18,14 +18,13 @@ import re
 import time
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import pytest
 
-from bench.hub import PASSWORD, hub_processes, hub_server, log_in, proxy_missing, wait_for_dashboard
+from bench.hub import CONFIG, PASSWORD, hub_processes, hub_server, log_in, proxy_missing, wait_for_dashboard
 from tests.browser.conftest import CHROMIUM_ARGS, chromium_path
 from tests.browser.helpers import FIND_PLOT, WIDGETS_READY
-
-pytestmark = pytest.mark.browser
 
 # As typed at the login page; the hub lowercases names (so "ADA" is "ada").
 STUDENTS = ("ada", "Zoë Ångström", "grace hopper")
@@ -149,6 +148,7 @@ async def a_class(url: str) -> dict:
     return seen
 
 
+@pytest.mark.browser
 def test_a_class_signs_in_and_each_student_reaches_only_their_own_server(class_hub, idle_hub):
     seen = run_in_own_loop(a_class(class_hub.url))
 
@@ -184,6 +184,7 @@ def test_a_class_signs_in_and_each_student_reaches_only_their_own_server(class_h
         assert (homes / name / "dashboards" / "explorer.ipynb").exists()
 
 
+@pytest.mark.browser
 def test_an_idle_server_is_culled(idle_hub):
     deadline, servers = time.monotonic() + 150, None
     while time.monotonic() < deadline:
@@ -194,3 +195,45 @@ def test_an_idle_server_is_culled(idle_hub):
         time.sleep(1)
     assert "Culling server idle student" in log, "the culler never stopped the idle student's server"
     assert servers == 0, "the idle student's server is still running"
+
+
+def load_hub_config(monkeypatch, tmp_path, **env):
+    from traitlets.config.loader import PyFileConfigLoader
+
+    for name in ("AE_CLASS_PASSWORD", "AE_HUB_IDLE_SECONDS", "AE_CLASS_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AE_HUB_STATE", str(tmp_path))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return PyFileConfigLoader(CONFIG.name, path=str(CONFIG.parent)).load_config()
+
+
+def test_the_hub_refuses_to_start_without_a_class_password(monkeypatch, tmp_path):
+    with pytest.raises(SystemExit, match="AE_CLASS_PASSWORD"):
+        load_hub_config(monkeypatch, tmp_path, AE_CLASS_PASSWORD="short")
+
+
+def test_the_hub_uses_the_serve_settings_and_the_helm_values_agree(monkeypatch, tmp_path):
+    import yaml
+    from traitlets.config.loader import PyFileConfigLoader
+
+    from explorer.cli import serve_env
+
+    config = load_hub_config(monkeypatch, tmp_path, AE_CLASS_PASSWORD="a-class-password")
+    server = PyFileConfigLoader("jupyter_server_config.py", path=str(CONFIG.parent)).load_config()
+    assert config.Spawner.default_url == server.ServerApp.default_url
+    assert f"--config={CONFIG.parent / 'jupyter_server_config.py'}" in config.Spawner.args
+    expected = serve_env(30, base={})
+    assert {k: config.Spawner.environment[k] for k in expected} == expected
+    culler = config.JupyterHub.services[0]["command"]
+    assert "--timeout=1200" in culler and "--cull-every=60" in culler
+
+    deploy = (Path(__file__).resolve().parents[1] / "docs" / "deploy.md").read_text()
+    helm = yaml.safe_load(deploy.split("**Helm values**", 1)[1].split("```yaml", 1)[1].split("```", 1)[0])
+    assert helm["singleuser"]["defaultUrl"] == config.Spawner.default_url
+    assert helm["singleuser"]["startTimeout"] == config.Spawner.start_timeout
+    assert helm["singleuser"]["extraEnv"]["AE_CLASSROOM"] == config.Spawner.environment["AE_CLASSROOM"]
+    assert helm["hub"]["config"]["JupyterHub"]["authenticator_class"] == config.JupyterHub.authenticator_class
+    assert helm["hub"]["config"]["JupyterHub"]["tornado_settings"] == config.JupyterHub.tornado_settings
+    assert helm["hub"]["config"]["SharedPasswordAuthenticator"]["allow_all"] is True
+    assert helm["cull"] == {"enabled": True, "timeout": 1200, "every": 60}
