@@ -99,10 +99,11 @@ async def kernels_of(context, server: str) -> list[str] | None:
     return [kernel["id"] for kernel in await response.json()]
 
 
-async def a_class(url: str) -> dict:
+async def a_class(hub) -> dict:
     """The whole class in one browser; returns what each step saw, for the test to check."""
     from playwright.async_api import async_playwright
 
+    url = hub.url
     seen: dict = {}
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS)
@@ -113,6 +114,7 @@ async def a_class(url: str) -> dict:
             page, _ = await log_in(await new_context(), url, STUDENTS[0], "not-the-class-password")
             await page.wait_for_selector(".alert-danger, #login_error, .login_error", timeout=60_000)
             seen["wrong_password"] = (page.url, await page.inner_text("body"))
+            seen["servers_after_wrong_password"] = len(hub_processes(hub)["servers"])
             await page.context.close()
 
             contexts = [await new_context() for _ in STUDENTS]
@@ -150,10 +152,11 @@ async def a_class(url: str) -> dict:
 
 @pytest.mark.browser
 def test_a_class_signs_in_and_each_student_reaches_only_their_own_server(class_hub, idle_hub):
-    seen = run_in_own_loop(a_class(class_hub.url))
+    seen = run_in_own_loop(a_class(class_hub))
 
     page_url, body = seen["wrong_password"]
     assert "/hub/login" in page_url and "Invalid username or password" in body
+    assert seen["servers_after_wrong_password"] == 0
 
     names = [name.lower() for name in STUDENTS]
     for name, landed in zip(names, seen["urls"]):
