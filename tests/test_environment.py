@@ -26,7 +26,8 @@ def environment_pip_list() -> list[str]:
 
 def test_environment_yml_and_pyproject_agree():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    declared = requirement_names(project["dependencies"] + project["optional-dependencies"]["test"])
+    extras = project["optional-dependencies"]
+    declared = requirement_names(project["dependencies"] + extras["hub"] + extras["test"])
     in_environment = requirement_names(environment_pip_list())
     assert declared == in_environment
 
@@ -45,3 +46,18 @@ def test_readme_gives_the_two_commands_first():
 def test_ci_requires_the_browser_and_runs_make_test():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "REQUIRE_BROWSER=1" in ci and "make test" in ci and "chromium" in ci
+
+
+def test_the_hub_proxy_is_installed_by_npm_ci_where_it_is_needed():
+    """JupyterHub's proxy comes from package-lock.json, installed by `npm ci` in CI and before `make test`/`make hub`."""
+    import json
+
+    lock = json.loads((ROOT / "package-lock.json").read_text())
+    wanted = json.loads((ROOT / "package.json").read_text())["dependencies"]["configurable-http-proxy"]
+    assert lock["packages"]["node_modules/configurable-http-proxy"]["version"] == wanted
+    assert "npm ci" in (ROOT / ".ci" / "run").read_text()
+    makefile = (ROOT / "Makefile").read_text()
+    assert "npm ci" in makefile
+    for target in ("test", "hub"):
+        line = next(line for line in makefile.splitlines() if line.startswith(f"{target}:"))
+        assert "node_modules/.package-lock.json" in line, f"make {target} must install the proxy first"
