@@ -21,3 +21,18 @@ def smollm(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("AE_CACHE", str(cache))
         yield language.load()
+
+
+def save_tiny_gpt2(folder, n_layer: int = 2, n_positions: int = 64):
+    """A seeded random GPT-2 of width 32 (4 heads) saved with the packaged MiniLM tokenizer into ``folder``."""
+    import torch
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    from explorer.models import pretrained
+
+    tokenizer = AutoTokenizer.from_pretrained(pretrained.default_model_dir())
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=tokenizer.vocab_size, n_positions=n_positions, n_embd=32, n_layer=n_layer, n_head=4)
+    GPT2LMHeadModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

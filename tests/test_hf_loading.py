@@ -7,23 +7,13 @@ import pytest
 import torch
 
 from explorer.models import hf, language
+from tests.conftest import save_tiny_gpt2
 
 
 @pytest.fixture(scope="module")
 def tied_gpt2(tmp_path_factory):
-    """A random 2-layer GPT-2 whose output layer is tied to its embedding (the file holds the embedding only)."""
-    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
-
-    from explorer.models import pretrained
-
-    folder = tmp_path_factory.mktemp("tied-gpt2")
-    torch.manual_seed(0)
-    tokenizer = AutoTokenizer.from_pretrained(pretrained.default_model_dir())
-    config = GPT2Config(vocab_size=tokenizer.vocab_size, n_positions=64, n_embd=32, n_layer=2, n_head=4)
-    assert config.tie_word_embeddings
-    GPT2LMHeadModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    """A random GPT-2 whose output layer is tied to its embedding (the file holds the embedding only)."""
+    return save_tiny_gpt2(tmp_path_factory.mktemp("tied-gpt2"))
 
 
 def is_tied(model) -> bool:

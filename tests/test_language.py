@@ -6,20 +6,13 @@ import pytest
 import torch
 
 from explorer.models import language, pretrained
+from tests.conftest import save_tiny_gpt2
 
 
 @pytest.fixture(scope="module")
 def tiny_gpt2(tmp_path_factory):
     """A random 2-layer GPT-2 of width 32 saved with the packaged MiniLM tokenizer."""
-    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
-
-    folder = tmp_path_factory.mktemp("gpt2")
-    tokenizer = AutoTokenizer.from_pretrained(pretrained.default_model_dir())
-    torch.manual_seed(0)
-    config = GPT2Config(vocab_size=tokenizer.vocab_size, n_positions=64, n_embd=32, n_layer=2, n_head=4)
-    GPT2LMHeadModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return save_tiny_gpt2(tmp_path_factory.mktemp("gpt2"))
 
 
 def reference_attentions(model, ids):

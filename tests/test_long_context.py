@@ -8,21 +8,12 @@ from explorer import heads
 from explorer.models import language
 from explorer.models.layer_maps import LayerMaps
 from explorer.views.export import export_scope
+from tests.conftest import save_tiny_gpt2
 
 
 @pytest.fixture(scope="module")
 def tiny_gpt2(tmp_path_factory):
-    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
-
-    from explorer.models import pretrained
-
-    folder = tmp_path_factory.mktemp("gpt2-long")
-    tokenizer = AutoTokenizer.from_pretrained(pretrained.default_model_dir())
-    torch.manual_seed(0)
-    config = GPT2Config(vocab_size=tokenizer.vocab_size, n_positions=256, n_embd=32, n_layer=3, n_head=4)
-    GPT2LMHeadModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return save_tiny_gpt2(tmp_path_factory.mktemp("gpt2-long"), n_layer=3, n_positions=256)
 
 
 def full_and_layered(model, text):

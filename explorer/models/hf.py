@@ -76,3 +76,20 @@ def token_labels(tokenizer, ids, special_ids) -> list[str]:
 def first_line(error: BaseException) -> str:
     """The first line of an error's message (transformers' run to pages), or the error's kind when it has none."""
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def ablation_pairs(ablate, n_layers: int, n_heads: int) -> tuple[tuple[int, int], ...]:
+    """``ablate`` as sorted unique ``(layer, head)`` pairs of a model with ``n_layers`` x ``n_heads``; a ValueError
+    names a pair that is not two numbers or is out of range."""
+    pairs = set()
+    for pair in ablate or ():
+        try:
+            layer, head = (int(v) for v in pair)
+        except (TypeError, ValueError):
+            raise ValueError(f"Ablation entries are (layer, head) pairs of numbers, got {pair!r}.") from None
+        if not 0 <= layer < n_layers:
+            raise ValueError(f"Layer {layer} does not exist: this model has layers 0 to {n_layers - 1}.")
+        if not 0 <= head < n_heads:
+            raise ValueError(f"Head {head} does not exist: each layer has heads 0 to {n_heads - 1}.")
+        pairs.add((layer, head))
+    return tuple(sorted(pairs))

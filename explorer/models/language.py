@@ -144,8 +144,7 @@ def load_decoder(source: str, name: str, config=None, light_tokenizer: bool = Fa
                 tokenizer = (PreTrainedTokenizerFast if light_tokenizer else AutoTokenizer).from_pretrained(source, **options)
                 model = AutoModelForCausalLM.from_pretrained(source, attn_implementation="eager", **options)
     except (OSError, ValueError, KeyError, RuntimeError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"'{name}' could not be loaded as a language model ({first[:200]}).") from None
+        raise ValueError(f"'{name}' could not be loaded as a language model ({hf.first_line(error)[:200]}).") from None
     return LanguageModel(model, tokenizer, name)
 
 
@@ -206,18 +205,8 @@ class LanguageModel:
         return ids[: min(limit, self.max_tokens)], len(ids)
 
     def check_ablation(self, ablate) -> tuple[tuple[int, int], ...]:
-        pairs = set()
-        for pair in ablate or ():
-            try:
-                layer, head = (int(v) for v in pair)
-            except (TypeError, ValueError):
-                raise ValueError(f"Ablation entries are (layer, head) pairs of numbers, got {pair!r}.") from None
-            if not 0 <= layer < self.n_layers:
-                raise ValueError(f"Layer {layer} does not exist: this model has layers 0 to {self.n_layers - 1}.")
-            if not 0 <= head < self.n_heads:
-                raise ValueError(f"Head {head} does not exist: each layer has heads 0 to {self.n_heads - 1}.")
-            pairs.add((layer, head))
-        return tuple(sorted(pairs))
+        """``ablate`` as sorted unique ``(layer, head)`` pairs; a ValueError names a pair out of range."""
+        return hf.ablation_pairs(ablate, self.n_layers, self.n_heads)
 
     # ----- reading -----------------------------------------------------------------------------------------------
     def forward(self, ids, ablate=(), attentions: bool = True):

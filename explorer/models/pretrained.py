@@ -202,18 +202,7 @@ class PretrainedEncoder:
 
     def check_ablation(self, ablate) -> tuple[tuple[int, int], ...]:
         """``ablate`` as sorted unique ``(layer, head)`` pairs; a ValueError names a pair out of range."""
-        pairs = set()
-        for pair in ablate or ():
-            try:
-                layer, head = (int(v) for v in pair)
-            except (TypeError, ValueError):
-                raise ValueError(f"Ablation entries are (layer, head) pairs of numbers, got {pair!r}.") from None
-            if not 0 <= layer < self.n_layers:
-                raise ValueError(f"Layer {layer} does not exist: this model has layers 0 to {self.n_layers - 1}.")
-            if not 0 <= head < self.n_heads:
-                raise ValueError(f"Head {head} does not exist: each layer has heads 0 to {self.n_heads - 1}.")
-            pairs.add((layer, head))
-        return tuple(sorted(pairs))
+        return hf.ablation_pairs(ablate, self.n_layers, self.n_heads)
 
     def check_max_tokens(self, max_tokens: int | None) -> int:
         if max_tokens is None:

@@ -32,17 +32,13 @@ def load_vision(source: str, name: str, config) -> "PretrainedViT":
     except (OSError, ValueError, KeyError) as error:
         raise ValueError(f"'{name}' has no image processor (preprocessor_config.json), which says how to resize and "
                          f"normalise an image for it; save one with processor.save_pretrained(folder) "
-                         f"({_first_line(error)}).") from None
+                         f"({hf.first_line(error)}).") from None
     try:
         with hf.loading():
             model = AutoModel.from_pretrained(source, attn_implementation="eager", **options)
     except (OSError, ValueError, KeyError) as error:
-        raise ValueError(f"'{name}' could not be loaded as a vision transformer ({_first_line(error)}).") from None
+        raise ValueError(f"'{name}' could not be loaded as a vision transformer ({hf.first_line(error)}).") from None
     return PretrainedViT(model, processor, name)
-
-
-def _first_line(error: BaseException) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def as_rgb(image) -> tuple[Image.Image, str]:
