@@ -164,13 +164,3 @@ def test_generation_with_ablated_heads_equals_generate_with_those_heads_zeroed_b
     assert not projection._forward_pre_hooks  # no hook is left behind
     assert plain.maps.meta.ablated == ()
 
-
-def test_smollm_light_tokenizer_gives_the_same_tokens_as_auto_tokenizer(smollm):
-    from transformers import AutoTokenizer
-
-    auto = AutoTokenizer.from_pretrained(language.converted_dir())
-    for text in ("The capital of France is", "  spaces\tand\nnewlines ", "émoji 🙂 and 中文", "<|im_start|>user hi"):
-        assert smollm.tokenizer(text, add_special_tokens=False)["input_ids"] == \
-            auto(text, add_special_tokens=False)["input_ids"]
-    assert (smollm.tokenizer.bos_token_id, smollm.tokenizer.eos_token_id) == (auto.bos_token_id, auto.eos_token_id)
-    assert smollm.tokenizer.chat_template == auto.chat_template

@@ -117,31 +117,27 @@ def _load_default(progress=None) -> "LanguageModel":
     notice = ""
     if (target / DONE_MARK).is_file():
         try:
-            return load_decoder(str(target), DEFAULT_MODEL, None, light_tokenizer=True)
+            return load_decoder(str(target), DEFAULT_MODEL, None)
         except Exception:  # noqa: BLE001 - any failure to read our own cache (safetensors raises its own type) rebuilds it
             notice = "The cached copy of SmolLM2 was damaged, so it was rebuilt from the package."
     elif target.exists():
         notice = "The cached copy of SmolLM2 was unfinished, so it was rebuilt from the package."
     convert_gguf(target, progress)
-    model = load_decoder(str(target), DEFAULT_MODEL, None, light_tokenizer=True)
+    model = load_decoder(str(target), DEFAULT_MODEL, None)
     model.notice = notice
     return model
 
 
-def load_decoder(source: str, name: str, config=None, light_tokenizer: bool = False) -> "LanguageModel":
-    """A causal LM with eager attention (so ``output_attentions`` gives the weights it computes).
-
-    ``light_tokenizer`` reads our own SmolLM2 cache's tokenizer.json straight into the fast tokenizer: the same
-    tokens, and about 60 MB less per kernel than ``AutoTokenizer`` (which matters with one kernel per student).
-    """
-    from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
+def load_decoder(source: str, name: str, config=None) -> "LanguageModel":
+    """A causal LM with eager attention (so ``output_attentions`` gives the weights it computes)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     options = dict(local_files_only=True, trust_remote_code=False)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with hf.loading():
-                tokenizer = (PreTrainedTokenizerFast if light_tokenizer else AutoTokenizer).from_pretrained(source, **options)
+                tokenizer = AutoTokenizer.from_pretrained(source, **options)
                 model = AutoModelForCausalLM.from_pretrained(source, attn_implementation="eager", **options)
     except (OSError, ValueError, KeyError, RuntimeError) as error:
         raise ValueError(f"'{name}' could not be loaded as a language model ({hf.first_line(error)[:200]}).") from None
