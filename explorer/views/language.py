@@ -30,13 +30,15 @@ def pool(matrix: np.ndarray, cells: int = MAX_CELLS) -> tuple[np.ndarray, list[t
 def head_map(maps, layer: int, head: int, token: int | None = None, cells: int = MAX_CELLS) -> dict:
     """One causal head for a canvas map; a long text is pooled into blocks of tokens (labelled by their span)."""
     if len(maps.tokens) <= cells:
-        update = pretrained.head_update(maps, layer, head, token)
+        update = dict(pretrained.head_update(maps, layer, head, token), zmax=1.0)
     else:
         matrix, spans = pool(np.asarray(maps.head(layer, head), dtype=float), cells)
         labels = [f"{a}-{b - 1}" for a, b in spans]
         block = None if token is None else next(i for i, (a, b) in enumerate(spans) if a <= token < b)
-        title = f"layer {layer}, head {head} (mean over blocks of {spans[0][1]} tokens)"
-        update = pretrained.matrix_update(matrix, labels, labels, title, block)
+        lower = matrix[np.tril_indices(len(spans))]
+        top = max(float(np.quantile(lower, 0.995)), 1e-3)  # a block's mean is small: show where the weight is
+        title = f"layer {layer}, head {head} (mean over blocks of {spans[0][1]} tokens; colour to {top:.3f})"
+        update = dict(pretrained.matrix_update(matrix, labels, labels, title, block), zmax=top)
     kv = maps.meta.kv_heads
     if kv and len(set(kv)) < len(kv):
         update["title"] += f", shares key/value head {kv[head]}"

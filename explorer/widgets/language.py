@@ -101,7 +101,7 @@ class LanguagePanel(widgets.VBox):
 
     def _build_outputs(self) -> None:
         w = widgets
-        self.text = tagged(w.HTML(), "ae-llm-text")
+        self.text = tagged(w.HTML(layout=w.Layout(max_height="160px", overflow="auto")), "ae-llm-text")  # long prompts scroll
         self.main = w.Box([self.head_view], layout=w.Layout(width="100%"))
         self.candidates = tagged(w.HTML(), "ae-llm-candidates")
         self.probe = tagged(w.HTML(), "ae-llm-probe")
