@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import calendar
 import datetime
+import functools
+import re
 import string
 from pathlib import Path
 
@@ -87,12 +89,11 @@ def date_pair(rng: np.random.Generator) -> tuple[str, str, list[list[int]]]:
     return source, date.isoformat(), [where[field] if field else [] for field in TARGET_FIELDS]
 
 
-def number_words(n: int, rng: np.random.Generator) -> list[tuple[str, tuple[int, ...]]]:
+def number_words(n: int, british: bool, hyphen: bool) -> list[tuple[str, tuple[int, ...]]]:
     """``n`` (0..9999) in English words as pieces ``(text, places)``: the digit places (0 units, 1 tens, ...) a
-    piece states. "and" after a hundred or a thousand and the hyphen in "twenty-three" come and go at random."""
+    piece states; ``british`` says "and" after a hundred or a thousand, ``hyphen`` writes "twenty-three"."""
     if n == 0:
         return [("zero", (0,))]
-    british, hyphen = bool(rng.integers(2)), bool(rng.integers(2))
     pieces = []
     thousands, hundreds, rest = n // 1000, n // 100 % 10, n % 100
     for digit, place, word in ((thousands, 3, "thousand"), (hundreds, 2, "hundred")):
@@ -121,7 +122,7 @@ def number_pair(rng: np.random.Generator) -> tuple[str, str, list[list[int]]]:
     n_digits = int(rng.integers(1, 5))
     n = int(rng.integers(0 if n_digits == 1 else 10 ** (n_digits - 1), 10 ** n_digits))
     source, where = "", {}
-    for text, places in number_words(n, rng):
+    for text, places in number_words(n, bool(rng.integers(2)), bool(rng.integers(2))):
         for place in places:
             where.setdefault(place, []).extend(range(len(source), len(source) + len(text)))
         source += text
@@ -132,6 +133,51 @@ def number_pair(rng: np.random.Generator) -> tuple[str, str, list[list[int]]]:
 
 
 GENERATORS = {"dates": date_pair, "numbers": number_pair}
+DATE_PATTERNS = {"d": r"(\d{1,2})", "dd": r"(\d{2})", "dth": r"(\d{1,2})(?:st|nd|rd|th)", "m": r"(\d{1,2})",
+                 "mm": r"(\d{2})", "yyyy": r"(\d{4})", "yy": r"(\d{2})",
+                 "month": "(" + "|".join(calendar.month_name[1:]) + ")", "mon": "(" + "|".join(calendar.month_abbr[1:]) + ")",
+                 "weekday": "(" + "|".join(calendar.day_name) + ")", "wkd": "(" + "|".join(calendar.day_abbr) + ")"}
+
+
+def read_date(text: str) -> str | None:
+    """The ISO form of a date written in one of the generator's formats (any case), or None: "32 March",
+    "yesterday" and dates outside 1950..2049 are not dates the generator writes."""
+    for parts in DATE_FORMATS:
+        fields = [p for p in parts if p in DATE_PATTERNS]
+        pattern = "".join(DATE_PATTERNS.get(p, re.escape(p)) for p in parts)
+        found = re.fullmatch(pattern, text.strip(), flags=re.IGNORECASE)
+        if not found:
+            continue
+        value = dict(zip(fields, found.groups()))
+        year = int(value.get("yyyy") or 0) or (lambda yy: 1900 + yy if yy >= 50 else 2000 + yy)(int(value["yy"]))
+        month = next((int(value[k]) for k in ("m", "mm") if k in value), None) or \
+            next(i for names in (calendar.month_name, calendar.month_abbr) for i, name in enumerate(names)
+                 if name and name.lower() == (value.get("month") or value.get("mon", "")).lower())
+        try:
+            date = datetime.date(year, month, int(next(value[k] for k in ("d", "dd", "dth") if k in value)))
+        except ValueError:
+            continue
+        weekday = value.get("weekday") or value.get("wkd")
+        if weekday and weekday.lower() not in (calendar.day_name[date.weekday()].lower(),
+                                               calendar.day_abbr[date.weekday()].lower()):
+            continue
+        if FIRST_DAY <= date < FIRST_DAY + datetime.timedelta(days=N_DAYS):
+            return date.isoformat()
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def _spelled_numbers() -> dict[str, str]:
+    return {"".join(t for t, _ in number_words(n, british, hyphen)): str(n)
+            for n in range(10000) for british in (False, True) for hyphen in (False, True)}
+
+
+def read_number(text: str) -> str | None:
+    """The digits of English number words the generator writes (0..9999, any case), or None."""
+    return _spelled_numbers().get(" ".join(text.lower().split()))
+
+
+READERS = {"dates": read_date, "numbers": read_number}
 TRANSLATIONS = {
     "dates": "write a date as people do (Tuesday, 3 March 2021; 03/03/21) in ISO form: 2021-03-03",
     "numbers": "write English number words in digits: three hundred and twelve -> 312",
