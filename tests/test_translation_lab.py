@@ -42,7 +42,7 @@ def test_dates_train_live_with_cross_attention_exact_match_and_alignment_per_hea
     newest = trainer.snapshots[-1]
     assert len(newest.alignment) == 2 and len(newest.alignment[0]) == 4
     titles = [a.text for a in panel.monitor.grid_views[0].figure.layout.annotations][:8]
-    assert sum(t.startswith("★") for t in titles) == 1 and f"align {newest.alignment[0][0]:.2f}" in titles[0]
+    assert sum(t.startswith("★") for t in titles) == 1 and f"L0 H0 · align {newest.alignment[0][0]:.2f}" in titles[0]
     table = panel.monitor.alignment_views[0].value
     assert "exact match" in table and table.count("ae-best-head") == 1
     curve = panel.monitor.translation_curves.figure.data

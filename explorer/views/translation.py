@@ -51,7 +51,7 @@ def translation_curves_figure(names: list[str], height: int = 220) -> go.Figure:
 def head_score_titles(n_layers: int, n_heads: int, scores) -> list[str]:
     """Titles of the head grid with each head's alignment score; the best head is starred."""
     best = best_head(scores)
-    return [f"{'★ ' if (layer, head) == best else ''}layer {layer} · head {head} · align {scores[layer][head]:.2f}"
+    return [f"{'★ ' if (layer, head) == best else ''}L{layer} H{head} · align {scores[layer][head]:.2f}"
             for layer in range(n_layers) for head in range(n_heads)]
 
 

@@ -33,6 +33,7 @@ class TransformerLabPanel(widgets.VBox):
         self.status = StatusLine(session)
         self.monitor = TrainingMonitor()
         self.translator = TranslatorBox(session)
+        self.monitor.layout.flex = "0 0 auto"  # in the column under the translator, its own height
         self._build_controls()
         self.children = [columns(self.controls, widgets.VBox([self.translator, self.monitor],
                                                              layout=widgets.Layout(flex="1 1 560px", min_width="0")))]

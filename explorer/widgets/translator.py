@@ -31,7 +31,7 @@ class TranslatorBox(widgets.VBox):
         self.controls = widgets.VBox([widgets.HBox([self.typed, self.button])])
         self.output = tagged(widgets.HTML(), "ae-tl-output")
         self.maps: PlotView | None = None
-        self.figures = widgets.Box()
+        self.figures = widgets.VBox()
         super().__init__([self.output, self.figures])
         self.add_class("ae-tl-translator")
         session.observe(lambda _: self.show(), "translation")
