@@ -16,7 +16,6 @@ def test_training_dates_changes_the_cross_attention_and_scores_the_alignment(pag
     try:
         train_and_translate(page, dashboard_url)
     finally:
-        print("status:", page.inner_text(".ae-transformer-lab .ae-status"))
         SHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SHOTS / "translation_lab.png"), full_page=True)
 
@@ -29,6 +28,7 @@ def train_and_translate(page, dashboard_url):
     heads = wait_for_data(page, HEADS, lambda d: len(d) == 8 and len(d[0]["y"] or ()) == 11, timeout=180)
     assert len(heads) == 8 and heads[0]["y"][-1] == "<end>"  # yyyy-mm-dd and <end> over the source characters
 
+    page.wait_for_selector(".ae-transformer-lab .ae-status:has-text('Press Train')", timeout=60_000)
     steps = page.locator(".ae-tl-steps input")
     steps.fill("100000")
     steps.press("Enter")
