@@ -36,8 +36,11 @@ class GeneralScore(nn.Module):
     def __init__(self, d_query: int, d_key: int | None = None):
         super().__init__()
         d_key = d_query if d_key is None else d_key
-        # Start at the identity where the shapes allow, so an untrained "general" equals "dot".
         self.weight = nn.Parameter(torch.eye(d_query, d_key))
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():  # the identity where the shapes allow, so an untrained "general" equals "dot"
+            self.weight.copy_(torch.eye(*self.weight.shape))
 
     def forward(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
         return query @ self.weight @ key.transpose(-2, -1)  # [..., Q, K]
@@ -188,15 +191,20 @@ def check_heads(d_model: int, n_heads: int) -> tuple[int, int]:
 class MultiHeadAttention(nn.Module):
     """Multi-head scaled dot-product attention (Vaswani et al. 2017, section 3.2.2).
 
-    head_h = softmax(Q W_h^Q (K W_h^K)^T / sqrt(d_head)) V W_h^V, out = concat(head_1..head_H) W^O.
+    head_h = softmax(score(Q W_h^Q, K W_h^K)) V W_h^V, out = concat(head_1..head_H) W^O, where the score is
+    scaled_dot by default (q.k / sqrt(d_head)) or any other of ``SCORES``; "general" and "additive" (Bahdanau's
+    v^T tanh(W_q q + W_k k)) have learned parameters of their own in every head.
     ``forward`` returns the output; the weights of every head, ``[B, H, Q, K]``, pass through
     ``hook_pattern`` where ``explorer.hooks.capture`` reads them.
     """
 
-    def __init__(self, d_model: int, n_heads: int, bias: bool = True, dropout: float = 0.0):
+    def __init__(self, d_model: int, n_heads: int, bias: bool = True, dropout: float = 0.0, score: str = "scaled_dot"):
         super().__init__()
         d_model, n_heads = check_heads(d_model, n_heads)
-        self.d_model, self.n_heads, self.d_head = d_model, n_heads, d_model // n_heads
+        _check_score(score)
+        self.d_model, self.n_heads, self.d_head, self.score = d_model, n_heads, d_model // n_heads, score
+        learned = score in ("general", "additive")
+        self.scorers = nn.ModuleList(make_scorer(score, self.d_head) for _ in range(n_heads)) if learned else None
         self.q_proj = nn.Linear(d_model, d_model, bias=bias)
         self.k_proj = nn.Linear(d_model, d_model, bias=bias)
         self.v_proj = nn.Linear(d_model, d_model, bias=bias)
@@ -220,12 +228,19 @@ class MultiHeadAttention(nn.Module):
         qkv = nn.functional.linear(x, weight, bias).view(b, t, 3, self.n_heads, self.d_head)
         return qkv.permute(2, 0, 3, 1, 4).contiguous().unbind(0)  # 3 x [B, H, T, d_head]
 
+    def scores(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """e_ij of every head ``[B, H, Q, K]`` from queries and keys ``[B, H, T, d_head]``."""
+        if self.score == "scaled_dot":
+            return (q * (1.0 / math.sqrt(self.d_head))) @ k.transpose(-2, -1)
+        if self.score == "dot":
+            return q @ k.transpose(-2, -1)
+        return torch.stack([scorer(q[:, h], k[:, h]) for h, scorer in enumerate(self.scorers)], dim=1)
+
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
                 mask: torch.Tensor | None = None) -> torch.Tensor:
         """``x`` ``[B, Q, d]``, ``context`` ``[B, K, d]`` or None; ``mask`` broadcastable to ``[B, H, Q, K]``."""
         q, k, v = self.project(x, context)  # [B, H, T, d_head]
-        scores = (q * (1.0 / math.sqrt(self.d_head))) @ k.transpose(-2, -1)  # [B, H, Q, K]
-        weights = self.hook_pattern(masked_softmax(scores, mask))  # [B, H, Q, K]
+        weights = self.hook_pattern(masked_softmax(self.scores(q, k), mask))  # [B, H, Q, K]
         context_vectors = self.dropout(weights) @ v  # [B, H, Q, d_head]
         b, _, n_queries, _ = context_vectors.shape
         merged = context_vectors.transpose(1, 2).reshape(b, n_queries, self.d_model)

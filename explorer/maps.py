@@ -206,6 +206,8 @@ class Snapshot:
     prediction: tuple[str, ...] | str | None = None
     target: tuple[str, ...] | str | None = None
     pooling: tuple[float, ...] | None = None  # attention pooling: each token's weight in the pooled vector
+    exact_match: float | None = None  # translation: share of the probe examples written entirely right
+    alignment: tuple[tuple[float, ...], ...] | None = None  # translation: [layer][head] alignment score
 
 
 @dataclass(frozen=True)

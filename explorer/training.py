@@ -30,7 +30,9 @@ from torch import nn
 from explorer.arguments import positive_number, whole_number
 from explorer.guard import MAX_UPDATE, RECENT, WeightGuard
 from explorer.maps import HistoryRow, Snapshot
+from explorer.data.translation import is_translation
 from explorer.models.transformer import TinySeq2Seq, TinyTransformer, model_inputs, token_probe
+from explorer.models.translator import translation_probe
 
 TOKEN_COLUMNS = ("input_ids", "labels")
 IMAGE_COLUMNS = ("pixel_values", "label")
@@ -77,7 +79,10 @@ def loss_and_hits(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Ten
 
 
 def default_probe(model: nn.Module, data, kind: str) -> Callable | None:
-    """The attention on the first test example for the explorer's token models; none for other models."""
+    """The attention on the first test example for the explorer's token models (and, for a translation, how well
+    the cross-attention aligns); none for other models."""
+    if kind == "tokens" and isinstance(model, TinySeq2Seq) and is_translation(data):
+        return translation_probe(data)
     if kind == "tokens" and isinstance(model, (TinyTransformer, TinySeq2Seq)):
         return token_probe(data)
     return None

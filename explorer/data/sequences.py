@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value, load_dataset
 
+from explorer.data.translation import TRANSLATIONS, is_translation, load_pairs_task, make_translation  # noqa: F401
+
 MARKER = "#"
 MAX_TEXT_BYTES = 2_000_000
 TEXT_SUFFIXES = {".txt": "text", ".csv": "csv", ".jsonl": "json", ".json": "json"}
@@ -72,8 +74,8 @@ def class_names(dataset) -> list[str]:
 
 
 def _check_task_sizes(name, n_train, n_test, length, vocab_size) -> None:
-    if name not in TASKS:
-        raise ValueError(f"Unknown task '{name}'. Tasks: {', '.join(TASKS)}.")
+    if name not in TASKS and name not in TRANSLATIONS:
+        raise ValueError(f"Unknown task '{name}'. Tasks: {', '.join([*TASKS, *TRANSLATIONS])}.")
     if n_train <= 0 or n_test <= 0:
         raise ValueError(f"A task needs training and test examples, got n_train={n_train}, n_test={n_test}.")
     if not 2 <= length <= 512:
@@ -99,8 +101,12 @@ def _draw(name: str, n: int, length: int, vocab_size: int, rng: np.random.Genera
 
 def make_task(name: str, n_train: int = 8000, n_test: int = 500, length: int = 10, vocab_size: int = 10,
               seed: int = 0) -> DatasetDict:
-    """A synthetic task (one of ``TASKS``) with splits ``train`` and ``test``; the same seed gives the same data."""
+    """A synthetic task (one of ``TASKS`` or ``TRANSLATIONS``) with splits ``train`` and ``test``; the same seed
+    gives the same data. A translation (``dates``, ``numbers``) has its own lengths and characters, so it ignores
+    ``length`` and ``vocab_size`` (see ``explorer.data.translation``)."""
     _check_task_sizes(name, n_train, n_test, length, vocab_size)
+    if name in TRANSLATIONS:
+        return make_translation(name, n_train, n_test, seed)
     make_labels, classify, _ = TASKS[name]
     tokens = [str(v) for v in range(vocab_size)] + ([MARKER] if name == "needle" else [])
     labels = ClassLabel(names=[str(v) for v in range(vocab_size)]) if classify else Sequence(Value("int64"))

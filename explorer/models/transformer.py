@@ -19,7 +19,7 @@ from typing import Callable, ClassVar
 import torch
 from torch import nn
 
-from explorer.attention import MultiHeadAttention, causal_mask, check_heads
+from explorer.attention import SCORES, MultiHeadAttention, causal_mask, check_heads
 from explorer.hooks import Capture, HookPoint, capture
 from explorer.maps import AttentionMaps, MapsInfo, Snapshot
 
@@ -44,6 +44,8 @@ class TransformerConfig:
     n_classes: int | None = None
     positional: str = "sinusoidal"
     norm: str = "pre"
+    cross_score: str = "scaled_dot"  # the encoder-decoder's cross-attention score, one of explorer.attention.SCORES
+    pad_id: int | None = None  # the encoder-decoder's source padding token: no query attends to it
 
     def __post_init__(self):
         if self.d_ff is None:
@@ -57,6 +59,9 @@ class TransformerConfig:
         _check_choice("pooling", self.pooling, POOLINGS)
         _check_choice("positional", self.positional, POSITIONALS)
         _check_choice("norm", self.norm, NORMS)
+        _check_choice("cross_score", self.cross_score, SCORES)
+        if self.pad_id is not None and not 0 <= self.pad_id < self.vocab_size:
+            raise ValueError(f"pad_id must be a token of the vocabulary (0..{self.vocab_size - 1}), got {self.pad_id}.")
         if self.pooling is not None and (self.n_classes is None or self.n_classes < 2):
             raise ValueError(f"Pooling '{self.pooling}' makes a classifier: set n_classes to the number of classes (2 or more).")
         if self.pooling is not None and self.causal:
@@ -105,7 +110,8 @@ class Block(nn.Module):
         d = config.d_model
         self.pre_norm = config.norm == "pre"
         self.self_attention = MultiHeadAttention(d, config.n_heads, dropout=config.dropout)
-        self.cross_attention = MultiHeadAttention(d, config.n_heads, dropout=config.dropout) if cross else None
+        self.cross_attention = MultiHeadAttention(d, config.n_heads, dropout=config.dropout,
+                                                  score=config.cross_score) if cross else None
         self.feed_forward = FeedForward(d, config.d_ff, config.dropout)
         self.norms = nn.ModuleList(nn.LayerNorm(d) for _ in range(3 if cross else 2))
         self.dropout = nn.Dropout(config.dropout)
@@ -238,7 +244,7 @@ class TinySeq2Seq(nn.Module):
     """Encoder-decoder Transformer: the decoder attends to itself (causally) and, by cross-attention, to the source.
 
     ``forward(input_ids, decoder_input_ids)`` gives logits ``[B, T, vocab]``. The decoder starts from a begin
-    token (id ``vocab_size``). ``attention(captured)`` reads ``encoder`` ``[B, L, H, S, S]``, ``decoder``
+    token (id ``vocab_size``). With ``config.pad_id`` set, no query attends to the source's padding. ``attention(captured)`` reads ``encoder`` ``[B, L, H, S, S]``, ``decoder``
     ``[B, L, H, T, T]`` and ``cross`` ``[B, L, H, T, S]``.
     """
 
@@ -273,14 +279,16 @@ class TinySeq2Seq(nn.Module):
         _check_ids(input_ids, self.config.vocab_size)
         if decoder_input_ids is None:
             raise ValueError("The decoder needs its inputs: pass decoder_input_ids=model.decoder_inputs(labels).")
+        pad_id = self.config.pad_id
+        source_mask = None if pad_id is None else (input_ids != pad_id)[:, None, None, :]  # [B, 1, 1, S]
         memory = self.source_embed(input_ids)
         for block in self.encoder:
-            memory = block(memory)
+            memory = block(memory, mask=source_mask)
         memory = self.encoder_norm(memory)
         x = self.target_embed(decoder_input_ids)
         mask = causal_mask(x.shape[1], device=x.device)
         for block in self.decoder:
-            x = block(x, mask=mask, memory=memory)
+            x = block(x, mask=mask, memory=memory, memory_mask=source_mask)
         return self.head(self.decoder_norm(x))
 
     @staticmethod

@@ -7,30 +7,30 @@ batches. Changing the task or the architecture builds new models in the worker; 
 from __future__ import annotations
 
 import os
-import tempfile
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 
 import torch
 from traitlets import Any, Bool, Float, Int, List, TraitError, Unicode, observe, validate
 
-from explorer import checkpoints
-from explorer.attention import valid_head_counts
-from explorer.data.sequences import MAX_TEXT_BYTES, TASKS, class_names, is_classification, load_text_task, make_task, vocabulary
+from explorer.attention import SCORES, valid_head_counts
+from explorer.data.sequences import TASKS, TRANSLATIONS, class_names, is_classification, is_translation, make_task, vocabulary
+from explorer.data.translation import PAD
 from explorer.models.transformer import TinySeq2Seq, TinyTransformer, TransformerConfig
-from explorer.paths import confined
 from explorer.sessions.base import Session, say_name
+from explorer.sessions.lab_files import PAIRS_PREFIX, TEXT_PREFIX, LabFiles, Run
+from explorer.sessions.translating import Translating
 from explorer.threads import Throttle
 from explorer.training import Trainer, check_steps
 from explorer.training_group import TrainingGroup
 
-TEXT_PREFIX = "text: "
 KINDS = ("encoder", "encoder-decoder")
 POOLINGS = ("cls", "mean", "max", "attention")
 ARCHITECTURE = ("task", "length", "vocab", "kind", "layers", "width", "heads", "pooling", "norm", "positional",
-                "compare", "heads_b")
+                "score", "compare", "heads_b", "score_b")
 DEFAULTS = dict(task="reverse", length=10, vocab=10, kind="encoder", layers=2, width=64, heads=4, pooling="none",
-                norm="pre", positional="sinusoidal", compare=False, heads_b=1)
+                norm="pre", positional="sinusoidal", score="scaled_dot", compare=False, heads_b=1, score_b="scaled_dot",
+                lr=1e-3, steps=300)
+DATES = dict(task="dates", kind="encoder-decoder", lr=3e-3, steps=600)
 PRESETS = {
     "reverse: 1 head vs 4 heads": dict(compare=True),
     "reverse with 2 layers and 4 heads": dict(),
@@ -39,6 +39,10 @@ PRESETS = {
     "majority with attention pooling": dict(task="majority", pooling="attention"),
     "needle with a [CLS] token": dict(task="needle", pooling="cls"),
     "reverse with an encoder-decoder": dict(kind="encoder-decoder"),
+    "dates into ISO form": DATES,
+    "dates: dot-product vs additive (Bahdanau)": dict(DATES, compare=True, heads_b=4, score_b="additive"),
+    "dates: 1 head vs 4 heads": dict(DATES, compare=True),
+    "number words into digits": dict(DATES, task="numbers"),
 }
 WIDTHS = (16, 32, 64, 128)
 MAX_STEPS = int(os.environ.get("AE_MAX_TRAIN_STEPS", "0")) or None  # a classroom's cap on one press of Train
@@ -54,15 +58,7 @@ def nearest_heads(width: int, heads: int) -> int:
     return heads if heads in options else min(options, key=lambda h: abs(h - heads))
 
 
-@dataclass
-class Run:
-    """One configuration being trained: its name and its trainer."""
-
-    name: str
-    trainer: Trainer
-
-
-class TransformerLabSession(Session):
+class TransformerLabSession(LabFiles, Translating, Session):
     """``runs`` are the models being trained; ``revision`` counts what there is to redraw."""
 
     key = "transformer"
@@ -80,8 +76,11 @@ class TransformerLabSession(Session):
     pooling = Unicode("none", help="pooling").tag(link=True)
     norm = Unicode("pre", help="LayerNorm placement").tag(link=True)
     positional = Unicode("sinusoidal", help="positions").tag(link=True)
+    score = Unicode("scaled_dot", help="cross-attention score").tag(link=True)
     compare = Bool(False, help="second model").tag(link=True)
     heads_b = Int(1, help="second model's heads").tag(link=True)
+    score_b = Unicode("scaled_dot", help="second model's cross-attention score").tag(link=True)
+    typed = Unicode("", help="text to translate").tag(link=True)
     lr = Float(1e-3, help="learning rate").tag(link=True)
     batch_size = Int(64, help="batch size").tag(link=True)
     steps = Int(300, help="number of steps").tag(link=True)
@@ -91,6 +90,8 @@ class TransformerLabSession(Session):
     revision = Int(0)  # bumped (a few times a second at most) when there is something new to draw
     training = Bool(False)
     text_tasks = Any()  # {"text: name.txt": DatasetDict} of uploaded files
+    translation = Any(None)  # the newest Translation of the typed text (explorer.models.translator)
+    translation_notice = Unicode("")  # what to know about it: the right answer, a cut, unknown characters
 
     def __init__(self, owner=None, seed: int = 0, **settings):
         self.seed = seed
@@ -115,6 +116,8 @@ class TransformerLabSession(Session):
             width = self.coerce("width", changes["width"])
             for name in ("heads", "heads_b"):
                 changes[name] = nearest_heads(width, self.coerce(name, changes.get(name, getattr(self, name))))
+        if self.translates(changes.get("task", "")) and "kind" not in changes:
+            changes["kind"] = "encoder-decoder"
         if "task" in changes and "pooling" not in changes:
             changes["pooling"] = "mean" if self._classifies(changes["task"]) and self.pooling == "none" else (
                 self.pooling if self._classifies(changes["task"]) else "none")
@@ -127,6 +130,10 @@ class TransformerLabSession(Session):
     def _classifies(self, task: str) -> bool:
         return task in TASKS and TASKS[task][1]
 
+    @staticmethod
+    def translates(task: str) -> bool:
+        return task in TRANSLATIONS or task.startswith(PAIRS_PREFIX)
+
     def check_settings(self) -> None:
         if self.training and self.architecture() != getattr(self, "_built", None):
             raise TraitError("Training is running: press Stop before you change the task or the architecture.")
@@ -137,16 +144,16 @@ class TransformerLabSession(Session):
     @validate("task")
     def _valid_task(self, proposal):
         task = proposal["value"]
-        if task not in TASKS and task not in (self.text_tasks or {}):
+        if task not in TASKS and task not in TRANSLATIONS and task not in (self.text_tasks or {}):
             raise TraitError(f"There is no task called '{say_name(task)}'. Choose one of: "
-                             f"{', '.join([*TASKS, *(self.text_tasks or {})])}.")
+                             f"{', '.join([*TASKS, *TRANSLATIONS, *(self.text_tasks or {})])}.")
         return task
 
-    @validate("kind", "pooling", "norm", "positional")
+    @validate("kind", "pooling", "norm", "positional", "score", "score_b")
     def _valid_choice(self, proposal):
         name, value = proposal["trait"].name, proposal["value"]
         choices = {"kind": KINDS, "pooling": ("none", *POOLINGS), "norm": ("pre", "post"),
-                   "positional": ("sinusoidal", "learned")}[name]
+                   "positional": ("sinusoidal", "learned"), "score": SCORES, "score_b": SCORES}[name]
         if value not in choices:
             raise TraitError(f"Unknown {proposal['trait'].help} '{say_name(value)}'. Choose one of: {', '.join(choices)}.")
         return value
@@ -195,27 +202,32 @@ class TransformerLabSession(Session):
     # ----- building models -----------------------------------------------------------------------------------------
     def task_data(self, settings: dict):
         task = settings["task"]
-        if task.startswith(TEXT_PREFIX):
+        if task.startswith((TEXT_PREFIX, PAIRS_PREFIX)):
             return self.text_tasks[task]
         return make_task(task, length=settings["length"], vocab_size=settings["vocab"], seed=self.seed)
 
     def configs(self, data, settings: dict) -> list[tuple[str, TransformerConfig]]:
         classify, text = is_classification(data), settings["task"].startswith(TEXT_PREFIX)
-        if settings["kind"] == "encoder-decoder" and (classify or text):
+        translation, seq2seq = is_translation(data), settings["kind"] == "encoder-decoder"
+        if seq2seq and (classify or text):
             raise ValueError(f"The encoder-decoder writes an output sequence for an input sequence; "
                              f"'{settings['task']}' is not such a task. Choose the encoder.")
-        length = len(data["train"][0]["input_ids"])
+        if translation and not seq2seq:
+            raise ValueError(f"'{settings['task']}' writes a new sequence of its own length: choose the encoder-decoder.")
+        length = max(len(data["train"][0]["input_ids"]), 0 if classify else len(data["train"][0]["labels"]))
         config = TransformerConfig(
             vocab_size=len(vocabulary(data)), d_model=settings["width"], n_heads=settings["heads"],
             n_layers=settings["layers"], max_len=max(64, length + 1), causal=text,
             pooling=(settings["pooling"] if settings["pooling"] != "none" else "mean") if classify else None,
             n_classes=len(class_names(data)) if classify else None, positional=settings["positional"],
-            norm=settings["norm"])
-        plural = lambda h: f"{h} head{'s' * (h != 1)}"  # noqa: E731
+            norm=settings["norm"], cross_score=settings["score"],
+            pad_id=vocabulary(data).index(PAD) if translation else None)
+        scores = seq2seq and (settings["score"] != "scaled_dot" or settings["compare"] and settings["score_b"] != "scaled_dot")
+        named = lambda c: f"{c.n_heads} head{'s' * (c.n_heads != 1)}" + (f", {c.cross_score}" if scores else "")  # noqa: E731
         if not settings["compare"]:
-            return [(plural(config.n_heads), config)]
-        other = replace(config, n_heads=settings["heads_b"])
-        return [(f"A: {plural(config.n_heads)}", config), (f"B: {plural(other.n_heads)}", other)]
+            return [(named(config), config)]
+        other = replace(config, n_heads=settings["heads_b"], cross_score=settings["score_b"] if seq2seq else config.cross_score)
+        return [(f"A: {named(config)}", config), (f"B: {named(other)}", other)]
 
     def build(self) -> tuple[dict, list[Run]]:
         """New data and models from the settings (in the worker); the seed makes the same start every time."""
@@ -241,6 +253,7 @@ class TransformerLabSession(Session):
         self.group = TrainingGroup({run.name: run.trainer for run in runs}, chunk=1, evaluate=False)
         self.group.add_callback(self._on_training)
         self._follow_task_in_path(settings["task"])
+        self.translation_notice, self.translation = "", None
         self.busy = self.worker.waiting
         model = runs[0].trainer.model
         self.revision += 1
@@ -249,7 +262,7 @@ class TransformerLabSession(Session):
 
     def _follow_task_in_path(self, task: str) -> None:
         """Keep the checkpoint folder at checkpoints/<task> unless the user typed another one."""
-        default = f"checkpoints/{task.removeprefix(TEXT_PREFIX)}"
+        default = f"checkpoints/{task.removeprefix(TEXT_PREFIX).removeprefix(PAIRS_PREFIX)}"
         if self.path in (self._default_path, ""):
             self.path = default
         self._default_path = default
@@ -306,75 +319,6 @@ class TransformerLabSession(Session):
 
     def wait(self, timeout: float = 120.0) -> bool:
         return self.home.wait_until(lambda: not self.worker.running and not self.busy and not self.training, timeout)
-
-    # ----- your text, checkpoints and exports ----------------------------------------------------------------------
-    def add_text(self, name: str, content: bytes) -> None:
-        """A user's text file becomes a next-character task (refused while training; limits say why)."""
-        if len(content) > MAX_TEXT_BYTES:
-            raise ValueError(f"{name} is {len(content) / 1e6:.1f} MB; the lab takes text files up to "
-                             f"{MAX_TEXT_BYTES / 1e6:.1f} MB.")
-        if self.training:
-            raise ValueError("Training is running: press Stop before you switch to your text.")
-        folder = Path(tempfile.mkdtemp(prefix="ae-text-"))
-        path = folder / Path(name).name
-        path.write_bytes(content)
-        data = load_text_task(path)
-        key = TEXT_PREFIX + path.name
-        self.text_tasks = {**self.text_tasks, key: data}
-        self.update(task=key)
-        self.say(f"{path.name}: {len(data['train'])} windows of {len(data['train'][0]['input_ids'])} characters, "
-                 f"{len(vocabulary(data))} different characters. The model learns to predict the next one.", "ok")
-
-    def checkpoint_files(self) -> list[Path]:
-        folder = confined(self.path.strip() or "checkpoints/model", "checkpoint folder")
-        return [folder / checkpoints.FILE_NAME, folder / "compare.safetensors"][: max(1, len(self.runs))]
-
-    def save(self) -> None:
-        if self.training:
-            raise ValueError("Training is running: press Stop before you save.")
-        paths = [checkpoints.save(run.trainer.model, path, history=run.trainer.history)
-                 for run, path in zip(self.runs, self.checkpoint_files())]
-        self.say(f"Saved {len(paths)} model(s) to {paths[0].parent} (step {self.runs[0].trainer.step}).", "ok")
-
-    def load(self) -> None:
-        """Load the model saved in the folder (for the current task); on any error the current runs stay."""
-        if self.training:
-            raise ValueError("Training is running: press Stop before you load.")
-        path = self.checkpoint_files()[0]
-        if not path.exists() and (path.parent / "cbam.safetensors").exists():
-            raise ValueError(f"{path.parent} holds the Vision tab's nets, not a Transformer of this lab: load them in "
-                             "the Vision tab. Nothing was loaded.")
-        model, history = checkpoints.load(path)
-        data = self.runs[0].trainer.data
-        config = getattr(model, "config", None)
-        if not isinstance(config, TransformerConfig):
-            raise ValueError(f"{path} holds a {type(model).__name__}, not a Transformer of this lab; nothing was loaded.")
-        if config.vocab_size != len(vocabulary(data)) or (config.pooling is not None) != is_classification(data):
-            raise ValueError(f"{path} was trained on another task (vocabulary of {config.vocab_size} tokens, "
-                             f"{'classification' if config.pooling else 'one prediction per token'}): "
-                             "choose that task first, then press Load. Nothing was loaded.")
-        if config.max_len < len(data["train"][0]["input_ids"]) + 1:
-            raise ValueError(f"{path} holds a model for sequences of at most {config.max_len - 1} tokens; this task's "
-                             "are longer. Nothing was loaded.")
-        trainer = self._trainer(model, data)
-        trainer.restore_history(history)
-        trainer.take_snapshot()
-        settings = dict(self.architecture(), kind="encoder-decoder" if isinstance(model, TinySeq2Seq) else "encoder",
-                        layers=config.n_layers, width=config.d_model, heads=config.n_heads, norm=config.norm,
-                        positional=config.positional, compare=False, pooling=config.pooling or "none")
-        self._show_loaded_settings(settings, path)
-        self._use((settings, [Run(f"{config.n_heads} head{'s' * (config.n_heads != 1)}", trainer)]))
-        self.say(f"Loaded {path} at step {trainer.step}; press Train to continue.", "ok")
-
-    def _show_loaded_settings(self, settings: dict, path: Path) -> None:
-        """The controls show the loaded model's settings; a model they cannot show (width 48, 6 layers) is refused."""
-        built = self._built
-        self._built = settings  # the loaded model is the one these settings describe: nothing to rebuild
-        try:
-            self.update(**settings)
-        except ValueError as error:
-            self._built = built
-            raise ValueError(f"{path} holds a model this tab's controls cannot show: {error} Nothing was loaded.") from None
 
     def probe_maps(self):
         """The first model's newest attention on the probe input (None before it has any)."""

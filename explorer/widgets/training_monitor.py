@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipywidgets as widgets
 
 from explorer.views import training as view
+from explorer.views import translation as translation_view
 from explorer.widgets.controls import tagged
 from explorer.widgets.plot import PlotView
 
@@ -35,10 +36,14 @@ class TrainingMonitor(widgets.VBox):
         w.jslink((self.play, "max"), (self.timeline, "max"))
         self.timeline.observe(lambda change: self.show_snapshot(change["new"]), "value")
         self.predictions = w.Box(layout=w.Layout(display="flex", flex_flow="row wrap"))
+        self.translation_figure = translation_view.translation_curves_figure([])
+        self.translation_curves = PlotView(self.translation_figure, name="ae-tl-alignment")
+        self.alignments = tagged(w.Box(layout=w.Layout(display="flex", flex_flow="row wrap")), "ae-tl-scores")
+        self.alignment_views: list[widgets.HTML] = []
         self.grids = tagged(w.Box(layout=w.Layout(display="flex", flex_flow="row wrap")), "ae-tl-heads")
         self.grid_views: list[PlotView] = []
         self.prediction_views: list[widgets.HTML] = []
-        super().__init__([self.step_label, self.curves, self.predictions,
+        super().__init__([self.step_label, self.curves, self.translation_curves, self.alignments, self.predictions,
                           w.HBox([self.play, self.timeline, self.timeline_label], layout=w.Layout(flex_flow="row wrap")),
                           w.HTML(GRID_CAPTION), self.grids],
                          layout=w.Layout(flex="1 1 560px", min_width="0"))
@@ -48,9 +53,14 @@ class TrainingMonitor(widgets.VBox):
         for i, trace in enumerate(self.curves_figure.data):
             run = runs[i // 2] if i // 2 < len(runs) else None
             trace.visible, trace.name = run is not None, run.name if run else ""
-        for old in self.grid_views + self.prediction_views:
+        for old in self.grid_views + self.prediction_views + self.alignment_views:
             old.close()
         self.grid_views, self.prediction_views = [], []
+        translating = bool(runs) and runs[0].trainer.snapshots[-1].exact_match is not None
+        self.translation_figure = translation_view.translation_curves_figure([run.name for run in runs])
+        self.translation_curves.layout.display = self.alignments.layout.display = None if translating else "none"
+        self.alignment_views = [widgets.HTML() for _ in runs] if translating else []
+        self.alignments.children = self.alignment_views
         for i, run in enumerate(runs):
             maps = run.trainer.snapshots[-1].maps
             kind = "cross-attention" if maps.key_tokens is not None else "self-attention"
@@ -74,6 +84,12 @@ class TrainingMonitor(widgets.VBox):
                 trace = self.curves_figure.data[2 * i + j]
                 trace.x, trace.y = view.curve_data(run.trainer.history, key)
         self.curves.show(self.curves_figure)
+        if self.alignment_views:
+            for i, run in enumerate(self.runs):
+                for j, key in enumerate(("exact", "alignment")):
+                    trace = self.translation_figure.data[2 * i + j]
+                    trace.x, trace.y = translation_view.translation_curve_data(run.trainer.snapshots, key)
+            self.translation_curves.show(self.translation_figure)
         newest = max(len(run.trainer.snapshots) for run in self.runs) - 1
         following = self.timeline.value >= self.timeline.max
         self.timeline.max = newest
@@ -84,7 +100,7 @@ class TrainingMonitor(widgets.VBox):
 
     def show_snapshot(self, index: int) -> None:
         """Draw snapshot ``index`` of every run (a run with fewer snapshots shows its newest)."""
-        for run, grid, prediction in zip(self.runs, self.grid_views, self.prediction_views):
+        for i, (run, grid, prediction) in enumerate(zip(self.runs, self.grid_views, self.prediction_views)):
             snapshots = run.trainer.snapshots
             if not snapshots:
                 continue
@@ -94,6 +110,13 @@ class TrainingMonitor(widgets.VBox):
                 continue
             for trace, weights in zip(figure.data, view.all_heads_data(snapshot.maps)):
                 trace.z = weights
+            if snapshot.alignment is not None:  # each head's alignment score in its title, the best starred
+                titles = translation_view.head_score_titles(snapshot.maps.n_layers, snapshot.maps.n_heads,
+                                                            snapshot.alignment)
+                for annotation, title in zip(figure.layout.annotations, titles):
+                    annotation.text = title
+            if i < len(self.alignment_views):
+                self.alignment_views[i].value = translation_view.alignment_html(snapshot, run.name)
             grid.show(figure)
             prediction.value = view.prediction_html(snapshot, run.name)
             self.timeline_label.value = f"step {snapshot.step}"

@@ -9,12 +9,14 @@ from __future__ import annotations
 import ipywidgets as widgets
 
 from explorer import links
-from explorer.data.sequences import TASKS
+from explorer.attention import SCORES
+from explorer.data.sequences import TASKS, TRANSLATIONS
 from explorer.sessions.transformer_lab import KINDS, PRESETS, TEXT_PREFIX, WIDTHS, TransformerLabSession, head_options
 from explorer.views.timeline import timeline_gif, timeline_html
 from explorer.widgets.controls import StatusLine, bind, button, columns, labelled, section, shows_errors, tagged
 from explorer.widgets.export import CopyLink, ExportBar, maps_export
 from explorer.widgets.training_monitor import TrainingMonitor
+from explorer.widgets.translator import TranslatorBox
 
 POOLING_CHOICES = [("[CLS] token", "cls"), ("mean", "mean"), ("max", "max"), ("attention", "attention")]
 PER_TOKEN = [("none (per token)", "none")]
@@ -30,8 +32,11 @@ class TransformerLabPanel(widgets.VBox):
         self.session = session = session or TransformerLabSession()
         self.status = StatusLine(session)
         self.monitor = TrainingMonitor()
+        self.translator = TranslatorBox(session)
+        self.monitor.layout.flex = "0 0 auto"  # in the column under the translator, its own height
         self._build_controls()
-        self.children = [columns(self.controls, self.monitor)]
+        self.children = [columns(self.controls, widgets.VBox([self.translator, self.monitor],
+                                                             layout=widgets.Layout(flex="1 1 560px", min_width="0")))]
         session.observe(lambda _: self._on_runs(), "runs")
         session.observe(lambda _: self.monitor.redraw(), "revision")
         self._on_runs()
@@ -46,16 +51,19 @@ class TransformerLabPanel(widgets.VBox):
             "heads": w.Dropdown(layout=narrow), "pooling": w.Dropdown(layout=narrow),
             "norm": w.ToggleButtons(options=[("pre", "pre"), ("post", "post")], style=dict(button_width="62px")),
             "positional": w.ToggleButtons(options=["sinusoidal", "learned"], style=dict(button_width="80px")),
+            "score": tagged(w.Dropdown(options=SCORES, layout=narrow), "ae-tl-score"),
             "compare": w.Checkbox(description="train a second model", indent=False),
             "heads_b": w.Dropdown(layout=narrow),
+            "score_b": w.Dropdown(options=SCORES, layout=narrow),
         }
         self.lr = tagged(w.FloatText(step=1e-4, layout=narrow), "ae-tl-lr")
         self.batch_size = w.Dropdown(options=[16, 32, 64, 128, 256], layout=narrow)
         self.steps = tagged(w.IntText(layout=narrow), "ae-tl-steps")
         self.path = w.Text(layout=w.Layout(width="250px"))
-        self.upload = tagged(w.FileUpload(accept=".txt,.csv,.jsonl", multiple=False, description="your text file"),
+        self.upload = tagged(w.FileUpload(accept=".txt,.csv,.jsonl,.tsv", multiple=False,
+                                         description="your file"),
                              "ae-tl-upload")
-        choices = {"task": lambda: [*TASKS, *s.text_tasks], "heads": lambda: head_options(s.width),
+        choices = {"task": lambda: [*TASKS, *TRANSLATIONS, *s.text_tasks], "heads": lambda: head_options(s.width),
                    "heads_b": lambda: head_options(s.width),
                    "pooling": lambda: POOLING_CHOICES if s.pooling != "none" else PER_TOKEN}
         self.bindings = [bind(control, s, name, options=choices.get(name)) for name, control in self.arch.items()]
@@ -78,10 +86,12 @@ class TransformerLabPanel(widgets.VBox):
                     labelled("vocabulary", a["vocab"], "90px"), self.upload),
             section("Model", *(labelled(label, a[name], "90px") for name, label in (
                 ("kind", "model"), ("layers", "layers"), ("width", "width"), ("heads", "heads"), ("pooling", "pooling"),
-                ("norm", "LayerNorm"), ("positional", "positions")))),
-            section("Compare", a["compare"], labelled("its heads", a["heads_b"], "90px")),
+                ("norm", "LayerNorm"), ("positional", "positions"), ("score", "cross score")))),
+            section("Compare", a["compare"], labelled("its heads", a["heads_b"], "90px"),
+                    labelled("its cross score", a["score_b"], "90px")),
             section("Training", labelled("learning rate", self.lr, "90px"), labelled("batch size", self.batch_size, "90px"),
                     labelled("steps", self.steps, "90px"), w.HBox([b["Train"], b["Stop"], b["Reset"]])),
+            section("Translate (dates, numbers, your pairs)", self.translator.controls),
             section("Checkpoint folder", self.path, w.HBox([b["Save"], b["Load"]])),
             section("Export", export),
             section("Share", CopyLink(lambda: links.query(s.key, s.state()))),
@@ -91,8 +101,10 @@ class TransformerLabPanel(widgets.VBox):
     def _on_runs(self) -> None:
         for binding in self.bindings:
             binding.show()  # options that follow the task (pooling, heads) and a loaded model's settings
-        text = self.session.task.startswith(TEXT_PREFIX)
+        text = self.session.task.startswith(TEXT_PREFIX) or self.session.translates(self.session.task)
         self.arch["length"].disabled = self.arch["vocab"].disabled = text
+        seq2seq = self.session.kind == "encoder-decoder"
+        self.arch["score"].disabled = self.arch["score_b"].disabled = not seq2seq
         self.monitor.show(self.session.runs)
 
     @property
