@@ -8,7 +8,6 @@ until Reset. Building, probing and loading the nets lives in ``sessions/vision_n
 from __future__ import annotations
 
 import copy
-import os
 from pathlib import Path
 
 import torch
@@ -16,6 +15,7 @@ from traitlets import Any, Bool, Dict, Int, List, TraitError, Unicode, observe, 
 
 from explorer import checkpoints
 from explorer.data.images import first_images, image_from_bytes, load_digits, load_image_folder, make_shapes
+from explorer.limits import check_cap
 from explorer.models.cbam import KERNEL_SIZES, MERGES, ORDERS, PAPER, POOL_TYPES, PRESET_NOTES, PRESETS, CBAM, hidden_units
 from explorer.paths import confined
 from explorer.sessions.base import say_name
@@ -29,7 +29,6 @@ from explorer.training_group import TrainingGroup
 DATASETS = ("shapes", "digits", "folder")
 NET_WIDTH = 32  # the nets' default width: the channels each CBAM weighs
 CBAM_SETTINGS = ("cbam", "channel", "spatial", "order", "merge", "ratio", "kernel_size", "pools")
-MAX_STEPS = int(os.environ.get("AE_MAX_TRAIN_STEPS", "0")) or None
 
 
 class VisionSession(PretrainedViTSection, ViTSettings):
@@ -266,8 +265,7 @@ class VisionSession(PretrainedViTSection, ViTSettings):
         if self.training or self.worker.running:
             raise ValueError("Busy training or loading: press Stop or wait a moment.")
         steps = self.steps_for_epochs() if steps is None else int(steps)
-        if MAX_STEPS and steps > MAX_STEPS:
-            raise ValueError(f"In this classroom one press of Train runs at most {MAX_STEPS:,} steps.")
+        check_cap(steps)
         for trainer in self.trainers.values():
             trainer.lr = self.lr
         self.training, self.progress = True, 0.0
