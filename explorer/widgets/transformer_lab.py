@@ -9,12 +9,13 @@ from __future__ import annotations
 import ipywidgets as widgets
 
 from explorer import links
-from explorer.data.sequences import TASKS
+from explorer.data.sequences import MAX_TEXT_BYTES, TASKS
 from explorer.sessions.transformer_lab import KINDS, PRESETS, TEXT_PREFIX, WIDTHS, TransformerLabSession, head_options
 from explorer.views.timeline import timeline_gif, timeline_html
 from explorer.widgets.controls import StatusLine, bind, button, columns, labelled, section, shows_errors, tagged
 from explorer.widgets.export import CopyLink, ExportBar, maps_export
 from explorer.widgets.training_monitor import TrainingMonitor
+from explorer.widgets.upload import SizedUpload
 
 POOLING_CHOICES = [("[CLS] token", "cls"), ("mean", "mean"), ("max", "max"), ("attention", "attention")]
 PER_TOKEN = [("none (per token)", "none")]
@@ -53,8 +54,8 @@ class TransformerLabPanel(widgets.VBox):
         self.batch_size = w.Dropdown(options=[16, 32, 64, 128, 256], layout=narrow)
         self.steps = tagged(w.IntText(layout=narrow), "ae-tl-steps")
         self.path = w.Text(layout=w.Layout(width="250px"))
-        self.upload = tagged(w.FileUpload(accept=".txt,.csv,.jsonl", multiple=False, description="your text file"),
-                             "ae-tl-upload")
+        self.upload = tagged(SizedUpload(accept=".txt,.csv,.jsonl", description="your text file",
+                                         max_bytes=MAX_TEXT_BYTES), "ae-tl-upload")
         choices = {"task": lambda: [*TASKS, *s.text_tasks], "heads": lambda: head_options(s.width),
                    "heads_b": lambda: head_options(s.width),
                    "pooling": lambda: POOLING_CHOICES if s.pooling != "none" else PER_TOKEN}
@@ -64,6 +65,7 @@ class TransformerLabPanel(widgets.VBox):
                           bind(self.preset, s, "preset", to_view=lambda v: v or CHOOSE,
                                to_setting=lambda v: "" if v == CHOOSE else v)]
         self.upload.observe(self._on_upload, "value")
+        self.upload.observe(lambda change: change["new"] and s.say(change["new"], "error"), "refusal")
         self.buttons = {name: button(name, action, f"ae-tl-{name.lower()}", style, width="76px")
                         for name, action, style in (("Train", self.train, "success"), ("Stop", self.stop, "danger"),
                                                     ("Reset", self.reset, ""), ("Save", self.save, ""),
