@@ -194,8 +194,13 @@ class VisionSession(PretrainedViTSection, ViTSettings):
         """Load the chosen dataset in the worker and start fresh nets on it (the old ones stay on any error)."""
         kind, folder = self.dataset, self.folder.strip()
         loaders = {"shapes": lambda: make_shapes(**self.sizes), "digits": load_digits,
-                   "folder": lambda: load_image_folder(confined(folder, "image folder"))}
+                   "folder": lambda: self._read_folder(folder)}
         self._in_worker(f"Loading {kind}…", lambda: self._prepare(loaders[kind](), kind), lambda _: self._data_summary())
+
+    def _read_folder(self, folder: str):
+        """The image folder, read in the worker: Stop ends it, and the progress bar follows it."""
+        report = Throttle(self.home, lambda fraction: setattr(self, "progress", fraction), 0.3)
+        return load_image_folder(confined(folder, "image folder"), stop=self.worker.stopping, progress=report)
 
     def _prepare(self, data, name: str) -> tuple:
         """Fresh nets and their trainers for ``data`` (in the worker): what ``_use`` then shows."""
@@ -273,8 +278,11 @@ class VisionSession(PretrainedViTSection, ViTSettings):
         self.say(f"Training the {self.net_list()} for {steps} steps…", "busy")
 
     def stop(self) -> None:
-        """End training at the next step boundary; the nets and their history are kept."""
-        if not self.group.stop(timeout=0.0):
+        """End training at the next step boundary, or the reading of an image folder; the nets and their history
+        are kept."""
+        if self.worker.running:
+            self.worker.stop()
+        elif not self.group.stop(timeout=0.0):
             self.say("Nothing is training.")
 
     def stop_work(self) -> None:
