@@ -338,6 +338,10 @@ class VisionSession(PretrainedViTSection, ViTSettings):
     def checkpoint_folder(self) -> Path:
         return confined(self.path.strip() or "checkpoints/cbam", "checkpoint folder")
 
+    def checkpoint_files(self) -> list[Path]:
+        """The files Save writes and Load reads."""
+        return [self.checkpoint_folder() / f"{name}.safetensors" for name in ("cbam", "plain", "vit")]
+
     def save(self) -> None:
         """Save the nets (with their histories) as ``<path>/cbam.safetensors``, ``plain.safetensors`` and, when the
         ViT is on, ``vit.safetensors`` (an older ``vit.safetensors`` is removed, so Load brings back what was saved)."""

@@ -10,11 +10,13 @@ import ipywidgets as widgets
 
 from explorer import links
 from explorer.data.sequences import MAX_TEXT_BYTES, TASKS
+from explorer.paths import classroom
 from explorer.sessions.transformer_lab import KINDS, PRESETS, TEXT_PREFIX, WIDTHS, TransformerLabSession, head_options
 from explorer.views.timeline import timeline_gif, timeline_html
 from explorer.widgets.controls import StatusLine, bind, button, columns, labelled, section, shows_errors, tagged
 from explorer.widgets.export import CopyLink, ExportBar, maps_export
 from explorer.widgets.training_monitor import TrainingMonitor
+from explorer.widgets.student_files import StudentFiles
 from explorer.widgets.upload import SizedUpload
 
 POOLING_CHOICES = [("[CLS] token", "cls"), ("mean", "mean"), ("max", "max"), ("attention", "attention")]
@@ -64,6 +66,8 @@ class TransformerLabPanel(widgets.VBox):
                           bind(self.path, s, "path"),
                           bind(self.preset, s, "preset", to_view=lambda v: v or CHOOSE,
                                to_setting=lambda v: "" if v == CHOOSE else v)]
+        # In a class the files are on the server, in the student's folder: buttons bring them out and back.
+        self.your_files = [StudentFiles(s, s.checkpoint_files, "tl")] if classroom() else []
         self.upload.observe(self._on_upload, "value")
         self.upload.observe(lambda change: change["new"] and s.say(change["new"], "error"), "refusal")
         self.buttons = {name: button(name, action, f"ae-tl-{name.lower()}", style, width="76px")
@@ -84,7 +88,7 @@ class TransformerLabPanel(widgets.VBox):
             section("Compare", a["compare"], labelled("its heads", a["heads_b"], "90px")),
             section("Training", labelled("learning rate", self.lr, "90px"), labelled("batch size", self.batch_size, "90px"),
                     labelled("steps", self.steps, "90px"), w.HBox([b["Train"], b["Stop"], b["Reset"]])),
-            section("Checkpoint folder", self.path, w.HBox([b["Save"], b["Load"]])),
+            section("Checkpoint folder", self.path, w.HBox([b["Save"], b["Load"]]), *self.your_files),
             section("Export", export),
             section("Share", CopyLink(lambda: links.query(s.key, s.state()))),
             self.status,

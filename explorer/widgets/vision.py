@@ -13,6 +13,7 @@ import ipywidgets as widgets
 from explorer import links
 from explorer.data.images import MAX_UPLOAD_BYTES
 from explorer.models.cbam import KERNEL_SIZES, MERGES, ORDERS, POOL_TYPES, PRESETS, localization_history
+from explorer.paths import classroom
 from explorer.sessions.vision import GALLERY_SIZE, NAMES, VisionSession
 from explorer.sessions.vision_nets import image_shape, patch_choices
 from explorer.sessions.vision_vit import MAX_VIT_LAYERS, VIT_WIDTHS, vit_head_options
@@ -20,6 +21,7 @@ from explorer.views import images as view
 from explorer.widgets.controls import StatusLine, bind, button, columns, guarded, labelled, section, shows_errors, tagged
 from explorer.widgets.export import CopyLink, ExportBar
 from explorer.widgets.plot import PlotView
+from explorer.widgets.student_files import StudentFiles
 from explorer.widgets.upload import SizedUpload
 from explorer.widgets.vision_pretrained import PretrainedViTControls
 
@@ -104,7 +106,8 @@ class VisionPanel(widgets.VBox):
                             button("Reset", guarded(s, s.reset), "ae-cbam-reset", icon="undo", width="100px")]),
                     self.progress),
             section("Checkpoint", w.HBox([self.path, button("Save", guarded(s, s.save), "ae-cbam-save", width="70px"),
-                                          button("Load", guarded(s, s.load), "ae-cbam-load", width="70px")])),
+                                          button("Load", guarded(s, s.load), "ae-cbam-load", width="70px")]),
+                    *([StudentFiles(s, s.checkpoint_files, "cbam")] if classroom() else [])),
             section("Your own image", self.upload),
             section("Pretrained ViT", *self.pretrained.widgets),
             section("Export", export),
