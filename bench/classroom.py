@@ -25,6 +25,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -80,6 +81,8 @@ def classroom_server(students: int, timeout: float = 600.0):
                                text=True, start_new_session=True)
     try:
         log = wait_for_ready(process, timeout)
+        # Keep reading the server's output into ``log``: a full pipe would block the server's logging.
+        threading.Thread(target=lambda: log.extend(line.rstrip() for line in process.stdout), daemon=True).start()
         yield f"http://127.0.0.1:{port}/", voila_pid(process.pid), log
     finally:
         process.send_signal(signal.SIGTERM)  # the serve command passes it on; Voila shuts its kernels down

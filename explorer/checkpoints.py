@@ -66,6 +66,19 @@ def config_dict(model: nn.Module) -> dict:
     raise ValueError(f"{type(model).__name__} has no config (a dataclass or a dict of its arguments): it cannot be saved.")
 
 
+DEFAULT_FOLDER = "checkpoints"  # where the tabs save by default: checkpoints/<task>, relative to the kernel's folder
+
+
+def make_folder(folder: Path) -> None:
+    """Make ``folder`` and its parents. A ``checkpoints`` folder made here gets a ``.gitignore`` that ignores it
+    all, so a kernel run inside any git repository (a fork, a course's repository) never offers weights to commit."""
+    default = next((p for p in (folder, *folder.parents) if p.name == DEFAULT_FOLDER), None)
+    new_default = default is not None and not default.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    if new_default:
+        (default / ".gitignore").write_text("# made by Attention Explorer: saved models stay out of git\n*\n")
+
+
 def save(model: nn.Module, path, history=None) -> Path:
     """Write weights, class, config and ``history`` (a list of dicts) to one safetensors file; returns its path."""
     name = type(model).__name__
@@ -75,7 +88,7 @@ def save(model: nn.Module, path, history=None) -> Path:
     metadata = {"format": FORMAT, "model": name, "config": json.dumps(config_dict(model)),
                 "history": json.dumps(rows, default=_plain)}
     path = checkpoint_path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)
     weights = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     save_file(weights, str(path), metadata=metadata)
     return path

@@ -190,3 +190,17 @@ def test_a_config_that_is_not_a_dict_is_refused(tmp_path):
     path = forge(tmp_path / "c.safetensors", "TinyTransformer", [1, 2], tensors)
     with pytest.raises(ValueError, match="config"):
         checkpoints.load(path)
+
+
+def test_the_default_checkpoint_folder_is_ignored_by_git_wherever_it_is_made(tmp_path, monkeypatch):
+    from explorer.models.transformer import TinyTransformer, TransformerConfig
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    monkeypatch.chdir(tmp_path)
+    model = TinyTransformer(TransformerConfig(vocab_size=5, max_len=8, d_model=16, n_heads=2, n_layers=1))
+    checkpoints.save(model, "checkpoints/reverse")
+    checkpoints.save(model, "mine/run1")  # a folder the user named is theirs: no .gitignore is written there
+    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=tmp_path,
+                            capture_output=True, text=True, check=True).stdout
+    assert "checkpoints" not in status and "mine/run1/model.safetensors" in status
+    assert checkpoints.load("checkpoints/reverse")[0].config == model.config

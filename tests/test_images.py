@@ -105,3 +105,39 @@ def test_uploaded_image_is_resized_to_the_model_input():
 def test_bad_uploads_say_why(content, words):
     with pytest.raises(ValueError, match=words):
         image_from_bytes(content, size=32, channels=1)
+
+
+def test_a_folder_with_too_many_files_is_refused_and_reading_can_be_stopped(tmp_path, monkeypatch):
+    import threading
+
+    from explorer.data import images
+
+    write_folder(tmp_path, per_class=4)
+    heard = []
+    data = load_image_folder(tmp_path, size=8, progress=heard.append)
+    assert len(data["train"]) + len(data["test"]) == 8 and heard == sorted(heard) and 0 <= heard[0] < heard[-1] < 1
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(ValueError, match="Stopped"):
+        load_image_folder(tmp_path, stop=stop)
+    monkeypatch.setattr(images, "MAX_FOLDER_FILES", 6)
+    with pytest.raises(ValueError, match="more than 6 files"):
+        load_image_folder(tmp_path)
+
+
+def test_stop_ends_reading_a_folder_in_the_vision_tab_and_keeps_its_data(tmp_path):
+    from explorer.sessions.vision import VisionSession
+
+    for k, name in enumerate(("dots", "bars")):
+        (tmp_path / name).mkdir()
+        for i in range(400):
+            Image.fromarray(np.full((20, 24), (i + 100 * k) % 256, dtype=np.uint8)).save(tmp_path / name / f"{i}.png")
+    session = VisionSession(n_train=120, n_test=40)
+    session.wait()
+    before = session.data
+    session.update(dataset="folder", folder=str(tmp_path))
+    session.load_data()
+    session.stop()  # pressed while the worker reads the 800 files
+    assert session.wait(60)
+    assert session.status_kind == "error" and "Stopped reading the image folder" in session.status
+    assert session.data is before

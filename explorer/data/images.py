@@ -5,24 +5,29 @@ object's place is known, ``bbox`` (x0, y0, x1, y1 in pixels, exclusive ends).
 
 - ``make_shapes``: one large target shape (its kind is the label) among small, dimmer distractors and noise.
 - ``load_digits``: scikit-learn's bundled 8 x 8 handwritten digits, resized.
-- ``load_image_folder``: a user's own images through datasets' ``imagefolder`` (one sub-folder per class).
+- ``load_image_folder``: a user's own images, one sub-folder per class; at most ``MAX_FOLDER_FILES`` files are
+  looked at (a path such as ``/usr/share`` is refused quickly), and the reading reports progress and can be stopped.
 """
 
 from __future__ import annotations
 
 import io
+import os
+import threading
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from datasets import Array3D, ClassLabel, Dataset, DatasetDict, Features, Image, List, Value, load_dataset
+from datasets import Array3D, ClassLabel, Dataset, DatasetDict, Features, List, Value
 from PIL import Image as PILImage
 from PIL import ImageDraw
 
 SHAPES = ("circle", "square", "triangle", "cross")
 MAX_UPLOAD_BYTES = 5_000_000
 MAX_UPLOAD_PIXELS = 4096 * 4096
+MAX_FOLDER_FILES = 20_000  # files looked at in an image folder, images or not
 
 
 def draw_shape(draw: ImageDraw.ImageDraw, kind: str, x0: int, y0: int, size: int, fill: int) -> None:
@@ -131,43 +136,64 @@ def to_pixels(image: PILImage.Image, size: int, channels: int) -> np.ndarray:
     return pixels[None] if channels == 1 else pixels.transpose(2, 0, 1).copy()
 
 
-def load_image_folder(path, size: int = 32, channels: int | None = None, test_share: float = 0.2,
-                      seed: int = 0) -> DatasetDict:
+def load_image_folder(path, size: int = 32, channels: int | None = None, test_share: float = 0.2, seed: int = 0,
+                      stop: threading.Event | None = None, progress: Callable[[float], None] | None = None) -> DatasetDict:
     """Your own images: ``path`` holds one sub-folder per class. Images are resized to ``size`` and read as
     grey (``channels=1``), RGB (3) or, by default, RGB only if some image has colour. Files that cannot be
-    read are skipped; the returned DatasetDict's ``skipped`` attribute counts them."""
+    read are skipped; the returned DatasetDict's ``skipped`` attribute counts them. ``stop`` (an Event) ends the
+    reading with a ValueError; ``progress(fraction)`` hears how far it got."""
     folder = Path(str(path)).expanduser()
     if not folder.is_dir():
         raise ValueError(f"There is no folder at '{path}'.")
     if channels not in (None, 1, 3):
         raise ValueError(f"Images are read with 1 (grey) or 3 (RGB) channels, not {channels}.")
-    try:
-        found = load_dataset("imagefolder", data_dir=str(folder), split="train")
-    except Exception as error:  # noqa: BLE001 - datasets raises several kinds for an empty or odd folder
-        raise ValueError(f"No images could be found in '{path}' ({type(error).__name__}).") from None
-    if "label" not in found.column_names:
-        raise ValueError(f"Put the images of '{path}' in one sub-folder per class: a classifier needs at least "
-                         "2 classes (for example cats/ and dogs/).")
-    found = found.cast_column("image", Image(decode=False))
+    names, files = image_files(folder, stop)
     images, labels, skipped = [], [], 0
-    for row in found:
+    for index, (label, file) in enumerate(files):
+        _check_stop(stop)
         try:
-            with PILImage.open(io.BytesIO(row["image"]["bytes"]) if row["image"]["bytes"] else row["image"]["path"]) as im:
+            with PILImage.open(file) as im:
                 images.append(to_pixels(im, size, 3))
         except (OSError, ValueError, PILImage.DecompressionBombError):
             skipped += 1
             continue
-        labels.append(row["label"])
-    names = found.features["label"].names
+        labels.append(label)
+        if progress is not None and index % max(1, len(files) // 20) == 0:
+            progress(index / len(files))
     if len(set(labels)) < 2:
         raise ValueError(f"'{path}' has {len(images)} readable image(s) in {len(set(labels))} class(es); "
-                         f"a classifier needs at least 2 classes ({skipped} file(s) could not be read).")
+                         f"a classifier needs at least 2 classes, one sub-folder each ({skipped} file(s) could not be read).")
     images = np.stack(images)  # [N, 3, size, size]
     if channels == 1 or (channels is None and np.array_equal(images.min(axis=1), images.max(axis=1))):
         images = images.mean(axis=1, keepdims=True)  # grey images keep one channel
     data = split_dataset(images, labels, names, test_share, seed)
     data.skipped = skipped
     return data
+
+
+def image_files(folder: Path, stop: threading.Event | None = None) -> tuple[list[str], list[tuple[int, str]]]:
+    """Class names (the sub-folders) and ``(label, file)`` of the image files in them, looking at no more than
+    ``MAX_FOLDER_FILES`` files and following no links out of the folder."""
+    suffixes = {suffix.lower() for suffix in PILImage.registered_extensions()}
+    classes = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir(follow_symlinks=False))
+    files, seen = [], 0
+    for label, name in enumerate(classes):
+        for root, _, found in os.walk(folder / name):
+            _check_stop(stop)
+            seen += len(found)
+            if seen > MAX_FOLDER_FILES:
+                raise ValueError(f"'{folder}' holds more than {MAX_FOLDER_FILES:,} files: choose a folder with just "
+                                 "your images, one sub-folder per class.")
+            files += [(label, os.path.join(root, f)) for f in sorted(found) if Path(f).suffix.lower() in suffixes]
+    if not files:
+        raise ValueError(f"No images could be found in '{folder}': put them in one sub-folder per class "
+                         "(for example cats/ and dogs/).")
+    return classes, files
+
+
+def _check_stop(stop: threading.Event | None) -> None:
+    if stop is not None and stop.is_set():
+        raise ValueError("Stopped reading the image folder; the data you had is kept.")
 
 
 def image_from_bytes(content: bytes, size: int, channels: int) -> np.ndarray:

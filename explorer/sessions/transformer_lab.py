@@ -6,7 +6,6 @@ batches. Changing the task or the architecture builds new models in the worker; 
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 
 import torch
@@ -19,6 +18,7 @@ from explorer.models.transformer import TinySeq2Seq, TinyTransformer, Transforme
 from explorer.sessions.base import Session, say_name
 from explorer.sessions.lab_files import PAIRS_PREFIX, TEXT_PREFIX, LabFiles, Run
 from explorer.sessions.translating import Translating
+from explorer.limits import check_cap
 from explorer.threads import Throttle
 from explorer.training import Trainer, check_steps
 from explorer.training_group import TrainingGroup
@@ -45,7 +45,6 @@ PRESETS = {
     "number words into digits": dict(DATES, task="numbers"),
 }
 WIDTHS = (16, 32, 64, 128)
-MAX_STEPS = int(os.environ.get("AE_MAX_TRAIN_STEPS", "0")) or None  # a classroom's cap on one press of Train
 
 
 def head_options(width: int) -> list[int]:
@@ -172,8 +171,11 @@ class TransformerLabSession(LabFiles, Translating, Session):
         if name in ("heads", "heads_b") and self.width % value:
             raise TraitError(f"{value} heads do not divide the width {self.width}: choose one of "
                              f"{', '.join(map(str, head_options(self.width)))}.")
-        if name == "steps" and MAX_STEPS and value > MAX_STEPS:
-            raise TraitError(f"In this classroom one press of Train runs at most {MAX_STEPS:,} steps.")
+        if name == "steps":
+            try:
+                check_cap(value)
+            except ValueError as error:
+                raise TraitError(str(error)) from None
         return value
 
     @validate("lr")
@@ -274,7 +276,7 @@ class TransformerLabSession(LabFiles, Translating, Session):
             raise ValueError("Training is already running: press Stop first, or wait for it to finish.")
         if self.worker.running:
             raise ValueError("The model is still being built; press Train again in a moment.")
-        steps = check_steps(self.steps if steps is None else steps)
+        steps = check_cap(check_steps(self.steps if steps is None else steps))
         self.training = True
         self.group.start(steps)
         self.say(f"Training {len(self.runs)} model(s) for {steps} steps…", "busy")

@@ -8,7 +8,6 @@ until Reset. Building, probing and loading the nets lives in ``sessions/vision_n
 from __future__ import annotations
 
 import copy
-import os
 from pathlib import Path
 
 import torch
@@ -16,6 +15,7 @@ from traitlets import Any, Bool, Dict, Int, List, TraitError, Unicode, observe, 
 
 from explorer import checkpoints
 from explorer.data.images import first_images, image_from_bytes, load_digits, load_image_folder, make_shapes
+from explorer.limits import check_cap
 from explorer.models.cbam import KERNEL_SIZES, MERGES, ORDERS, PAPER, POOL_TYPES, PRESET_NOTES, PRESETS, CBAM, hidden_units
 from explorer.paths import confined
 from explorer.sessions.base import say_name
@@ -29,7 +29,6 @@ from explorer.training_group import TrainingGroup
 DATASETS = ("shapes", "digits", "folder")
 NET_WIDTH = 32  # the nets' default width: the channels each CBAM weighs
 CBAM_SETTINGS = ("cbam", "channel", "spatial", "order", "merge", "ratio", "kernel_size", "pools")
-MAX_STEPS = int(os.environ.get("AE_MAX_TRAIN_STEPS", "0")) or None
 
 
 class VisionSession(PretrainedViTSection, ViTSettings):
@@ -195,8 +194,13 @@ class VisionSession(PretrainedViTSection, ViTSettings):
         """Load the chosen dataset in the worker and start fresh nets on it (the old ones stay on any error)."""
         kind, folder = self.dataset, self.folder.strip()
         loaders = {"shapes": lambda: make_shapes(**self.sizes), "digits": load_digits,
-                   "folder": lambda: load_image_folder(confined(folder, "image folder"))}
+                   "folder": lambda: self._read_folder(folder)}
         self._in_worker(f"Loading {kind}…", lambda: self._prepare(loaders[kind](), kind), lambda _: self._data_summary())
+
+    def _read_folder(self, folder: str):
+        """The image folder, read in the worker: Stop ends it, and the progress bar follows it."""
+        report = Throttle(self.home, lambda fraction: setattr(self, "progress", fraction), 0.3)
+        return load_image_folder(confined(folder, "image folder"), stop=self.worker.stopping, progress=report)
 
     def _prepare(self, data, name: str) -> tuple:
         """Fresh nets and their trainers for ``data`` (in the worker): what ``_use`` then shows."""
@@ -266,8 +270,7 @@ class VisionSession(PretrainedViTSection, ViTSettings):
         if self.training or self.worker.running:
             raise ValueError("Busy training or loading: press Stop or wait a moment.")
         steps = self.steps_for_epochs() if steps is None else int(steps)
-        if MAX_STEPS and steps > MAX_STEPS:
-            raise ValueError(f"In this classroom one press of Train runs at most {MAX_STEPS:,} steps.")
+        check_cap(steps)
         for trainer in self.trainers.values():
             trainer.lr = self.lr
         self.training, self.progress = True, 0.0
@@ -275,8 +278,11 @@ class VisionSession(PretrainedViTSection, ViTSettings):
         self.say(f"Training the {self.net_list()} for {steps} steps…", "busy")
 
     def stop(self) -> None:
-        """End training at the next step boundary; the nets and their history are kept."""
-        if not self.group.stop(timeout=0.0):
+        """End training at the next step boundary, or the reading of an image folder; the nets and their history
+        are kept."""
+        if self.worker.running:
+            self.worker.stop()
+        elif not self.group.stop(timeout=0.0):
             self.say("Nothing is training.")
 
     def stop_work(self) -> None:
@@ -331,6 +337,10 @@ class VisionSession(PretrainedViTSection, ViTSettings):
 
     def checkpoint_folder(self) -> Path:
         return confined(self.path.strip() or "checkpoints/cbam", "checkpoint folder")
+
+    def checkpoint_files(self) -> list[Path]:
+        """The files Save writes and Load reads."""
+        return [self.checkpoint_folder() / f"{name}.safetensors" for name in ("cbam", "plain", "vit")]
 
     def save(self) -> None:
         """Save the nets (with their histories) as ``<path>/cbam.safetensors``, ``plain.safetensors`` and, when the

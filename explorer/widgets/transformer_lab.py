@@ -10,13 +10,16 @@ import ipywidgets as widgets
 
 from explorer import links
 from explorer.attention import SCORES
-from explorer.data.sequences import TASKS, TRANSLATIONS
+from explorer.data.sequences import MAX_TEXT_BYTES, TASKS, TRANSLATIONS
+from explorer.paths import classroom
 from explorer.sessions.transformer_lab import KINDS, PRESETS, TEXT_PREFIX, WIDTHS, TransformerLabSession, head_options
 from explorer.views.timeline import timeline_gif, timeline_html
 from explorer.widgets.controls import StatusLine, bind, button, columns, labelled, section, shows_errors, tagged
 from explorer.widgets.export import CopyLink, ExportBar, maps_export
 from explorer.widgets.training_monitor import TrainingMonitor
+from explorer.widgets.student_files import StudentFiles
 from explorer.widgets.translator import TranslatorBox
+from explorer.widgets.upload import SizedUpload
 
 POOLING_CHOICES = [("[CLS] token", "cls"), ("mean", "mean"), ("max", "max"), ("attention", "attention")]
 PER_TOKEN = [("none (per token)", "none")]
@@ -60,9 +63,8 @@ class TransformerLabPanel(widgets.VBox):
         self.batch_size = w.Dropdown(options=[16, 32, 64, 128, 256], layout=narrow)
         self.steps = tagged(w.IntText(layout=narrow), "ae-tl-steps")
         self.path = w.Text(layout=w.Layout(width="250px"))
-        self.upload = tagged(w.FileUpload(accept=".txt,.csv,.jsonl,.tsv", multiple=False,
-                                         description="your file"),
-                             "ae-tl-upload")
+        self.upload = tagged(SizedUpload(accept=".txt,.csv,.jsonl,.tsv", description="your file",
+                                         max_bytes=MAX_TEXT_BYTES), "ae-tl-upload")
         choices = {"task": lambda: [*TASKS, *TRANSLATIONS, *s.text_tasks], "heads": lambda: head_options(s.width),
                    "heads_b": lambda: head_options(s.width),
                    "pooling": lambda: POOLING_CHOICES if s.pooling != "none" else PER_TOKEN}
@@ -71,7 +73,10 @@ class TransformerLabPanel(widgets.VBox):
                           bind(self.path, s, "path"),
                           bind(self.preset, s, "preset", to_view=lambda v: v or CHOOSE,
                                to_setting=lambda v: "" if v == CHOOSE else v)]
+        # In a class the files are on the server, in the student's folder: buttons bring them out and back.
+        self.your_files = [StudentFiles(s, s.checkpoint_files, "tl")] if classroom() else []
         self.upload.observe(self._on_upload, "value")
+        self.upload.observe(lambda change: change["new"] and s.say(change["new"], "error"), "refusal")
         self.buttons = {name: button(name, action, f"ae-tl-{name.lower()}", style, width="76px")
                         for name, action, style in (("Train", self.train, "success"), ("Stop", self.stop, "danger"),
                                                     ("Reset", self.reset, ""), ("Save", self.save, ""),
@@ -92,7 +97,7 @@ class TransformerLabPanel(widgets.VBox):
             section("Training", labelled("learning rate", self.lr, "90px"), labelled("batch size", self.batch_size, "90px"),
                     labelled("steps", self.steps, "90px"), w.HBox([b["Train"], b["Stop"], b["Reset"]])),
             section("Translate (dates, numbers, your pairs)", self.translator.controls),
-            section("Checkpoint folder", self.path, w.HBox([b["Save"], b["Load"]])),
+            section("Checkpoint folder", self.path, w.HBox([b["Save"], b["Load"]]), *self.your_files),
             section("Export", export),
             section("Share", CopyLink(lambda: links.query(s.key, s.state()))),
             self.status,

@@ -11,7 +11,9 @@ from __future__ import annotations
 import ipywidgets as widgets
 
 from explorer import links
+from explorer.data.images import MAX_UPLOAD_BYTES
 from explorer.models.cbam import KERNEL_SIZES, MERGES, ORDERS, POOL_TYPES, PRESETS, localization_history
+from explorer.paths import classroom
 from explorer.sessions.vision import GALLERY_SIZE, NAMES, VisionSession
 from explorer.sessions.vision_nets import image_shape, patch_choices
 from explorer.sessions.vision_vit import MAX_VIT_LAYERS, VIT_WIDTHS, vit_head_options
@@ -19,6 +21,8 @@ from explorer.views import images as view
 from explorer.widgets.controls import StatusLine, bind, button, columns, guarded, labelled, section, shows_errors, tagged
 from explorer.widgets.export import CopyLink, ExportBar
 from explorer.widgets.plot import PlotView
+from explorer.widgets.student_files import StudentFiles
+from explorer.widgets.upload import SizedUpload
 from explorer.widgets.vision_pretrained import PretrainedViTControls
 
 DATASETS = (("shapes (with boxes)", "shapes"), ("digits (scikit-learn)", "digits"), ("your folder", "folder"))
@@ -69,7 +73,8 @@ class VisionPanel(widgets.VBox):
         self.epochs = tagged(w.IntText(layout=w.Layout(width="80px")), "ae-cbam-epochs")
         self.progress = tagged(w.IntProgress(value=0, min=0, max=1000, layout=w.Layout(width="300px")), "ae-cbam-progress")
         self.path = w.Text(layout=w.Layout(width="160px"))
-        self.upload = tagged(w.FileUpload(accept="image/*", multiple=False, description="Your image"), "ae-cbam-upload")
+        self.upload = tagged(SizedUpload(accept="image/*", description="Your image", max_bytes=MAX_UPLOAD_BYTES),
+                             "ae-cbam-upload")
         self.selected = tagged(w.ToggleButtons(options=[(f"image {i + 1}", i) for i in range(GALLERY_SIZE)],
                                                style=dict(button_width="78px")), "ae-cbam-selected")
         self.bindings = [bind(self.dataset, s, "dataset"), bind(self.folder, s, "folder"), bind(self.use_cbam, s, "cbam"),
@@ -80,6 +85,7 @@ class VisionPanel(widgets.VBox):
         self.bindings += [bind(control, s, name) for name, control in self.options.items()]
         self.bindings += [pool_binding(control, s, pool) for pool, control in self.pools.items()]
         self.upload.observe(self._on_upload, "value")
+        self.upload.observe(lambda change: change["new"] and s.say(change["new"], "error"), "refusal")
         self._build_vit_controls()
         self.pretrained = PretrainedViTControls(s)
         option = {key: labelled(key.replace("_size", " k").replace("ratio", "ratio r"), control, "70px")
@@ -100,7 +106,8 @@ class VisionPanel(widgets.VBox):
                             button("Reset", guarded(s, s.reset), "ae-cbam-reset", icon="undo", width="100px")]),
                     self.progress),
             section("Checkpoint", w.HBox([self.path, button("Save", guarded(s, s.save), "ae-cbam-save", width="70px"),
-                                          button("Load", guarded(s, s.load), "ae-cbam-load", width="70px")])),
+                                          button("Load", guarded(s, s.load), "ae-cbam-load", width="70px")]),
+                    *([StudentFiles(s, s.checkpoint_files, "cbam")] if classroom() else [])),
             section("Your own image", self.upload),
             section("Pretrained ViT", *self.pretrained.widgets),
             section("Export", export),
