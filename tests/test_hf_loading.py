@@ -57,3 +57,57 @@ def test_loads_in_many_threads_all_come_back_tied(tied_gpt2):
     assert all(is_tied(model) for model in models)
     assert not hf._leaked(PreTrainedModel.tie_weights) and not hf._leaked(PreTrainedModel.init_weights)
     assert hf.restore() == []
+
+
+def test_first_imports_from_many_threads_all_succeed():
+    """In a fresh process (transformers not yet imported), eight threads take names through ``hf.names`` at once."""
+    import subprocess
+    import sys
+
+    script = """
+import threading
+from explorer.models import hf
+wanted = ["AutoConfig", "AutoModel", "AutoTokenizer", "AutoModelForCausalLM", "AutoModelForSeq2SeqLM",
+          "AutoImageProcessor", "PreTrainedModel", "GPT2Config"]
+errors, start = [], threading.Barrier(len(wanted))
+def take(name):
+    start.wait()
+    try:
+        assert hf.names(name)[0].__name__ == name
+    except Exception as error:
+        errors.append(repr(error))
+threads = [threading.Thread(target=take, args=(name,)) for name in wanted]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(errors)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_datasets_built_while_a_worker_imports_transformers_never_see_it_half_made():
+    """datasets' pickler reads transformers.PreTrainedTokenizerBase whenever transformers is in sys.modules."""
+    import subprocess
+    import sys
+
+    script = """
+import threading
+from explorer.data.sequences import make_task
+from explorer.imports import transformers_names
+errors = []
+def build():
+    for _ in range(20):
+        try:
+            make_task("reverse", n_train=64, n_test=8, seed=0)
+        except Exception as error:
+            errors.append(repr(error))
+builder = threading.Thread(target=build)
+builder.start()
+transformers_names("AutoModel")
+builder.join()
+print(errors)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"

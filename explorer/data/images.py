@@ -24,6 +24,8 @@ from datasets import Array3D, ClassLabel, Dataset, DatasetDict, Features, List, 
 from PIL import Image as PILImage
 from PIL import ImageDraw
 
+from explorer.imports import transformers_quiet
+
 SHAPES = ("circle", "square", "triangle", "cross")
 MAX_UPLOAD_BYTES = 5_000_000
 MAX_UPLOAD_PIXELS = 4096 * 4096
@@ -79,6 +81,7 @@ def image_features(channels: int, size: int, names, with_box: bool) -> Features:
     return Features(features)
 
 
+@transformers_quiet()  # datasets reads transformers: no import of it meanwhile
 def make_shapes(n_train: int = 2000, n_test: int = 500, size: int = 32, seed: int = 0, clutter: int = 4,
                 noise: float = 0.08) -> DatasetDict:
     """Scenes of one large target shape (circle, square, triangle or cross: the label) among ``clutter`` small,
@@ -105,6 +108,7 @@ def resize(images: np.ndarray, size: int) -> np.ndarray:
     return out.clamp(0.0, 1.0).numpy()
 
 
+@transformers_quiet()  # datasets reads transformers: no import of it meanwhile
 def split_dataset(images: np.ndarray, labels, names, test_share: float, seed: int) -> DatasetDict:
     """A shuffled train/test DatasetDict from ``images`` ``[N, C, S, S]`` and integer ``labels``."""
     count = len(images)

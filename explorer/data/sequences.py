@@ -13,6 +13,7 @@ import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value, load_dataset
 
 from explorer.data.translation import TRANSLATIONS, is_translation, load_pairs_task, make_translation  # noqa: F401
+from explorer.imports import transformers_quiet
 
 MARKER = "#"
 MAX_TEXT_BYTES = 2_000_000
@@ -99,6 +100,7 @@ def _draw(name: str, n: int, length: int, vocab_size: int, rng: np.random.Genera
     return x
 
 
+@transformers_quiet()  # datasets reads transformers: no import of it meanwhile
 def make_task(name: str, n_train: int = 8000, n_test: int = 500, length: int = 10, vocab_size: int = 10,
               seed: int = 0) -> DatasetDict:
     """A synthetic task (one of ``TASKS`` or ``TRANSLATIONS``) with splits ``train`` and ``test``; the same seed
@@ -132,6 +134,7 @@ def _read_text(path: Path) -> str:
     return "\n".join(str(t) for t in loaded["text"] if t is not None)
 
 
+@transformers_quiet()  # datasets reads transformers: no import of it meanwhile
 def load_text_task(path, length: int = 32, test_fraction: float = 0.1, max_bytes: int = MAX_TEXT_BYTES,
                    seed: int = 0) -> DatasetDict:
     """Next-character prediction on a user's own .txt, .csv or .jsonl (a ``text`` column) file.

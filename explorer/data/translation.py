@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value, load_dataset
 
+from explorer.imports import transformers_quiet
+
 PAD, END, UNK, SPACE = "<pad>", "<end>", "<unk>", "␣"
 SPECIALS = (PAD, END, UNK)
 ALPHABET = " ',-./" + string.digits + string.ascii_lowercase + string.ascii_uppercase
@@ -202,6 +204,7 @@ def _features(vocab: list[str]) -> Features:
                      "target": Value("string")})
 
 
+@transformers_quiet()  # datasets reads transformers: no import of it meanwhile
 def pairs_dataset(pairs, vocab: list[str], source_length: int, target_length: int) -> Dataset:
     """Rows of ``(source, target, alignment)`` encoded: the target ends with ``<end>`` and is padded with -100."""
     end = vocab.index(END)
@@ -216,6 +219,7 @@ def pairs_dataset(pairs, vocab: list[str], source_length: int, target_length: in
     return Dataset.from_dict(rows, features=_features(vocab))
 
 
+@transformers_quiet()  # datasets reads transformers: no import of it meanwhile
 def make_translation(name: str, n_train: int, n_test: int, seed: int) -> DatasetDict:
     """``dates`` or ``numbers``: ``n_train`` and ``n_test`` pairs from ``seed``; no test source is in training."""
     generate, rng = GENERATORS[name], np.random.default_rng(seed)
@@ -255,6 +259,7 @@ def _check_pairs_text(path: Path, text: str) -> None:
             raise ValueError(f"{path.name}: line {number} has one column; write source<TAB>target on each line.")
 
 
+@transformers_quiet()  # datasets reads transformers: no import of it meanwhile
 def load_pairs_task(path, test_fraction: float = 0.1, max_bytes: int = 2_000_000, seed: int = 0) -> DatasetDict:
     """A user's tab-separated file of ``source<TAB>target`` lines, read with datasets' csv loader."""
     path = Path(path)

@@ -18,6 +18,8 @@ import contextlib
 import sys
 import threading
 
+from explorer.imports import transformers_names
+
 _LOCK = threading.RLock()
 _METHODS = ("init_weights", "tie_weights")
 _REAL: dict[str, object] = {}
@@ -48,6 +50,12 @@ def restore() -> list[str]:
                 setattr(module, func_name, real)
                 repaired.append(f"{module_name}.{func_name}")
     return repaired
+
+
+def names(*wanted: str) -> tuple:
+    """``names("AutoModel", "AutoTokenizer")``: those attributes of transformers, imported safely from any thread
+    (see ``explorer.imports``)."""
+    return transformers_names(*wanted)
 
 
 @contextlib.contextmanager

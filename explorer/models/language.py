@@ -74,7 +74,7 @@ def convert_gguf(target: Path, progress=None) -> Path:
 
 def _convert_here(target: Path) -> Path:
     from safetensors.torch import save_file
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    AutoModelForCausalLM, AutoTokenizer = hf.names("AutoModelForCausalLM", "AutoTokenizer")
 
     folder = package_folder()
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF_FILE)
@@ -130,7 +130,7 @@ def _load_default(progress=None) -> "LanguageModel":
 
 def load_decoder(source: str, name: str, config=None) -> "LanguageModel":
     """A causal LM with eager attention (so ``output_attentions`` gives the weights it computes)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    AutoModelForCausalLM, AutoTokenizer = hf.names("AutoModelForCausalLM", "AutoTokenizer")
 
     options = dict(local_files_only=True, trust_remote_code=False)
     try:

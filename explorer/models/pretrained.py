@@ -76,7 +76,7 @@ def load(name_or_path: str | Path | None = None):
 
 def read_config(source: str, name: str):
     """The model's config from a folder or the local cache; a ValueError that says how to make it available."""
-    from transformers import AutoConfig
+    (AutoConfig,) = hf.names("AutoConfig")
 
     try:
         return AutoConfig.from_pretrained(source, local_files_only=True, trust_remote_code=False)
@@ -93,7 +93,7 @@ def read_config(source: str, name: str):
 
 def load_encoder(source: str, name: str, config) -> "PretrainedEncoder":
     """A BERT-like encoder with eager attention, so ``output_attentions`` gives the weights it computes."""
-    from transformers import AutoModel, AutoTokenizer
+    AutoModel, AutoTokenizer = hf.names("AutoModel", "AutoTokenizer")
 
     options = dict(local_files_only=True, trust_remote_code=False)
     try:

@@ -24,7 +24,7 @@ MAX_FILE_PIXELS = 60_000_000
 
 def load_vision(source: str, name: str, config) -> "PretrainedViT":
     """A vision transformer and its image processor from a local folder or the local cache, eager attention."""
-    from transformers import AutoImageProcessor, AutoModel
+    AutoImageProcessor, AutoModel = hf.names("AutoImageProcessor", "AutoModel")
 
     options = dict(local_files_only=True, trust_remote_code=False)
     try:

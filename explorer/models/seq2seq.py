@@ -32,7 +32,7 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "voca
 
 def load_seq2seq(source: str, name: str, config) -> "Seq2SeqModel":
     """An encoder-decoder with eager attention and its own tokenizer; a ValueError that says what is missing."""
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+    AutoModelForSeq2SeqLM, AutoTokenizer = hf.names("AutoModelForSeq2SeqLM", "AutoTokenizer")
 
     folder = Path(source)
     if folder.is_dir() and not any((folder / f).is_file() for f in TOKENIZER_FILES):
