@@ -145,3 +145,29 @@ def test_a_pooled_map_is_coloured_to_where_its_weight_is():
     assert pooled["zmax"] < 0.05 and "colour to" in pooled["title"]
     short = head_map(AttentionMaps(tokens=list("abcd"), weights=torch.eye(4)[None, None]), 0, 0)
     assert short["zmax"] == 1.0
+
+
+@pytest.mark.parametrize("long", [False, True])
+def test_bertviz_head_view_of_the_first_tokens_offline(session, long):
+    import html
+    import json
+    import re
+
+    from explorer.widgets.language import LanguagePanel
+
+    if long:
+        session.language_model.full_maps_bytes = 0  # the maps come as LayerMaps, a layer at a time
+    session.update(prompt="the cat sat on the mat " * 20, max_new_tokens=1)
+    panel = LanguagePanel(session)
+    session.generate()
+    panel.wait()
+    panel.render_bertviz()
+    panel.wait()
+    frame = panel.bertviz_box.frame.value
+    assert "ae-bertviz-frame" in frame and "cdnjs" not in frame and len(session.maps().tokens) == 64  # the cap
+    page = html.unescape(frame)
+    attention = json.loads(re.search(r'"attn": (\[.*?\]\]\]\])', page).group(1))  # [layers, heads, 64, 64]
+    maps = session.maps()
+    expected = torch.stack([maps.layer(layer)[:, :64, :64] for layer in range(maps.n_layers)])
+    assert torch.allclose(torch.tensor(attention), expected, atol=1e-4)
+    assert session.status_kind == "ok" and "bertviz" in session.status

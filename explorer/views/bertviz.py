@@ -55,7 +55,7 @@ def bertviz_page(maps, kind: str = "head", layer: int = 0, max_tokens: int = MAX
     if len(maps.tokens) > n:
         notice = (f"bertviz shows the first {n} of {len(maps.tokens)} tokens: beyond that its page grows to "
                   "many megabytes and slows down. The heatmaps above show every token.")
-    weights = np.round(maps.weights[:, :, :n, :n].double().numpy(), DECIMALS)
+    weights = np.round(first_tokens(maps, n).double().numpy(), DECIMALS)
     attention = [_batch(layer_weights) for layer_weights in weights]
     tokens = [f"AE-TOKEN-{i}-AE" for i in range(n)]  # the real tokens are written in below, escaped for <script>
     start = maps.meta.segment_b_start
@@ -94,6 +94,16 @@ def bertviz_seq2seq_page(parts: dict, kind: str = "head", layer: int = 0,
     page = embed_tokens(make_offline(page), list(cross.keys[:n_source]), "SRC")
     body = embed_tokens(page, list(cross.tokens[:n_target]), "TGT")
     return f'<!DOCTYPE html><html><head><meta charset="utf-8"></head><body>{body}</body></html>', notice
+
+
+def first_tokens(maps, n: int):
+    """``[layers, heads, n, n]``: the first ``n`` queries and keys of every layer (a long text's ``LayerMaps`` works
+    each layer out in turn; in a causal model these are exactly the weights of the first ``n`` tokens alone)."""
+    import torch
+
+    if hasattr(maps, "weights"):
+        return maps.weights[:, :, :n, :n]
+    return torch.stack([maps.layer(layer)[:, :n, :n] for layer in range(maps.n_layers)])
 
 
 def script_json(value) -> str:

@@ -12,9 +12,11 @@ import ipywidgets as widgets
 from explorer import links
 from explorer.sessions.language import PRESETS, VIEWS, LanguageSession
 from explorer.threads import Throttle
+from explorer.views import bertviz as bertviz_view
 from explorer.views import language as view
 from explorer.views import pretrained as pretrained_view
 from explorer.views.export import export_scope
+from explorer.widgets.bertviz_frame import BertvizFrame
 from explorer.widgets.controls import StatusLine, bind, button, columns, section, shows_errors, tagged
 from explorer.widgets.export import CopyLink, ExportBar, maps_export
 from explorer.widgets.heatmap_view import HeatmapView
@@ -75,6 +77,7 @@ class LanguagePanel(widgets.VBox):
         find = button("Find induction heads", s.find_heads, "ae-llm-find", icon="search", width="180px")
         self.ablate_button = button("ablate this head", s.toggle_ablation, "ae-llm-ablate", icon="ban", width="150px")
         restore = button("restore all heads", lambda: s.update(ablated=[]), "ae-llm-restore", width="150px")
+        bertviz = button("Render bertviz head view", self.render_bertviz, "ae-llm-bertviz-render", width="200px")
         self.export_bar = ExportBar(s, {"head map": "ae-llm-head", "head finder": "ae-llm-finder"},
                                     {"attention maps": maps_export(self.export_maps)}, name="llm")
         self.bindings = [
@@ -94,6 +97,7 @@ class LanguagePanel(widgets.VBox):
             section("Head finder", self.score, find),
             section("Head ablation (induction probe)", w.HBox([self.ablate_button, restore],
                                                               layout=w.Layout(flex_flow="row wrap"))),
+            section(f"bertviz (offline, first {bertviz_view.MAX_TOKENS} tokens)", bertviz),
             section("Export", self.export_bar),
             section("Share", CopyLink(lambda: links.query(s.key, s.state()))),
             self.status,
@@ -106,7 +110,9 @@ class LanguagePanel(widgets.VBox):
         self.candidates = tagged(w.HTML(), "ae-llm-candidates")
         self.probe = tagged(w.HTML(), "ae-llm-probe")
         small = w.Box([self.finder_view, self.candidates], layout=w.Layout(display="flex", flex_flow="row wrap"))
-        self.outputs = w.VBox([self.text, self.main, small, self.probe], layout=w.Layout(flex="1 1 560px", min_width="0"))
+        self.bertviz_box = BertvizFrame("ae-llm-bertviz")
+        self.outputs = w.VBox([self.text, self.main, small, self.probe, self.bertviz_box],
+                              layout=w.Layout(flex="1 1 560px", min_width="0"))
 
     def _token_options(self) -> list:
         generation = self.session.generation
@@ -135,6 +141,17 @@ class LanguagePanel(widgets.VBox):
         """Block until the session's work is done and its last result is drawn (for notebooks and tests)."""
         self.session.wait(timeout)
         self.redraw_soon.flush()
+
+    @shows_errors
+    def render_bertviz(self) -> None:
+        """bertviz's head view of the last generation's first tokens, built in the session's worker."""
+        maps, layer = self.session.maps(), self.session.layer
+        if maps is None:
+            raise ValueError("Nothing to show yet: press Generate first.")
+        shown = min(len(maps.tokens), bertviz_view.MAX_TOKENS)
+        self.session.submit("Building bertviz's head view…", lambda: bertviz_view.bertviz_page(maps, "head", layer),
+                            lambda result: self.session.say(self.bertviz_box.show("head", shown, maps.n_layers,
+                                                                                  *result), "ok"))
 
     def export_maps(self):
         maps = self.session.maps()

@@ -14,6 +14,7 @@ from explorer.threads import Throttle
 from explorer.views import bertviz as bertviz_view
 from explorer.views import pretrained as view
 from explorer.views.export import export_scope
+from explorer.widgets.bertviz_frame import BertvizFrame
 from explorer.widgets.controls import StatusLine, bind, button, columns, section, shows_errors, tagged
 from explorer.widgets.export import CopyLink, ExportBar, maps_export
 from explorer.widgets.heatmap_view import HeatmapView
@@ -113,10 +114,10 @@ class PretrainedPanel(widgets.VBox):
         self.entropy_box = tagged(w.Box(), "ae-pretrained-entropy")
         self.focus_box = w.Box()
         self.ablation_box = w.Box()
-        self.bertviz_notice = w.HTML()
-        self.bertviz_frame = tagged(w.HTML(), "ae-pretrained-bertviz")
+        self.bertviz_box = BertvizFrame("ae-pretrained-bertviz")
+        self.bertviz_frame = self.bertviz_box.frame
         small = w.Box([self.entropy_box, self.focus_box], layout=w.Layout(display="flex", flex_flow="row wrap"))
-        self.outputs = w.VBox([self.main, small, self.ablation_box, self.bertviz_notice, self.bertviz_frame],
+        self.outputs = w.VBox([self.main, small, self.ablation_box, self.bertviz_box],
                               layout=w.Layout(flex="1 1 560px", min_width="0"))
 
     def _token_options(self) -> list:
@@ -168,9 +169,7 @@ class PretrainedPanel(widgets.VBox):
                             lambda result: self._show_bertviz(kind, shown, n_layers, *result))
 
     def _show_bertviz(self, kind: str, shown: int, n_layers: int, page: str, notice: str) -> None:
-        self.bertviz_frame.value = bertviz_view.iframe(page, bertviz_view.frame_height(kind, shown, n_layers))
-        self.bertviz_notice.value = f"<small>bertviz {kind} view, offline. {notice}</small>"
-        self.session.say(f"bertviz's {kind} view is below the figures ({len(page) / 1e6:.1f} MB of HTML).", "ok")
+        self.session.say(self.bertviz_box.show(kind, shown, n_layers, page, notice), "ok")
 
     def export_maps(self):
         reading, s = self.session.reading, self.session
