@@ -171,3 +171,33 @@ def test_bertviz_head_view_of_the_first_tokens_offline(session, long):
     expected = torch.stack([maps.layer(layer)[:, :64, :64] for layer in range(maps.n_layers)])
     assert torch.allclose(torch.tensor(attention), expected, atol=1e-4)
     assert session.status_kind == "ok" and "bertviz" in session.status
+
+
+def test_a_click_on_a_pooled_map_zooms_into_that_region_and_sends_only_it(tmp_path):
+    from explorer.views.language import MAX_CELLS, ZOOM
+    from explorer.widgets.language import LanguagePanel
+    from tests.conftest import save_tiny_gpt2
+
+    model = language.load(save_tiny_gpt2(tmp_path, n_positions=1100))
+    model.full_maps_bytes = 0  # long maps, a layer at a time
+    session = LanguageSession(language_model=model, prompt="the cat sat on the mat " * 175, max_new_tokens=1)
+    panel = LanguagePanel(session)
+    session.generate()
+    panel.wait()
+    maps = session.maps()
+    n = len(maps.tokens)
+    assert n > MAX_CELLS and panel.head_view.shape[0] <= MAX_CELLS  # pooled
+    panel.head_view.click(100, 0)  # a block in the middle
+    panel.redraw_soon.flush()
+    size = -(-n // MAX_CELLS)
+    start = max(0, min(100 * size + size // 2 - ZOOM // 2, n - ZOOM))
+    assert session.zoom == start
+    assert panel.head_view.shape == [ZOOM, ZOOM]
+    assert torch.allclose(torch.from_numpy(panel.head_view.matrix), maps.head(0, 0)[start:start + ZOOM, start:start + ZOOM],
+                          atol=1e-3)
+    assert len(panel.head_view.z) == ZOOM * ZOOM * 4  # only the region travels
+    panel.head_view.click(5, 0)  # now a click picks that token
+    assert session.token == start + 5
+    session.zoom_to(None, 0)
+    panel.redraw_soon.flush()
+    assert panel.head_view.shape[0] <= MAX_CELLS and session.zoom == -1

@@ -54,6 +54,7 @@ class LanguageSession(Session):
     head = Int(0, help="head").tag(link=True)
     view = Unicode("head", help="view").tag(link=True)
     token = Int(-1, help="token").tag(link=True)  # the picked position, -1 for the last
+    zoom = Int(-1, help="zoom").tag(link=True)  # first token of the window shown whole in a long map, -1: all
     ablated = List(help="ablated heads").tag(link=True)  # [[layer, head], ...]
 
     language_model = Any(None)  # the loaded LanguageModel
@@ -123,6 +124,14 @@ class LanguageSession(Session):
         if proposal["value"] and proposal["value"] not in PRESETS:
             raise TraitError(f"There is no preset called '{say_name(proposal['value'])}'. Choose one of: {', '.join(PRESETS)}.")
         return proposal["value"]
+
+    @validate("zoom")
+    def _valid_zoom(self, proposal):
+        value = proposal["value"]
+        n = len(self.generation.tokens) if self.generation is not None else None
+        if value < -1 or (n is not None and value >= n):
+            raise TraitError(f"The zoom starts at token {value}, which does not exist: the text has {n} tokens.")
+        return value
 
     @validate("token")
     def _valid_token(self, proposal):
@@ -200,7 +209,7 @@ class LanguageSession(Session):
         generation, scores = result
         with self.hold_trait_notifications():
             self.generation, self.scores = generation, scores
-            self.token = -1
+            self.token, self.zoom = -1, -1
         maps = generation.maps
         ended = " (stopped)" if generation.stopped else ""
         self.say(f"{len(generation.tokens)} tokens{ended}, {maps.n_layers} layers x {maps.n_heads} heads. "
@@ -241,6 +250,13 @@ class LanguageSession(Session):
 
     def select_token(self, index: int | None) -> None:
         self.update(token=-1 if index is None else int(index))
+
+    def zoom_to(self, token: int | None, window: int) -> None:
+        """Show the ``window`` tokens around ``token`` whole (``None``: the whole text again, pooled)."""
+        if token is None or self.generation is None:
+            return self.update(zoom=-1)
+        n = len(self.generation.tokens)
+        self.update(zoom=max(0, min(int(token) - window // 2, n - window)))
 
     def toggle_ablation(self) -> None:
         pairs = {tuple(p) for p in self.ablated} ^ {(self.layer, self.head)}

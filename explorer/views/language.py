@@ -14,6 +14,7 @@ from explorer.views import pretrained
 from explorer.views.heatmaps import outline
 
 MAX_CELLS = 512  # a map longer than this is sent pooled to at most MAX_CELLS x MAX_CELLS cells
+ZOOM = 400  # tokens of a long map shown whole when zoomed in (400 x 400 float32: 640 kB)
 SCORE_RANGES = {"previous token": (0.0, 1.0), "attention sink": (0.0, 1.0), "self": (0.0, 1.0),
                 "induction": (0.0, 1.0), "entropy": (0.0, None)}
 
@@ -27,9 +28,18 @@ def pool(matrix: np.ndarray, cells: int = MAX_CELLS) -> tuple[np.ndarray, list[t
     return np.stack([rows[:, a:b].mean(axis=1) for a, b in spans], axis=1), spans
 
 
-def head_map(maps, layer: int, head: int, token: int | None = None, cells: int = MAX_CELLS) -> dict:
-    """One causal head for a canvas map; a long text is pooled into blocks of tokens (labelled by their span)."""
-    if len(maps.tokens) <= cells:
+def head_map(maps, layer: int, head: int, token: int | None = None, cells: int = MAX_CELLS, zoom: int = -1,
+             window: int = ZOOM) -> dict:
+    """One causal head for a canvas map; a long text is pooled into blocks of tokens (labelled by their span),
+    or with ``zoom >= 0`` its ``window`` tokens from ``zoom`` on are shown whole (that region only is sent)."""
+    if len(maps.tokens) > cells and zoom >= 0:
+        end = min(zoom + window, len(maps.tokens))
+        labels = [f"{i}: {t}" for i, t in zip(range(zoom, end), maps.tokens[zoom:end])]
+        inside = None if token is None or not zoom <= token < end else token - zoom
+        title = f"layer {layer}, head {head}, tokens {zoom} to {end - 1} of {len(maps.tokens)} (click: pick a token)"
+        update = dict(pretrained.matrix_update(maps.head(layer, head)[zoom:end, zoom:end], labels, labels, title, inside),
+                      zmax=1.0)
+    elif len(maps.tokens) <= cells:
         update = dict(pretrained.head_update(maps, layer, head, token), zmax=1.0)
     else:
         matrix, spans = pool(np.asarray(maps.head(layer, head), dtype=float), cells)
@@ -37,7 +47,8 @@ def head_map(maps, layer: int, head: int, token: int | None = None, cells: int =
         block = None if token is None else next(i for i, (a, b) in enumerate(spans) if a <= token < b)
         lower = matrix[np.tril_indices(len(spans))]
         top = max(float(np.quantile(lower, 0.995)), 1e-3)  # a block's mean is small: show where the weight is
-        title = f"layer {layer}, head {head} (mean over blocks of {spans[0][1]} tokens; colour to {top:.3f})"
+        title = (f"layer {layer}, head {head} (mean over blocks of {spans[0][1]} tokens; colour to {top:.3f}; "
+                 "click a block to zoom in)")
         update = dict(pretrained.matrix_update(matrix, labels, labels, title, block), zmax=top)
     kv = maps.meta.kv_heads
     if kv and len(set(kv)) < len(kv):

@@ -36,7 +36,7 @@ class LanguagePanel(widgets.VBox):
         self.status = StatusLine(session)
         self.redraw_soon = Throttle(session.home, self.redraw, 0.15)
         self.head_view = HeatmapView(name="ae-llm-head", **view.CANVAS_STYLES["head"])
-        self.head_view.on_click(lambda row, col: self._guarded(session.select_token, row))
+        self.head_view.on_click(lambda row, col: self._guarded(self._on_map_click, row))
         self.finder_view = HeatmapView(name="ae-llm-finder", **view.CANVAS_STYLES["finder"])
         self.finder_view.on_click(lambda row, col: self._guarded(session.select_head, row, col))
         self.layer_view = PlotView(name="ae-llm-layer")
@@ -48,7 +48,7 @@ class LanguagePanel(widgets.VBox):
         session.observe(lambda _: self._on_stream(), "streamed")
         session.observe(lambda _: self._on_generation(), "generation")
         session.observe(lambda _: setattr(self.score, "value", "induction"), "probe")  # show what was just found
-        session.observe(lambda _: self.redraw_soon(), ["layer", "head", "view", "token", "ablated", "probe"])
+        session.observe(lambda _: self.redraw_soon(), ["layer", "head", "view", "token", "zoom", "ablated", "probe"])
         self._on_model()
         self._on_generation()
 
@@ -77,6 +77,7 @@ class LanguagePanel(widgets.VBox):
         find = button("Find induction heads", s.find_heads, "ae-llm-find", icon="search", width="180px")
         self.ablate_button = button("ablate this head", s.toggle_ablation, "ae-llm-ablate", icon="ban", width="150px")
         restore = button("restore all heads", lambda: s.update(ablated=[]), "ae-llm-restore", width="150px")
+        unzoom = button("whole text", lambda: s.zoom_to(None, 0), "ae-llm-unzoom", icon="search-minus", width="120px")
         bertviz = button("Render bertviz head view", self.render_bertviz, "ae-llm-bertviz-render", width="200px")
         self.export_bar = ExportBar(s, {"head map": "ae-llm-head", "head finder": "ae-llm-finder"},
                                     {"attention maps": maps_export(self.export_maps)}, name="llm")
@@ -93,7 +94,7 @@ class LanguagePanel(widgets.VBox):
             section("Model", self.model_name), section("Example", self.preset), section("Prompt", self.prompt),
             section("Generation", self.max_new_tokens, self.temperature, self.seed,
                     w.HBox([self.generate_button, self.stop_button])),
-            section("Where to look", self.layer, self.head, self.view, self.token_pick),
+            section("Where to look", self.layer, self.head, self.view, self.token_pick, unzoom),
             section("Head finder", self.score, find),
             section("Head ablation (induction probe)", w.HBox([self.ablate_button, restore],
                                                               layout=w.Layout(flex_flow="row wrap"))),
@@ -142,6 +143,16 @@ class LanguagePanel(widgets.VBox):
         self.session.wait(timeout)
         self.redraw_soon.flush()
 
+    def _on_map_click(self, row: int) -> None:
+        """A click picks a token; on a long text's pooled map it zooms into the clicked block's tokens first."""
+        s, maps = self.session, self.session.maps()
+        if maps is None or len(maps.tokens) <= view.MAX_CELLS:
+            return s.select_token(row)
+        if s.zoom < 0:
+            size = -(-len(maps.tokens) // view.MAX_CELLS)  # tokens per block, as view.pool makes them
+            return s.zoom_to(row * size + size // 2, view.ZOOM)
+        s.select_token(s.zoom + row)
+
     @shows_errors
     def render_bertviz(self) -> None:
         """bertviz's head view of the last generation's first tokens, built in the session's worker."""
@@ -173,7 +184,7 @@ class LanguagePanel(widgets.VBox):
         if s.view == "layer":
             self._show_layer(maps, s.layer)
         else:
-            self.head_view.show(**view.head_map(maps, s.layer, s.head, token))
+            self.head_view.show(**view.head_map(maps, s.layer, s.head, token, zoom=s.zoom))
             self.main.children = [self.head_view]
         self.candidates.value = view.candidates_html(s.generation.tokens, s.token, s.candidates())
         scores = dict(s.scores or {})
