@@ -9,5 +9,6 @@ c.VoilaConfiguration.template = "explorer"
 c.VoilaConfiguration.strip_sources = True
 c.VoilaConfiguration.show_tracebacks = False
 c.VoilaConfiguration.file_denylist = [".*"]
+c.VoilaConfiguration.extension_denylist = ["jupyterlab-plotly"]  # explorer.cli.PAGE_EXTENSIONS_LEFT_OUT
 c.MappingKernelManager.cull_idle_timeout = 300
 c.MappingKernelManager.cull_interval = 60

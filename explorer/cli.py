@@ -36,6 +36,11 @@ WEBSOCKET_MAX_BYTES = 10_000_000
 # waits for it (this delay plus about 4 s) rather than getting a kernel of its own (measured: with 300 s, the
 # fourth visitor of a 3-kernel pool was still waiting after 120 s).
 REFILL_DELAY_SECONDS = 30
+# JupyterLab extensions installed in the environment that the dashboard page does not load. jupyterlab-plotly
+# renders plotly's FigureWidget and figure outputs, which the dashboard has none of (its figures are PlotView,
+# drawn with our template's plotly.js): Voila would fetch its 4.8 MB bundle (1.4 MB compressed) on every first
+# visit before it connects to the kernel. JupyterLab itself keeps it for the lessons.
+PAGE_EXTENSIONS_LEFT_OUT = ("jupyterlab-plotly",)
 WARM_TIMEOUT_SECONDS = 600  # stop waiting for the pool to warm up after this long (the server keeps running)
 
 
@@ -65,6 +70,7 @@ def voila_command(notebook: Path, port: int, open_browser: bool, students: int =
         "--show_tracebacks=False",
         # Serve no files from the folder (Voila would serve its images by default): there is no file browser.
         "--VoilaConfiguration.file_denylist=.*",
+        *(f"--VoilaConfiguration.extension_denylist={name}" for name in PAGE_EXTENSIONS_LEFT_OUT),
         # The dict form keeps the number an int (traitlets warns that the form is old; key=value would give a str).
         f"--Voila.tornado_settings={{'websocket_max_message_size': {WEBSOCKET_MAX_BYTES}}}",
         f"--MappingKernelManager.cull_idle_timeout={IDLE_CULL_SECONDS}",

@@ -173,3 +173,25 @@ def test_server_extension_config_for_jupyterhub_and_binder_matches_the_serve_com
     assert (root / config.ServerApp.default_url.removeprefix("/voila/render/")).exists()
     for script in ("postBuild", "start"):
         assert os.access(root / script, os.X_OK), f"repo2docker runs {script} only if it is executable"
+
+
+def test_the_dashboard_page_leaves_out_jupyterlab_plotly_in_serve_and_in_the_server_extension():
+    from pathlib import Path
+
+    from traitlets.config import Application
+    from traitlets.config.loader import PyFileConfigLoader
+    from voila.configuration import VoilaConfiguration
+
+    from explorer.cli import PAGE_EXTENSIONS_LEFT_OUT
+
+    class Voila(Application):
+        classes = [VoilaConfiguration]
+
+    app = Voila()
+    app.parse_command_line([a for a in voila_command(Path("dash.ipynb"), 9000, open_browser=False)
+                            if a.startswith("--VoilaConfiguration.extension_")])
+    assert VoilaConfiguration(config=app.config).extension_denylist == ["jupyterlab-plotly"]
+    assert PAGE_EXTENSIONS_LEFT_OUT == ("jupyterlab-plotly",)
+    root = Path(__file__).resolve().parents[1]
+    config = PyFileConfigLoader("jupyter_server_config.py", path=str(root / "docs")).load_config()
+    assert config.VoilaConfiguration.extension_denylist == list(PAGE_EXTENSIONS_LEFT_OUT)

@@ -10,7 +10,7 @@ import pytest
 
 from explorer.views.heatmaps import outline
 from explorer.widgets.heatmap_view import HeatmapView
-from explorer.widgets.plot import PLOTLY_JS, PlotView, install_bundle
+from explorer.widgets.plot import CARTESIAN_TRACES, FULL_PLOTLY_JS, PLOTLY_JS, PlotView, install_bundle
 
 
 def test_a_late_page_gets_the_figure_as_it_is_now():
@@ -45,6 +45,24 @@ def test_plotly_js_is_installed_into_the_template_once(tmp_path):
     target = install_bundle(tmp_path)
     assert target.stat().st_size > 1_000_000 and install_bundle(tmp_path) == target
     assert b"plotly.js" in target.read_bytes()[:200]
+
+
+def test_the_page_gets_plotly_js_s_cartesian_bundle_of_the_version_plotly_py_writes_figures_for():
+    import re
+    from pathlib import Path
+
+    header, full = PLOTLY_JS.read_text()[:200], FULL_PLOTLY_JS.read_text()[:200]
+    assert "(cartesian - minified)" in header  # a third of the full bundle's size, as fast to start
+    version = re.search(r"v(\d+\.\d+\.\d+)", full).group(1)
+    assert f"v{version}" in header, f"plotly.py now bundles plotly.js {version}: vendor its cartesian bundle too"
+    assert PLOTLY_JS.stat().st_size < FULL_PLOTLY_JS.stat().st_size / 2
+    # Every trace type a figure of the explorer is made of is one the bundle draws.
+    explorer = Path(PLOTLY_JS).parents[2]
+    made = {name.lower() for path in explorer.rglob("*.py")
+            for name in re.findall(r"\bgo\.([A-Z][A-Za-z0-9]*)\(", path.read_text())} - {"figure", "frame", "layout"}
+    assert made and made <= set(CARTESIAN_TRACES), made - set(CARTESIAN_TRACES)
+    assert not [path for path in explorer.rglob("*.py") if re.search(r"plotly\.express|\btype=[\"'](scatter|heatmap|bar)",
+                                                                      path.read_text())]  # traces made only as go.X
 
 
 def test_heatmap_view_holds_the_matrix_and_sends_one_message_per_change():

@@ -1,8 +1,8 @@
 // A plotly figure drawn with plotly.js, loaded once per page.
 // The figure travels as two JSON strings (data and layout), so a page that connects late gets the figure as it
 // is now, and an update that leaves the layout alone sends only the data. Plotly.react redraws in place.
-// plotly.js comes from the Voila template's static folder (one cached file per page); where the page cannot
-// reach it, the kernel sends it once over this widget's comm.
+// plotly.js comes from the Voila template's static folder (one cached file per page, which the template starts
+// loading before any widget exists); where the page cannot reach it, the kernel sends it once over this comm.
 
 const TYPED = { f8: Float64Array, f4: Float32Array, i4: Int32Array, u4: Uint32Array, i2: Int16Array,
   u2: Uint16Array, i1: Int8Array, u1: Uint8Array, u1c: Uint8ClampedArray };
@@ -66,7 +66,9 @@ function fromKernel(model) {
 function plotly(model) {
   if (window.Plotly) return Promise.resolve(window.Plotly);
   if (!window.__aePlotly) {
-    window.__aePlotly = addScript(baseUrl() + model.get("bundle")).catch(() => fromKernel(model));
+    // Our Voila template starts loading plotly.js with the page (__aePlotlyEarly); elsewhere it is loaded now.
+    const loading = window.__aePlotlyEarly || addScript(baseUrl() + model.get("bundle"));
+    window.__aePlotly = loading.catch(() => fromKernel(model));
     window.__aePlotly.catch(() => { window.__aePlotly = null; });
   }
   return window.__aePlotly;
