@@ -9,6 +9,8 @@ import pytest
 from explorer.attention import AdditiveScore
 from explorer.sessions.transformer_lab import TransformerLabSession
 from explorer.widgets.transformer_lab import TransformerLabPanel
+from tests.test_transformer_lab import drawn_heads as drawn
+from tests.test_transformer_lab import train
 
 
 @pytest.fixture
@@ -20,14 +22,6 @@ def panel():
     panel.session.stop_work()
 
 
-def train(panel, steps):
-    panel.steps.value = steps
-    panel.train()
-    panel.wait()
-
-
-def drawn(panel, run=0):
-    return [list(map(list, trace.z)) for trace in panel.monitor.grid_views[run].data]
 
 
 def test_dates_train_live_with_cross_attention_exact_match_and_alignment_per_head(panel):

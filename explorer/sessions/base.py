@@ -65,6 +65,24 @@ class Session(HasTraits):
         self.busy = False
         self.say(friendly_error(error), "error")
 
+    def load_in_worker(self, name_or_path: str, load, what: str) -> None:
+        """Load the model named by the ``model`` setting with ``load(name_or_path)`` in the worker; ``_loaded(model)``
+        then takes it. In a classroom only the teacher's folders are read. If it fails, the loaded model stays and
+        the setting names it again (``_loaded_model``)."""
+        from explorer.paths import model_source
+
+        try:
+            name_or_path = model_source(name_or_path)
+        except ValueError as error:
+            return self._not_loaded(error)
+        self.busy = True
+        self.say(f"Loading {name_or_path or what}…", "busy")
+        self.worker.submit(load, name_or_path, done=self._loaded, failed=self._not_loaded, latest=True)
+
+    def _not_loaded(self, error) -> None:
+        self.model = self._loaded_model
+        self.fail(error)
+
     # ----- settings ----------------------------------------------------------------------------------------------
     @classmethod
     def setting_names(cls) -> list[str]:

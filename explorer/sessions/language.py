@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from traitlets import Any, Float, Int, List, TraitError, Unicode, observe, validate
 
-from explorer.paths import model_source
 from explorer.sessions.base import Session, ablated_heads, place_in_model, say_name
 
 INDUCTION_LENGTH = 20
@@ -153,13 +152,7 @@ class LanguageSession(Session):
 
     def load_model(self, name_or_path: str) -> None:
         """Load another model in the worker; if it fails, the current one stays (and the setting names it)."""
-        try:
-            name_or_path = model_source(name_or_path)  # in a classroom, only the teacher's folders
-        except ValueError as error:
-            return self._not_loaded(error)
-        self.busy = True
-        self.say(f"Loading {name_or_path or 'SmolLM2'}…", "busy")
-        self.worker.submit(_load, name_or_path, done=self._loaded, failed=self._not_loaded, latest=True)
+        self.load_in_worker(name_or_path, _load, "SmolLM2")
 
     def _loaded(self, language_model) -> None:
         self.language_model, self._loaded_model = language_model, self.model
@@ -168,10 +161,6 @@ class LanguageSession(Session):
         self.update(layer=min(self.layer, n_layers - 1), head=min(self.head, n_heads - 1),
                     ablated=[p for p in self.ablated if p[0] < n_layers and p[1] < n_heads])
         self.say(f"Loaded {language_model.name}: {n_layers} layers x {n_heads} heads. Press Generate.", "ok")
-
-    def _not_loaded(self, error) -> None:
-        self.model = self._loaded_model
-        self.fail(error)
 
     def _repeated_prompt(self) -> str:
         from explorer.heads import repeated_tokens

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from traitlets import Any, Bool, Int, List, TraitError, Unicode, observe, validate
 
-from explorer.paths import model_source
 from explorer.sessions.base import Session, ablated_heads, place_in_model, say_name
 
 PRESETS = {
@@ -167,10 +166,7 @@ class PretrainedSession(Session):
 
     def load_model(self, name_or_path: str) -> None:
         """Load another encoder in the worker; if it fails, the current one stays (and the setting names it)."""
-        name_or_path = model_source(name_or_path)
-        self.busy = True
-        self.say(f"Loading {name_or_path or 'the default model'}…", "busy")
-        self.worker.submit(_load, name_or_path, done=self._loaded, failed=self._not_loaded, latest=True)
+        self.load_in_worker(name_or_path, _load, "the default model")
 
     def _loaded(self, encoder) -> None:
         self.encoder, self._loaded_model = encoder, self.model
@@ -183,10 +179,6 @@ class PretrainedSession(Session):
         kind = ("an encoder-decoder, " if is_seq2seq(encoder) else "") + f"{encoder.n_layers} layers"
         self.say(f"Loaded {encoder.name}: {kind} x {encoder.n_heads} heads.", "ok")
         self.request()
-
-    def _not_loaded(self, error) -> None:
-        self.model = self._loaded_model  # the setting names the model that is still loaded
-        self.fail(error)
 
     # ----- the reading -------------------------------------------------------------------------------------------
     @observe("text_a", "text_b", "mode", "ablated")
