@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value, load_dataset
 
-from explorer.data.translation import TRANSLATIONS, is_translation, load_pairs_task, make_translation  # noqa: F401
+from explorer.data.translation import TRANSLATIONS, is_translation, load_pairs_task, make_translation, user_file  # noqa: F401
 from explorer.imports import transformers_quiet
 
 MARKER = "#"
@@ -143,13 +143,7 @@ def load_text_task(path, length: int = 32, test_fraction: float = 0.1, max_bytes
     character, so a causal model learns to continue the text. Empty or too large files are refused.
     """
     path = Path(path)
-    if path.suffix.lower() not in TEXT_SUFFIXES:
-        raise ValueError(f"{path.name}: the lab reads .txt, .csv or .jsonl files.")
-    if not path.is_file():
-        raise ValueError(f"There is no file at {path}.")
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise ValueError(f"{path.name} is {size / 1e6:.1f} MB; the lab takes text files up to {max_bytes / 1e6:.1f} MB.")
+    size = user_file(path, TEXT_SUFFIXES, "the lab reads .txt, .csv or .jsonl files", "text", max_bytes)
     if size == 0:
         raise ValueError(f"{path.name} is empty: it holds no text.")
     text = _read_text(path)

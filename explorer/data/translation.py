@@ -259,17 +259,24 @@ def _check_pairs_text(path: Path, text: str) -> None:
             raise ValueError(f"{path.name}: line {number} has one column; write source<TAB>target on each line.")
 
 
-@transformers_quiet()  # datasets reads transformers: no import of it meanwhile
-def load_pairs_task(path, test_fraction: float = 0.1, max_bytes: int = 2_000_000, seed: int = 0) -> DatasetDict:
-    """A user's tab-separated file of ``source<TAB>target`` lines, read with datasets' csv loader."""
-    path = Path(path)
-    if path.suffix.lower() not in (".tsv", ".txt"):
-        raise ValueError(f"{path.name}: pairs are read from a .tsv (or .txt) file with source<TAB>target on each line.")
+def user_file(path: Path, suffixes, wrong_kind: str, kind: str, max_bytes: int) -> int:
+    """The size of a file a user gave the lab; a ValueError in words if its kind, existence or size is wrong."""
+    if path.suffix.lower() not in suffixes:
+        raise ValueError(f"{path.name}: {wrong_kind}.")
     if not path.is_file():
         raise ValueError(f"There is no file at {path}.")
     size = path.stat().st_size
     if size > max_bytes:
-        raise ValueError(f"{path.name} is {size / 1e6:.1f} MB; the lab takes pairs files up to {max_bytes / 1e6:.1f} MB.")
+        raise ValueError(f"{path.name} is {size / 1e6:.1f} MB; the lab takes {kind} files up to {max_bytes / 1e6:.1f} MB.")
+    return size
+
+
+@transformers_quiet()  # datasets reads transformers: no import of it meanwhile
+def load_pairs_task(path, test_fraction: float = 0.1, max_bytes: int = 2_000_000, seed: int = 0) -> DatasetDict:
+    """A user's tab-separated file of ``source<TAB>target`` lines, read with datasets' csv loader."""
+    path = Path(path)
+    user_file(path, (".tsv", ".txt"), "pairs are read from a .tsv (or .txt) file with source<TAB>target on each line",
+              "pairs", max_bytes)
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:

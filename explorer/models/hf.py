@@ -18,7 +18,7 @@ import contextlib
 import sys
 import threading
 
-from explorer.imports import transformers_names
+from explorer.imports import transformers_names as names  # noqa: F401 - the models take transformers' names here
 
 _LOCK = threading.RLock()
 _METHODS = ("init_weights", "tie_weights")
@@ -50,12 +50,6 @@ def restore() -> list[str]:
                 setattr(module, func_name, real)
                 repaired.append(f"{module_name}.{func_name}")
     return repaired
-
-
-def names(*wanted: str) -> tuple:
-    """``names("AutoModel", "AutoTokenizer")``: those attributes of transformers, imported safely from any thread
-    (see ``explorer.imports``)."""
-    return transformers_names(*wanted)
 
 
 @contextlib.contextmanager

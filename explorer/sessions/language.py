@@ -124,21 +124,21 @@ class LanguageSession(Session):
             raise TraitError(f"There is no preset called '{say_name(proposal['value'])}'. Choose one of: {', '.join(PRESETS)}.")
         return proposal["value"]
 
+    def _position(self, value: int, wrong: str) -> int:
+        """A token position of the last generation, or -1 (none); ``wrong`` is the message's start otherwise."""
+        n = len(self.generation.tokens) if self.generation is not None else None
+        if value < -1 or (n is not None and value >= n):
+            raise TraitError(f"{wrong}: the text has {n} tokens.")
+        return value
+
     @validate("zoom")
     def _valid_zoom(self, proposal):
         value = proposal["value"]
-        n = len(self.generation.tokens) if self.generation is not None else None
-        if value < -1 or (n is not None and value >= n):
-            raise TraitError(f"The zoom starts at token {value}, which does not exist: the text has {n} tokens.")
-        return value
+        return self._position(value, f"The zoom starts at token {value}, which does not exist")
 
     @validate("token")
     def _valid_token(self, proposal):
-        value = proposal["value"]
-        n = len(self.generation.tokens) if self.generation is not None else None
-        if value < -1 or (n is not None and value >= n):
-            raise TraitError(f"Token {value} does not exist: the text has {n} tokens.")
-        return value
+        return self._position(proposal["value"], f"Token {proposal['value']} does not exist")
 
     @validate("ablated")
     def _valid_ablated(self, proposal):
