@@ -40,10 +40,10 @@ class LabFiles:
                              f"files up to {MAX_TEXT_BYTES / 1e6:.1f} MB.")
         if self.training:
             raise ValueError("Training is running: press Stop before you switch to your file.")
-        folder = Path(tempfile.mkdtemp(prefix="ae-text-"))
-        path = folder / Path(name).name
-        path.write_bytes(content)
-        data = load_pairs_task(path, max_bytes=MAX_TEXT_BYTES) if pairs else load_text_task(path)
+        with tempfile.TemporaryDirectory(prefix="ae-text-") as folder:  # the task is read into memory
+            path = Path(folder) / Path(name).name
+            path.write_bytes(content)
+            data = load_pairs_task(path, max_bytes=MAX_TEXT_BYTES) if pairs else load_text_task(path)
         key = (PAIRS_PREFIX if pairs else TEXT_PREFIX) + path.name
         self.text_tasks = {**self.text_tasks, key: data}
         self.update(task=key)

@@ -80,10 +80,10 @@ def test_closing_the_tab_during_training_leaves_its_kernel_idle(browser, classro
     assert_falls_idle(kernel, time.monotonic())
 
 
-def test_a_killed_browser_during_training_leaves_its_kernel_idle(browser, classroom):
+def test_a_killed_browser_during_training_leaves_its_kernel_idle(browser, classroom, tmp_path):
     port = free_port()
     chromium = subprocess.Popen([chromium_path(), "--headless=new", f"--remote-debugging-port={port}",
-                                 f"--user-data-dir={os.environ.get('TMPDIR', '/tmp')}/ae-killed-{port}", *CHROMIUM_ARGS,
+                                 f"--user-data-dir={tmp_path / 'chromium'}", *CHROMIUM_ARGS,
                                  "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True)
     try:
