@@ -26,6 +26,7 @@ import urllib.error
 import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,6 +52,7 @@ class Hub:
     process: subprocess.Popen
     state: Path  # database, cookie secret, the students' homes
     log: Path
+    restart: Callable[[], None] = lambda: None  # stop the hub (SIGTERM) and start it again on the same state
 
 
 # ----- the hub ----------------------------------------------------------------------------------------------
@@ -74,8 +76,8 @@ def distinct_free_ports(count: int) -> list[int]:
 def hub_server(idle_seconds: int | None = None, timeout: float = 120.0, extra_env: dict | None = None):
     """JupyterHub with the class configuration on free loopback ports; yields a ``Hub`` once it answers.
 
-    On leaving, the hub is stopped (it stops the students' servers, the proxy and the culler), then anything it
-    started that is still alive is killed, and its state folder is removed."""
+    On leaving, the hub is stopped (it stops its proxy and the culler), then anything it started that is still
+    alive (the students' servers) is killed, and its state folder is removed."""
     import psutil
 
     state = Path(tempfile.mkdtemp(prefix="ae-hub-"))
@@ -87,22 +89,34 @@ def hub_server(idle_seconds: int | None = None, timeout: float = 120.0, extra_en
     if idle_seconds is not None:
         env["AE_HUB_IDLE_SECONDS"] = str(idle_seconds)
     log = state / "hub.log"
-    with open(log, "w") as out:
-        process = subprocess.Popen(command, cwd=state, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-    hub = Hub(f"http://127.0.0.1:{port}/", process, state, log)
+
+    def launch() -> subprocess.Popen:
+        with open(log, "a") as out:
+            return subprocess.Popen(command, cwd=state, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+
     started: dict[int, psutil.Process] = {}
+
+    def stop() -> None:
+        started.update(descendants(hub.process.pid))
+        hub.process.send_signal(signal.SIGTERM)  # the hub stops its proxy and services, not the servers
+        try:
+            hub.process.wait(timeout=45)
+        except subprocess.TimeoutExpired:
+            hub.process.kill()
+
+    def restart() -> None:
+        stop()
+        hub.process = launch()
+        wait_until_up(hub, timeout)
+
+    hub = Hub(f"http://127.0.0.1:{port}/", launch(), state, log, restart)
     try:
         wait_until_up(hub, timeout)
         yield hub
     finally:
-        started.update(descendants(process.pid))
-        process.send_signal(signal.SIGTERM)  # the hub stops the servers it spawned, its proxy and services
-        try:
-            process.wait(timeout=45)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        for child in started.values():  # whatever the hub left behind
+        stop()
+        for child in started.values():  # the students' servers (the config keeps them over a restart) and all
             try:
                 child.kill()
             except psutil.Error:

@@ -12,3 +12,6 @@ c.VoilaConfiguration.file_denylist = [".*"]
 c.VoilaConfiguration.extension_denylist = ["jupyterlab-plotly"]  # explorer.cli.PAGE_EXTENSIONS_LEFT_OUT
 c.MappingKernelManager.cull_idle_timeout = 300
 c.MappingKernelManager.cull_interval = 60
+# A server left without its hub (docs/jupyterhub_config.py keeps servers over a hub restart) stops itself
+# 10 minutes after its last kernel was culled.
+c.ServerApp.shutdown_no_activity_timeout = 600

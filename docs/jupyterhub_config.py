@@ -93,6 +93,14 @@ def give_the_student_a_dashboard(spawner):
 
 c.Spawner.pre_spawn_hook = give_the_student_a_dashboard
 
+# ----- a hub restarted during a class -----------------------------------------------------------------------
+# Stopping the hub (Ctrl+C, a crash, a restart to change a setting) leaves the students' servers running, so
+# their kernels, trained models and pages survive it: the hub stops its proxy, and the pages reconnect once
+# `make hub` is back and has routed each server again (tests/test_hub.py restarts a hub under a student).
+# A server the hub never comes back for stops by itself: its kernel is culled after 5 minutes with no page,
+# then the server after 10 minutes with no kernel (jupyter_server_config.py).
+c.JupyterHub.cleanup_servers = False
+
 # ----- idle servers are stopped ------------------------------------------------------------------------------
 # A student's kernel is also shut down after 5 idle minutes with its page closed (jupyter_server_config.py);
 # the culler then stops the whole server, which frees its memory for the rest of the class.

@@ -4,7 +4,8 @@ Three students sign in with the class password (one name with a space and Unicod
 the dashboard in a server of their own, each page has its own kernel in its owner's server, and a sentence
 typed by one student is seen by that student only. A student cannot open another's server or its API. A
 wrong password gets a clear login error and no server; the same name signing in from a second browser
-reaches the same server, with a kernel of its own. A second hub with a short idle timeout culls an idle
+reaches the same server, with a kernel of its own. The hub restarted under the class keeps every server:
+an open page reconnects to its kernel, a new visit reaches the same server. A second hub with a short idle timeout culls an idle
 student's server.
 """
 
@@ -22,13 +23,14 @@ from pathlib import Path
 
 import pytest
 
-from bench.hub import CONFIG, PASSWORD, hub_processes, hub_server, log_in, proxy_missing, wait_for_dashboard
+from bench.hub import CONFIG, KERNEL_ID, PASSWORD, hub_processes, hub_server, log_in, proxy_missing, wait_for_dashboard
 from tests.browser.conftest import CHROMIUM_ARGS, chromium_path
 from tests.browser.helpers import FIND_PLOT, WIDGETS_READY
 
 # As typed at the login page; the hub lowercases names (so "ADA" is "ada").
 STUDENTS = ("ada", "Zoë Ångström", "grace hopper")
 WORDS = ("river", "garden", "castle")  # each student's own word, one token each
+RESTART_WORD = "bridge"  # typed by the second student after the hub was restarted
 HEAD = "ae-pretrained-head"
 IDLE_SECONDS = 20
 
@@ -145,6 +147,20 @@ async def a_class(hub) -> dict:
             bundle = await contexts[0].request.get(servers[0] + "voila/templates/explorer/static/plotly.min.js",
                                                    headers={"Accept-Encoding": "gzip"})
             seen["bundle"] = (bundle.status, bundle.headers.get("content-encoding"))
+
+            # The teacher restarts the hub during the class: the servers keep running, and the open page of a
+            # student reconnects to the same kernel; a new visit reaches the same server, still signed in.
+            before = {p.pid: p for p in hub_processes(hub)["servers"]}
+            await asyncio.to_thread(hub.restart)
+            seen["servers_kept"] = [p.is_running() for p in before.values()]
+            seen["servers_respawned"] = len(hub_processes(hub)["servers"])
+            seen["tokens_after_restart"] = await own_sentence(pages[1], RESTART_WORD)
+            seen["kernel_after_restart"] = await pages[1].evaluate(KERNEL_ID)
+            revisit = await contexts[2].new_page()
+            await revisit.goto(url + "hub/", wait_until="domcontentloaded", timeout=60_000)
+            seen["revisit_kernel"] = await wait_for_dashboard(revisit)
+            seen["revisit_url"] = revisit.url
+            seen["revisit_kernels"] = await kernels_of(contexts[2], servers[2])
         finally:
             await browser.close()
     return seen
@@ -181,6 +197,13 @@ def test_a_class_signs_in_and_each_student_reaches_only_their_own_server(class_h
     assert WORDS[0] in seen["first_tokens_after"], "the first page keeps its own kernel and sentence"
 
     assert seen["bundle"] == (200, "gzip")
+
+    assert seen["servers_kept"] == [True] * len(STUDENTS), "a hub restart stopped a student's server"
+    assert seen["servers_respawned"] == 0, "the restarted hub started new servers instead of reusing them"
+    assert RESTART_WORD in seen["tokens_after_restart"] and WORDS[1] not in seen["tokens_after_restart"]
+    assert seen["kernel_after_restart"] == kernel_ids[1], "the open page kept its kernel over the restart"
+    assert urllib.parse.unquote(seen["revisit_url"]).split("?")[0].endswith(f"/user/{names[2]}/voila/render/dashboards/explorer.ipynb")
+    assert {seen["revisit_kernel"], kernel_ids[2]} <= set(seen["revisit_kernels"]), "the same server, after the restart"
     homes = class_hub.state / "homes"
     assert sorted(p.name for p in homes.iterdir()) == sorted(names)
     for name in names:
