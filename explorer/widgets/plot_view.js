@@ -79,6 +79,7 @@ function render({ model, el }) {
   const graph = document.createElement("div");
   el.append(graph);
   let listening = false;
+  let fixedWidth = false;
   let drawing = Promise.resolve();
 
   const draw = () => {
@@ -87,6 +88,9 @@ function render({ model, el }) {
       const data = decode(JSON.parse(model.get("data_json") || "[]"));
       const layout = decode(JSON.parse(model.get("layout_json") || "{}"));
       layout.meta = model.get("name") || layout.meta;
+      // A figure with a width of its own (a grid of small heatmaps) is at most as wide as its box.
+      if (layout.width && el.clientWidth && layout.width > el.clientWidth) layout.width = el.clientWidth;
+      fixedWidth = !!layout.width;
       await Plotly.react(graph, data, layout, { displaylogo: false, responsive: true });
       if (!listening) {
         listening = true;
@@ -101,7 +105,22 @@ function render({ model, el }) {
   model.on("change:data_json", draw);
   model.on("change:layout_json", draw);
   draw();
+  // plotly's `responsive` follows the window only. A figure drawn before its box had its width (a tab being
+  // built, a notebook output still laid out, controls wrapping above the figures) kept plotly's default
+  // 700 px and ran past a narrow column: follow the box's own width instead.
+  let lastWidth = 0;
+  const observer = new ResizeObserver(() => {
+    const width = el.clientWidth;
+    if (!width || width === lastWidth) return;
+    lastWidth = width;
+    if (fixedWidth) { draw(); return; }  // its width is worked out again against the box
+    drawing = drawing.then(() => {
+      if (window.Plotly && graph._fullLayout) return window.Plotly.Plots.resize(graph);
+    }).catch(() => {});
+  });
+  observer.observe(el);
   return () => {
+    observer.disconnect();
     model.off("change:data_json", draw);
     model.off("change:layout_json", draw);
     if (window.Plotly) window.Plotly.purge(graph);
