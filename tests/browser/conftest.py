@@ -76,13 +76,18 @@ def dashboard_url(browser, tmp_path_factory):
                                else "Voila's warm kernels were not ready within 180 s")
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        if os.environ.get("SHOW_VOILA_LOG"):
-            sys.stderr.write(log_path.read_text())
+        stop_server(process, log_path, "SHOW_VOILA_LOG")
+
+
+def stop_server(process: subprocess.Popen, log_path: Path, show_log: str, timeout: float = 20.0) -> None:
+    """Stop a server a fixture started (killed if it does not stop); its log goes to stderr if ``show_log`` is set."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    if os.environ.get(show_log):
+        sys.stderr.write(log_path.read_text())
 
 
 @pytest.fixture

@@ -10,14 +10,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.browser.conftest import ROOT, free_port
+from tests.browser.conftest import ROOT, free_port, stop_server
 from tests.browser.helpers import figure_data, wait_for_change, wait_for_figure
 
 LESSONS = sorted(path.name for path in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -73,13 +72,7 @@ def lab_url(browser, tmp_path_factory):
                 time.sleep(0.5)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        if os.environ.get("SHOW_LAB_LOG"):
-            sys.stderr.write(log_path.read_text())
+        stop_server(process, log_path, "SHOW_LAB_LOG")
 
 
 @pytest.fixture
