@@ -26,8 +26,8 @@ import urllib.error
 import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -52,7 +52,7 @@ class Hub:
     process: subprocess.Popen
     state: Path  # database, cookie secret, the students' homes
     log: Path
-    restart: Callable[[], None] = lambda: None  # stop the hub (SIGTERM) and start it again on the same state
+    restart: Callable[[], None]  # stop the hub (SIGTERM) and start it again on the same state
 
 
 # ----- the hub ----------------------------------------------------------------------------------------------
