@@ -20,6 +20,7 @@ from explorer.arguments import whole_number
 from explorer.hooks import HookPoint
 
 SCORES = ("dot", "scaled_dot", "general", "additive")
+FUSED_SCORES = ("dot", "scaled_dot")  # computed by torch's scaled_dot_product_attention
 
 # The formula of each score, in LaTeX, for the views that explain it.
 SCORE_FORMULAS = {
@@ -194,8 +195,10 @@ class MultiHeadAttention(nn.Module):
     head_h = softmax(score(Q W_h^Q, K W_h^K)) V W_h^V, out = concat(head_1..head_H) W^O, where the score is
     scaled_dot by default (q.k / sqrt(d_head)) or any other of ``SCORES``; "general" and "additive" (Bahdanau's
     v^T tanh(W_q q + W_k k)) have learned parameters of their own in every head.
-    ``forward`` returns the output; the weights of every head, ``[B, H, Q, K]``, pass through
-    ``hook_pattern`` where ``explorer.hooks.capture`` reads them.
+    ``forward`` returns the output. The dot-product scores run in torch's fused
+    ``scaled_dot_product_attention``, so training runs at its speed; ``explorer.capture_attention`` reads that
+    call's weights. The learned scores compute their weights here and pass them through ``hook_pattern``
+    (``[B, H, Q, K]``). ``explorer.hooks.capture`` gives both under the name ``<module>.hook_pattern``.
     """
 
     def __init__(self, d_model: int, n_heads: int, bias: bool = True, dropout: float = 0.0, score: str = "scaled_dot"):
@@ -237,11 +240,22 @@ class MultiHeadAttention(nn.Module):
         return torch.stack([scorer(q[:, h], k[:, h]) for h, scorer in enumerate(self.scorers)], dim=1)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
-        """``x`` ``[B, Q, d]``, ``context`` ``[B, K, d]`` or None; ``mask`` broadcastable to ``[B, H, Q, K]``."""
+                mask: torch.Tensor | None = None, causal: bool = False) -> torch.Tensor:
+        """``x`` ``[B, Q, d]``, ``context`` ``[B, K, d]`` or None; ``mask`` broadcastable to ``[B, H, Q, K]``, True
+        where a query may attend; ``causal``: query i sees keys 0..i."""
         q, k, v = self.project(x, context)  # [B, H, T, d_head]
-        weights = self.hook_pattern(masked_softmax(self.scores(q, k), mask))  # [B, H, Q, K]
-        context_vectors = self.dropout(weights) @ v  # [B, H, Q, d_head]
+        if mask is not None:
+            mask = check_mask(mask, (q.shape[0], self.n_heads, q.shape[2], k.shape[2]))
+        if causal and (mask is not None or self.score not in FUSED_SCORES):  # one mask holds both
+            below = causal_mask(q.shape[2], k.shape[2], device=q.device)
+            mask, causal = below if mask is None else mask & below, False
+        if self.score in FUSED_SCORES:
+            context_vectors = nn.functional.scaled_dot_product_attention(  # [B, H, Q, d_head]
+                q, k, v, attn_mask=mask, is_causal=causal, dropout_p=self.dropout.p if self.training else 0.0,
+                scale=None if self.score == "scaled_dot" else 1.0)
+        else:
+            weights = self.hook_pattern(masked_softmax(self.scores(q, k), mask))  # [B, H, Q, K]
+            context_vectors = self.dropout(weights) @ v  # [B, H, Q, d_head]
         b, _, n_queries, _ = context_vectors.shape
         merged = context_vectors.transpose(1, 2).reshape(b, n_queries, self.d_model)
         return self.out_proj(merged)

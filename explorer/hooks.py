@@ -7,14 +7,17 @@ point is the identity. ``capture(model)`` taps every hook point for one run and 
         logits = model(input_ids)
     captured.stack("blocks")          # [B, layers, heads, Q, K], one entry per block in order
 
-So the maps drawn are the very tensors the forward pass computed, and ``forward`` returns one thing.
+So the maps drawn are the very tensors the forward pass computed, and ``forward`` returns one thing. A module
+whose attention runs in torch's fused ``scaled_dot_product_attention`` (``MultiHeadAttention`` with a dot-product
+score) computes no pattern tensor; its call is read by ``explorer.capture.capture_attention`` and kept under the
+same name, ``<module>.hook_pattern``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fnmatch
-from typing import Callable, Iterator
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -54,29 +57,32 @@ class Capture:
 
 
 @contextlib.contextmanager
-def capture(model: nn.Module, pattern: str = "*", edit: Callable[[str, torch.Tensor], torch.Tensor] | None = None
-            ) -> Iterator[Capture]:
-    """Tap every hook point of ``model`` whose name matches ``pattern`` for the runs inside the ``with`` block.
+def capture(model: nn.Module, pattern: str = "*") -> Iterator[Capture]:
+    """Tap every hook point of ``model`` whose name matches ``pattern`` for the runs inside the ``with`` block."""
+    from explorer.capture import capture_attention
 
-    ``edit(name, tensor)``, if given, may return a replacement for the tensor (for ablations); the captured
-    value is the one the model then uses.
-    """
     captured = Capture()
     handles = []
 
     def tap(name: str):
         def hook(module, inputs, output):
-            if edit is not None:
-                output = edit(name, output)
             captured.keep(name, output)
-            return output
         return hook
 
+    def fused(call) -> None:  # an SDPA call of a module that has a pattern hook point
+        name = f"{call.name}.hook_pattern" if call.name else "hook_pattern"
+        if name in points and call.weights is not None:
+            captured.keep(name, call.weights)
+
+    points = {name for name, module in model.named_modules()
+              if isinstance(module, HookPoint) and fnmatch.fnmatchcase(name, pattern)}
     try:
         for name, module in model.named_modules():
-            if isinstance(module, HookPoint) and fnmatch.fnmatchcase(name, pattern):
+            if name in points:
                 handles.append(module.register_forward_hook(tap(name)))
-        yield captured
+        with capture_attention(model) as calls:
+            calls.listeners.append(fused)
+            yield captured
     finally:
         for handle in handles:
             handle.remove()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "explorer"
-CORE = ["attention.py", "hooks.py", "maps.py", "training.py", "checkpoints.py", "threads.py", "links.py", "models",
+CORE = ["attention.py", "hooks.py", "capture.py", "maps.py", "training.py", "checkpoints.py", "threads.py", "links.py", "models",
         "data"]
 
 

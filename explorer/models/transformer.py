@@ -1,8 +1,9 @@
 """A tiny Transformer (Vaswani et al. 2017) built on ``explorer.attention.MultiHeadAttention``.
 
 In the manner of nanoGPT's model.py: a config dataclass, small blocks with obvious names and a
-``forward`` that reads like the paper and returns the logits. Every attention layer passes its weights
-through a hook point, so ``explorer.hooks.capture`` reads the very weights the pass used.
+``forward`` that reads like the paper and returns the logits. Attention runs in torch's fused
+``scaled_dot_product_attention`` (Bahdanau's additive and Luong's general cross-attention scores are computed
+here); ``explorer.hooks.capture`` and ``explorer.capture_attention`` read the very weights the pass used.
 
     x_0     = embed(tokens) + position                                (section 3.4 and 3.5)
     pre-norm:  x = x + MHA(LN(x));  x = x + FFN(LN(x))                 (Xiong et al. 2020)
@@ -19,7 +20,7 @@ from typing import Callable, ClassVar
 import torch
 from torch import nn
 
-from explorer.attention import SCORES, MultiHeadAttention, causal_mask, check_heads
+from explorer.attention import SCORES, MultiHeadAttention, check_heads
 from explorer.hooks import Capture, HookPoint, capture
 from explorer.maps import AttentionMaps, MapsInfo, Snapshot
 
@@ -121,9 +122,10 @@ class Block(nn.Module):
         x = x + self.dropout(function(norm(x) if self.pre_norm else x))
         return x if self.pre_norm else norm(x)
 
-    def forward(self, x, mask=None, memory=None, memory_mask=None) -> torch.Tensor:
-        """``x`` ``[B, T, d]``; ``memory`` ``[B, S, d]`` (the encoder output) for cross-attention."""
-        x = self.sublayer(x, self.norms[0], lambda h: self.self_attention(h, mask=mask))
+    def forward(self, x, mask=None, memory=None, memory_mask=None, causal: bool = False) -> torch.Tensor:
+        """``x`` ``[B, T, d]``; ``memory`` ``[B, S, d]`` (the encoder output) for cross-attention; ``causal``: each
+        position sees only itself and earlier ones."""
+        x = self.sublayer(x, self.norms[0], lambda h: self.self_attention(h, mask=mask, causal=causal))
         if self.cross_attention is not None:
             x = self.sublayer(x, self.norms[2], lambda h: self.cross_attention(h, context=memory, mask=memory_mask))
         return self.sublayer(x, self.norms[1], self.feed_forward)
@@ -208,9 +210,8 @@ class TinyTransformer(nn.Module):
             cls = torch.full_like(input_ids[:, :1], self.cls_id)
             input_ids = torch.cat([cls, input_ids], dim=1)
         x = self.embed(input_ids)
-        mask = causal_mask(x.shape[1], device=x.device) if self.config.causal else None
         for block in self.blocks:
-            x = block(x, mask=mask)
+            x = block(x, causal=self.config.causal)
         return self.final_norm(x)
 
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
@@ -286,9 +287,8 @@ class TinySeq2Seq(nn.Module):
             memory = block(memory, mask=source_mask)
         memory = self.encoder_norm(memory)
         x = self.target_embed(decoder_input_ids)
-        mask = causal_mask(x.shape[1], device=x.device)
         for block in self.decoder:
-            x = block(x, mask=mask, memory=memory, memory_mask=source_mask)
+            x = block(x, causal=True, memory=memory, memory_mask=source_mask)
         return self.head(self.decoder_norm(x))
 
     @staticmethod
