@@ -7,11 +7,14 @@ of training to 95% test accuracy, or the accuracy it reached if it did not get t
 against the CBAM net's, measured in alternating blocks in this process; and the localization (map mass in the
 object's box / box area share, 1.0 = a uniform map) of its last-layer CLS map and rollout, untrained and trained,
 beside the CBAM net's spatial maps and Grad-CAM (the CBAM net trained to 95% the same way). A finding, not a target.
+Last, the tab's throughput with its panel live: the three nets trained in turns by the session, with the panel's
+throttled redraws on this thread, against the same nets trained in turns here without a panel (goal: slowdown <= 10%).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import time
 
@@ -20,7 +23,7 @@ import torch
 from explorer.data.images import make_shapes
 from explorer.models.cbam import PAPER, CBAMNet, probe_maps
 from explorer.models.vit import TinyViT, ViTConfig, probe_vit
-from explorer.sessions.vision_nets import BATCH_SIZE, CHUNK
+from explorer.sessions.vision_nets import BATCH_SIZE, CHUNK, trainer_for
 from explorer.training import Trainer
 
 LR = 0.003  # the Vision tab's default learning rate
@@ -73,10 +76,55 @@ def localization_rows(vit, cbam, pixels, boxes) -> dict:
     return rows
 
 
+def timed(run) -> tuple[float, float]:
+    """Wall seconds and CPU seconds of the whole process (the panel's redraws on this thread included)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    run()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def panel_slowdown(rounds: int = 6, steps: int = 40) -> None:
+    """The tab trains its three nets in turns on its own thread and redraws on this one (throttled), as in a kernel;
+    the reference trains copies of the same nets in the same turns (``CHUNK`` steps each, then a test evaluation)."""
+    from explorer.sessions.vision import VisionSession
+    from explorer.widgets.vision import VisionPanel
+
+    panel = VisionPanel(VisionSession())
+    panel.wait()
+    session = panel.session
+    copies = {name: trainer_for(name, copy.deepcopy(t.model), session.data, LR) for name, t in session.trainers.items()}
+
+    def headless() -> None:
+        for _ in range(steps // CHUNK):
+            for trainer in copies.values():
+                trainer.run(CHUNK)
+                trainer.evaluate()
+
+    def with_panel() -> None:
+        session.train(steps)
+        panel.wait(600)
+
+    alone, shown = [], []
+    for i in range(rounds):  # ABBA order, so a busy neighbour or a warm cache favours neither
+        order = ((headless, alone), (with_panel, shown))
+        for run, times in order if i % 2 == 0 else order[::-1]:
+            times.append(timed(run))
+    nets = len(copies)
+    for index, clock in ((0, "wall"), (1, "cpu")):
+        a, b = statistics.median(t[index] for t in alone), statistics.median(t[index] for t in shown)
+        print(f"vision_steps_per_{clock}_s_headless: {nets * steps / a:.1f}")
+        print(f"vision_steps_per_{clock}_s_panel_attached: {nets * steps / b:.1f}")
+        print(f"vision_panel_slowdown_{clock}: {100 * (b / a - 1):.1f}%  (goal <= 10%)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-steps", type=int, default=1500)
+    parser.add_argument("--panel-only", action="store_true", help="only the throughput with the panel live")
     args = parser.parse_args()
+    if args.panel_only:
+        panel_slowdown()
+        return
     print(f"threads: {torch.get_num_threads()}")
     print(f"vit_config: patch {VIT['patch_size']}, width {VIT['d_model']}, {VIT['n_layers']} layers, "
           f"{VIT['n_heads']} heads, {VIT['pool']}")
@@ -107,6 +155,7 @@ def main() -> None:
     for when, scores in table.items():
         for name, value in scores.items():
             print(f"localization_{name}_{when}: {value:.3f}")
+    panel_slowdown()
 
 
 if __name__ == "__main__":
