@@ -211,6 +211,26 @@ class Snapshot:
 
 
 @dataclass(frozen=True)
+class Translation:
+    """A source text and the target an encoder-decoder wrote for it (or was given), with the attention of the pass
+    that read both: ``maps["cross"]`` ``[layers, heads, target tokens, source tokens]``, and ``"encoder"`` and
+    ``"decoder"`` when the model reports them; no maps for a source with nothing to read."""
+
+    source: str  # the text the model read (cut to what it reads)
+    target: str  # what it wrote, up to its end token; or the target it was given
+    maps: dict = field(default_factory=dict)  # "encoder", "decoder", "cross" -> AttentionMaps
+    written: tuple[str, ...] = ()  # per decoder row: the token written at that step
+    translated: bool = True  # the model wrote ``target`` itself (greedy decoding)
+    cut: bool = False  # the source was longer than the model reads
+    unknown: tuple[str, ...] = ()  # characters of the source outside the vocabulary, read as <unk>
+    ended: bool = True  # the model wrote its end token within its length
+
+    @property
+    def cross(self) -> AttentionMaps | None:
+        return self.maps.get("cross")
+
+
+@dataclass(frozen=True)
 class HistoryRow:
     """One optimiser step: its loss and accuracy on the batch, the learning rate used, seconds trained so far."""
 

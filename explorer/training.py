@@ -1,4 +1,4 @@
-"""The training loop shared by the labs: seeded, stoppable, with a divergence guard and snapshots of attention.
+"""The step function shared by the labs: seeded training with a divergence guard and snapshots of attention.
 
 ``Trainer(model, data)`` trains any model of the explorer on a ``datasets.DatasetDict`` (splits
 ``train`` and ``test``). The batch kind comes from the columns:
@@ -8,10 +8,11 @@
   shifted targets too.
 - ``pixel_values`` + ``label``: ``model(pixel_values)`` gives ``[B, n_classes]``.
 
-``run(steps)`` trains here; ``start(steps)`` trains in a background thread that ``stop()`` ends at the
-next step boundary. Every step adds a ``HistoryRow`` to ``history``; every ``snapshot_every`` steps the
-``probe(model)`` record (attention on a fixed input) is kept in ``snapshots`` as a ``Snapshot`` for scrubbing
-back in time. Callbacks ``fn(trainer, event, info)`` hear "step", "snapshot", "paused", "stopped", "finished", "error".
+A trainer has no thread of its own. ``train_step()`` is one optimiser step; ``run(steps)`` trains here and now;
+``train(steps, stop)`` is the same loop, ended early when the ``stop`` event is set: ``explorer.lab.Lab`` runs
+one or several trainers that way on its worker. Its state is ``step``, ``history`` (a ``HistoryRow`` per step)
+and ``snapshots``: every ``snapshot_every`` steps the ``probe(model)`` record (attention on a fixed input) is
+kept as a ``Snapshot`` for scrubbing back in time. ``evaluate()`` measures the test split.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import dataclasses
 import math
 import threading
 import time
-import traceback
 from typing import Callable
 
 import torch
@@ -143,11 +143,9 @@ class Trainer:
         self.batch_size = batch_size
         self.snapshot_every = whole_number(snapshot_every, "snapshot_every (steps between snapshots)", low=1)
         self.probe = probe if probe is not None else default_probe(model, data, self.kind)
-        self.callbacks: list[Callable] = []
         self.message = "Ready to train."
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
+        self.paused = False  # the guard undid the last step of the last run
+        self._busy = threading.Lock()  # held while a loop trains: one place at a time
         self._fresh_optimiser()
 
     # ----- settings ------------------------------------------------------------------------------
@@ -180,29 +178,21 @@ class Trainer:
 
     def reset(self) -> None:
         """New weights from the seed, a new optimiser, and an empty history (refused while training)."""
-        self._check_idle("reset")
-        reinitialise(self.model, self.seed)
-        self._fresh_optimiser()
-        self.message = "Weights re-initialised; history cleared."
+        with self._idle("reset"):
+            reinitialise(self.model, self.seed)
+            self._fresh_optimiser()
+            self.message = "Weights re-initialised; history cleared."
 
     def restore_history(self, history) -> None:
         """Continue the steps and curves of a loaded checkpoint (refused while training)."""
-        self._check_idle("load a history")
         rows = [HistoryRow.from_dict(row) for row in history]
-        self.history = rows
-        self.step = rows[-1].step if rows else 0
-        self.elapsed = rows[-1].elapsed if rows else 0.0
-        self.snapshots = []
-        self.guard.forget()
-        self.guard.losses.extend(row.loss for row in rows[-RECENT:])
-
-    def add_callback(self, function: Callable) -> None:
-        """``function(trainer, event, info)`` is called from the training thread."""
-        self.callbacks.append(function)
-
-    def _emit(self, event: str, info: dict) -> None:
-        for function in list(self.callbacks):
-            function(self, event, info)
+        with self._idle("load a history"):
+            self.history = rows
+            self.step = rows[-1].step if rows else 0
+            self.elapsed = rows[-1].elapsed if rows else 0.0
+            self.snapshots = []
+            self.guard.forget()
+            self.guard.losses.extend(row.loss for row in rows[-RECENT:])
 
     # ----- one step ------------------------------------------------------------------------------
     def current_lr(self) -> float:
@@ -281,92 +271,54 @@ class Trainer:
             record = self.probe(self.model)
         snapshot = dataclasses.replace(record, step=self.step) if isinstance(record, Snapshot) else Snapshot(self.step, record)
         self.snapshots.append(snapshot)
-        self._emit("snapshot", {"step": self.step, "record": snapshot})
 
     # ----- loops -----------------------------------------------------------------------------------
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        """True while a loop (``run`` here, or a Lab's worker) trains this trainer."""
+        return self._busy.locked()
 
-    def _check_idle(self, action: str) -> None:
-        if self.running:
+    @contextlib.contextmanager
+    def _idle(self, action: str):
+        if not self._busy.acquire(blocking=False):
             raise ValueError(f"Training is running: stop it before you {action}.")
-
-    def run(self, steps: int) -> list[HistoryRow]:
-        """Train ``steps`` steps here and now; returns the new history records."""
-        steps = check_steps(steps)
-        self._check_idle("train again")
-        self._stop.clear()
-        return self._loop(steps)
+        try:
+            yield
+        finally:
+            self._busy.release()
 
     @property
     def small(self) -> bool:
         """True for models small enough that one CPU thread is fastest."""
         return sum(p.numel() for p in self.model.parameters()) < SMALL_MODEL
 
-    def _loop(self, steps: int) -> list[HistoryRow]:
-        with one_thread(self.small):
-            return self._steps(steps)
-
-    def _steps(self, steps: int, snapshot_at_end: bool = True) -> list[HistoryRow]:
-        first = len(self.history)
-        if not self.snapshots:
-            self.take_snapshot()
-        target = self.step + steps
-        while self.step < target:
-            if self._stop.is_set():
-                self.message = f"Stopped at step {self.step}."
-                self._emit("stopped", {"step": self.step})
-                return self.history[first:]
-            record = self.train_step()
-            if record is None:
-                self._pause()
-                return self.history[first:]
-            self._emit("step", {"step": record.step, "row": record})
-            if self.step % self.snapshot_every == 0 or (snapshot_at_end and self.step == target):
-                self.take_snapshot()
-        self.message = f"Finished {steps} steps (step {self.step}, loss {self.history[-1].loss:.4f})."
-        self._emit("finished", {"step": self.step})
-        return self.history[first:]
-
-    def _pause(self) -> None:
-        self._emit("paused", {"step": self.step, "message": self.message})
-
-    def start(self, steps: int) -> None:
-        """Train ``steps`` steps in a background thread; a ValueError if training is already running."""
+    def run(self, steps: int) -> list[HistoryRow]:
+        """Train ``steps`` steps here and now; returns the new history records."""
         steps = check_steps(steps)
-        with self._lock:
-            if self.running:
-                raise ValueError("Training is already running: stop it first, or wait for it to finish.")
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._background, args=(steps,), daemon=True, name="trainer")
-            self._thread.start()
+        with one_thread(self.small):
+            return self.train(steps)
 
-    def _background(self, steps: int) -> None:
-        try:
-            self._loop(steps)
-        except Exception as error:  # noqa: BLE001 - reported to the panel, never lost in a thread
-            traceback.print_exc()
-            self.message = f"Training stopped by an error at step {self.step}: {error}"
-            self._emit("error", {"step": self.step, "message": self.message})
-
-    def stop(self, timeout: float = 1.0) -> bool:
-        """Ask the training thread to end at the next step boundary and wait up to ``timeout`` seconds.
-
-        Returns False (and says so in ``message``) when nothing was running.
-        """
-        if not self.running:
-            self.message = f"Training is not running (step {self.step}); nothing to stop."
-            return False
-        self._stop.set()
-        if threading.current_thread() is not self._thread:  # a callback may call stop() from the training thread
-            self._thread.join(timeout)
-        return True
-
-    def join(self, timeout: float | None = None) -> None:
-        """Wait for the background training to end."""
-        if self._thread is not None:
-            self._thread.join(timeout)
+    def train(self, steps: int, stop: threading.Event | None = None, snapshot_at_end: bool = True) -> list[HistoryRow]:
+        """Train up to ``steps`` steps: fewer when ``stop`` is set (checked before each step) or when the guard undoes
+        a step (``paused`` then says so, and ``message`` why). A snapshot is taken every ``snapshot_every`` steps and,
+        with ``snapshot_at_end``, after the last one. Returns the new history records."""
+        with self._idle("train again"):
+            first = len(self.history)
+            self.paused = False
+            if not self.snapshots:
+                self.take_snapshot()
+            target = self.step + steps
+            while self.step < target:
+                if stop is not None and stop.is_set():
+                    self.message = f"Stopped at step {self.step}."
+                    return self.history[first:]
+                if self.train_step() is None:
+                    self.paused = True
+                    return self.history[first:]
+                if self.step % self.snapshot_every == 0 or (snapshot_at_end and self.step == target):
+                    self.take_snapshot()
+            self.message = f"Finished {steps} steps (step {self.step}, loss {self.history[-1].loss:.4f})."
+            return self.history[first:]
 
     # ----- evaluation ------------------------------------------------------------------------------
     @torch.no_grad()

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "explorer"
-CORE = ["attention.py", "hooks.py", "capture.py", "maps.py", "training.py", "checkpoints.py", "threads.py", "links.py", "models",
-        "data"]
+CORE = ["attention.py", "hooks.py", "capture.py", "maps.py", "training.py", "lab.py", "checkpoints.py", "threads.py",
+        "links.py", "models", "data"]
+TRAINING = ("explorer.training", "explorer.lab")  # between the models and the sessions
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -50,6 +51,55 @@ def test_sessions_import_no_widgets_and_draw_nothing(path):
     bad = {m for m in imported_modules(path) if m.split(".")[0] in ("ipywidgets", "anywidget", "plotly")
            or m.startswith(("explorer.widgets", "explorer.views", "explorer.app"))}
     assert not bad, f"{path.name} imports {bad}"
+
+
+@pytest.mark.parametrize("path", files(*CORE), ids=lambda p: p.relative_to(PACKAGE).as_posix())
+def test_the_lab_sits_between_the_models_and_the_sessions(path):
+    """Models and data never train; the trainer never runs a lab; nothing below the sessions imports them."""
+    modules = imported_modules(path)
+    bad = {m for m in modules if m.startswith("explorer.sessions")}
+    if path.parent.name in ("models", "data"):
+        bad |= {m for m in modules if m.startswith(TRAINING)}
+    if path.name == "training.py":
+        bad |= {m for m in modules if m.startswith("explorer.lab")}
+    assert not bad, f"{path.name} imports {bad}"
+
+
+@pytest.mark.parametrize("path", files("widgets", "views"), ids=lambda p: p.relative_to(PACKAGE).as_posix())
+def test_panels_draw_records_and_never_reach_a_trainer(path):
+    """Panels read the Lab's record and the session's settings: no trainer, no lab, no training group."""
+    bad = {m for m in imported_modules(path) if m.startswith(TRAINING)}
+    assert not bad, f"{path.name} imports {bad}"
+
+
+# Where reaching into another object's private members is known and owned by other work, with the reason.
+PRIVATE_EXCEPTIONS = {"sessions/language.py": "_lock"}  # the language model's lock: its long-context rewrite
+
+
+def private_reaches(path: Path) -> list[tuple[str, str]]:
+    """``(owner, name)`` of every ``owner._name`` in ``path`` where ``owner`` is not ``self`` or ``cls``, nor a panel's
+    own session or a panel (``s``, ``session``, ``panel``)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            owner = node.value
+            if not (isinstance(owner, ast.Name) and owner.id in ("self", "cls", "s", "session", "panel")):
+                found.append((ast.unparse(owner), node.attr))
+    return found
+
+
+@pytest.mark.parametrize("path", [p for p in PACKAGE.rglob("*.py") if p.name not in ("training.py", "lab.py")],
+                         ids=lambda p: p.relative_to(PACKAGE).as_posix())
+def test_private_members_stay_in_their_module(path):
+    """Nothing outside training.py and the Lab touches a trainer's underscore members; no session or panel a model's."""
+    name = path.relative_to(PACKAGE).as_posix()
+    reaches = private_reaches(path)
+    assert not [r for r in reaches if "trainer" in r[0]], f"{name} reaches into a trainer: {reaches}"
+    if path.parent.name in ("sessions", "widgets", "views") or path.name == "app.py":
+        found = {attr for _, attr in reaches}
+        allowed = {PRIVATE_EXCEPTIONS[name]} if name in PRIVATE_EXCEPTIONS else set()
+        assert found <= allowed, f"{name} reaches into {reaches}"
+        assert allowed <= found, f"{name} no longer needs its exception {allowed}: remove it from the test"
 
 
 @pytest.mark.parametrize("path", files("widgets"), ids=lambda p: p.name)

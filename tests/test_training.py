@@ -12,6 +12,7 @@ from torch import nn
 from explorer.data.sequences import make_task
 from explorer.maps import AttentionMaps, pattern_score
 from explorer.models.transformer import TinyTransformer, TinySeq2Seq, TransformerConfig
+from explorer.lab import Lab
 from explorer.training import Trainer
 
 
@@ -83,33 +84,33 @@ def test_seeded_runs_repeat_exactly(reverse_data):
 
 def test_stop_then_start_continues_the_same_history(reverse_data):
     trainer = Trainer(reverse_model(), reverse_data)
-    stepped = threading.Event()
-    trainer.add_callback(lambda t, event, info: stepped.set() if event == "step" and info["step"] >= 5 else None)
-    trainer.start(100_000)
-    assert stepped.wait(30)
-    assert trainer.stop()
-    assert not trainer.running
-    assert "Stopped" in trainer.message
-    assert trainer.stop() is False  # pressing Stop twice is harmless
+    lab = Lab({"reverse": trainer}, chunk=1, evaluate=False)
+    lab.start(100_000)
+    assert lab.home.wait_until(lambda: trainer.step >= 5, 30)
+    assert lab.stop()
+    assert lab.home.wait_until(lambda: not lab.running and lab.view.status == "stopped", 10)
+    assert "Stopped at step" in lab.view.message
+    assert lab.stop() is False  # pressing Stop twice is harmless
     n = trainer.step
     assert 5 <= n < 100_000
-    trainer.start(7)
-    trainer.join()
+    lab.start(7)
+    assert lab.home.wait_until(lambda: lab.view.status == "finished", 30)
     assert [r.step for r in trainer.history] == list(range(1, n + 8))
 
 
 def test_training_twice_is_refused_and_loses_nothing(reverse_data):
     trainer = Trainer(reverse_model(), reverse_data)
-    trainer.start(100_000)
+    lab = Lab({"reverse": trainer}, chunk=1, evaluate=False)
+    lab.start(100_000)
     try:
         with pytest.raises(ValueError, match="already running"):
-            trainer.start(10)
+            lab.start(10)
         with pytest.raises(ValueError, match="(?i)stop"):
             trainer.run(10)
         with pytest.raises(ValueError, match="(?i)stop"):
             trainer.reset()
     finally:
-        trainer.stop()
+        lab.stop(10)
     steps = [r.step for r in trainer.history]
     assert steps == list(range(1, len(steps) + 1))
 
@@ -132,14 +133,12 @@ class NanAt(nn.Module):
 def test_nan_guard_restores_weights_and_optimiser_and_pauses(reverse_data):
     model = NanAt(reverse_model(), bad_call=6)
     trainer = Trainer(model, reverse_data, snapshot_every=100)
-    events = []
-    trainer.add_callback(lambda t, event, info: events.append(event))
     trainer.run(5)
     weights = {k: v.clone() for k, v in model.state_dict().items()}
     moments = [s["exp_avg"].clone() for s in trainer.optimizer.state.values()]
     trainer.run(10)
     assert trainer.step == 5 and len(trainer.history) == 5
-    assert events[-1] == "paused" and "NaN" in trainer.message and "step 5" in trainer.message
+    assert trainer.paused and "NaN" in trainer.message and "step 5" in trainer.message
     for key, value in model.state_dict().items():
         assert torch.equal(value, weights[key]), key
     assert all(torch.equal(a["exp_avg"], b) for a, b in zip(trainer.optimizer.state.values(), moments))
@@ -165,12 +164,13 @@ def test_bad_settings_are_refused(reverse_data, options, match):
 
 def test_zero_steps_and_bad_data_are_refused(reverse_data):
     trainer = Trainer(reverse_model(), reverse_data)
+    lab = Lab({"reverse": trainer}, evaluate=False)
     for steps in (0, -3, 1.5):
         with pytest.raises(ValueError, match="steps"):
             trainer.run(steps)
         with pytest.raises(ValueError, match="steps"):
-            trainer.start(steps)
-    assert trainer.history == [] and not trainer.running
+            lab.start(steps)
+    assert trainer.history == [] and not trainer.running and not lab.running
     with pytest.raises(ValueError, match="train"):
         Trainer(reverse_model(), {"train": reverse_data["train"]})
     with pytest.raises(ValueError, match="columns"):
@@ -242,12 +242,12 @@ def test_a_token_model_without_attention_output_trains_without_snapshots(reverse
     assert trainer.step == 3 and trainer.snapshots == [] and "token_accuracy" in trainer.evaluate()
 
 
-def test_a_callback_may_stop_training_from_the_training_thread(reverse_data):
-    trainer = Trainer(reverse_model(), reverse_data)
-    trainer.add_callback(lambda t, event, info: t.stop() if event == "step" and info["step"] == 3 else None)
-    trainer.start(1000)
-    trainer.join(30)
-    assert not trainer.running and trainer.step == 3 and "Stopped at step 3" in trainer.message
+def test_a_stop_event_ends_training_at_a_step_boundary(reverse_data):
+    trainer, stop = Trainer(reverse_model(), reverse_data), threading.Event()
+    stop.set()
+    assert trainer.train(1000, stop) == [] and trainer.step == 0 and "Stopped at step 0" in trainer.message
+    stop.clear()
+    assert [r.step for r in trainer.train(3, stop)] == [1, 2, 3] and not trainer.paused
 
 
 def test_a_diverging_step_is_undone_and_training_resumes_at_a_sane_rate(trained):

@@ -83,14 +83,15 @@ def test_any_typed_text_gets_the_models_output_and_a_notice(panel):
         panel.translator.typed.value = text
         panel.translator.translate()
         result = panel.session.translation
-        assert panel.status.kind == "ok" and result.output in panel.translator.output.value.replace("&#x27;", "'")
+        assert panel.status.kind == "ok" and result.target in panel.translator.output.value.replace("&#x27;", "'")
         assert notice in panel.session.translation_notice
         assert panel.runs[0].trainer.model is model and panel.runs[0].trainer.step == 5
         if text:
-            assert result.maps.weights.shape[2:] == (len(result.maps.tokens), min(len(text), 32))
+            assert result.cross.weights.shape[2:] == (len(result.cross.tokens), min(len(text), 32))
+            assert list(result.written) == list(result.cross.tokens)  # the one Translation: a row per written token
             assert len(panel.translator.maps.figure.data) == 8
         else:
-            assert result.maps is None and panel.translator.figures.children == ()
+            assert result.cross is None and panel.translator.figures.children == ()
 
 
 def test_translating_needs_a_translation_task(panel):

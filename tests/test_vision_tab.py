@@ -52,7 +52,7 @@ def test_switching_the_vit_off_and_on_keeps_the_cnns_and_their_history(panel):
     panel.vit["vit"].value = False
     panel.wait()
     assert list(session.trainers) == ["cbam", "plain"] and session.trainers["cbam"].model is cnn
-    assert session.trainers["cbam"].step == 10 and len(session.group.evaluations["cbam"][0]) == 2
+    assert session.trainers["cbam"].step == 10 and len(session.lab_view.run("cbam").evaluations) == 2
     assert not any("ViT" in a.text for a in panel.figures["gallery"].figure.layout.annotations)
     train(panel, 10)
     assert [t.step for t in session.trainers.values()] == [20, 20]

@@ -312,14 +312,3 @@ def probe_maps(model: CBAMNet, pixel_values: torch.Tensor, boxes=None) -> ImageA
         scores["Grad-CAM"] = localization(cam, boxes)
     return ImageAttention(channel=record.channel, spatial=record.spatial, images=record.images,
                           predictions=record.predictions, grad_cam=cam, localization=scores)
-
-
-def localization_history(snapshots) -> dict:
-    """``{map name: (steps, scores)}`` from a Trainer's snapshots of ``probe_maps``."""
-    history: dict = {}
-    for snapshot in snapshots:
-        for name, score in snapshot.maps.localization.items():
-            steps, scores = history.setdefault(name, ([], []))
-            steps.append(snapshot.step)
-            scores.append(score)
-    return history

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from explorer.maps import AttentionMaps, MapsInfo, entropy
+from explorer.maps import AttentionMaps, MapsInfo, Translation, entropy
 from explorer.models import hf
 
 PARTS = ("cross", "encoder", "decoder")
@@ -63,16 +63,6 @@ def check_tokenizer(tokenizer, config, name: str) -> None:
                          f"{tokenizer.pad_token_id}, the model's is {pad}. Save the model's own tokenizer into the folder.")
     if config.decoder_start_token_id is None or not 0 <= config.decoder_start_token_id < vocab:
         raise ValueError(f"The config of '{name}' has no usable decoder_start_token_id, so the decoder cannot start.")
-
-
-@dataclass(frozen=True)
-class Translation:
-    """One reading: the three maps, the target the decoder read, and what each decoder row writes."""
-
-    maps: dict  # "encoder", "decoder", "cross" -> AttentionMaps
-    target: str  # the target text (the model's own translation when none was given)
-    written: tuple[str, ...]  # per decoder row: the token written at that step
-    translated: bool  # the model made the target itself (greedy)
 
 
 class Seq2SeqModel:
@@ -186,7 +176,8 @@ class Seq2SeqModel:
                                    meta=MapsInfo(kind=KINDS["cross"], **meta)),
         }
         text = target if target is not None else self.tokenizer.decode(written, skip_special_tokens=True)
-        return Translation(maps, text, tuple(self.token_labels(written)), target is None)
+        return Translation(source, text, maps, tuple(self.token_labels(written)), translated=target is None,
+                           cut=source_length > len(source_ids), ended=target is not None or steps[-1] in self.end_ids)
 
     def _shifted(self, written: list[int]) -> list[int]:
         """What the decoder reads while it writes ``written`` (teacher forcing), by the model's own rule: most start

@@ -8,7 +8,6 @@ given the right ones before it, is the most likely.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -17,7 +16,7 @@ from torch import nn
 from explorer.alignment import alignment_masks, alignment_score
 from explorer.data.translation import END, PAD, encode
 from explorer.hooks import capture
-from explorer.maps import AttentionMaps, MapsInfo, Snapshot
+from explorer.maps import AttentionMaps, MapsInfo, Snapshot, Translation
 
 CROSS = "decoder.*.cross_attention.hook_pattern"
 
@@ -62,18 +61,6 @@ def translation_probe(data, index: int = 0, n_examples: int = 64) -> Callable[[n
     return probe
 
 
-@dataclass(frozen=True)
-class Translation:
-    """A text and what the model writes for it, with the cross-attention of each written character."""
-
-    source: str  # the characters the model read (cut to its source length)
-    output: str  # what it wrote, up to <end>
-    maps: AttentionMaps | None  # [layers, heads, written characters, source characters]; None for an empty source
-    cut: bool = False  # the text was longer than the model reads
-    unknown: tuple[str, ...] = ()  # characters not in the vocabulary, read as <unk>
-    ended: bool = True  # the model wrote <end> within the target length
-
-
 @torch.no_grad()
 def translate(model: nn.Module, vocab: list[str], text: str, source_length: int, target_length: int) -> Translation:
     """Greedy decoding of ``text``: at most ``target_length`` characters and ``<end>``."""
@@ -87,8 +74,9 @@ def translate(model: nn.Module, vocab: list[str], text: str, source_length: int,
     _, cross = cross_attention(model, inputs, decoder_inputs)
     names = [vocab[i] for i in written]
     keys = [vocab[i] for i in inputs[0, :len(source)].tolist()]
-    maps = AttentionMaps(tokens=names, key_tokens=keys, weights=cross[0, :, :, :, :len(source)],
-                         meta=MapsInfo(kind="cross-attention")) if source else None
+    maps = {"cross": AttentionMaps(tokens=names, key_tokens=keys, weights=cross[0, :, :, :, :len(source)],
+                                   meta=MapsInfo(kind="cross-attention"))} if source else {}
     output = "".join(" " if n == "␣" else n for n in names if n != END)
     unknown = tuple(sorted({c for c, k in zip(source, keys) if k == "<unk>"}))
-    return Translation(source, output, maps, cut=len(str(text)) > source_length, unknown=unknown, ended=ended)
+    return Translation(source, output, maps, tuple(names), cut=len(str(text)) > source_length, unknown=unknown,
+                       ended=ended)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
-from traitlets import Bool, Float, HasTraits, Int, List, TraitError, Unicode
+from traitlets import Bool, Float, HasTraits, Int, List, TraitError, Unicode, validate
 
 from explorer import links
 from explorer.threads import Home, Worker, home
@@ -40,6 +40,7 @@ class Session(HasTraits):
     key: ClassVar[str] = ""  # the tab's name in links (?tab=...)
     title: ClassVar[str] = ""
     presets: ClassVar[dict[str, dict]] = {}
+    preset_required: ClassVar[bool] = False  # the ``preset`` setting always names one (else "" is none chosen)
 
     status = Unicode("")  # what the tab's status line says
     status_kind = Unicode("info")  # one of STATUS_KINDS
@@ -148,11 +149,23 @@ class Session(HasTraits):
         return value
 
     # ----- presets and links -------------------------------------------------------------------------------------
+    def known_preset(self, name: str, empty: bool = False) -> str:
+        """``name`` when it is one of ``presets`` (or, with ``empty``, ""); a ValueError that lists them otherwise."""
+        if not (name in self.presets or empty and name == ""):
+            raise unknown_name("preset", name, self.presets)
+        return name
+
+    @validate("preset")
+    def _valid_preset(self, proposal):
+        """The ``preset`` setting of any tab that has one."""
+        try:
+            return self.known_preset(proposal["value"], empty=not self.preset_required)
+        except ValueError as error:
+            raise TraitError(str(error)) from None
+
     def apply_preset(self, name: str) -> None:
         """Set the settings of one of ``presets``; a ValueError lists them if the name is unknown."""
-        if name not in self.presets:
-            raise unknown_name("preset", name, self.presets)
-        self.update(**self.preset_settings(name))
+        self.update(**self.preset_settings(self.known_preset(name)))
 
     def preset_settings(self, name: str) -> dict:
         """The settings a preset sets (sessions with dependent settings add the ones it implies)."""

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from traitlets import Any, Float, Int, List, TraitError, Unicode, observe, validate
 
-from explorer.sessions.base import Session, ablated_heads, place_in_model, say_name
+from explorer.sessions.base import Session, ablated_heads, place_in_model
+from explorer.sessions.rules import Choice
 
 INDUCTION_LENGTH = 20
 PRESETS = {
@@ -51,7 +52,7 @@ class LanguageSession(Session):
     seed = Int(0, help="seed").tag(link=True)
     layer = Int(0, help="layer").tag(link=True)
     head = Int(0, help="head").tag(link=True)
-    view = Unicode("head", help="view").tag(link=True)
+    view = Choice(VIEWS, help="view").tag(link=True)
     token = Int(-1, help="token").tag(link=True)  # the picked position, -1 for the last
     zoom = Int(-1, help="zoom").tag(link=True)  # first token of the window shown whole in a long map, -1: all
     ablated = List(help="ablated heads").tag(link=True)  # [[layer, head], ...]
@@ -75,9 +76,7 @@ class LanguageSession(Session):
     def update(self, **changes) -> None:
         preset = changes.get("preset")
         if preset:
-            if preset not in PRESETS:
-                raise ValueError(f"There is no preset called '{say_name(preset)}'. Choose one of: {', '.join(PRESETS)}.")
-            changes = {"token": -1, **PRESETS[preset], **changes}
+            changes = {"token": -1, **PRESETS[self.known_preset(preset)], **changes}
             if preset == "induction heads" and self.language_model is not None and "prompt" not in changes:
                 changes["prompt"] = self._repeated_prompt()
         super().update(**changes)
@@ -110,18 +109,6 @@ class LanguageSession(Session):
     def _valid_prompt(self, proposal):
         if not proposal["value"].strip():
             raise TraitError("The prompt is empty: type some text for the model to read.")
-        return proposal["value"]
-
-    @validate("view")
-    def _valid_view(self, proposal):
-        if proposal["value"] not in VIEWS:
-            raise TraitError(f"Unknown view '{say_name(proposal['value'])}'. Choose one of: {', '.join(VIEWS)}.")
-        return proposal["value"]
-
-    @validate("preset")
-    def _valid_preset(self, proposal):
-        if proposal["value"] and proposal["value"] not in PRESETS:
-            raise TraitError(f"There is no preset called '{say_name(proposal['value'])}'. Choose one of: {', '.join(PRESETS)}.")
         return proposal["value"]
 
     def _position(self, value: int, wrong: str) -> int:

@@ -12,6 +12,7 @@ from traitlets import Float, Instance, List, TraitError, Unicode, observe, valid
 from explorer.attention import SCORES
 from explorer.models.mechanism import FOCUS, MASKS, PRESETS, MechanismResult, ToyAttention, parse_vector
 from explorer.sessions.base import Session, say_name
+from explorer.sessions.rules import Choice
 
 KINDS = ("queries", "keys", "values")
 SCORE_LABELS = {"dot": "dot", "scaled_dot": "scaled dot", "general": "general", "additive": "additive"}
@@ -31,11 +32,12 @@ class MechanismSession(Session):
     key = "mechanism"
     title = "Mechanism"
     presets = {name: {"preset": name} for name in PRESETS}
+    preset_required = True  # the tab always shows one of its examples
 
     preset = Unicode(FIRST, help="example").tag(link=True)
-    score = Unicode("scaled_dot", help="score function").tag(link=True)
+    score = Choice(SCORES, "scaled_dot", help="score function").tag(link=True)
     temperature = Float(1.0, help="temperature").tag(link=True)
-    mask = Unicode("none", help="mask").tag(link=True)
+    mask = Choice(MASKS, "none", help="mask").tag(link=True)
     blocked = List(help="list of blocked cells").tag(link=True)  # [[query, key], ...] of the custom mask
     token = Unicode(FOCUS[FIRST], help="token").tag(link=True)  # whose steps are written out
     queries = List(help="queries").tag(link=True)  # [[x, y], ...], one per token
@@ -78,37 +80,16 @@ class MechanismSession(Session):
     def update(self, **changes) -> None:
         """As ``Session.update``; a new example also brings its own vectors and token unless they are given."""
         if "preset" in changes and changes["preset"] != self.preset:
-            if changes["preset"] not in PRESETS:
-                raise ValueError(f"There is no example called '{say_name(changes['preset'])}'. "
-                                 f"Choose one of: {', '.join(PRESETS)}.")
-            changes = {**preset_vectors(changes["preset"]), **changes}
+            changes = {**preset_vectors(self.known_preset(changes["preset"])), **changes}
         super().update(**changes)
 
     def ordered(self, settings: dict) -> list:
         return sorted(settings.items(), key=lambda item: item[0] != "preset")
 
-    @validate("preset")
-    def _valid_preset(self, proposal):
-        if proposal["value"] not in PRESETS:
-            raise TraitError(f"There is no example called '{say_name(proposal['value'])}'. Choose one of: {', '.join(PRESETS)}.")
-        return proposal["value"]
-
-    @validate("score")
-    def _valid_score(self, proposal):
-        if proposal["value"] not in SCORES:
-            raise TraitError(f"Unknown score function '{say_name(proposal['value'])}'. Choose one of: {', '.join(SCORES)}.")
-        return proposal["value"]
-
     @validate("temperature")
     def _valid_temperature(self, proposal):
         if not proposal["value"] > 0:
             raise TraitError(f"The temperature must be a positive number (it divides the scores), got {proposal['value']:g}.")
-        return proposal["value"]
-
-    @validate("mask")
-    def _valid_mask(self, proposal):
-        if proposal["value"] not in MASKS:
-            raise TraitError(f"Unknown mask '{say_name(proposal['value'])}'. Choose one of: {', '.join(MASKS)}.")
         return proposal["value"]
 
     @validate("token")

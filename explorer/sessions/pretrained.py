@@ -12,6 +12,7 @@ from __future__ import annotations
 from traitlets import Any, Bool, Int, List, TraitError, Unicode, observe, validate
 
 from explorer.sessions.base import Session, ablated_heads, place_in_model, say_name
+from explorer.sessions.rules import one_of
 
 PRESETS = {
     "coreference": dict(text_a="The animal didn't cross the street because it was too tired.", layer=3, head=1,
@@ -82,9 +83,7 @@ class PretrainedSession(Session):
         """As ``Session.update``; an example also sets its texts, view, layer and head (and finds its token)."""
         preset, label, wanted = changes.get("preset"), None, None
         if preset:
-            if preset not in PRESETS:
-                raise ValueError(f"There is no preset called '{say_name(preset)}'. Choose one of: {', '.join(PRESETS)}.")
-            example = {"text_b": "", "mode": "pair", "lock": False, "token": -1, **PRESETS[preset]}
+            example = {"text_b": "", "mode": "pair", "lock": False, "token": -1, **PRESETS[self.known_preset(preset)]}
             label = example.pop("token_label", None)
             if "token" in changes:  # a link names the token itself
                 label, wanted = None, changes["token"]
@@ -118,8 +117,7 @@ class PretrainedSession(Session):
 
     @validate("view")
     def _valid_view(self, proposal):
-        if proposal["value"] not in VIEWS:
-            raise TraitError(f"Unknown view '{say_name(proposal['value'])}'. Choose one of: {', '.join(VIEWS)}.")
+        one_of(proposal["value"], VIEWS, "view")
         if is_seq2seq(self.encoder) and proposal["value"] not in SEQ2SEQ_VIEWS:
             raise TraitError(f"The {proposal['value']} view is drawn for encoders; for an encoder-decoder choose "
                              f"{', '.join(SEQ2SEQ_VIEWS)} (the alignment follows the head on screen).")
@@ -137,12 +135,6 @@ class PretrainedSession(Session):
         if proposal["value"] not in MODES:
             raise TraitError(f"Text B is either a sentence pair ('pair') or a text to compare ('compare'), "
                              f"not '{say_name(proposal['value'])}'.")
-        return proposal["value"]
-
-    @validate("preset")
-    def _valid_preset(self, proposal):
-        if proposal["value"] and proposal["value"] not in PRESETS:
-            raise TraitError(f"There is no preset called '{say_name(proposal['value'])}'. Choose one of: {', '.join(PRESETS)}.")
         return proposal["value"]
 
     @validate("token")

@@ -1,6 +1,6 @@
-"""The "Train a Transformer" tab's state: the task, the architecture, the training settings and the runs.
+"""The "Train a Transformer" tab's state: the task, the architecture, the training settings and the lab that trains.
 
-One run, or two that compare a setting (for example 1 head against 4), train in turns on one thread on the same
+One model, or two that compare a setting (for example 1 head against 4), train in turns in one ``Lab`` on the same
 batches. Changing the task or the architecture builds new models in the worker; it is refused while training.
 """
 
@@ -9,19 +9,21 @@ from __future__ import annotations
 from dataclasses import replace
 
 import torch
-from traitlets import Any, Bool, Float, Int, List, TraitError, Unicode, observe, validate
+from traitlets import Bool, Dict, Float, Instance, Int, TraitError, Unicode, observe, validate
 
-from explorer.attention import SCORES, valid_head_counts
+from explorer.attention import SCORES
 from explorer.data.sequences import TASKS, TRANSLATIONS, class_names, is_classification, is_translation, make_task, vocabulary
 from explorer.data.translation import PAD
-from explorer.models.transformer import TinySeq2Seq, TinyTransformer, TransformerConfig
-from explorer.sessions.base import Session, say_name
-from explorer.sessions.lab_files import PAIRS_PREFIX, TEXT_PREFIX, LabFiles, Run
-from explorer.sessions.translating import Translating
+from explorer.lab import Lab, LabView
 from explorer.limits import check_cap
-from explorer.threads import Throttle
-from explorer.training import Trainer, check_steps
-from explorer.training_group import TrainingGroup
+from explorer.maps import Translation
+from explorer.models.transformer import TinySeq2Seq, TinyTransformer, TransformerConfig
+from explorer.paths import confined
+from explorer.sessions import lab_files, translating
+from explorer.sessions.rules import Choice, NumberChoice, head_options, nearest_heads, one_of, positive_rate
+from explorer.sessions.lab_files import PAIRS_PREFIX, TEXT_PREFIX, Run, run_name
+from explorer.sessions.lab_session import LabSession
+from explorer.training import Trainer
 
 KINDS = ("encoder", "encoder-decoder")
 POOLINGS = ("cls", "mean", "max", "attention")
@@ -45,20 +47,12 @@ PRESETS = {
     "number words into digits": dict(DATES, task="numbers"),
 }
 WIDTHS = (16, 32, 64, 128)
+COUNTS = {"length": (4, 24), "vocab": (3, 30), "layers": (1, 4), "heads": (1, 16), "heads_b": (1, 16),
+          "batch_size": (1, 4096), "steps": (1, 10**9)}  # setting -> (lowest, highest)
 
 
-def head_options(width: int) -> list[int]:
-    """Head counts offered for a width: those that divide it, up to 16."""
-    return [h for h in valid_head_counts(width) if h <= 16]
-
-
-def nearest_heads(width: int, heads: int) -> int:
-    options = head_options(width)
-    return heads if heads in options else min(options, key=lambda h: abs(h - heads))
-
-
-class TransformerLabSession(LabFiles, Translating, Session):
-    """``runs`` are the models being trained; ``revision`` counts what there is to redraw."""
+class TransformerLabSession(LabSession):
+    """``lab`` trains the models; ``lab_view`` is what the panel draws."""
 
     key = "transformer"
     title = "Train a Transformer"
@@ -68,38 +62,34 @@ class TransformerLabSession(LabFiles, Translating, Session):
     task = Unicode("reverse", help="task").tag(link=True)
     length = Int(10, help="sequence length").tag(link=True)
     vocab = Int(10, help="vocabulary").tag(link=True)
-    kind = Unicode("encoder", help="model").tag(link=True)
+    kind = Choice(KINDS, help="model").tag(link=True)
     layers = Int(2, help="number of layers").tag(link=True)
-    width = Int(64, help="width").tag(link=True)
+    width = NumberChoice(WIDTHS, 64, help="width").tag(link=True)
     heads = Int(4, help="number of heads").tag(link=True)
-    pooling = Unicode("none", help="pooling").tag(link=True)
-    norm = Unicode("pre", help="LayerNorm placement").tag(link=True)
-    positional = Unicode("sinusoidal", help="positions").tag(link=True)
-    score = Unicode("scaled_dot", help="cross-attention score").tag(link=True)
+    pooling = Choice(("none", *POOLINGS), help="pooling").tag(link=True)
+    norm = Choice(("pre", "post"), help="LayerNorm placement").tag(link=True)
+    positional = Choice(("sinusoidal", "learned"), help="positions").tag(link=True)
+    score = Choice(SCORES, "scaled_dot", help="cross-attention score").tag(link=True)
     compare = Bool(False, help="second model").tag(link=True)
     heads_b = Int(1, help="second model's heads").tag(link=True)
-    score_b = Unicode("scaled_dot", help="second model's cross-attention score").tag(link=True)
+    score_b = Choice(SCORES, "scaled_dot", help="second model's cross-attention score").tag(link=True)
     typed = Unicode("", help="text to translate").tag(link=True)
     lr = Float(1e-3, help="learning rate").tag(link=True)
     batch_size = Int(64, help="batch size").tag(link=True)
     steps = Int(300, help="number of steps").tag(link=True)
     path = Unicode("checkpoints/reverse", help="checkpoint folder").tag(setting=True)
 
-    runs = List()  # [Run], the first is the one exported and saved first
-    revision = Int(0)  # bumped (a few times a second at most) when there is something new to draw
-    training = Bool(False)
-    text_tasks = Any()  # {"text: name.txt": DatasetDict} of uploaded files
-    translation = Any(None)  # the newest Translation of the typed text (explorer.models.translator)
+    text_tasks = Dict()  # {"text: name.txt": DatasetDict} of uploaded files
+    translation = Instance(Translation, allow_none=True)  # the newest translation of the typed text
     translation_notice = Unicode("")  # what to know about it: the right answer, a cut, unknown characters
 
     def __init__(self, owner=None, seed: int = 0, **settings):
         self.seed = seed
         self._default_path = self.path
+        self._built: dict | None = None  # the architecture of the models in the lab
         super().__init__(owner)
-        self.text_tasks = {}
-        self._bump = Throttle(self.home, lambda: setattr(self, "revision", self.revision + 1), 0.3)
         self.update(**settings)
-        if not self.runs:
+        if self.lab is None:
             self._use(self.build())
 
     # ----- settings ----------------------------------------------------------------------------------------------
@@ -107,10 +97,7 @@ class TransformerLabSession(LabFiles, Translating, Session):
         """As ``Session.update``, with the settings a change implies: an example's defaults, heads that divide the
         width, pooling only for classification tasks."""
         if changes.get("preset"):
-            if changes["preset"] not in PRESETS:
-                raise ValueError(f"There is no preset called '{say_name(changes['preset'])}'. "
-                                 f"Choose one of: {', '.join(PRESETS)}.")
-            changes = {**DEFAULTS, **PRESETS[changes["preset"]], **changes}
+            changes = {**DEFAULTS, **PRESETS[self.known_preset(changes["preset"])], **changes}
         if "width" in changes:
             width = self.coerce("width", changes["width"])
             for name in ("heads", "heads_b"):
@@ -134,7 +121,7 @@ class TransformerLabSession(LabFiles, Translating, Session):
         return task in TRANSLATIONS or task.startswith(PAIRS_PREFIX)
 
     def check_settings(self) -> None:
-        if self.training and self.architecture() != getattr(self, "_built", None):
+        if self.training and self.architecture() != self._built:
             raise TraitError("Training is running: press Stop before you change the task or the architecture.")
 
     def architecture(self) -> dict:
@@ -142,32 +129,16 @@ class TransformerLabSession(LabFiles, Translating, Session):
 
     @validate("task")
     def _valid_task(self, proposal):
-        task = proposal["value"]
-        if task not in TASKS and task not in TRANSLATIONS and task not in (self.text_tasks or {}):
-            raise TraitError(f"There is no task called '{say_name(task)}'. Choose one of: "
-                             f"{', '.join([*TASKS, *TRANSLATIONS, *(self.text_tasks or {})])}.")
-        return task
+        return one_of(proposal["value"], [*TASKS, *TRANSLATIONS, *(self.text_tasks or {})], "task")
 
-    @validate("kind", "pooling", "norm", "positional", "score", "score_b")
-    def _valid_choice(self, proposal):
-        name, value = proposal["trait"].name, proposal["value"]
-        choices = {"kind": KINDS, "pooling": ("none", *POOLINGS), "norm": ("pre", "post"),
-                   "positional": ("sinusoidal", "learned"), "score": SCORES, "score_b": SCORES}[name]
-        if value not in choices:
-            raise TraitError(f"Unknown {proposal['trait'].help} '{say_name(value)}'. Choose one of: {', '.join(choices)}.")
-        return value
-
-    @validate("length", "vocab", "layers", "width", "heads", "heads_b", "batch_size", "steps")
+    @validate(*COUNTS)
     def _valid_count(self, proposal):
         name, value = proposal["trait"].name, proposal["value"]
-        low, high = {"length": (4, 24), "vocab": (3, 30), "layers": (1, 4), "width": (16, 128), "heads": (1, 16),
-                     "heads_b": (1, 16), "batch_size": (1, 4096), "steps": (1, 10**9)}[name]
+        low, high = COUNTS[name]
         if name == "steps" and value < 1:
             raise TraitError(f"The number of steps must be a positive whole number, got {value}.")
         if not low <= value <= high:
             raise TraitError(f"The {proposal['trait'].help} must be between {low} and {high}, got {value}.")
-        if name == "width" and value not in WIDTHS:
-            raise TraitError(f"The width must be one of {', '.join(map(str, WIDTHS))}, got {value}.")
         if name in ("heads", "heads_b") and self.width % value:
             raise TraitError(f"{value} heads do not divide the width {self.width}: choose one of "
                              f"{', '.join(map(str, head_options(self.width)))}.")
@@ -180,18 +151,16 @@ class TransformerLabSession(LabFiles, Translating, Session):
 
     @validate("lr")
     def _valid_lr(self, proposal):
-        if not 0 < proposal["value"] < float("inf"):
-            raise TraitError(f"The learning rate must be a positive number such as 0.001, got {proposal['value']:g}.")
-        return proposal["value"]
+        return positive_rate(proposal["value"], "0.001")
 
     @observe("lr", "batch_size")
     def _on_training_setting(self, change) -> None:
-        for run in self.runs:
-            setattr(run.trainer, change["name"], change["new"])
+        for trainer in self.trainers.values():
+            setattr(trainer, change["name"], change["new"])
 
     @observe(*ARCHITECTURE)
     def _on_architecture(self, change) -> None:
-        if self.architecture() == getattr(self, "_built", None):
+        if self.architecture() == self._built:
             return
         self.busy = True
         self.say("Building the model…", "busy")
@@ -225,40 +194,38 @@ class TransformerLabSession(LabFiles, Translating, Session):
             norm=settings["norm"], cross_score=settings["score"],
             pad_id=vocabulary(data).index(PAD) if translation else None)
         scores = seq2seq and (settings["score"] != "scaled_dot" or settings["compare"] and settings["score_b"] != "scaled_dot")
-        named = lambda c: f"{c.n_heads} head{'s' * (c.n_heads != 1)}" + (f", {c.cross_score}" if scores else "")  # noqa: E731
         if not settings["compare"]:
-            return [(named(config), config)]
+            return [(run_name(config, scores), config)]
         other = replace(config, n_heads=settings["heads_b"], cross_score=settings["score_b"] if seq2seq else config.cross_score)
-        return [(f"A: {named(config)}", config), (f"B: {named(other)}", other)]
+        return [(f"A: {run_name(config, scores)}", config), (f"B: {run_name(other, scores)}", other)]
 
-    def build(self) -> tuple[dict, list[Run]]:
-        """New data and models from the settings (in the worker); the seed makes the same start every time."""
+    def build(self) -> tuple[dict, Lab]:
+        """New data and models from the settings, in a lab (in the worker); the seed makes the same start every time."""
         settings = self.architecture()
         data = self.task_data(settings)
-        runs = []
+        trainers = {}
         for name, config in self.configs(data, settings):
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.seed)
                 model = (TinySeq2Seq if settings["kind"] == "encoder-decoder" else TinyTransformer)(config)
-            runs.append(Run(name, self._trainer(model, data)))
-        for run in runs:
-            run.trainer.take_snapshot()
-        return settings, runs
+            trainers[name] = self._trainer(model, data)
+            trainers[name].take_snapshot()
+        return settings, self._lab(trainers)
 
     def _trainer(self, model, data) -> Trainer:
         return Trainer(model, data, lr=self.lr, batch_size=self.batch_size, seed=self.seed)
 
-    def _use(self, built: tuple[dict, list[Run]]) -> None:
-        settings, runs = built
+    def _lab(self, trainers: dict) -> Lab:
+        return Lab(trainers, chunk=1, evaluate=False, owner=self.home)
+
+    def _use(self, built: tuple[dict, Lab]) -> None:
+        settings, lab = built
         self._built = settings
-        self.runs = runs
-        self.group = TrainingGroup({run.name: run.trainer for run in runs}, chunk=1, evaluate=False)
-        self.group.add_callback(self._on_training)
+        self.use(lab)
         self._follow_task_in_path(settings["task"])
         self.translation_notice, self.translation = "", None
         self.busy = self.worker.waiting
-        model = runs[0].trainer.model
-        self.revision += 1
+        model = self.runs[0].trainer.model
         self.say(f"New {type(model).__name__}: {model.config.n_layers} layer(s), width {model.config.d_model}, "
                  f"{sum(p.numel() for p in model.parameters()):,} weights. Press Train.", "ok")
 
@@ -269,60 +236,96 @@ class TransformerLabSession(LabFiles, Translating, Session):
             self.path = default
         self._default_path = default
 
+    @property
+    def runs(self) -> list[Run]:
+        """The models being trained, by name (the first is the one exported, translated and saved first)."""
+        return [Run(name, trainer) for name, trainer in self.trainers.items()]
+
     # ----- training ------------------------------------------------------------------------------------------------
     def train(self, steps: int | None = None) -> None:
-        """Train every run ``steps`` steps (default: the steps setting) on the training thread."""
+        """Train every model ``steps`` steps (default: the steps setting) on the lab's worker."""
         if self.training:
             raise ValueError("Training is already running: press Stop first, or wait for it to finish.")
         if self.worker.running:
             raise ValueError("The model is still being built; press Train again in a moment.")
-        steps = check_cap(check_steps(self.steps if steps is None else steps))
-        self.training = True
-        self.group.start(steps)
-        self.say(f"Training {len(self.runs)} model(s) for {steps} steps…", "busy")
+        steps = self.start_training(self.steps if steps is None else steps)
+        self.say(f"Training {len(self.trainers)} model(s) for {steps} steps…", "busy")
 
     def stop(self) -> None:
-        if not self.training or not self.group.stop(timeout=0.0):
+        if not self.training or not self.lab.stop(timeout=0.0):
             raise ValueError("Training is not running, so there is nothing to stop.")
-
-    def stop_work(self) -> None:
-        super().stop_work()
-        self.group.stop(timeout=0.0)
 
     def reset(self) -> None:
         """New weights from the seed and empty histories (refused while training)."""
         if self.training:
             raise ValueError("Training is running: press Stop before you reset.")
-        for run in self.runs:
-            run.trainer.reset()
-            run.trainer.take_snapshot()
-        self.revision += 1
+        self.lab.reset()
         self.say("Weights re-initialised from the seed; the history is cleared.", "ok")
 
-    def _on_training(self, group, event: str, info: dict) -> None:
-        """Called on the training thread: redraws are throttled; the end of a run is told on the home thread."""
-        if event == "round":
-            self._bump()
-            return
-        message = self._summary(info["message"]) if event in ("finished", "stopped") else info["message"]
-        self.home.call(self._trained, message, "ok" if event in ("finished", "stopped") else "error")
-
-    def _trained(self, message: str, kind: str) -> None:
-        self.training = False
-        self._bump.flush()
-        self.say(message, kind)
-
-    def _summary(self, head: str) -> str:
-        parts = []
-        for run in self.runs:
-            shown = ", ".join(f"{k.replace('_', ' ')} {v:.1%}" for k, v in run.trainer.evaluate().items())
-            parts.append(f"{run.name}: {shown}")
-        return f"{head} Test set: " + "; ".join(parts) + "."
-
-    def wait(self, timeout: float = 120.0) -> bool:
-        return self.home.wait_until(lambda: not self.worker.running and not self.busy and not self.training, timeout)
+    def ended(self, view: LabView) -> None:
+        if view.status in ("finished", "stopped"):
+            parts = [f"{name}: " + ", ".join(f"{k.replace('_', ' ')} {v:.1%}" for k, v in trainer.evaluate().items())
+                     for name, trainer in self.trainers.items()]
+            self.say(f"{view.message} Test set: " + "; ".join(parts) + ".", "ok")
+        else:
+            self.say(view.message, "error")
 
     def probe_maps(self):
         """The first model's newest attention on the probe input (None before it has any)."""
-        snapshots = self.runs[0].trainer.snapshots if self.runs else []
-        return snapshots[-1].maps if snapshots else None
+        record = self.record()
+        snapshot = record.runs[0].snapshot if record is not None else None
+        return snapshot.maps if snapshot is not None else None
+
+    # ----- files and translation ---------------------------------------------------------------------------------------
+    def add_text(self, name: str, content: bytes) -> None:
+        """A user's file becomes a task (refused while training; limits say why): a .tsv of source<TAB>target lines
+        a translation for the encoder-decoder, any other text a next-character task."""
+        if self.training:
+            raise ValueError("Training is running: press Stop before you switch to your file.")
+        key, data, message = lab_files.text_task(name, content)
+        self.text_tasks = {**self.text_tasks, key: data}
+        self.update(task=key)
+        self.say(message, "ok")
+
+    def checkpoint_files(self):
+        folder = confined(self.path.strip() or "checkpoints/model", "checkpoint folder")
+        return lab_files.checkpoint_files(folder, len(self.trainers))
+
+    def save(self) -> None:
+        if self.training:
+            raise ValueError("Training is running: press Stop before you save.")
+        paths = self.lab.save(dict(zip(self.trainers, self.checkpoint_files())))
+        self.say(f"Saved {len(paths)} model(s) to {paths[0].parent} (step {self.runs[0].trainer.step}).", "ok")
+
+    def load(self) -> None:
+        """Load the model saved in the folder (for the current task); on any error the current models stay."""
+        if self.training:
+            raise ValueError("Training is running: press Stop before you load.")
+        path = self.checkpoint_files()[0]
+        lab_files.vision_folder_note(path)
+        data = self.runs[0].trainer.data
+        trainer = Lab.load_trainers({"model": path}, lambda _, model: self._trainer(model, data),
+                                    lambda _, model: lab_files.check_loadable(path, model, data))["model"]
+        model = trainer.model
+        lab = self._lab({run_name(model.config): trainer})
+        settings = lab_files.loaded_settings(model, self.architecture())
+        built, self._built = self._built, settings  # the loaded model is the one these settings describe
+        try:
+            self.update(**settings)
+        except ValueError as error:  # a model the controls cannot show (width 48, 6 layers)
+            self._built = built
+            raise ValueError(f"{path} holds a model this tab's controls cannot show: {error} Nothing was loaded.") from None
+        self._use((settings, lab))
+        self.say(f"Loaded {path} at step {self.runs[0].trainer.step}; press Train to continue.", "ok")
+
+    def translate(self, text: str | None = None) -> Translation:
+        """Greedy decoding of ``text`` (default: the ``typed`` setting) with the first model; sets ``translation``
+        and ``translation_notice``."""
+        text = self.typed if text is None else text
+        first = self.runs[0]
+        result = translating.translate_text(first.trainer.model, first.trainer.data, text)
+        self.typed = text
+        self.translation_notice = translating.notice(self.task, text, result, first.trainer.data)  # first: the panel
+        self.translation = result  # draws on ``translation``
+        self.say(f"{first.name} at step {first.trainer.step} writes '{result.target}'.", "ok")
+        return result

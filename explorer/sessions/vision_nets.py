@@ -94,28 +94,29 @@ def vit_settings(model: TinyViT | None) -> dict:
                 vit_pool=c.pool)
 
 
-def load_nets(folder: Path, data, data_name: str) -> dict:
-    """``{name: (model, history)}`` from ``<folder>/<name>.safetensors`` (the ViT only if it was saved); a ValueError
-    when a file is missing, holds another kind of net, or does not fit the data."""
+def net_files(folder: Path) -> dict[str, Path]:
+    """The files Load reads from ``folder``, by net name (the ViT only if it was saved); a ValueError for a folder of
+    the Train a Transformer tab."""
     if not (folder / "cbam.safetensors").exists() and (folder / checkpoints.FILE_NAME).exists():
         raise ValueError(f"{folder} holds a model of the Train a Transformer tab, not the Vision tab's nets: load it "
                          "there. Nothing was loaded.")
     names = [*CNNS, *(["vit"] if (folder / "vit.safetensors").exists() else [])]
-    loaded = {name: checkpoints.load(folder / f"{name}.safetensors") for name in names}
+    return {name: folder / f"{name}.safetensors" for name in names}
+
+
+def check_net(name: str, model, data, data_name: str, folder: Path) -> None:
+    """A ValueError in words unless ``model`` is the kind of net ``name`` is and reads the data's images."""
+    kind = TinyViT if name == "vit" else CBAMNet
+    if not isinstance(model, kind):
+        raise ValueError(f"{folder / name}.safetensors holds a {type(model).__name__}, not the {NAMES[name]} "
+                         "of this tab; nothing was loaded.")
     channels, size = image_shape(data)
-    for name, (model, _) in loaded.items():
-        kind = TinyViT if name == "vit" else CBAMNet
-        if not isinstance(model, kind):
-            raise ValueError(f"{folder / name}.safetensors holds a {type(model).__name__}, not the {NAMES[name]} "
-                             "of this tab; nothing was loaded.")
-        if name == "vit":
-            reads = (model.config.channels, model.config.n_classes, model.config.image_size)
-            wanted = (channels, n_classes(data), size)
-        else:
-            reads = (model.config["in_channels"], model.config["n_classes"], size)
-            wanted = (channels, n_classes(data), size)
-        if reads != wanted:
-            raise ValueError(f"The saved {NAMES[name]} reads {reads[0]}-channel {reads[2]} x {reads[2]} images into "
-                             f"{reads[1]} classes; the {data_name} data has {wanted[0]}-channel {wanted[2]} x "
-                             f"{wanted[2]} images in {wanted[1]} classes. Nothing was loaded.")
-    return loaded
+    if name == "vit":
+        reads = (model.config.channels, model.config.n_classes, model.config.image_size)
+    else:
+        reads = (model.config["in_channels"], model.config["n_classes"], size)
+    wanted = (channels, n_classes(data), size)
+    if reads != wanted:
+        raise ValueError(f"The saved {NAMES[name]} reads {reads[0]}-channel {reads[2]} x {reads[2]} images into "
+                         f"{reads[1]} classes; the {data_name} data has {wanted[0]}-channel {wanted[2]} x "
+                         f"{wanted[2]} images in {wanted[1]} classes. Nothing was loaded.")

@@ -16,7 +16,7 @@ from traitlets import Any, Int, TraitError, Unicode, observe, validate
 from explorer.maps import AttentionMaps, ImageAttention
 from explorer.models.pretrained import expect_family, load
 from explorer.paths import model_source
-from explorer.sessions.base import Session
+from explorer.sessions.vision_base import VisionBase
 from explorer.sessions.vision_nets import GALLERY_SIZE
 
 YOUR_IMAGE = -1  # ``pretrained_image`` for the uploaded image
@@ -38,8 +38,8 @@ def gallery_array(pixels) -> np.ndarray:
     return array[..., 0] if array.shape[-1] == 1 else array
 
 
-class PretrainedViTSection(Session):
-    """The settings and the run of the pretrained ViT; the Vision session provides ``gallery()`` and ``uploaded``."""
+class PretrainedViTSection(VisionBase):
+    """The settings and the run of the pretrained ViT, over a gallery image or the uploaded one."""
 
     vit_folder = Unicode("", help="pretrained ViT folder").tag(setting=True)
     pretrained_image = Int(0, help="image for the pretrained ViT").tag(link=True)

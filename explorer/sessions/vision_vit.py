@@ -14,19 +14,14 @@ from dataclasses import dataclass
 import torch
 from traitlets import Bool, Int, TraitError, Unicode, observe, validate
 
-from explorer.attention import valid_head_counts
 from explorer.models.vit import POOLS, patch_index, patch_maps
-from explorer.sessions.base import Session
+from explorer.sessions.rules import Choice, head_options
+from explorer.sessions.vision_base import VisionBase
 from explorer.sessions.vision_nets import CNNS, NAMES, trainer_for, vit_config, vit_model
 
 VIT_SETTINGS = ("vit", "patch_size", "vit_heads", "vit_layers", "vit_width", "vit_pool")
 VIT_WIDTHS = (16, 32, 64, 128)
 MAX_VIT_LAYERS = 8
-
-
-def vit_head_options(width: int) -> list[int]:
-    """Head counts offered for a width: those that divide it, up to 16."""
-    return [h for h in valid_head_counts(width) if h <= 16]
 
 
 @dataclass(frozen=True)
@@ -40,16 +35,15 @@ class PatchView:
     box: tuple[int, int, int, int]
 
 
-class ViTSettings(Session):
-    """The ViT's settings; the session that trains the nets provides ``trainers``, ``group``, ``_grouped`` and
-    ``_in_worker``."""
+class ViTSettings(VisionBase):
+    """The ViT's settings, and the ViT they build in the lab beside the CNNs."""
 
     vit = Bool(True, help="ViT switch").tag(link=True)
     patch_size = Int(4, help="patch size").tag(link=True)
     vit_heads = Int(4, help="number of ViT heads").tag(link=True)
     vit_layers = Int(2, help="number of ViT layers").tag(link=True)
     vit_width = Int(32, help="ViT width").tag(link=True)
-    vit_pool = Unicode("cls", help="ViT pooling").tag(link=True)
+    vit_pool = Choice(POOLS, "cls", help="ViT pooling").tag(link=True)
     vit_head = Int(0, help="ViT head in the gallery").tag(link=True)
     vit_patch = Unicode("", help="ViT patch").tag(link=True)  # "r2c3": the clicked patch; "" for none
 
@@ -57,7 +51,7 @@ class ViTSettings(Session):
         """``changes`` with the heads moved to the nearest divisor of a new width (unless they are given too)."""
         if "vit_width" in changes and "vit_heads" not in changes:
             width = self.coerce("vit_width", changes["vit_width"])
-            options = vit_head_options(width) if width > 0 else [self.vit_heads]
+            options = head_options(width) if width > 0 else [self.vit_heads]
             changes = {**changes, "vit_heads": min(options, key=lambda h: abs(h - self.vit_heads))}
         if "vit_heads" in changes and "vit_head" not in changes:  # the picked head stays one of the heads
             heads = self.coerce("vit_heads", changes["vit_heads"])
@@ -108,8 +102,6 @@ class ViTSettings(Session):
 
     def check_vit(self) -> None:
         """Refuse (with the reason) ViT settings that cannot be built."""
-        if self.vit_pool not in POOLS:
-            raise TraitError(f"Unknown ViT pooling '{self.vit_pool}'. Choose one of: {', '.join(POOLS)}.")
         if not 1 <= self.vit_layers <= MAX_VIT_LAYERS:
             raise TraitError(f"The ViT can have 1 to {MAX_VIT_LAYERS} layers, got {self.vit_layers}.")
         if self.vit:
@@ -141,20 +133,20 @@ class ViTSettings(Session):
     @observe(*VIT_SETTINGS)
     def _on_vit_setting(self, change) -> None:
         """Switching the ViT off drops it; a new or untrained ViT is rebuilt at once; the CNNs are kept either way."""
-        if not self.trainers or self.worker.running or self.busy or self.vit_matches():
+        if self.lab is None or self.worker.running or self.busy or self.vit_matches():
             return
         old = self.trainers.get("vit")
         if self.training or (old is not None and old.step > 0 and self.vit):
             self.say("New ViT settings apply when you press Reset (the trained nets are kept until then).")
             return
         cnns = {name: self.trainers[name] for name in CNNS}
-        kept = dict(self.group.evaluations)
+        kept = dict(self.lab.evaluations)
         if not self.vit:
-            self._in_worker("Switching the ViT off…", lambda: self._grouped(cnns, kept),
-                            lambda _: "ViT switched off: the CBAM net and the plain baseline train alone.")
+            self.rebuild("Switching the ViT off…", lambda: self.nets(cnns, kept),
+                         lambda _: "ViT switched off: the CBAM net and the plain baseline train alone.")
             return
         config, data = self.vit_config(self.data), self.data
-        self._in_worker("Building the ViT…",
-                        lambda: self._grouped({**cnns, "vit": trainer_for("vit", vit_model(config), data, self.lr)}, kept),
-                        lambda _: f"ViT ready ({config.grid} x {config.grid} patches of {config.patch_size} pixels, "
-                                  f"{config.n_layers} layers, {config.n_heads} heads).")
+        self.rebuild("Building the ViT…",
+                     lambda: self.nets({**cnns, "vit": trainer_for("vit", vit_model(config), data, self.lr)}, kept),
+                     lambda _: f"ViT ready ({config.grid} x {config.grid} patches of {config.patch_size} pixels, "
+                               f"{config.n_layers} layers, {config.n_heads} heads).")

@@ -25,15 +25,16 @@ def grey(images) -> np.ndarray:
 def curves_figure(histories: dict, evaluations: dict) -> go.Figure:
     """Training loss (left) and test accuracy (right) of each model.
 
-    ``histories`` maps a model name to its Trainer history (dicts with step and loss); ``evaluations`` maps it
-    to ``(steps, accuracies)``. Trace order: one loss per model, then one accuracy per model.
+    ``histories`` maps a model name to its history (``HistoryRow``s with step and loss); ``evaluations`` maps it
+    to its ``(step, accuracy)`` pairs. Trace order: one loss per model, then one accuracy per model.
     """
     fig = make_subplots(rows=1, cols=2, subplot_titles=("training loss", "test accuracy"), horizontal_spacing=0.1)
     for name, history in histories.items():
         fig.add_trace(go.Scatter(x=[r.step for r in history], y=[r.loss for r in history], name=name,
                                  mode="lines", line=dict(color=MODEL_COLORS.get(name), width=1.5),
                                  legendgroup=name), row=1, col=1)
-    for name, (steps, accuracy) in evaluations.items():
+    for name, pairs in evaluations.items():
+        steps, accuracy = zip(*pairs) if pairs else ((), ())
         fig.add_trace(go.Scatter(x=list(steps), y=list(accuracy), name=name, mode="lines+markers", showlegend=False,
                                  line=dict(color=MODEL_COLORS.get(name)), legendgroup=name,
                                  cliponaxis=False), row=1, col=2)  # the point at step 0 sits on the axis
@@ -153,6 +154,32 @@ def channel_bars(channel_weights, title: str = "", width: int | None = None) -> 
     fig.update_layout(title=dict(text=title, font=dict(size=13)), height=240, width=width, bargap=0.1,
                       margin=dict(l=50, r=20, t=60, b=40))
     return fig
+
+
+def localization_history(snapshots) -> dict:
+    """``{map name: (steps, scores)}`` from the snapshots of a net's probe (records with ``localization``)."""
+    history: dict = {}
+    for snapshot in snapshots:
+        for name, score in snapshot.maps.localization.items():
+            steps, scores = history.setdefault(name, ([], []))
+            steps.append(snapshot.step)
+            scores.append(score)
+    return history
+
+
+def localization_lines(runs: dict) -> dict:
+    """The lines of the localization figure from each net's snapshots (net name -> snapshots): the first CNN's
+    stages, every CNN's Grad-CAM ("Grad-CAM (name)"), and a Vision Transformer's maps ("name CLS map", ...)."""
+    stages, cams, vits = {}, {}, {}
+    for name, snapshots in runs.items():
+        history = localization_history(snapshots)
+        if snapshots and snapshots[-1].maps.rollout:  # a Vision Transformer's record
+            vits.update({f"{name} {key}": line for key, line in history.items()})
+            continue
+        stages = stages or {key: line for key, line in history.items() if key != "Grad-CAM"}
+        if "Grad-CAM" in history:
+            cams[f"Grad-CAM ({name})"] = history["Grad-CAM"]
+    return {**stages, **cams, **vits}
 
 
 def localization_figure(lines: dict, width: int | None = None) -> go.Figure:

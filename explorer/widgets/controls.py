@@ -1,8 +1,9 @@
 """What every panel shares: controls bound to a session's settings, its status line, layout helpers.
 
 ``bind(control, session, "temperature")`` keeps a control and a setting in step both ways. A value the session
-refuses is explained in the status line and the control goes back to the value that holds. No maths, no
-plotting, no state of its own: the session owns the state.
+refuses is explained in the status line and the control goes back to the value that holds. A panel declares its
+controls as ``Row``s (the setting, how to make the control, its label and CSS class) and ``Form`` makes and binds
+them. No maths, no plotting, no state of its own: the session owns the state.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import contextlib
 import functools
 import html
 import traceback
+from dataclasses import dataclass
 from typing import Callable
 
 import ipywidgets as widgets
@@ -105,6 +107,83 @@ class Binding:
 
 def bind(control, session, name, **options) -> Binding:
     return Binding(control, session, name, **options)
+
+
+def same_value(value):
+    return value
+
+
+@dataclass(frozen=True)
+class Row:
+    """One control, declared: the ``setting`` it shows, ``make()`` to build it, the ``label`` on its left ("" when
+    the control says what it is), its CSS class ``tag``. ``options(session)`` gives choices that follow other
+    settings; a setting with fixed choices (``sessions.rules.Choice``) offers its own. ``to_view`` and
+    ``to_setting`` convert where the control and the setting differ; ``name`` tells two rows of one setting apart."""
+
+    setting: str
+    make: Callable[[], widgets.Widget]
+    label: str = ""
+    tag: str = ""
+    options: Callable[[Session], list] | None = None
+    to_view: Callable = same_value
+    to_setting: Callable = same_value
+    name: str = ""
+
+
+def control(kind: type, width: str = "", **options) -> Callable[[], widgets.Widget]:
+    """What makes one control, such as ``control(widgets.Dropdown, "170px")``: widgets are made with the panel,
+    on the kernel's thread, never when a module is imported."""
+    return lambda: kind(**({"layout": widgets.Layout(width=width)} if width else {}), **options)
+
+
+CHOOSE = "(choose an example)"
+
+
+def preset_row(width: str = "250px", label: str = "", tag: str = "", choose: str = CHOOSE) -> Row:
+    """The Example dropdown of a tab: its presets, after ``choose`` (which sets none) unless a preset is required."""
+    def options(session: Session) -> list:
+        return list(session.presets) if session.preset_required else [choose, *session.presets]
+    return Row("preset", control(widgets.Dropdown, width), label, tag, options, to_view=lambda v: v or choose,
+               to_setting=lambda v: "" if v == choose else v)
+
+
+class Form:
+    """A panel's controls made from ``Row``s and bound to ``session``: ``form[name]`` is a control and
+    ``form.rows(*names)`` the controls with their labels, for a section."""
+
+    def __init__(self, session: Session, rows, label_width: str = "90px"):
+        self.session, self.label_width = session, label_width
+        self.controls: dict[str, widgets.Widget] = {}
+        self.bindings: dict[str, Binding] = {}
+        self._labels: dict[str, str] = {}
+        for row in rows:
+            self.add(row)
+
+    def add(self, row: Row) -> widgets.Widget:
+        name, made = row.name or row.setting, row.make()
+        if row.tag:
+            made.add_class(row.tag)
+        choices = getattr(self.session.traits()[row.setting], "choices", None)
+        options = (lambda: row.options(self.session)) if row.options else (
+            (lambda: list(choices)) if choices is not None and hasattr(made, "options") else None)
+        self.bindings[name] = bind(made, self.session, row.setting, to_view=row.to_view, to_setting=row.to_setting,
+                                   options=options)
+        self.controls[name] = made
+        self._labels[name] = row.label
+        return made
+
+    def __getitem__(self, name: str) -> widgets.Widget:
+        return self.controls[name]
+
+    def rows(self, *names: str, width: str = "") -> list[widgets.Widget]:
+        """The controls ``names``, each with its label (``width`` wide) on its left."""
+        return [labelled(self._labels[name], self[name], width or self.label_width) if self._labels[name] else self[name]
+                for name in names]
+
+    def show(self) -> None:
+        """Every control from its setting again (options that follow other settings or records)."""
+        for binding in self.bindings.values():
+            binding.show()
 
 
 def shows_errors(method: Callable) -> Callable:

@@ -1,8 +1,9 @@
 """A live view of one or two training runs: step counter, curves, probe prediction and every head's attention.
 
-``TrainingMonitor`` owns its figures and updates them in place; it never trains. ``show(runs)`` draws new runs
-(after an architecture change) and ``redraw()`` the newest step. The timeline slider, linked to a Play button in
-the page, scrubs back through each trainer's snapshots.
+``TrainingMonitor`` owns its figures and updates them in place; it never trains. ``draw(view)`` draws a lab's
+record (``explorer.lab.LabView``): a record of a new lab (new models) builds the head grids anew, a newer record
+of the same lab updates them. The timeline slider, linked to a Play button in the page, scrubs back through each
+run's snapshots.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ class TrainingMonitor(widgets.VBox):
 
     def __init__(self):
         w = widgets
-        self.runs: list = []
+        self.record = None  # the LabView on screen
         self.step_label = tagged(w.HTML(), "ae-tl-step")
         self.curves_figure = view.curves_figure({f"run {i}": [] for i in range(MAX_RUNS)})
         self.curves = PlotView(self.curves_figure, name="ae-tl-curves")
@@ -48,49 +49,54 @@ class TrainingMonitor(widgets.VBox):
                           w.HTML(GRID_CAPTION), self.grids],
                          layout=w.Layout(flex="1 1 560px", min_width="0"))
 
-    def show(self, runs: list) -> None:
-        """Draw new runs: heatmaps with one trace per head of their model, and their curves."""
+    def draw(self, record) -> None:
+        """Draw a lab's record (a ``LabView``): from scratch when another lab made it, else the newest step."""
+        shown, self.record = self.record, record
+        if shown is None or shown.lab != record.lab:
+            self._build(record.runs)
+        self.redraw()
+
+    def _build(self, runs) -> None:
+        """Heatmaps with one trace per head of each run's model, and their curves."""
         for i, trace in enumerate(self.curves_figure.data):
             run = runs[i // 2] if i // 2 < len(runs) else None
             trace.visible, trace.name = run is not None, run.name if run else ""
         for old in self.grid_views + self.prediction_views + self.alignment_views:
             old.close()
         self.grid_views, self.prediction_views = [], []
-        translating = bool(runs) and runs[0].trainer.snapshots[-1].exact_match is not None
+        translating = bool(runs) and runs[0].snapshot.exact_match is not None
         self.translation_figure = translation_view.translation_curves_figure([run.name for run in runs])
         self.translation_curves.layout.display = self.alignments.layout.display = None if translating else "none"
         self.alignment_views = [widgets.HTML() for _ in runs] if translating else []
         self.alignments.children = self.alignment_views
         for i, run in enumerate(runs):
-            maps = run.trainer.snapshots[-1].maps
+            maps = run.snapshot.maps
             kind = "cross-attention" if maps.key_tokens is not None else "self-attention"
             self.grid_views.append(PlotView(view.all_heads_figure(maps, f"{run.name} · {kind}"), name=f"ae-tl-heads-{i}"))
             self.prediction_views.append(widgets.HTML(layout=widgets.Layout(margin="0 24px 0 0")))
-        self.runs = list(runs)
         self.grids.children = self.grid_views
         self.predictions.children = self.prediction_views
         self.timeline.value = self.timeline.max = 0
-        self.redraw()
 
     def redraw(self) -> None:
         """Step counter, curves and, when the timeline follows the newest snapshot, the heatmaps."""
-        if not self.runs:
+        if self.record is None or not self.record.runs:
             return
+        runs = self.record.runs
         self.step_label.value = "<b>" + " &nbsp; ".join(
-            f"{run.name}: step {run.trainer.step}" + (f", loss {run.trainer.history[-1].loss:.4f}"
-                                                       if run.trainer.history else "") for run in self.runs) + "</b>"
-        for i, run in enumerate(self.runs):
+            f"{run.name}: step {run.step}" + (f", loss {run.loss:.4f}" if run.history else "") for run in runs) + "</b>"
+        for i, run in enumerate(runs):
             for j, key in enumerate(("loss", "accuracy")):
                 trace = self.curves_figure.data[2 * i + j]
-                trace.x, trace.y = view.curve_data(run.trainer.history, key)
+                trace.x, trace.y = view.curve_data(run.history, key)
         self.curves.show(self.curves_figure)
         if self.alignment_views:
-            for i, run in enumerate(self.runs):
+            for i, run in enumerate(runs):
                 for j, key in enumerate(("exact", "alignment")):
                     trace = self.translation_figure.data[2 * i + j]
-                    trace.x, trace.y = translation_view.translation_curve_data(run.trainer.snapshots, key)
+                    trace.x, trace.y = translation_view.translation_curve_data(run.snapshots, key)
             self.translation_curves.show(self.translation_figure)
-        newest = max(len(run.trainer.snapshots) for run in self.runs) - 1
+        newest = max(len(run.snapshots) for run in runs) - 1
         following = self.timeline.value >= self.timeline.max
         self.timeline.max = newest
         if following and self.timeline.value != newest:
@@ -100,8 +106,10 @@ class TrainingMonitor(widgets.VBox):
 
     def show_snapshot(self, index: int) -> None:
         """Draw snapshot ``index`` of every run (a run with fewer snapshots shows its newest)."""
-        for i, (run, grid, prediction) in enumerate(zip(self.runs, self.grid_views, self.prediction_views)):
-            snapshots = run.trainer.snapshots
+        if self.record is None:
+            return
+        for i, (run, grid, prediction) in enumerate(zip(self.record.runs, self.grid_views, self.prediction_views)):
+            snapshots = run.snapshots
             if not snapshots:
                 continue
             snapshot = snapshots[min(index, len(snapshots) - 1)]

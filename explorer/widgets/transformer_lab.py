@@ -1,7 +1,8 @@
 """The "Train a Transformer" tab: build a tiny Transformer, train it live and watch its attention learn.
 
-Controls on the left, bound to a ``TransformerLabSession``; on the right the ``TrainingMonitor``: the step
-counter, the loss and accuracy curves, the prediction for a fixed probe input and every head on that input.
+Controls on the left, declared as rows bound to a ``TransformerLabSession``; on the right the ``TrainingMonitor``
+draws the session's ``lab_view``: the step counter, the loss and accuracy curves, the prediction for a fixed
+probe input and every head on that input.
 """
 
 from __future__ import annotations
@@ -9,21 +10,45 @@ from __future__ import annotations
 import ipywidgets as widgets
 
 from explorer import links
-from explorer.attention import SCORES
 from explorer.data.sequences import MAX_TEXT_BYTES, TASKS, TRANSLATIONS
 from explorer.paths import classroom
-from explorer.sessions.transformer_lab import KINDS, PRESETS, TEXT_PREFIX, WIDTHS, TransformerLabSession, head_options
+from explorer.sessions.rules import head_options
+from explorer.sessions.transformer_lab import ARCHITECTURE, PRESETS, TEXT_PREFIX, TransformerLabSession  # noqa: F401
 from explorer.views.timeline import timeline_gif, timeline_html
-from explorer.widgets.controls import StatusLine, bind, button, columns, labelled, section, shows_errors, tagged
+from explorer.widgets.controls import Form, Row, StatusLine, button, columns, control, preset_row, section, shows_errors, tagged
 from explorer.widgets.export import CopyLink, ExportBar, maps_export
-from explorer.widgets.training_monitor import TrainingMonitor
 from explorer.widgets.student_files import StudentFiles
+from explorer.widgets.training_monitor import TrainingMonitor
 from explorer.widgets.translator import TranslatorBox
 from explorer.widgets.upload import SizedUpload
 
 POOLING_CHOICES = [("[CLS] token", "cls"), ("mean", "mean"), ("max", "max"), ("attention", "attention")]
 PER_TOKEN = [("none (per token)", "none")]
-CHOOSE = "(choose an example)"
+NARROW = "170px"
+w = widgets
+ROWS = (
+    preset_row(),
+    Row("task", control(w.Dropdown, NARROW), "task", options=lambda s: [*TASKS, *TRANSLATIONS, *s.text_tasks]),
+    Row("length", control(w.IntSlider, NARROW, min=4, max=24), "length"),
+    Row("vocab", control(w.IntSlider, NARROW, min=3, max=30), "vocabulary"),
+    Row("kind", control(w.Dropdown, NARROW), "model"),
+    Row("layers", control(w.IntSlider, NARROW, min=1, max=4), "layers"),
+    Row("width", control(w.Dropdown, NARROW), "width"),
+    Row("heads", control(w.Dropdown, NARROW), "heads", options=lambda s: head_options(s.width)),
+    Row("pooling", control(w.Dropdown, NARROW), "pooling",
+        options=lambda s: POOLING_CHOICES if s.pooling != "none" else PER_TOKEN),
+    Row("norm", control(w.ToggleButtons, style=dict(button_width="62px")), "LayerNorm"),
+    Row("positional", control(w.ToggleButtons, style=dict(button_width="80px")), "positions"),
+    Row("score", control(w.Dropdown, NARROW), "cross score", "ae-tl-score"),
+    Row("compare", control(w.Checkbox, description="train a second model", indent=False)),
+    Row("heads_b", control(w.Dropdown, NARROW), "its heads", options=lambda s: head_options(s.width)),
+    Row("score_b", control(w.Dropdown, NARROW), "its cross score"),
+    Row("lr", control(w.FloatText, NARROW, step=1e-4), "learning rate", "ae-tl-lr"),
+    Row("batch_size", control(w.Dropdown, NARROW, options=[16, 32, 64, 128, 256]), "batch size"),
+    Row("steps", control(w.IntText, NARROW), "steps", "ae-tl-steps"),
+    Row("path", control(w.Text, "250px")),
+)
+BUTTONS = (("Train", "success"), ("Stop", "danger"), ("Reset", ""), ("Save", ""), ("Load", ""))
 
 
 class TransformerLabPanel(widgets.VBox):
@@ -37,83 +62,57 @@ class TransformerLabPanel(widgets.VBox):
         self.monitor = TrainingMonitor()
         self.translator = TranslatorBox(session)
         self.monitor.layout.flex = "0 0 auto"  # in the column under the translator, its own height
-        self._build_controls()
-        self.children = [columns(self.controls, widgets.VBox([self.translator, self.monitor],
-                                                             layout=widgets.Layout(flex="1 1 560px", min_width="0")))]
-        session.observe(lambda _: self._on_runs(), "runs")
-        session.observe(lambda _: self.monitor.redraw(), "revision")
-        self._on_runs()
-
-    def _build_controls(self) -> None:  # long: one control per setting, made and bound in the order they appear
-        s, w, narrow = self.session, widgets, widgets.Layout(width="170px")
-        self.preset = w.Dropdown(options=[CHOOSE, *PRESETS], layout=w.Layout(width="250px"))
-        self.arch = {
-            "task": w.Dropdown(layout=narrow), "length": w.IntSlider(min=4, max=24, layout=narrow),
-            "vocab": w.IntSlider(min=3, max=30, layout=narrow), "kind": w.Dropdown(options=KINDS, layout=narrow),
-            "layers": w.IntSlider(min=1, max=4, layout=narrow), "width": w.Dropdown(options=WIDTHS, layout=narrow),
-            "heads": w.Dropdown(layout=narrow), "pooling": w.Dropdown(layout=narrow),
-            "norm": w.ToggleButtons(options=[("pre", "pre"), ("post", "post")], style=dict(button_width="62px")),
-            "positional": w.ToggleButtons(options=["sinusoidal", "learned"], style=dict(button_width="80px")),
-            "score": tagged(w.Dropdown(options=SCORES, layout=narrow), "ae-tl-score"),
-            "compare": w.Checkbox(description="train a second model", indent=False),
-            "heads_b": w.Dropdown(layout=narrow),
-            "score_b": w.Dropdown(options=SCORES, layout=narrow),
-        }
-        self.lr = tagged(w.FloatText(step=1e-4, layout=narrow), "ae-tl-lr")
-        self.batch_size = w.Dropdown(options=[16, 32, 64, 128, 256], layout=narrow)
-        self.steps = tagged(w.IntText(layout=narrow), "ae-tl-steps")
-        self.path = w.Text(layout=w.Layout(width="250px"))
+        self.form = form = Form(session, ROWS)
+        self.arch = {name: form[name] for name in ARCHITECTURE}
+        self.preset, self.lr, self.batch_size, self.steps, self.path = (
+            form[name] for name in ("preset", "lr", "batch_size", "steps", "path"))
+        self.bindings = list(form.bindings.values())
         self.upload = tagged(SizedUpload(accept=".txt,.csv,.jsonl,.tsv", description="your file",
                                          max_bytes=MAX_TEXT_BYTES), "ae-tl-upload")
-        choices = {"task": lambda: [*TASKS, *TRANSLATIONS, *s.text_tasks], "heads": lambda: head_options(s.width),
-                   "heads_b": lambda: head_options(s.width),
-                   "pooling": lambda: POOLING_CHOICES if s.pooling != "none" else PER_TOKEN}
-        self.bindings = [bind(control, s, name, options=choices.get(name)) for name, control in self.arch.items()]
-        self.bindings += [bind(self.lr, s, "lr"), bind(self.batch_size, s, "batch_size"), bind(self.steps, s, "steps"),
-                          bind(self.path, s, "path"),
-                          bind(self.preset, s, "preset", to_view=lambda v: v or CHOOSE,
-                               to_setting=lambda v: "" if v == CHOOSE else v)]
-        # In a class the files are on the server, in the student's folder: buttons bring them out and back.
-        self.your_files = [StudentFiles(s, s.checkpoint_files, "tl")] if classroom() else []
         self.upload.observe(self._on_upload, "value")
-        self.upload.observe(lambda change: change["new"] and s.say(change["new"], "error"), "refusal")
-        self.buttons = {name: button(name, action, f"ae-tl-{name.lower()}", style, width="76px")
-                        for name, action, style in (("Train", self.train, "success"), ("Stop", self.stop, "danger"),
-                                                    ("Reset", self.reset, ""), ("Save", self.save, ""),
-                                                    ("Load", self.load, ""))}
-        a, b = self.arch, self.buttons
-        self.export_bar = export = ExportBar(s, {"curves": "ae-tl-curves", "heads": "ae-tl-heads-0"},
-                           {"timeline": (("gif", "html"), self.timeline_file),
-                            "attention maps": maps_export(s.probe_maps)}, name="transformer")
-        self.controls = w.VBox([
-            section("Example", self.preset),
-            section("Task", labelled("task", a["task"], "90px"), labelled("length", a["length"], "90px"),
-                    labelled("vocabulary", a["vocab"], "90px"), self.upload),
-            section("Model", *(labelled(label, a[name], "90px") for name, label in (
-                ("kind", "model"), ("layers", "layers"), ("width", "width"), ("heads", "heads"), ("pooling", "pooling"),
-                ("norm", "LayerNorm"), ("positional", "positions"), ("score", "cross score")))),
-            section("Compare", a["compare"], labelled("its heads", a["heads_b"], "90px"),
-                    labelled("its cross score", a["score_b"], "90px")),
-            section("Training", labelled("learning rate", self.lr, "90px"), labelled("batch size", self.batch_size, "90px"),
-                    labelled("steps", self.steps, "90px"), w.HBox([b["Train"], b["Stop"], b["Reset"]])),
-            section("Translate (dates, numbers, your pairs)", self.translator.controls),
-            section("Checkpoint folder", self.path, w.HBox([b["Save"], b["Load"]]), *self.your_files),
-            section("Export", export),
-            section("Share", CopyLink(lambda: links.query(s.key, s.state()))),
-            self.status,
-        ], layout=w.Layout(width="330px", min_width="300px", flex="0 1 330px"))
+        self.upload.observe(lambda change: change["new"] and session.say(change["new"], "error"), "refusal")
+        # In a class the files are on the server, in the student's folder: buttons bring them out and back.
+        self.your_files = [StudentFiles(session, session.checkpoint_files, "tl")] if classroom() else []
+        self.buttons = {name: button(name, getattr(self, name.lower()), f"ae-tl-{name.lower()}", style, width="76px")
+                        for name, style in BUTTONS}
+        self.export_bar = ExportBar(session, {"curves": "ae-tl-curves", "heads": "ae-tl-heads-0"},
+                                    {"timeline": (("gif", "html"), self.timeline_file),
+                                     "attention maps": maps_export(session.probe_maps)}, name="transformer")
+        self.controls = self._layout()
+        self.children = [columns(self.controls, widgets.VBox([self.translator, self.monitor],
+                                                             layout=widgets.Layout(flex="1 1 560px", min_width="0")))]
+        session.observe(lambda change: self._on_view(change["new"]), "lab_view")
+        self._on_view(session.lab_view)
 
-    def _on_runs(self) -> None:
-        for binding in self.bindings:
-            binding.show()  # options that follow the task (pooling, heads) and a loaded model's settings
-        text = self.session.task.startswith(TEXT_PREFIX) or self.session.translates(self.session.task)
-        self.arch["length"].disabled = self.arch["vocab"].disabled = text
-        seq2seq = self.session.kind == "encoder-decoder"
-        self.arch["score"].disabled = self.arch["score_b"].disabled = not seq2seq
-        self.monitor.show(self.session.runs)
+    def _layout(self) -> widgets.VBox:
+        form, b = self.form, self.buttons
+        return widgets.VBox([
+            section("Example", form["preset"]),
+            section("Task", *form.rows("task", "length", "vocab"), self.upload),
+            section("Model", *form.rows("kind", "layers", "width", "heads", "pooling", "norm", "positional", "score")),
+            section("Compare", *form.rows("compare", "heads_b", "score_b")),
+            section("Training", *form.rows("lr", "batch_size", "steps"), widgets.HBox([b["Train"], b["Stop"], b["Reset"]])),
+            section("Translate (dates, numbers, your pairs)", self.translator.controls),
+            section("Checkpoint folder", form["path"], widgets.HBox([b["Save"], b["Load"]]), *self.your_files),
+            section("Export", self.export_bar),
+            section("Share", CopyLink(lambda: links.query(self.session.key, self.session.state()))),
+            self.status,
+        ], layout=widgets.Layout(width="330px", min_width="300px", flex="0 1 330px"))
+
+    def _on_view(self, record) -> None:
+        """A record of new models (another task or architecture, a load) first refreshes the controls' options."""
+        if record is None:
+            return
+        if self.monitor.record is None or self.monitor.record.lab != record.lab:
+            self.form.show()  # options that follow the task (pooling, heads) and a loaded model's settings
+            text = self.session.task.startswith(TEXT_PREFIX) or self.session.translates(self.session.task)
+            self.arch["length"].disabled = self.arch["vocab"].disabled = text
+            self.arch["score"].disabled = self.arch["score_b"].disabled = self.session.kind != "encoder-decoder"
+        self.monitor.draw(record)
 
     @property
     def runs(self) -> list:
+        """The session's runs (for notebooks and tests; the panel draws ``lab_view``)."""
         return self.session.runs
 
     # ----- actions -----------------------------------------------------------------------------------------------
@@ -154,7 +153,8 @@ class TransformerLabPanel(widgets.VBox):
 
     def timeline_file(self, fmt: str) -> bytes:
         """The first model's last layer over its training snapshots, as an animated GIF or an HTML page."""
-        snapshots = self.session.runs[0].trainer.snapshots if self.session.runs else []
+        record = self.session.record()
+        snapshots = record.runs[0].snapshots if record is not None else ()
         if len(snapshots) < 2:
             raise ValueError("There is no timeline yet: train for a few steps first.")
         layer = snapshots[-1].maps.n_layers - 1

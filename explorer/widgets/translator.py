@@ -49,12 +49,12 @@ class TranslatorBox(widgets.VBox):
             return
         notice = html.escape(self.session.translation_notice)
         self.output.value = (f"<b>Translation</b> <span style='font-family:monospace'>{html.escape(result.source)}</span>"
-                             f" → <b style='font-family:monospace'>{html.escape(result.output) or '(nothing)'}</b>"
+                             f" → <b style='font-family:monospace'>{html.escape(result.target) or '(nothing)'}</b>"
                              f"<br><span class='ae-notice' style='color:#8a5a00'>{notice}</span>")
-        if result.maps is None:
+        if result.cross is None:
             self.figures.children = []
             return
-        figure = view.all_heads_figure(result.maps, "your text · cross-attention")
+        figure = view.all_heads_figure(result.cross, "your text · cross-attention")
         if self.maps is None:
             self.maps = PlotView(figure, name="ae-tl-translation")
         else:

@@ -25,7 +25,7 @@ class PretrainedViTControls:
         self.image = tagged(w.Dropdown(options=IMAGES, layout=w.Layout(width="120px")), "ae-vision-pretrained-image")
         self.layer = tagged(w.Dropdown(layout=w.Layout(width="80px")), "ae-vision-pretrained-layer")
         self.head = tagged(w.Dropdown(layout=w.Layout(width="80px")), "ae-vision-pretrained-head")
-        count = lambda name: list(range(getattr(s.pretrained, name, 0) or 1))  # noqa: E731 - 0 before a model loads
+        count = lambda name: list(range(getattr(s.pretrained_view.maps, name) if s.pretrained_view else 1))  # noqa: E731
         self.bindings = [bind(self.folder, s, "vit_folder"), bind(self.image, s, "pretrained_image"),
                          bind(self.layer, s, "pretrained_layer", options=lambda: count("n_layers")),
                          bind(self.head, s, "pretrained_head", options=lambda: count("n_heads"))]
@@ -45,7 +45,7 @@ class PretrainedViTControls:
             return
         for binding in self.bindings[2:]:
             binding.show()  # the offered layers and heads are the loaded model's
-        layer, head = min(s.pretrained_layer, s.pretrained.n_layers - 1), min(s.pretrained_head, s.pretrained.n_heads - 1)
+        layer, head = min(s.pretrained_layer, shown.maps.n_layers - 1), min(s.pretrained_head, shown.maps.n_heads - 1)
         self.figures["maps"].show(view.pretrained_vit_figure(shown.record, layer, head, f"{shown.name}: {shown.image}"))
         self.figures["heads"].show(view.head_grid_figure(shown.record))
         if not self.outputs.children:
