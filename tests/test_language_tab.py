@@ -129,8 +129,8 @@ def test_long_maps_are_pooled_to_at_most_512_cells():
 
     weights = torch.softmax(torch.randn(1, 1, 1100, 1100), dim=-1)
     update = head_map(AttentionMaps(tokens=[str(i) for i in range(1100)], weights=weights), 0, 0)
-    assert update["matrix"].shape == (367, 367)  # blocks of 3 tokens
-    assert update["matrix"][0, 0] == pytest.approx(float(weights[0, 0, :3, :3].mean()), abs=1e-3)
+    assert update.matrix.shape == (367, 367)  # blocks of 3 tokens
+    assert update.matrix[0, 0] == pytest.approx(float(weights[0, 0, :3, :3].mean()), abs=1e-3)
 
 
 def test_a_pooled_map_is_coloured_to_where_its_weight_is():
@@ -141,10 +141,10 @@ def test_a_pooled_map_is_coloured_to_where_its_weight_is():
     pooled = head_map(AttentionMaps(tokens=[str(i) for i in range(1100)], weights=weights), 0, 0)
     blocks = weights[0, 0, :1098].reshape(366, 3, 1100)[:, :, :1098].reshape(366, 3, 366, 3).mean(dim=(1, 3))
     lower = blocks[torch.tril_indices(366, 366).unbind()]  # the full 3 x 3 blocks, averaged by hand
-    assert pooled["zmax"] == pytest.approx(float(lower.quantile(0.995)), rel=0.05)
-    assert pooled["zmax"] < 0.05 and "colour to" in pooled["title"]
+    assert pooled.zmax == pytest.approx(float(lower.quantile(0.995)), rel=0.05)
+    assert pooled.zmax < 0.05 and "colour to" in pooled.title
     short = head_map(AttentionMaps(tokens=list("abcd"), weights=torch.eye(4)[None, None]), 0, 0)
-    assert short["zmax"] == 1.0
+    assert short.zmax == 1.0
 
 
 @pytest.mark.parametrize("long", [False, True])

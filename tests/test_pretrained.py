@@ -146,12 +146,12 @@ def tiny_maps() -> AttentionMaps:
 def test_canvas_maps_show_the_matrix_labels_and_outlines():
     maps = tiny_maps()
     shown = view.head_update(maps, 1, 0, token=1)
-    np.testing.assert_allclose(shown["matrix"], [[0.5, 0.5], [0.0, 1.0]])
-    assert shown["x"] == shown["y"] == ["a", "b"] and shown["title"] == "layer 1, head 0"
-    row, column = shown["outlines"]  # token "b": its row (what it attends to) and, dotted, its column
+    np.testing.assert_allclose(shown.matrix, [[0.5, 0.5], [0.0, 1.0]])
+    assert shown.x == shown.y == ["a", "b"] and shown.title == "layer 1, head 0"
+    row, column = shown.outlines  # token "b": its row (what it attends to) and, dotted, its column
     assert (row["y0"], row["y1"], row["dash"]) == (0.5, 1.5, "") and (column["x0"], column["dash"]) == (0.5, "dot")
     shown = view.entropy_update(entropy(maps), 2, 1, 0)
-    assert shown["x"] == ["H0"] and shown["y"] == ["L0", "L1"] and shown["outlines"][0]["y0"] == 0.5
+    assert shown.x == ["H0"] and shown.y == ["L0", "L1"] and shown.outlines[0]["y0"] == 0.5
     assert set(view.CANVAS_STYLES) == {"head", "mean", "rollout", "entropy"}
 
 
@@ -180,11 +180,11 @@ def test_difference_aligns_shared_tokens():
 def test_views_send_one_layer_with_labelled_axes(encoder):
     maps = encoder.attend(CORE)
     shown = view.head_update(maps, 4, 11, token=10)
-    assert shown["x"][10] == "it" and view.CANVAS_STYLES["head"]["x_title"].startswith("key")
-    assert shown["matrix"].shape == (16, 16) and len(shown["outlines"]) == 2
-    np.testing.assert_allclose(shown["matrix"], maps.head(4, 11).numpy(), atol=5e-4)
+    assert shown.x[10] == "it" and view.CANVAS_STYLES["head"]["x_title"].startswith("key")
+    assert shown.matrix.shape == (16, 16) and len(shown.outlines) == 2
+    np.testing.assert_allclose(shown.matrix, maps.head(4, 11).numpy(), atol=5e-4)
     assert len(view.layer_figure(maps, 2).data) == 12
-    share = view.entropy_update(entropy(maps), 16, 0, 0)["matrix"]
+    share = view.entropy_update(entropy(maps), 16, 0, 0).matrix
     assert np.all((np.asarray(share) >= 0) & (np.asarray(share) <= 1))
 
 
@@ -380,8 +380,8 @@ def test_the_view_round_trips_through_a_link(encoder):
 
 def test_views_mark_ablated_heads(encoder):
     maps = encoder.attend(CORE, ablate=[(2, 3)])
-    assert "output zeroed" in view.head_update(maps, 2, 3)["title"]
-    assert "output zeroed" not in view.head_update(maps, 2, 4)["title"]
+    assert "output zeroed" in view.head_update(maps, 2, 3).title
+    assert "output zeroed" not in view.head_update(maps, 2, 4).title
     assert view.layer_figure(maps, 2).layout.annotations[3].text == "head 3 (ablated)"
 
 

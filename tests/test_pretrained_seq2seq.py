@@ -44,17 +44,17 @@ def segments(trace) -> set:
 
 def test_alignment_lines_follow_the_weights():
     update = seq2seq_view.alignment_update(hand_cross(), ["a", "</s>"], layer=0, head=0)
-    bands = update["data"][:len(seq2seq_view.LEVELS)]
+    bands = update.data[:len(seq2seq_view.LEVELS)]
     assert segments(bands[-1]) == {(0.0, 0.0), (1.0, 1.0)}  # 0.9 and 0.98: the strongest band
     assert segments(bands[0]) == {(1.0, 0.0)}  # 0.1: the faintest band; 0.02 is not drawn
-    assert all(not band["x"] for band in bands[1:-1]) and not update["data"][len(seq2seq_view.LEVELS)]["x"]
-    source, written = update["data"][-2:]
+    assert all(not band["x"] for band in bands[1:-1]) and not update.data[len(seq2seq_view.LEVELS)]["x"]
+    source, written = update.data[-2:]
     assert source["text"] == ["x", "y"] and source["y"] == [1.0, 1.0]
     assert written["text"] == ["a", "&lt;/s&gt;"] and written["y"] == [0.0, 0.0]  # escaped: plotly reads tags
     assert written["hovertext"][0].startswith("writes a looking at x 0.90")
     chosen = seq2seq_view.alignment_update(hand_cross(), ["a", "b"], 0, 0, token=1)
-    assert segments(chosen["data"][len(seq2seq_view.LEVELS)]) == {(1.0, 1.0)}  # the chosen step's lines, in red
-    assert segments(chosen["data"][0]) == {(1.0, 0.0)} and "writes 'b'" in chosen["layout"]["title"]["text"]
+    assert segments(chosen.data[len(seq2seq_view.LEVELS)]) == {(1.0, 1.0)}  # the chosen step's lines, in red
+    assert segments(chosen.data[0]) == {(1.0, 0.0)} and "writes 'b'" in chosen.title
 
 
 def test_panel_shows_the_three_maps_and_the_alignment(panel):

@@ -1,4 +1,5 @@
-"""Heatmaps of attention weights: one matrix, or the heads of a layer as small multiples.
+"""Heatmaps of attention weights: one matrix, or the heads of a layer as small multiples; and the two records that
+views hand to panels: ``CanvasMap`` (a matrix for a canvas map) and ``FigureUpdate`` (a plotly figure's new frame).
 
 Weights are drawn on a fixed colour scale (0 to 1 unless told otherwise) so frames can be compared.
 Rows are queries (top to bottom, in reading order), columns are keys.
@@ -7,6 +8,7 @@ Rows are queries (top to bottom, in reading order), columns are keys.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import numpy as np
 import plotly.graph_objects as go
@@ -14,6 +16,43 @@ from plotly.subplots import make_subplots
 
 WEIGHT_COLORS = "Blues"
 SCORE_COLORS = "RdBu_r"
+
+
+@dataclass(frozen=True)
+class CanvasMap:
+    """One labelled matrix for a canvas map (``explorer.widgets.heatmap_view.HeatmapView``). Fields left ``None``
+    keep the view's fixed style (``CANVAS_STYLES`` of each view module)."""
+
+    matrix: np.ndarray  # [rows, columns]
+    x: list[str]  # column labels
+    y: list[str]  # row labels
+    outlines: tuple[dict, ...] = ()  # rectangles in cell units (``outline``)
+    title: str | None = None
+    x_angle: int | None = None
+    zmin: float | None = None
+    zmax: float | None = None
+
+    def traits(self) -> dict:
+        """What the map sets on a ``HeatmapView``."""
+        given = dict(matrix=self.matrix, x=list(self.x), y=list(self.y), outlines=list(self.outlines), title=self.title,
+                     x_angle=self.x_angle, zmin=self.zmin, zmax=self.zmax)
+        return {name: value for name, value in given.items() if value is not None}
+
+
+@dataclass(frozen=True)
+class FigureUpdate:
+    """What changes between two frames of one plotly figure: each trace's data, the layout, the subplot titles.
+    Two updates with the same ``structure`` fit the same figure, so a panel copies the newer into the figure on
+    screen instead of building it again."""
+
+    structure: tuple
+    data: tuple[dict, ...]  # per trace, in the figure's order: property -> values
+    layout: dict = field(default_factory=dict)
+    annotations: tuple[str, ...] = ()
+
+    @property
+    def title(self) -> str:
+        return self.layout.get("title", {}).get("text", "")
 
 
 def unique_labels(labels) -> list[str]:

@@ -1,17 +1,18 @@
 """Figures for the Language model tab: the causal head map (pooled when long), head finder grids, candidates.
 
-Records in, canvas-map records out (drawn by ``explorer.widgets.heatmap_view.HeatmapView``); the look of each
+Records in, canvas-map records (``CanvasMap``) out (drawn by ``explorer.widgets.heatmap_view.HeatmapView``); the look of each
 map is fixed in ``CANVAS_STYLES`` so frames compare.
 """
 
 from __future__ import annotations
 
 import html
+from dataclasses import replace
 
 import numpy as np
 
 from explorer.views import pretrained
-from explorer.views.heatmaps import outline
+from explorer.views.heatmaps import CanvasMap, outline
 
 MAX_CELLS = 512  # a map longer than this is sent pooled to at most MAX_CELLS x MAX_CELLS cells
 ZOOM = 400  # tokens of a long map shown whole when zoomed in (400 x 400 float32: 640 kB)
@@ -29,7 +30,7 @@ def pool(matrix: np.ndarray, cells: int = MAX_CELLS) -> tuple[np.ndarray, list[t
 
 
 def head_map(maps, layer: int, head: int, token: int | None = None, cells: int = MAX_CELLS, zoom: int = -1,
-             window: int = ZOOM) -> dict:
+             window: int = ZOOM) -> CanvasMap:
     """One causal head for a canvas map; a long text is pooled into blocks of tokens (labelled by their span),
     or with ``zoom >= 0`` its ``window`` tokens from ``zoom`` on are shown whole (that region only is sent)."""
     if len(maps.tokens) > cells and zoom >= 0:
@@ -37,10 +38,10 @@ def head_map(maps, layer: int, head: int, token: int | None = None, cells: int =
         labels = [f"{i}: {t}" for i, t in zip(range(zoom, end), maps.tokens[zoom:end])]
         inside = None if token is None or not zoom <= token < end else token - zoom
         title = f"layer {layer}, head {head}, tokens {zoom} to {end - 1} of {len(maps.tokens)} (click: pick a token)"
-        update = dict(pretrained.matrix_update(maps.head(layer, head)[zoom:end, zoom:end], labels, labels, title, inside),
-                      zmax=1.0)
+        update = pretrained.matrix_update(maps.head(layer, head)[zoom:end, zoom:end], labels, labels, title, inside,
+                                          zmax=1.0)
     elif len(maps.tokens) <= cells:
-        update = dict(pretrained.head_update(maps, layer, head, token), zmax=1.0)
+        update = replace(pretrained.head_update(maps, layer, head, token), zmax=1.0)
     else:
         matrix, spans = pool(np.asarray(maps.head(layer, head), dtype=float), cells)
         labels = [f"{a}-{b - 1}" for a, b in spans]
@@ -49,22 +50,21 @@ def head_map(maps, layer: int, head: int, token: int | None = None, cells: int =
         top = max(float(np.quantile(lower, 0.995)), 1e-3)  # a block's mean is small: show where the weight is
         title = (f"layer {layer}, head {head} (mean over blocks of {spans[0][1]} tokens; colour to {top:.3f}; "
                  "click a block to zoom in)")
-        update = dict(pretrained.matrix_update(matrix, labels, labels, title, block), zmax=top)
+        update = pretrained.matrix_update(matrix, labels, labels, title, block, zmax=top)
     kv = maps.meta.kv_heads
     if kv and len(set(kv)) < len(kv):
-        update["title"] += f", shares key/value head {kv[head]}"
+        update = replace(update, title=f"{update.title}, shares key/value head {kv[head]}")
     return update
 
 
-def score_grid(scores, name: str, layer: int, head: int) -> dict:
+def score_grid(scores, name: str, layer: int, head: int) -> CanvasMap:
     """A head finder score ``[layers, heads]`` as a grid with the head on screen outlined."""
     matrix = np.round(np.asarray(scores, dtype=float), 3)
     n_layers, n_heads = matrix.shape
     low, high = SCORE_RANGES.get(name, (0.0, None))
-    return dict(matrix=matrix, x=[f"H{h}" for h in range(n_heads)], y=[f"L{l}" for l in range(n_layers)],
-                title=f"{name} score (click a head)", zmin=low, zmax=float(matrix.max()) if high is None else high,
-                outlines=[outline(head - 0.5, head + 0.5, layer - 0.5, layer + 0.5, width=3,
-                                  color=pretrained.HIGHLIGHT)])
+    return CanvasMap(matrix, [f"H{h}" for h in range(n_heads)], [f"L{l}" for l in range(n_layers)],
+                     (outline(head - 0.5, head + 0.5, layer - 0.5, layer + 0.5, width=3, color=pretrained.HIGHLIGHT),),
+                     f"{name} score (click a head)", zmin=low, zmax=float(matrix.max()) if high is None else high)
 
 
 def candidates_html(tokens, position: int, candidates) -> str:

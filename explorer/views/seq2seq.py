@@ -13,7 +13,7 @@ import html
 import numpy as np
 import plotly.graph_objects as go
 
-from explorer.views.heatmaps import unique_labels
+from explorer.views.heatmaps import FigureUpdate, unique_labels
 
 HIGHLIGHT = "#d62728"
 MIN_WEIGHT = 0.05
@@ -48,7 +48,7 @@ def _segments(pairs, xs, xt) -> tuple[list, list]:
     return x, y
 
 
-def alignment_update(cross, written, layer: int, head: int | None, token: int | None = None) -> dict:
+def alignment_update(cross, written, layer: int, head: int | None, token: int | None = None) -> FigureUpdate:
     """The lines of each written token to the source tokens, banded by weight; the selected token's lines in red."""
     weights = cross_weights(cross, layer, head)  # [written, source]
     n_written, n_source = weights.shape
@@ -73,24 +73,24 @@ def alignment_update(cross, written, layer: int, head: int | None, token: int | 
     if token is not None and token < n_written:
         title += f" (red: the step that writes '{written_labels[token]}')"
     width = int(np.clip(48 * max(n_source, n_written), 520, 1100))  # room for each label as the tokens grow
-    return {"structure": ("alignment",), "data": data, "layout": dict(title=dict(text=title), width=width)}
+    return FigureUpdate(("alignment",), tuple(data), dict(title=dict(text=title), width=width))
 
 
 def alignment_figure(cross, written, layer: int, head: int | None, token: int | None = None) -> go.Figure:
     """Bahdanau's picture: source above, written tokens below, a line per pair weighted by cross-attention."""
     update = alignment_update(cross, written, layer, head, token)
     traces = [go.Scatter(mode="lines", hoverinfo="skip", showlegend=False, line=dict(color="#1f4e99", width=width),
-                         opacity=opacity, **band) for band, width, opacity in zip(update["data"], WIDTHS, OPACITIES)]
+                         opacity=opacity, **band) for band, width, opacity in zip(update.data, WIDTHS, OPACITIES)]
     traces.append(go.Scatter(mode="lines", hoverinfo="skip", showlegend=False, line=dict(color=HIGHLIGHT, width=2.5),
-                             **update["data"][len(LEVELS)]))
-    source, target = update["data"][-2:]
+                             **update.data[len(LEVELS)]))
+    source, target = update.data[-2:]
     traces.append(go.Scatter(mode="markers+text", textposition="top center", marker=dict(size=6, color="#444"),
                              hovertemplate="source %{text}<extra></extra>", showlegend=False, **source))
     traces.append(go.Scatter(mode="markers+text", textposition="bottom center", marker=dict(size=6, color="#444"),
                              hovertemplate="%{hovertext}<extra></extra>", showlegend=False, **target))
     axis = dict(visible=False, fixedrange=True)
     return go.Figure(traces, layout=dict(
-        update["layout"], height=300, margin=dict(l=30, r=30, t=50, b=40), plot_bgcolor="white",
+        update.layout, height=300, margin=dict(l=30, r=30, t=50, b=40), plot_bgcolor="white",
         xaxis=dict(axis, range=[-0.06, 1.06]), yaxis=dict(axis, range=[-0.35, 1.35]),
         annotations=[dict(text="source", x=-0.05, y=SOURCE_Y, xanchor="right", showarrow=False, font=dict(size=10)),
                      dict(text="written", x=-0.05, y=TARGET_Y, xanchor="right", showarrow=False, font=dict(size=10))]))

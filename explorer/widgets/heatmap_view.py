@@ -88,6 +88,10 @@ class HeatmapView(anywidget.AnyWidget):
                 if getattr(self, name) != value:
                     setattr(self, name, value)
 
+    def draw(self, record) -> None:
+        """Draw a ``CanvasMap`` record (``explorer.views.heatmaps``)."""
+        self.show(**record.traits())
+
     def on_click(self, callback: Callable[[int, int], None]) -> None:
         """Call ``callback(row, col)`` when a cell is clicked in the page."""
         self._click_handlers.append(callback)

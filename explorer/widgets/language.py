@@ -184,23 +184,23 @@ class LanguagePanel(widgets.VBox):
         if s.view == "layer":
             self._show_layer(maps, s.layer)
         else:
-            self.head_view.show(**view.head_map(maps, s.layer, s.head, token, zoom=s.zoom))
+            self.head_view.draw(view.head_map(maps, s.layer, s.head, token, zoom=s.zoom))
             self.main.children = [self.head_view]
         self.candidates.value = view.candidates_html(s.generation.tokens, s.token, s.candidates())
         scores = dict(s.scores or {})
         if s.probe is not None:
             scores["induction"] = s.probe["induction"]
         name = self.score.value if self.score.value in scores else "previous token"
-        self.finder_view.show(**view.score_grid(scores[name], name, s.layer, s.head))
+        self.finder_view.draw(view.score_grid(scores[name], name, s.layer, s.head))
 
     def _show_layer(self, maps, layer: int) -> None:
         if len(maps.tokens) > view.MAX_CELLS // 4:
             raise ValueError(f"The layer view shows at most {view.MAX_CELLS // 4} tokens; pick the head view.")
         update = pretrained_view.layer_update(maps, layer)
-        if self._layer_structure == update["structure"]:
+        if self._layer_structure == update.structure:
             figure = self.layer_view.figure
             pretrained_view.apply_update(figure, update)
         else:
-            figure, self._layer_structure = pretrained_view.layer_figure(maps, layer), update["structure"]
+            figure, self._layer_structure = pretrained_view.layer_figure(maps, layer), update.structure
         self.layer_view.show(figure)
         self.main.children = [self.layer_view]

@@ -233,7 +233,7 @@ class PretrainedPanel(widgets.VBox):
             return view.compare_update(*records), lambda: view.compare_figure(*records)
         return (view.head_update(maps, layer, head, token),)
 
-    def _show(self, box: widgets.Box, key: str, update: dict, build=None) -> None:
+    def _show(self, box: widgets.Box, key: str, update, build=None) -> None:
         """Draw ``update`` on the figure ``key``: a canvas map, or a plotly figure rebuilt only when its structure
         (the number of panels, labels shown) changes."""
         if key in view.CANVAS_STYLES:
@@ -241,17 +241,17 @@ class PretrainedPanel(widgets.VBox):
             if widget is None:
                 widget = self.figures[key] = HeatmapView(name=f"ae-pretrained-{key}", **view.CANVAS_STYLES[key])
                 widget.on_click(self._on_entropy_click if key == "entropy" else self._on_cell_click)
-            widget.show(**update)
+            widget.draw(update)
         else:
             widget = self.figures.get(key)
             if widget is None:
                 widget = self.figures[key] = PlotView(name=f"ae-pretrained-{key}")
-            if self._structures.get(key) == update["structure"]:
+            if self._structures.get(key) == update.structure:
                 figure = widget.figure
                 view.apply_update(figure, update)
             else:
                 figure = build()
-                self._structures[key] = update["structure"]
+                self._structures[key] = update.structure
             widget.show(figure)
         if len(box.children) != 1 or box.children[0] is not widget:  # identity: figures compare by content
             box.children = [widget]

@@ -5,6 +5,8 @@ is an encoder-decoder; the main map, the entropy map and bertviz's frame stay th
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import ipywidgets as widgets
 
 from explorer.views import bertviz as bertviz_view
@@ -54,9 +56,9 @@ class Seq2SeqParts:
             mark = token if session.part != "encoder" else None
             update = (view.mean_update(maps, place, mark) if session.view == "mean"
                       else view.head_update(maps, place, head, mark))
-            update["title"] = f"{maps.meta.kind}: {update['title']}"
+            update = replace(update, title=f"{maps.meta.kind}: {update.title}")
             if session.part == "cross":  # a column here is a source token: only the target row is outlined
-                update["outlines"] = update["outlines"][:1]
+                update = replace(update, outlines=update.outlines[:1])
             panel._show(panel.main, session.view, update)
         entropy = view.entropy_update(reading.entropy[session.part], len(maps.keys), place, head)
         panel._show(panel.entropy_box, "entropy", entropy)
