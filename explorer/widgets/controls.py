@@ -118,7 +118,8 @@ class Row:
     """One control, declared: the ``setting`` it shows, ``make()`` to build it, the ``label`` on its left ("" when
     the control says what it is), its CSS class ``tag``. ``options(session)`` gives choices that follow other
     settings; a setting with fixed choices (``sessions.rules.Choice``) offers its own. ``to_view`` and
-    ``to_setting`` convert where the control and the setting differ; ``name`` tells two rows of one setting apart."""
+    ``to_setting`` convert where the control and the setting differ; ``name`` tells two rows of one setting apart;
+    ``same(control)`` says when two values are one for a control that snaps them (``Binding``)."""
 
     setting: str
     make: Callable[[], widgets.Widget]
@@ -128,23 +129,25 @@ class Row:
     to_view: Callable = same_value
     to_setting: Callable = same_value
     name: str = ""
+    same: Callable[[widgets.Widget], Callable] | None = None  # for a control that snaps values (a log slider)
 
 
-def control(kind: type, width: str = "", **options) -> Callable[[], widgets.Widget]:
+def control(kind: type, width: str = "", max_width: str = "", **options) -> Callable[[], widgets.Widget]:
     """What makes one control, such as ``control(widgets.Dropdown, "170px")``: widgets are made with the panel,
     on the kernel's thread, never when a module is imported."""
-    return lambda: kind(**({"layout": widgets.Layout(width=width)} if width else {}), **options)
+    size = {name: value for name, value in (("width", width), ("max_width", max_width)) if value}
+    return lambda: kind(**({"layout": widgets.Layout(**size)} if size else {}), **options)
 
 
 CHOOSE = "(choose an example)"
 
 
-def preset_row(width: str = "250px", label: str = "", tag: str = "", choose: str = CHOOSE) -> Row:
+def preset_row(width: str = "250px", label: str = "", tag: str = "", choose: str = CHOOSE, max_width: str = "") -> Row:
     """The Example dropdown of a tab: its presets, after ``choose`` (which sets none) unless a preset is required."""
     def options(session: Session) -> list:
         return list(session.presets) if session.preset_required else [choose, *session.presets]
-    return Row("preset", control(widgets.Dropdown, width), label, tag, options, to_view=lambda v: v or choose,
-               to_setting=lambda v: "" if v == choose else v)
+    return Row("preset", control(widgets.Dropdown, width, max_width), label, tag, options,
+               to_view=lambda v: v or choose, to_setting=lambda v: "" if v == choose else v)
 
 
 class Form:
@@ -167,7 +170,7 @@ class Form:
         options = (lambda: row.options(self.session)) if row.options else (
             (lambda: list(choices)) if choices is not None and hasattr(made, "options") else None)
         self.bindings[name] = bind(made, self.session, row.setting, to_view=row.to_view, to_setting=row.to_setting,
-                                   options=options)
+                                   options=options, same=row.same(made) if row.same else None)
         self.controls[name] = made
         self._labels[name] = row.label
         return made

@@ -10,20 +10,49 @@ from __future__ import annotations
 import ipywidgets as widgets
 
 from explorer import links
-from explorer.sessions.language import PRESETS, VIEWS, LanguageSession
+from explorer.sessions.language import LanguageSession
 from explorer.threads import Throttle
 from explorer.views import bertviz as bertviz_view
 from explorer.views import language as view
 from explorer.views import pretrained as pretrained_view
 from explorer.views.export import export_scope
 from explorer.widgets.bertviz_frame import BertvizFrame
-from explorer.widgets.controls import StatusLine, bind, button, columns, section, shows_errors, tagged
+from explorer.widgets.controls import Form, Row, StatusLine, button, columns, control, preset_row, section, shows_errors, tagged
 from explorer.widgets.export import CopyLink, ExportBar, maps_export
 from explorer.widgets.heatmap_view import HeatmapView
 from explorer.widgets.plot import PlotView
 
-CHOOSE = "(choose)"
 SCORES = ("previous token", "attention sink", "self", "entropy", "induction")
+NARROW = "170px"
+WIDE = dict(width="100%", max_width="330px")
+w = widgets
+
+
+def heads(session) -> list[int]:
+    """The heads of the loaded model (before one loads: the head the setting names)."""
+    return list(range(session.language_model.n_heads if session.language_model else max(session.head + 1, 1)))
+
+
+def tokens(session) -> list:
+    """Positions to pick: the last one, or any token of the last generation."""
+    generation = session.generation
+    return [("(last)", -1)] + [(f"{i}: {t}", i) for i, t in enumerate(generation.tokens if generation else ())]
+
+
+ROWS = (
+    Row("model", control(w.Text, **WIDE, placeholder="SmolLM2 (packaged), or a folder", continuous_update=False),
+        tag="ae-llm-model-name"),
+    preset_row(tag="ae-llm-preset", choose="(choose)", **WIDE),
+    Row("prompt", control(w.Textarea, **WIDE, rows=4, continuous_update=False, placeholder="Type a prompt"),
+        tag="ae-llm-prompt"),
+    Row("max_new_tokens", control(w.IntText, NARROW, description="new tokens"), tag="ae-llm-max-new-tokens"),
+    Row("temperature", control(w.FloatText, NARROW, description="temperature", step=0.1), tag="ae-llm-temperature"),
+    Row("seed", control(w.IntText, NARROW, description="seed"), tag="ae-llm-seed"),
+    Row("layer", control(w.IntSlider, min=0, max=0, description="layer"), tag="ae-llm-layer"),
+    Row("head", control(w.Dropdown, "160px", description="head"), tag="ae-llm-head", options=heads),
+    Row("view", control(w.ToggleButtons, style=dict(button_width="58px")), tag="ae-llm-view"),
+    Row("token", control(w.Dropdown, "230px", description="position"), tag="ae-llm-token", options=tokens),
+)
 
 
 class LanguagePanel(widgets.VBox):
@@ -52,53 +81,34 @@ class LanguagePanel(widgets.VBox):
         self._on_model()
         self._on_generation()
 
-    def _build_controls(self) -> None:  # long: one control per setting, made and bound in the order they appear
-        s, w = self.session, widgets
-        wide = w.Layout(width="100%", max_width="330px")
-        self.model_name = tagged(w.Text(placeholder="SmolLM2 (packaged), or a folder", layout=wide,
-                                        continuous_update=False), "ae-llm-model-name")
-        self.preset = tagged(w.Dropdown(options=[CHOOSE, *PRESETS], layout=wide), "ae-llm-preset")
-        self.prompt = tagged(w.Textarea(rows=4, layout=wide, continuous_update=False, placeholder="Type a prompt"),
-                             "ae-llm-prompt")
-        self.max_new_tokens = tagged(w.IntText(description="new tokens", layout=w.Layout(width="170px")),
-                                     "ae-llm-max-new-tokens")
-        self.temperature = tagged(w.FloatText(description="temperature", step=0.1, layout=w.Layout(width="170px")),
-                                  "ae-llm-temperature")
-        self.seed = tagged(w.IntText(description="seed", layout=w.Layout(width="170px")), "ae-llm-seed")
-        self.generate_button = button("Generate", s.generate, "ae-llm-generate", "primary", "play", "120px")
-        self.stop_button = button("Stop", s.stop_work, "ae-llm-stop", "warning", "stop", "90px")
-        self.layer = tagged(w.IntSlider(min=0, max=0, description="layer"), "ae-llm-layer")
-        self.head = tagged(w.Dropdown(options=[0], description="head", layout=w.Layout(width="160px")), "ae-llm-head")
-        self.view = tagged(w.ToggleButtons(options=list(VIEWS), style=dict(button_width="58px")), "ae-llm-view")
-        self.token_pick = tagged(w.Dropdown(description="position", layout=w.Layout(width="230px")), "ae-llm-token")
+    def _build_controls(self) -> None:
+        s = self.session
+        self.form = form = Form(s, ROWS, label_width="")
+        for name in ("model", "prompt", "max_new_tokens", "temperature", "seed", "layer", "head", "view", "preset"):
+            setattr(self, "model_name" if name == "model" else name, form[name])
+        self.token_pick, self.token_binding = form["token"], form.bindings["token"]
+        self.bindings = [binding for name, binding in form.bindings.items() if name != "token"]
         self.score = tagged(w.Dropdown(options=SCORES, description="score", layout=w.Layout(width="230px")),
                             "ae-llm-score")
         self.score.observe(lambda _: self.redraw_soon(), "value")
-        find = button("Find induction heads", s.find_heads, "ae-llm-find", icon="search", width="180px")
+        self.generate_button = button("Generate", s.generate, "ae-llm-generate", "primary", "play", "120px")
+        self.stop_button = button("Stop", s.stop_work, "ae-llm-stop", "warning", "stop", "90px")
         self.ablate_button = button("ablate this head", s.toggle_ablation, "ae-llm-ablate", icon="ban", width="150px")
-        restore = button("restore all heads", lambda: s.update(ablated=[]), "ae-llm-restore", width="150px")
-        unzoom = button("whole text", lambda: s.zoom_to(None, 0), "ae-llm-unzoom", icon="search-minus", width="120px")
-        bertviz = button("Render bertviz head view", self.render_bertviz, "ae-llm-bertviz-render", width="200px")
         self.export_bar = ExportBar(s, {"head map": "ae-llm-head", "head finder": "ae-llm-finder"},
                                     {"attention maps": maps_export(self.export_maps)}, name="llm")
-        self.bindings = [
-            bind(self.model_name, s, "model"), bind(self.prompt, s, "prompt"),
-            bind(self.max_new_tokens, s, "max_new_tokens"), bind(self.temperature, s, "temperature"),
-            bind(self.seed, s, "seed"), bind(self.layer, s, "layer"), bind(self.view, s, "view"),
-            bind(self.preset, s, "preset", to_view=lambda v: v or CHOOSE, to_setting=lambda v: "" if v == CHOOSE else v),
-            bind(self.head, s, "head", options=lambda: list(range(s.language_model.n_heads if s.language_model
-                                                                  else max(s.head + 1, 1)))),
-        ]
-        self.token_binding = bind(self.token_pick, s, "token", options=self._token_options)
         self.controls = w.VBox([
             section("Model", self.model_name), section("Example", self.preset), section("Prompt", self.prompt),
             section("Generation", self.max_new_tokens, self.temperature, self.seed,
                     w.HBox([self.generate_button, self.stop_button])),
-            section("Where to look", self.layer, self.head, self.view, self.token_pick, unzoom),
-            section("Head finder", self.score, find),
-            section("Head ablation (induction probe)", w.HBox([self.ablate_button, restore],
-                                                              layout=w.Layout(flex_flow="row wrap"))),
-            section(f"bertviz (offline, first {bertviz_view.MAX_TOKENS} tokens)", bertviz),
+            section("Where to look", self.layer, self.head, self.view, self.token_pick,
+                    button("whole text", lambda: s.zoom_to(None, 0), "ae-llm-unzoom", icon="search-minus", width="120px")),
+            section("Head finder", self.score,
+                    button("Find induction heads", s.find_heads, "ae-llm-find", icon="search", width="180px")),
+            section("Head ablation (induction probe)", w.HBox([
+                self.ablate_button, button("restore all heads", lambda: s.update(ablated=[]), "ae-llm-restore",
+                                           width="150px")], layout=w.Layout(flex_flow="row wrap"))),
+            section(f"bertviz (offline, first {bertviz_view.MAX_TOKENS} tokens)",
+                    button("Render bertviz head view", self.render_bertviz, "ae-llm-bertviz-render", width="200px")),
             section("Export", self.export_bar),
             section("Share", CopyLink(lambda: links.query(s.key, s.state()))),
             self.status,
@@ -114,11 +124,6 @@ class LanguagePanel(widgets.VBox):
         self.bertviz_box = BertvizFrame("ae-llm-bertviz")
         self.outputs = w.VBox([self.text, self.main, small, self.probe, self.bertviz_box],
                               layout=w.Layout(flex="1 1 560px", min_width="0"))
-
-    def _token_options(self) -> list:
-        generation = self.session.generation
-        tokens = generation.tokens if generation is not None else ()
-        return [("(last)", -1)] + [(f"{i}: {t}", i) for i, t in enumerate(tokens)]
 
     # ----- session -> panel --------------------------------------------------------------------------------------
     def _on_model(self) -> None:

@@ -12,19 +12,32 @@ import ipywidgets as widgets
 
 from explorer import links
 from explorer.attention import SCORE_FORMULAS, SCORES
-from explorer.models.mechanism import MASKS, PRESETS
 from explorer.sessions.mechanism import KINDS, SCORE_LABELS, MechanismSession
 from explorer.views import mechanism as view
-from explorer.widgets.controls import StatusLine, bind, columns, labelled, section, shows_errors, tagged
+from explorer.widgets.controls import Form, Row, StatusLine, columns, control, preset_row, section, shows_errors, tagged
 from explorer.widgets.export import CopyLink, ExportBar, maps_export
 from explorer.widgets.plot import PlotView
 
 LABELS = {"queries": "query", "keys": "key", "values": "value"}
+w = widgets
 
 
 def within_a_step(slider: widgets.FloatLogSlider):
     """Two temperatures the log slider cannot tell apart (half a step of its exponent or less)."""
     return lambda a, b: a > 0 and b > 0 and abs(math.log(a / b, slider.base)) <= slider.step / 2 + 1e-12
+
+
+ROWS = (
+    preset_row("210px", label="preset"),
+    Row("score", control(w.ToggleButtons, style=dict(button_width="84px")), tag="ae-score",
+        options=lambda s: [(SCORE_LABELS[k], k) for k in SCORES]),
+    Row("temperature", control(w.FloatLogSlider, "210px", base=10, min=-1, max=1, step=0.01, readout_format=".2f"),
+        tag="ae-temperature", same=within_a_step),
+    Row("temperature", control(w.Text, "70px", placeholder="T > 0", continuous_update=False), tag="ae-temperature-text",
+        to_view=lambda v: f"{v:.3g}", name="temperature_text"),
+    Row("mask", control(w.ToggleButtons, style=dict(button_width="70px"))),
+    Row("token", control(w.ToggleButtons, style=dict(button_width="60px")), options=lambda s: list(s.tokens)),
+)
 
 
 def vector_text(vector) -> str:
@@ -48,21 +61,10 @@ class MechanismPanel(widgets.VBox):
     # ----- layout -------------------------------------------------------------------------------
     def _build_controls(self) -> None:
         s, w = self.session, widgets
-        self.preset = w.Dropdown(options=list(PRESETS), layout=w.Layout(width="210px"))
-        self.score = tagged(w.ToggleButtons(options=[(SCORE_LABELS[k], k) for k in SCORES],
-                                            style=dict(button_width="84px")), "ae-score")
-        self.temperature = tagged(w.FloatLogSlider(base=10, min=-1, max=1, step=0.01, readout_format=".2f",
-                                                   layout=w.Layout(width="210px")), "ae-temperature")
-        self.temperature_text = tagged(w.Text(layout=w.Layout(width="70px"), placeholder="T > 0",
-                                              continuous_update=False), "ae-temperature-text")
-        self.mask_kind = w.ToggleButtons(options=MASKS, style=dict(button_width="70px"))
-        self.query = w.ToggleButtons(options=list(s.tokens), style=dict(button_width="60px"))
-        self.bindings = [
-            bind(self.preset, s, "preset"), bind(self.score, s, "score"), bind(self.temperature, s, "temperature", same=within_a_step(self.temperature)),
-            bind(self.temperature_text, s, "temperature", to_view=lambda v: f"{v:.3g}"),
-            bind(self.mask_kind, s, "mask"),
-        ]
-        self.bindings.append(bind(self.query, s, "token", options=lambda: list(s.tokens)))
+        self.form = form = Form(s, ROWS)
+        self.preset, self.score, self.temperature, self.temperature_text, self.mask_kind, self.query = (
+            form[name] for name in ("preset", "score", "temperature", "temperature_text", "mask", "token"))
+        self.bindings = list(form.bindings.values())
         self.sliders = {(kind, axis): w.FloatSlider(min=-3, max=3, step=0.05, description=f"{LABELS[kind]} {'xy'[axis]}",
                                                     readout_format=".2f", layout=w.Layout(width="300px"))
                         for kind in KINDS for axis in (0, 1)}
@@ -80,7 +82,7 @@ class MechanismPanel(widgets.VBox):
         self.export_bar = export = ExportBar(s, {"weights": "ae-weights", "scores": "ae-scores", "vectors": "ae-vectors"},
                            {"attention maps": maps_export(s.maps)}, name="mechanism")
         self.controls = w.VBox([
-            section("Example", labelled("preset", self.preset, "70px")),
+            section("Example", *form.rows("preset", width="70px")),
             section("Score function", self.score),
             section("Temperature T (divides the scores)", w.HBox([self.temperature, self.temperature_text])),
             section("Mask", self.mask_kind, w.HTML("<small>custom: click a cell of the weights to block or allow it</small>")),

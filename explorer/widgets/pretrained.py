@@ -9,13 +9,13 @@ from __future__ import annotations
 import ipywidgets as widgets
 
 from explorer import links
-from explorer.sessions.pretrained import PRESETS, PretrainedSession, is_seq2seq
+from explorer.sessions.pretrained import PretrainedSession, is_seq2seq
 from explorer.threads import Throttle
 from explorer.views import bertviz as bertviz_view
 from explorer.views import pretrained as view
 from explorer.views.export import export_scope
 from explorer.widgets.bertviz_frame import BertvizFrame
-from explorer.widgets.controls import StatusLine, bind, button, columns, section, shows_errors, tagged
+from explorer.widgets.controls import Form, Row, StatusLine, button, columns, control, preset_row, section, shows_errors, tagged
 from explorer.widgets.export import CopyLink, ExportBar, maps_export
 from explorer.widgets.heatmap_view import HeatmapView
 from explorer.widgets.plot import PlotView
@@ -23,8 +23,40 @@ from explorer.widgets.pretrained_seq2seq import Seq2SeqParts
 
 VIEWS = (("head", "head"), ("layer", "layer"), ("mean", "mean"), ("rollout", "rollout"), ("A vs B", "compare"))
 MODES = (("B is a sentence pair with A", "pair"), ("compare A and B", "compare"))
-CHOOSE = "(choose)"
 BERTVIZ_KINDS = (("head view", "head"), ("model view", "model"))
+WIDE = dict(width="100%", max_width="330px")
+w = widgets
+
+
+def heads(session) -> list[int]:
+    """The heads of the loaded model (before one loads: the head the setting names)."""
+    return list(range(session.encoder.n_heads if session.encoder else max(session.head + 1, 1)))
+
+
+def tokens(session) -> list:
+    """Tokens to pick: none, or any token of the last reading."""
+    reading = session.reading
+    return [("(none)", -1)] + [(f"{i}: {t}", i) for i, t in enumerate(reading.maps.tokens if reading else ())]
+
+
+ROWS = (
+    Row("model", control(w.Text, **WIDE, placeholder="all-MiniLM-L6-v2, a folder, or a cached hub name",
+                         continuous_update=False), tag="ae-pretrained-model-name"),
+    preset_row(choose="(choose)", **WIDE),
+    Row("text_a", control(w.Textarea, **WIDE, rows=3, continuous_update=False, placeholder="Type a sentence"),
+        tag="ae-pretrained-text-a"),
+    Row("text_b", control(w.Textarea, **WIDE, rows=2, continuous_update=False, placeholder="Optional second text"),
+        tag="ae-pretrained-text-b"),
+    Row("mode", control(w.RadioButtons), options=lambda s: MODES),
+    Row("layer", control(w.IntSlider, min=0, max=0, description="layer"), tag="ae-pretrained-layer"),
+    Row("head", control(w.Dropdown, "160px", description="head"), tag="ae-pretrained-head", options=heads),
+    Row("view", control(w.ToggleButtons, style=dict(button_width="58px"), tooltips=[
+        "one head", "every head of the layer", "mean over the layer's heads", "attention rollout up to the layer",
+        "text A and text B compared"]), tag="ae-pretrained-view", options=lambda s: VIEWS),
+    Row("lock", control(w.ToggleButton, description="lock", icon="lock", tooltip="keep the selected token"),
+        tag="ae-pretrained-lock"),
+    Row("token", control(w.Dropdown, "230px", description="token"), tag="ae-pretrained-token", options=tokens),
+)
 
 
 class PretrainedPanel(widgets.VBox):
@@ -51,46 +83,23 @@ class PretrainedPanel(widgets.VBox):
         self._on_reading()
 
     # ----- layout -------------------------------------------------------------------------------
-    def _build_controls(self) -> None:  # long: one control per setting, made and bound in the order they appear
-        s, w = self.session, widgets
-        wide = w.Layout(width="100%", max_width="330px")
-        self.model_name = tagged(w.Text(placeholder="all-MiniLM-L6-v2, a folder, or a cached hub name", layout=wide,
-                                        continuous_update=False), "ae-pretrained-model-name")
+    def _build_controls(self) -> None:
+        s = self.session
+        self.form = form = Form(s, ROWS)
+        for name in ("text_a", "text_b", "mode", "layer", "head", "view", "lock", "preset"):
+            setattr(self, name, form[name])
+        self.model_name, self.token_pick, self.token_binding = form["model"], form["token"], form.bindings["token"]
+        self.bindings = [binding for name, binding in form.bindings.items() if name != "token"]
+        self.bertviz_kind = w.ToggleButtons(options=BERTVIZ_KINDS, style=dict(button_width="100px"))
         self.load_button = button("Load model", self.load_model, "ae-pretrained-load", icon="download", width="120px")
-        self.preset = w.Dropdown(options=[CHOOSE, *PRESETS], layout=wide)
-        self.text_a = tagged(w.Textarea(rows=3, layout=wide, continuous_update=False, placeholder="Type a sentence"),
-                             "ae-pretrained-text-a")
-        self.text_b = tagged(w.Textarea(rows=2, layout=wide, continuous_update=False, placeholder="Optional second text"),
-                             "ae-pretrained-text-b")
-        self.mode = w.RadioButtons(options=MODES)
         self.run_button = button("Show attention", s.request, "ae-pretrained-run", "primary", "play", "150px")
-        self.layer = tagged(w.IntSlider(min=0, max=0, description="layer"), "ae-pretrained-layer")
-        self.head = tagged(w.Dropdown(options=[0], description="head", layout=w.Layout(width="160px")),
-                           "ae-pretrained-head")
-        self.view = tagged(w.ToggleButtons(options=VIEWS, style=dict(button_width="58px"),
-                                           tooltips=["one head", "every head of the layer", "mean over the layer's heads",
-                                                     "attention rollout up to the layer", "text A and text B compared"]),
-                           "ae-pretrained-view")
-        self.token_pick = tagged(w.Dropdown(description="token", layout=w.Layout(width="230px")), "ae-pretrained-token")
-        self.lock = tagged(w.ToggleButton(description="lock", icon="lock", tooltip="keep the selected token"),
-                           "ae-pretrained-lock")
         self.ablate_button = button("ablate this head", self.toggle_ablation, "ae-pretrained-ablate", icon="ban",
                                     width="150px")
         self.clear_ablation = button("restore all heads", lambda: s.update(ablated=[]), "ae-pretrained-restore",
                                      width="150px")
-        self.bertviz_kind = w.ToggleButtons(options=BERTVIZ_KINDS, style=dict(button_width="100px"))
-        render = button("Render bertviz", self.render_bertviz, "ae-pretrained-bertviz-render", width="140px")
         self.export_bar = ExportBar(s, {"figure on screen": "ae-pretrained-main", "head entropy": "ae-pretrained-entropy"},
                                     {"attention maps": maps_export(self.export_maps)}, name="pretrained")
         self.export_bar.button.add_class("ae-pretrained-export")
-        self.bindings = [
-            bind(self.model_name, s, "model"), bind(self.text_a, s, "text_a"), bind(self.text_b, s, "text_b"),
-            bind(self.mode, s, "mode"), bind(self.layer, s, "layer"), bind(self.view, s, "view"),
-            bind(self.lock, s, "lock"),
-            bind(self.preset, s, "preset", to_view=lambda v: v or CHOOSE, to_setting=lambda v: "" if v == CHOOSE else v),
-            bind(self.head, s, "head", options=lambda: list(range(s.encoder.n_heads if s.encoder else max(s.head + 1, 1)))),
-        ]
-        self.token_binding = bind(self.token_pick, s, "token", options=self._token_options)
         self.text_sections = (section("Text A", self.text_a), section("Text B (optional)", self.text_b, self.mode))
         self.ablation_section = section("Head ablation", w.HBox([self.ablate_button, self.clear_ablation],
                                                                 layout=w.Layout(flex_flow="row wrap")))
@@ -103,7 +112,8 @@ class PretrainedPanel(widgets.VBox):
             section("Token (or click a row)", w.HBox([self.token_pick, self.lock])),
             self.ablation_section,
             section("Export", self.export_bar),
-            section("bertviz (offline)", self.bertviz_kind, render),
+            section("bertviz (offline)", self.bertviz_kind,
+                    button("Render bertviz", self.render_bertviz, "ae-pretrained-bertviz-render", width="140px")),
             section("Share", CopyLink(lambda: links.query(s.key, s.state()))),
             self.status,
         ], layout=w.Layout(width="360px", min_width="300px", flex="0 1 360px"))
@@ -119,11 +129,6 @@ class PretrainedPanel(widgets.VBox):
         small = w.Box([self.entropy_box, self.focus_box], layout=w.Layout(display="flex", flex_flow="row wrap"))
         self.outputs = w.VBox([self.main, small, self.ablation_box, self.bertviz_box],
                               layout=w.Layout(flex="1 1 560px", min_width="0"))
-
-    def _token_options(self) -> list:
-        reading = self.session.reading
-        tokens = reading.maps.tokens if reading is not None else ()
-        return [("(none)", -1)] + [(f"{i}: {t}", i) for i, t in enumerate(tokens)]
 
     # ----- session -> panel --------------------------------------------------------------------------------------
     def _on_encoder(self) -> None:
