@@ -210,8 +210,10 @@ class Lab:
         return True
 
     def join(self, timeout: float | None = None) -> None:
-        """Wait for the worker's run to end (its end is told on the home thread, which must then be free)."""
+        """Wait for the worker's run to end; on the home thread its end is then told (``view``, ``on_end``) too."""
         self.worker.join(timeout)
+        if self.home.here:
+            self.home.drain()
 
     # ----- whole-lab actions -----------------------------------------------------------------------------------------
     def _check_idle(self, action: str) -> None:
