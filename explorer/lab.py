@@ -89,8 +89,12 @@ class Lab:
 
     def __init__(self, trainers: Mapping[str, Trainer], chunk: int = 10, evaluate: bool = True,
                  evaluations: Mapping[str, list] | None = None, owner: Home | None = None, interval: float = 0.3):
-        if not trainers:
-            raise ValueError("A lab needs at least one trainer.")
+        if not isinstance(trainers, Mapping) or not trainers:
+            raise TypeError("A lab needs its trainers by name, such as {\"cbam\": Trainer(...)}.")
+        wrong = next((name for name, t in trainers.items() if not isinstance(t, Trainer)), None)
+        if wrong is not None:
+            raise TypeError(f"A lab trains explorer.training.Trainer objects; '{wrong}' is a "
+                            f"{type(trainers[wrong]).__name__}.")
         self.trainers = dict(trainers)
         self.chunk = check_steps(chunk)
         self.evaluate_each_round = evaluate

@@ -10,6 +10,7 @@ import torch
 from explorer import checkpoints
 from explorer.attention import MultiHeadAttention, attend, masked_softmax, score_matrix
 from explorer.data.sequences import make_task
+from explorer.lab import Lab
 from explorer.maps import AttentionMaps, entropy, pattern_score, rollout
 from explorer.models.cbam import CBAMNet, grad_cam
 from explorer.models.transformer import TinyTransformer, TransformerConfig
@@ -61,6 +62,11 @@ CASES = {
     "Trainer steps nan": lambda: trainer().run(float("nan")),
     "Trainer steps text": lambda: trainer().run("ten"),
     "Trainer batch text": lambda: trainer(batch_size="big"),
+    "Lab of nothing": lambda: Lab({}),
+    "Lab of a list": lambda: Lab([trainer()]),
+    "Lab of a model": lambda: Lab({"a": model}),
+    "Lab chunk 0": lambda: Lab({"a": trainer()}, chunk=0),
+    "Lab start text": lambda: Lab({"a": trainer()}, evaluate=False).start("ten"),
     "checkpoints.load wrong path": lambda: checkpoints.load("/no/such/folder/model.safetensors"),
     "checkpoints.load not a path": lambda: checkpoints.load(None),
     "rollout not maps": lambda: rollout("maps"),

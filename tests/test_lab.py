@@ -7,13 +7,13 @@ import threading
 
 import pytest
 import torch
-from torch import nn
 
 from explorer.data.sequences import make_task
 from explorer.lab import Lab, LabView
 from explorer.models.transformer import TinyTransformer, TransformerConfig
 from explorer.threads import stop_all_workers
 from explorer.training import Trainer
+from tests.test_training import NanAt
 
 
 def model(seed=0, heads=4):
@@ -56,21 +56,8 @@ def test_the_record_is_frozen_and_told_on_the_home_thread(data):
     assert views[0].runs[0].history is not lab.view.runs[0].history  # each record keeps its own moment
 
 
-class NanAfter(nn.Module):
-    """A model whose training loss turns NaN after ``good`` forward passes."""
-
-    def __init__(self, inner, good):
-        super().__init__()
-        self.inner, self.good, self.calls = inner, good, 0
-
-    def forward(self, input_ids):
-        self.calls += self.training
-        out = self.inner(input_ids)
-        return out * float("nan") if self.training and self.calls > self.good else out
-
-
 def test_a_pause_of_one_trainer_ends_the_run_and_says_which(data):
-    lab = Lab({"good": Trainer(model(), data), "bad": Trainer(NanAfter(model(), 6), data)}, chunk=4, evaluate=False)
+    lab = Lab({"good": Trainer(model(), data), "bad": Trainer(NanAt(model(), bad_call=7), data)}, chunk=4, evaluate=False)
     lab.run(20)
     assert lab.view.status == "paused" and lab.view.message.startswith("bad: The loss became NaN")
     assert lab.trainers["bad"].step == 6 and lab.trainers["good"].step == 8  # the round ended where it paused

@@ -176,3 +176,25 @@ def test_a_link_with_a_patch_draws_it_and_a_bad_patch_is_refused(panel):
     assert panel.session.patch_view().box == (4, 0, 8, 4)
     panel.session.update(vit_patch="r9c9")  # outside this ViT's 8 x 8 grid: nothing to draw, no error
     assert panel.session.patch_view() is None
+
+
+def test_the_panel_draws_the_labs_record_and_updates_your_image_in_place(panel):
+    import io
+
+    from PIL import Image
+
+    fresh(panel)
+    train(panel, 10)
+    record = panel.session.lab_view
+    assert [run.name for run in record.runs] == ["cbam", "plain", "vit"] and record.status == "finished"
+    curves = panel.figures["curves"].figure.data
+    assert list(curves[0].x) == [row.step for row in record.run("cbam").history]
+    assert list(curves[3].y) == [accuracy for _, accuracy in record.run("cbam").evaluations]
+    figures = []
+    for shade in (60, 200):
+        buffer = io.BytesIO()
+        Image.new("L", (32, 32), shade).save(buffer, format="PNG")
+        panel.session.show_image(buffer.getvalue())
+        figures.append(panel.yours.children[-1])
+    assert figures[0] is figures[1] and figures[1].figure.layout.meta == "ae-cbam-yours"  # one figure, updated
+    assert np.array(figures[1].data[0].z).mean() == pytest.approx(200 / 255, abs=0.02)  # the second image is drawn

@@ -142,6 +142,16 @@ def control(kind: type, width: str = "", max_width: str = "", **options) -> Call
 CHOOSE = "(choose an example)"
 
 
+def head_numbers(model, head: int) -> list[int]:
+    """The heads a loaded model has (before one loads: up to the head the setting names)."""
+    return list(range(model.n_heads if model is not None else max(head + 1, 1)))
+
+
+def positions(tokens, first: tuple) -> list:
+    """Choices of a token position: ``first`` (a ``(label, value)`` such as ``("(none)", -1)``), then each token."""
+    return [first] + [(f"{i}: {t}", i) for i, t in enumerate(tokens)]
+
+
 def preset_row(width: str = "250px", label: str = "", tag: str = "", choose: str = CHOOSE, max_width: str = "") -> Row:
     """The Example dropdown of a tab: its presets, after ``choose`` (which sets none) unless a preset is required."""
     def options(session: Session) -> list:

@@ -17,7 +17,8 @@ from explorer.views import language as view
 from explorer.views import pretrained as pretrained_view
 from explorer.views.export import export_scope
 from explorer.widgets.bertviz_frame import BertvizFrame
-from explorer.widgets.controls import Form, Row, StatusLine, button, columns, control, preset_row, section, shows_errors, tagged
+from explorer.widgets.controls import (Form, Row, StatusLine, button, columns, control, head_numbers, positions,
+                                       preset_row, section, shows_errors, tagged)
 from explorer.widgets.export import CopyLink, ExportBar, maps_export
 from explorer.widgets.heatmap_view import HeatmapView
 from explorer.widgets.plot import PlotView
@@ -26,17 +27,6 @@ SCORES = ("previous token", "attention sink", "self", "entropy", "induction")
 NARROW = "170px"
 WIDE = dict(width="100%", max_width="330px")
 w = widgets
-
-
-def heads(session) -> list[int]:
-    """The heads of the loaded model (before one loads: the head the setting names)."""
-    return list(range(session.language_model.n_heads if session.language_model else max(session.head + 1, 1)))
-
-
-def tokens(session) -> list:
-    """Positions to pick: the last one, or any token of the last generation."""
-    generation = session.generation
-    return [("(last)", -1)] + [(f"{i}: {t}", i) for i, t in enumerate(generation.tokens if generation else ())]
 
 
 ROWS = (
@@ -49,9 +39,11 @@ ROWS = (
     Row("temperature", control(w.FloatText, NARROW, description="temperature", step=0.1), tag="ae-llm-temperature"),
     Row("seed", control(w.IntText, NARROW, description="seed"), tag="ae-llm-seed"),
     Row("layer", control(w.IntSlider, min=0, max=0, description="layer"), tag="ae-llm-layer"),
-    Row("head", control(w.Dropdown, "160px", description="head"), tag="ae-llm-head", options=heads),
+    Row("head", control(w.Dropdown, "160px", description="head"), tag="ae-llm-head",
+        options=lambda s: head_numbers(s.language_model, s.head)),
     Row("view", control(w.ToggleButtons, style=dict(button_width="58px")), tag="ae-llm-view"),
-    Row("token", control(w.Dropdown, "230px", description="position"), tag="ae-llm-token", options=tokens),
+    Row("token", control(w.Dropdown, "230px", description="position"), tag="ae-llm-token",
+        options=lambda s: positions(s.generation.tokens if s.generation else (), ("(last)", -1))),
 )
 
 

@@ -15,7 +15,8 @@ from explorer.views import bertviz as bertviz_view
 from explorer.views import pretrained as view
 from explorer.views.export import export_scope
 from explorer.widgets.bertviz_frame import BertvizFrame
-from explorer.widgets.controls import Form, Row, StatusLine, button, columns, control, preset_row, section, shows_errors, tagged
+from explorer.widgets.controls import (Form, Row, StatusLine, button, columns, control, head_numbers, positions,
+                                       preset_row, section, shows_errors, tagged)
 from explorer.widgets.export import CopyLink, ExportBar, maps_export
 from explorer.widgets.heatmap_view import HeatmapView
 from explorer.widgets.plot import PlotView
@@ -28,17 +29,6 @@ WIDE = dict(width="100%", max_width="330px")
 w = widgets
 
 
-def heads(session) -> list[int]:
-    """The heads of the loaded model (before one loads: the head the setting names)."""
-    return list(range(session.encoder.n_heads if session.encoder else max(session.head + 1, 1)))
-
-
-def tokens(session) -> list:
-    """Tokens to pick: none, or any token of the last reading."""
-    reading = session.reading
-    return [("(none)", -1)] + [(f"{i}: {t}", i) for i, t in enumerate(reading.maps.tokens if reading else ())]
-
-
 ROWS = (
     Row("model", control(w.Text, **WIDE, placeholder="all-MiniLM-L6-v2, a folder, or a cached hub name",
                          continuous_update=False), tag="ae-pretrained-model-name"),
@@ -49,13 +39,15 @@ ROWS = (
         tag="ae-pretrained-text-b"),
     Row("mode", control(w.RadioButtons), options=lambda s: MODES),
     Row("layer", control(w.IntSlider, min=0, max=0, description="layer"), tag="ae-pretrained-layer"),
-    Row("head", control(w.Dropdown, "160px", description="head"), tag="ae-pretrained-head", options=heads),
+    Row("head", control(w.Dropdown, "160px", description="head"), tag="ae-pretrained-head",
+        options=lambda s: head_numbers(s.encoder, s.head)),
     Row("view", control(w.ToggleButtons, style=dict(button_width="58px"), tooltips=[
         "one head", "every head of the layer", "mean over the layer's heads", "attention rollout up to the layer",
         "text A and text B compared"]), tag="ae-pretrained-view", options=lambda s: VIEWS),
     Row("lock", control(w.ToggleButton, description="lock", icon="lock", tooltip="keep the selected token"),
         tag="ae-pretrained-lock"),
-    Row("token", control(w.Dropdown, "230px", description="token"), tag="ae-pretrained-token", options=tokens),
+    Row("token", control(w.Dropdown, "230px", description="token"), tag="ae-pretrained-token",
+        options=lambda s: positions(s.reading.maps.tokens if s.reading else (), ("(none)", -1))),
 )
 
 
