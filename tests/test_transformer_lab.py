@@ -175,9 +175,10 @@ def test_curves_are_thinned_but_keep_the_last_step():
     from explorer.training import HistoryRow
 
     history = [HistoryRow(step=i, loss=1.0 / i, accuracy=0.0, lr=1e-3) for i in range(1, 1001)]
-    steps, losses = curve_data(history, "loss", max_points=100)
-    assert len(steps) <= 101 and steps[0] == 1 and steps[-1] == 1000
-    assert losses[-1] == 1.0 / 1000
+    for rows in (history, tuple(history[:999])):  # a trainer's list, or a LabView's tuple
+        steps, losses = curve_data(rows, "loss", max_points=100)
+        assert len(steps) <= 101 and steps[0] == 1 and steps[-1] == len(rows)
+        assert losses[-1] == 1.0 / len(rows)
 
 
 def test_prediction_marks_each_wrong_token():

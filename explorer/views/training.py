@@ -19,18 +19,19 @@ RUN_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
 MAX_POINTS = 400  # curves are thinned to this many points: enough for the eye, little to send
 
 
-def curve_data(history: list[dict], key: str, max_points: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
-    """Steps and values of ``key`` (``loss`` or ``accuracy``), thinned evenly to at most ``max_points``."""
+def curve_data(history, key: str, max_points: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """Steps and values of ``key`` (``loss`` or ``accuracy``) of ``HistoryRow``s, thinned evenly to at most
+    ``max_points``."""
     if not history:
         return np.zeros(0), np.zeros(0)
     stride = max(1, -(-len(history) // max_points))
-    picked = history[::stride]
+    picked = list(history[::stride])
     if picked[-1] is not history[-1]:
-        picked = picked + [history[-1]]
+        picked.append(history[-1])
     return np.array([r.step for r in picked]), np.array([getattr(r, key) for r in picked], dtype=float)
 
 
-def curves_figure(histories: dict[str, list[dict]], height: int = 260) -> go.Figure:
+def curves_figure(histories: dict, height: int = 260) -> go.Figure:
     """Loss (log scale) and training accuracy against step, one colour per named run.
 
     Traces come in pairs per run, in order: ``[loss run 0, accuracy run 0, loss run 1, ...]``.
