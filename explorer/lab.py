@@ -78,7 +78,7 @@ class LabView:
         return self.done / self.target if self.target else 0.0
 
 
-def test_accuracy(trainer: Trainer) -> float:
+def held_out_accuracy(trainer: Trainer) -> float:
     """The one number a lab tracks on the test split: accuracy, or exact sequences for sequence tasks."""
     result = trainer.evaluate()
     return result.get("accuracy", result.get("sequence_accuracy", 0.0))
@@ -98,9 +98,9 @@ class Lab:
         self.trainers = dict(trainers)
         self.chunk = check_steps(chunk)
         self.evaluate_each_round = evaluate
-        kept = evaluations or {}
-        self.evaluations = {name: list(kept[name]) if name in kept else [(t.step, test_accuracy(t))] if evaluate else []
-                            for name, t in self.trainers.items()}
+        kept = evaluations or {}  # carried over from an earlier lab of some of these trainers
+        self.evaluations = {name: list(kept[name]) if name in kept else
+                            [(t.step, held_out_accuracy(t))] if evaluate else [] for name, t in self.trainers.items()}
         self.serial = next(_serials)
         self.home = owner or home()
         self.worker = Worker(self.home, name="lab")
@@ -185,7 +185,7 @@ class Lab:
                         return self._end("paused", f"{name}: {trainer.message}" if len(self.trainers) > 1 else
                                          trainer.message)
                     if self.evaluate_each_round:
-                        self.evaluations[name].append((trainer.step, test_accuracy(trainer)))
+                        self.evaluations[name].append((trainer.step, held_out_accuracy(trainer)))
                 self.done += chunk
                 self._redraw()
         self._end("finished", f"Finished {steps} steps.")
@@ -230,7 +230,7 @@ class Lab:
         for name, trainer in self.trainers.items():
             trainer.reset()
             trainer.take_snapshot()
-            self.evaluations[name] = [(0, test_accuracy(trainer))] if self.evaluate_each_round else []
+            self.evaluations[name] = [(0, held_out_accuracy(trainer))] if self.evaluate_each_round else []
         self.status, self.message, self.done, self.target = "ready", "", 0, 0
         self.publish()
 
