@@ -70,7 +70,7 @@ class VisionSession(PretrainedViTSection, ViTSettings):
     def __init__(self, owner=None, n_train: int = 2000, n_test: int = 500, **settings):
         super().__init__(owner, n_train=n_train, n_test=n_test)
         self.update(**settings)
-        self.show(self._prepare(make_shapes(**self.sizes), "shapes"))
+        self.show(self._fresh(make_shapes(**self.sizes), "shapes"))
         self.say(f"Ready: press Train to train the {self.net_list()} side by side.", "ok")
 
     # ----- settings ----------------------------------------------------------------------------------------------
@@ -154,16 +154,12 @@ class VisionSession(PretrainedViTSection, ViTSettings):
         kind, folder = self.dataset, self.folder.strip()
         loaders = {"shapes": lambda: make_shapes(**self.sizes), "digits": load_digits,
                    "folder": lambda: self._read_folder(folder)}
-        self.rebuild(f"Loading {kind}…", lambda: self._prepare(loaders[kind](), kind), lambda _: self._data_summary())
+        self.rebuild(f"Loading {kind}…", lambda: self._fresh(loaders[kind](), kind), lambda _: self._data_summary())
 
     def _read_folder(self, folder: str):
         """The image folder, read in the worker: Stop ends it, and the progress bar follows it."""
         report = Throttle(self.home, lambda fraction: setattr(self, "progress", fraction), 0.3)
         return load_image_folder(confined(folder, "image folder"), stop=self.worker.stopping, progress=report)
-
-    def _prepare(self, data, name: str) -> Nets:
-        """Fresh nets for new ``data`` (in the worker)."""
-        return self._fresh(data, name)
 
     def _fresh(self, data, name: str | None = None) -> Nets:
         """New CBAM and plain nets (same seed, so the same backbone weights) and the ViT if it is on, for ``data``,
