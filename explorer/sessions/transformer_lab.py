@@ -87,6 +87,7 @@ class TransformerLabSession(LabSession):
         self.seed = seed
         self._default_path = self.path
         self._built: dict | None = None  # the architecture of the models in the lab
+        self._building: dict | None = None  # the architecture being built in the worker
         super().__init__(owner)
         self.update(**settings)
         if self.lab is None:
@@ -160,13 +161,17 @@ class TransformerLabSession(LabSession):
 
     @observe(*ARCHITECTURE)
     def _on_architecture(self, change) -> None:
-        if self.architecture() == self._built:
+        """New models in the worker; an example changes several settings at once, and they make one build."""
+        wanted = self.architecture()
+        if wanted == (self._building or self._built):  # what the lab will hold once the worker is done
             return
+        self._building = wanted
         self.busy = True
         self.say("Building the model…", "busy")
-        self.worker.submit(self.build, done=self._use, failed=self._build_failed, latest=True)
+        self.worker.submit(self.build, wanted, done=self._use, failed=self._build_failed, latest=True)
 
     def _build_failed(self, error) -> None:
+        self._building = None
         self.update(**self._built)  # back to the settings of the models on screen
         self.fail(error)
 
@@ -199,9 +204,10 @@ class TransformerLabSession(LabSession):
         other = replace(config, n_heads=settings["heads_b"], cross_score=settings["score_b"] if seq2seq else config.cross_score)
         return [(f"A: {run_name(config, scores)}", config), (f"B: {run_name(other, scores)}", other)]
 
-    def build(self) -> tuple[dict, Lab]:
-        """New data and models from the settings, in a lab (in the worker); the seed makes the same start every time."""
-        settings = self.architecture()
+    def build(self, settings: dict | None = None) -> tuple[dict, Lab]:
+        """New data and models from the architecture ``settings`` (default: the settings now), in a lab (in the
+        worker); the seed makes the same start every time."""
+        settings = settings or self.architecture()
         data = self.task_data(settings)
         trainers = {}
         for name, config in self.configs(data, settings):
@@ -221,6 +227,8 @@ class TransformerLabSession(LabSession):
     def _use(self, built: tuple[dict, Lab]) -> None:
         settings, lab = built
         self._built = settings
+        if settings == self._building:
+            self._building = None
         self.use(lab)
         self._follow_task_in_path(settings["task"])
         self.translation_notice, self.translation = "", None
