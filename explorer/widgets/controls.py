@@ -18,6 +18,7 @@ from typing import Callable
 import ipywidgets as widgets
 
 from explorer.sessions.base import Session, friendly_error
+from explorer.views.heatmaps import unique_labels
 
 STATUS_STYLES = {  # success green, warnings amber, errors red
     "info": "color:#333",
@@ -150,8 +151,9 @@ def head_numbers(model, head: int) -> list[int]:
 
 
 def positions(tokens, first: tuple) -> list:
-    """Choices of a token position: ``first`` (a ``(label, value)`` such as ``("(none)", -1)``), then each token."""
-    return [first] + [(f"{i}: {t}", i) for i, t in enumerate(tokens)]
+    """Choices of a token position: ``first`` (a ``(label, value)`` such as ``("(none)", -1)``), then each token,
+    named as the axes name it ("8: the·2" for the second "the")."""
+    return [first] + [(f"{i}: {t}", i) for i, t in enumerate(unique_labels(tokens))]
 
 
 def preset_row(width: str = "250px", label: str = "", tag: str = "", choose: str = CHOOSE, max_width: str = "") -> Row:
