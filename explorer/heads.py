@@ -18,23 +18,57 @@ def per_layer(maps, score) -> torch.Tensor:
     return torch.stack([score(maps.layer(layer)) for layer in range(maps.n_layers)])
 
 
+def _previous(w: torch.Tensor) -> torch.Tensor:
+    return w.diagonal(offset=-1, dim1=1, dim2=2).mean(dim=-1)
+
+
+def _first(w: torch.Tensor) -> torch.Tensor:
+    return w[..., 0].mean(dim=-1)
+
+
+def _self(w: torch.Tensor) -> torch.Tensor:
+    return w.diagonal(dim1=1, dim2=2).mean(dim=-1)
+
+
+def _entropy(w: torch.Tensor) -> torch.Tensor:
+    return entropy(AttentionMaps(tokens=[str(i) for i in range(w.shape[-1])], weights=w[None]))[0]
+
+
+# The head finder's scores of one layer's weights [heads, queries, keys], each -> [heads].
+LAYER_SCORES = {"previous token": _previous, "attention sink": _first, "self": _self, "entropy": _entropy}
+
+
 def previous_token_score(maps: AttentionMaps) -> torch.Tensor:
     """Mean weight each query (from the second on) puts on the key just before it."""
-    return per_layer(maps, lambda w: w.diagonal(offset=-1, dim1=1, dim2=2).mean(dim=-1))
+    return per_layer(maps, _previous)
 
 
 def first_token_score(maps: AttentionMaps) -> torch.Tensor:
     """Mean weight on the first key: the attention sink."""
-    return per_layer(maps, lambda w: w[..., 0].mean(dim=-1))
+    return per_layer(maps, _first)
 
 
 def self_score(maps: AttentionMaps) -> torch.Tensor:
     """Mean weight each query puts on itself."""
-    return per_layer(maps, lambda w: w.diagonal(dim1=1, dim2=2).mean(dim=-1))
+    return per_layer(maps, _self)
 
 
 def entropy_score(maps: AttentionMaps) -> torch.Tensor:
-    return per_layer(maps, lambda w: entropy(AttentionMaps(tokens=maps.tokens, weights=w[None]))[0])
+    return per_layer(maps, _entropy)
+
+
+def finder_scores(maps, after_layer=None) -> dict[str, torch.Tensor] | None:
+    """Every score of ``LAYER_SCORES`` ``[layers, heads]`` in one pass over the layers: a long text's layers
+    (``LayerMaps``) are each worked out once, not once per score. ``after_layer(layer)`` is called after each layer
+    (for progress); when it returns True the pass stops and None is returned."""
+    rows: dict[str, list] = {name: [] for name in LAYER_SCORES}
+    for layer in range(maps.n_layers):
+        weights = maps.layer(layer)
+        for name, score in LAYER_SCORES.items():
+            rows[name].append(score(weights))
+        if after_layer is not None and after_layer(layer):
+            return None
+    return {name: torch.stack(values) for name, values in rows.items()}
 
 
 def induction_score(maps: AttentionMaps, length: int) -> torch.Tensor:
@@ -72,6 +106,11 @@ def second_copy_loss(model, ablate=(), length: int = 40, seed: int = 0) -> float
     start = len(ids) - int(length)
     targets = torch.tensor(ids[start:])
     return float(torch.nn.functional.cross_entropy(logits[start - 1:-1], targets))
+
+
+def heads_in_words(pairs) -> str:
+    """``[(18, 6), (17, 3)]`` as "layer 18, head 6; layer 17, head 3": a page never shows a Python tuple."""
+    return "; ".join(f"layer {int(layer)}, head {int(head)}" for layer, head in pairs) or "none"
 
 
 def top_heads(scores: torch.Tensor, k: int = 3) -> list[tuple[int, int]]:
