@@ -11,7 +11,7 @@ import html
 import ipywidgets as widgets
 
 from explorer.views import training as view
-from explorer.widgets.controls import bind, button, shows_errors, tagged
+from explorer.widgets.controls import STATUS_STYLES, bind, button, shows_errors, tagged
 from explorer.widgets.plot import PlotView
 
 HINT = ("<small>Each row is a character the model wrote, each column a character it read: the cross-attention of "
@@ -47,10 +47,10 @@ class TranslatorBox(widgets.VBox):
         self.layout.display = None if result is not None else "none"
         if result is None:
             return
-        notice = html.escape(self.session.translation_notice)
+        notice, kind = html.escape(self.session.translation_notice), self.session.translation_kind  # right: green
         self.output.value = (f"<b>Translation</b> <span style='font-family:monospace'>{html.escape(result.source)}</span>"
                              f" → <b style='font-family:monospace'>{html.escape(result.target) or '(nothing)'}</b>"
-                             f"<br><span class='ae-notice' style='color:#8a5a00'>{notice}</span>")
+                             f"<br><span class='ae-notice ae-status-{kind}' style='{STATUS_STYLES[kind]}'>{notice}</span>")
         if result.cross is None:
             self.figures.children = []
             return
