@@ -58,15 +58,15 @@ def head_titles(maps: AttentionMaps) -> list[str]:
     return [f"layer {layer} · head {head}" for layer in range(maps.n_layers) for head in range(maps.n_heads)]
 
 
-def all_heads_figure(maps: AttentionMaps, title: str = "", panel_size: int = 150) -> go.Figure:
-    """Every head of every layer as small multiples: one row per layer, one column per head (up to 8).
+def all_heads_figure(maps: AttentionMaps, title: str = "", panel_size: int = 210) -> go.Figure:
+    """Every head of every layer as small multiples, up to four heads a row (a layer of eight takes two rows).
 
-    Each small heatmap is about ``panel_size`` pixels square, so two runs fit side by side.
+    The figure is as wide as its box and each small heatmap ``panel_size`` pixels tall, so that a head's tokens
+    can be read from the back of a room (it was about 110 px, with labels of about 5 px).
     """
-    n_cols = min(maps.n_heads, 8)
-    fig = head_grid(all_heads_data(maps), maps.keys, maps.tokens, titles=head_titles(maps), title=title,
-                    max_cols=n_cols, panel_height=panel_size + 30)
-    return fig.update_layout(width=max(n_cols * (panel_size + 10) + 130, 360))
+    n_cols = min(maps.n_heads, 4)
+    return head_grid(all_heads_data(maps), maps.keys, maps.tokens, titles=head_titles(maps), title=title,
+                     max_cols=n_cols, panel_height=panel_size)
 
 
 def all_heads_data(maps: AttentionMaps) -> np.ndarray:

@@ -127,3 +127,23 @@ def on_probe(where: str, length: int) -> str:
     return (f"{where} on the sequence it was scored on: {length} random tokens, then the same {length} again. An "
             "induction head's weight runs along a stripe: each token of the second copy looks at the token after "
             "its first occurrence.")
+
+
+# ----- Train a Transformer and Vision -------------------------------------------------------------------------
+def training_heads(step: int, cross: bool = False) -> str:
+    kind = ("cross-attention: each row is a character the decoder writes, each column a character it reads"
+            if cross else "each row is a query token of the probe input, each column a key token")
+    return (f"Every head of every layer at step {step}: {kind}; the weights run from 0 (white) to 1 (dark blue) in "
+            f"every frame. {REPEATED} Click a head to open it large.")
+
+
+def cbam_gallery(localization: float | None) -> str:
+    text = ("Each row is a test image and what the nets made of it: its true class, then each net's answer. Over the "
+            "image: each CBAM stage's spatial map, Grad-CAM of each CNN (where the answer's evidence lies) and the "
+            "ViT's maps, from 0 (dark) to 1 (bright).")
+    if localization is not None and localization < 1.3:
+        text += (f" CBAM's spatial maps look like a uniform wash here, and that is what they are: their "
+                 f"localization (map mass in the object's box over the box's share of the image) is "
+                 f"{localization:.2f}, where a uniform map scores 1.0. CBAM reweights features all over the image "
+                 "rather than pointing at the object.")
+    return text
