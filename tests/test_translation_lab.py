@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 
+import numpy as np
 import pytest
 
 from explorer.attention import AdditiveScore
@@ -158,3 +159,17 @@ def test_a_right_answer_is_said_in_green_and_a_wrong_one_in_amber(panel):
     session.translation_notice, session.translation_kind = "Right: 2021-03-03.", "ok"
     panel.translator.show()
     assert STATUS_STYLES["ok"] in panel.translator.output.value and "ae-status-ok" in panel.translator.output.value
+
+
+def test_a_head_of_the_translation_grid_opens_large_and_follows_the_next_translation(panel):
+    train(panel, 5)
+    panel.translator.typed.value = "3 March 2021"
+    panel.translator.translate()
+    panel.translator.maps.click(5, {"index": [0, 0]})  # layer 1, head 1 of a 2 x 4 grid
+    cross = panel.session.translation.cross
+    large = panel.translator.large
+    assert large.layout.display is None and "layer 1, head 1" in large.map.title
+    assert np.allclose(large.map.matrix, cross.head(1, 1).numpy(), atol=1e-3)
+    panel.translator.typed.value = "4 May 1999"
+    panel.translator.translate()
+    assert np.allclose(large.map.matrix, panel.session.translation.cross.head(1, 1).numpy(), atol=1e-3)

@@ -54,6 +54,22 @@ def curves_figure(histories: dict, height: int = 260) -> go.Figure:
     return fig
 
 
+def step_marks(step: int) -> list[dict]:
+    """A dotted line at ``step`` on both plots of ``curves_figure``: the step whose snapshot is on screen."""
+    return [dict(type="line", xref=x, yref=f"{y} domain", x0=step, x1=step, y0=0, y1=1,
+                 line=dict(color="#57606a", dash="dot", width=1.5),
+                 label=dict(text=f"step {step}", textposition="end", font=dict(size=11, color="#57606a")))
+            for x, y in (("x", "y"), ("x2", "y2"))]
+
+
+def run_header(name: str, shown: int, newest: int, history) -> str:
+    """What a run's header says: the step on screen and its loss; when scrubbed back, where training is."""
+    loss = next((row.loss for row in reversed(history) if row.step <= shown), None)
+    text = f"{html.escape(name)}: step {shown}" + (f", loss {loss:.4f}" if loss is not None else "")
+    return text + (f" <span style='color:#57606a'>(scrubbed back; training is at step {newest})</span>"
+                   if shown < newest else "")
+
+
 def head_titles(maps: AttentionMaps) -> list[str]:
     return [f"layer {layer} · head {head}" for layer in range(maps.n_layers) for head in range(maps.n_heads)]
 

@@ -12,10 +12,11 @@ import ipywidgets as widgets
 
 from explorer.views import training as view
 from explorer.widgets.controls import STATUS_STYLES, bind, button, shows_errors, tagged
+from explorer.widgets.large_head import LargeHead
 from explorer.widgets.plot import PlotView
 
 HINT = ("<small>Each row is a character the model wrote, each column a character it read: the cross-attention of "
-        "the first model, every layer and head.</small>")
+        "the first model, every layer and head. Click a head to open it large.</small>")
 
 
 class TranslatorBox(widgets.VBox):
@@ -31,6 +32,7 @@ class TranslatorBox(widgets.VBox):
         self.controls = widgets.VBox([widgets.HBox([self.typed, self.button])])
         self.output = tagged(widgets.HTML(), "ae-tl-output")
         self.maps: PlotView | None = None
+        self.large = LargeHead("ae-tl-translation-large")  # a head of the grid, clicked open
         self.figures = widgets.VBox()
         super().__init__([self.output, self.figures])
         self.add_class("ae-tl-translator")
@@ -57,6 +59,16 @@ class TranslatorBox(widgets.VBox):
         figure = view.all_heads_figure(result.cross, "your text · cross-attention")
         if self.maps is None:
             self.maps = PlotView(figure, name="ae-tl-translation")
+            self.maps.on_click(lambda trace, point: self.open_head(trace))
         else:
             self.maps.show(figure)
-        self.figures.children = [widgets.HTML(HINT), self.maps]
+        self.figures.children = [widgets.HTML(HINT), self.maps, self.large]
+        if self.large.shown is not None:  # the head opened large follows the new translation
+            self.open_head(self.large.shown[0] * result.cross.n_heads + self.large.shown[1])
+
+    def open_head(self, trace: int) -> None:
+        """Open head ``trace`` of the grid (layer by layer, head by head) large below it."""
+        cross = self.session.translation.cross
+        layer, head = divmod(int(trace), cross.n_heads)
+        if layer < cross.n_layers:
+            self.large.show_head(cross, layer, head, f"your text · cross-attention · layer {layer}, head {head}")
