@@ -144,5 +144,6 @@ def head_grid(
         )
     fig.update_yaxes(autorange="reversed", type="category", showticklabels=show_labels, tickfont=dict(size=10))
     fig.update_xaxes(type="category", showticklabels=show_labels, tickfont=dict(size=10), tickangle=-60)
+    fig.update_annotations(font_size=11)  # the heads' titles: narrow panels, and present mode makes them larger
     fig.update_layout(title=dict(text=title), height=plot_height + 120, margin=dict(l=60, r=20, t=60, b=60))
     return fig

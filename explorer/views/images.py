@@ -85,8 +85,14 @@ def gallery_figure(images, columns: dict, row_titles, height_per_row: int = 150,
     return fig
 
 
-def short_lines(title: str, width: int = 10) -> list[str]:
-    """A column title in lines of about ``width`` characters, so that narrow columns' titles do not run together."""
+SHORT_NAMES = {"(CBAM net)": "(CBAM)", "(plain baseline)": "(plain)"}  # in column titles, where room is short
+
+
+def short_lines(title: str, width: int = 1) -> list[str]:
+    """A column title in lines of about ``width`` characters (by default a word a line), with the nets' short
+    names, so that narrow columns' titles do not run together."""
+    for name, short in SHORT_NAMES.items():
+        title = title.replace(name, short)
     lines: list[str] = []
     for word in title.split(" "):
         if lines and len(lines[-1]) + 1 + len(word) <= width:
@@ -162,13 +168,15 @@ def channel_bars(channel_weights, title: str = "", width: int | None = None) -> 
     """One bar chart per stage of the channel weights ``[C]`` of one image, on a fixed 0..1 axis."""
     n_stages = max(len(channel_weights), 1)
     fig = make_subplots(rows=1, cols=n_stages, subplot_titles=[f"stage {s + 1}" for s in range(n_stages)],
-                        horizontal_spacing=0.08, shared_yaxes=True)
+                        horizontal_spacing=0.12, shared_yaxes=True)
     for s, weights in enumerate(channel_weights):
         weights = np.asarray(weights, dtype=float)
+        step = max(1, len(weights) // 4)  # ticks after channel 0, clear of the corner's "0" of the weight axis
+        fig.update_xaxes(tickvals=list(range(step, len(weights), step)), row=1, col=s + 1)
         fig.add_trace(go.Bar(x=np.arange(len(weights)), y=weights, marker_color="#6a3d9a", showlegend=False,
                              hovertemplate=f"stage {s + 1}<br>channel %{{x}}<br>weight %{{y:.3f}}<extra></extra>"),
                       row=1, col=s + 1)
-    fig.update_xaxes(title_text="channel", nticks=5)
+    fig.update_xaxes(title_text="channel")
     fig.update_yaxes(range=[0, 1], title_text="channel weight", col=1)
     fig.update_layout(title=dict(text=title, font=dict(size=13)), height=240, width=width, bargap=0.1,
                       margin=dict(l=50, r=20, t=60, b=40))

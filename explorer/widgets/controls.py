@@ -135,10 +135,15 @@ class Row:
     same: Callable[[widgets.Widget], Callable] | None = None  # for a control that snaps values (a log slider)
 
 
+def grows(width: str) -> str:
+    """A width in px, as read at the widgets' 13 px font, in em: it grows with the font (present mode)."""
+    return f"{float(width[:-2]) / 13:.2f}em" if width.endswith("px") else width
+
+
 def control(kind: type, width: str = "", max_width: str = "", **options) -> Callable[[], widgets.Widget]:
     """What makes one control, such as ``control(widgets.Dropdown, "170px")``: widgets are made with the panel,
-    on the kernel's thread, never when a module is imported."""
-    size = {name: value for name, value in (("width", width), ("max_width", max_width)) if value}
+    on the kernel's thread, never when a module is imported. Widths in px grow with the font (``grows``)."""
+    size = {name: grows(value) for name, value in (("width", width), ("max_width", max_width)) if value}
     return lambda: kind(**({"layout": widgets.Layout(**size)} if size else {}), **options)
 
 
@@ -269,9 +274,7 @@ def tagged(widget: widgets.Widget, name: str) -> widgets.Widget:
 def labelled(description: str, widget: widgets.Widget, width: str = "130px") -> widgets.HBox:
     """A control with its label on the left, aligned with the others in a column. A width in px is read at the
     widgets' 13 px font and grows with it (present mode); a label longer than its width gets its room."""
-    if width.endswith("px"):
-        width = f"{float(width[:-2]) / 13:.2f}em"
-    label = widgets.Label(description, layout=widgets.Layout(min_width=width, width="auto"))
+    label = widgets.Label(description, layout=widgets.Layout(min_width=grows(width), width="auto"))
     return widgets.HBox([label, widget], layout=widgets.Layout(flex_flow="row wrap"))
 
 

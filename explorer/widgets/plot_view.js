@@ -98,7 +98,7 @@ function presentFigure(layout, data) {
     }
     axis.automargin = true;
   }
-  (layout.annotations || []).forEach((note) => { note.font = larger(note.font, 15); });
+  (layout.annotations || []).forEach((note) => { note.font = larger(note.font, 14); });
   layout.legend = { ...(layout.legend || {}), font: larger((layout.legend || {}).font, 15) };
   layout.hoverlabel = { ...(layout.hoverlabel || {}), font: larger((layout.hoverlabel || {}).font, 16) };
   if (layout.height) layout.height = Math.round(layout.height * 1.3);

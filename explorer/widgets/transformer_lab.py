@@ -97,7 +97,7 @@ class TransformerLabPanel(widgets.VBox):
             section("Export", self.export_bar),
             section("Share", CopyLink(lambda: links.query(self.session.key, self.session.state()))),
             self.status,
-        ], layout=widgets.Layout(width="330px", min_width="300px", flex="0 1 330px"))
+        ], layout=widgets.Layout(width="26em", min_width="300px", flex="0 1 26em"))  # em: grows with the font
 
     def _on_view(self, record) -> None:
         """A record of new models (another task or architecture, a load) first refreshes the controls' options."""

@@ -125,7 +125,7 @@ class VisionPanel(widgets.VBox):
             section("Export", export),
             section("Share", CopyLink(lambda: links.query(s.key, s.state()))),
             self.status,
-        ], layout=w.Layout(width="340px", min_width="300px", flex="0 1 340px"))
+        ], layout=w.Layout(width="26em", min_width="300px", flex="0 1 26em"))  # em: grows with the font
 
     def _build_figures(self) -> None:
         self.figures = {name: PlotView(name=f"ae-cbam-{name}") for name in ("curves", "gallery", "channels", "localization")}

@@ -82,7 +82,8 @@ LAYOUT_PROBLEMS = r"""([panelClass, leastPx]) => {
 
   // 1. The controls' words (and the tabs' titles): cut by an ellipsis or a box too small for them. A short value
   // in a text box (a number, "0.20, 0.10") must show whole too; longer text (a path, a sentence) may scroll.
-  const controls = [...root.querySelectorAll(".widget-label, .widget-button, .widget-toggle-button, .widget-readout, " +
+  const controls = [...root.querySelectorAll(".widget-label, .widget-label-basic, .widget-button, .widget-toggle-button, " +
+                                              ".widget-readout, " +
                                               ".widget-html-content, .ae-status, input[type=text], input[type=number]"),
                     ...document.querySelectorAll(".ae-app .lm-TabBar-tabLabel, .ae-present-switch")];
   for (const el of controls) {
