@@ -23,6 +23,17 @@ def smollm(tmp_path_factory):
         yield language.load()
 
 
+@pytest.fixture(scope="session")
+def whisper(tmp_path_factory):
+    """The packaged Whisper base, converted once into a fresh cache for the whole run."""
+    from explorer.models import speech
+
+    cache = tmp_path_factory.mktemp("ae-whisper-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AE_CACHE", str(cache))
+        yield speech.load_speech()
+
+
 def save_tiny_gpt2(folder, n_layer: int = 2, n_positions: int = 64):
     """A seeded random GPT-2 of width 32 (4 heads) saved with the packaged MiniLM tokenizer into ``folder``."""
     import torch

@@ -41,15 +41,19 @@ LOADERS = {
     "vision": "explorer.models.pretrained_vision:load_vision",
     "decoder": "explorer.models.language:load_decoder",
     "encoder-decoder": "explorer.models.seq2seq:load_seq2seq",
+    "speech": "explorer.models.speech:load_whisper",
 }
 # Where each family is shown, for the message when a tab is given a model of another family.
 FAMILY_TABS = {"encoder": "Pretrained", "decoder": "Language model", "encoder-decoder": "Pretrained",
-               "vision": "Vision"}
+               "vision": "Vision", "speech": "Speech"}
 VISION_TYPES = ("vit", "deit", "beit", "dinov2", "vit_msn", "vit_mae", "dinov2_with_registers")
 
 
 def family(config) -> str:
-    """Which kind of Transformer a Hugging Face config describes: "encoder", "decoder", "encoder-decoder", "vision"."""
+    """Which kind of Transformer a Hugging Face config describes: "encoder", "decoder", "encoder-decoder", "vision",
+    "speech" (Whisper: an encoder-decoder that hears audio)."""
+    if getattr(config, "model_type", "") == "whisper":
+        return "speech"
     if getattr(config, "is_encoder_decoder", False):
         return "encoder-decoder"
     if getattr(config, "model_type", "") in VISION_TYPES:
