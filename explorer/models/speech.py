@@ -165,6 +165,7 @@ class SpeechReading:
     language: str  # the language Whisper detected (a code such as "de")
     language_probability: float
     words: tuple[tuple[str, float, float], ...]  # (word, start s, end s) from the alignment heads
+    word_of_token: tuple[int, ...]  # per written token: the word it is part of
     token_starts: tuple[float, ...]  # per written token and the end token: where DTW places it (s)
     alignment_heads: tuple[tuple[int, int], ...]  # (layer, head)
     task: str
@@ -182,9 +183,21 @@ class SpeechReading:
     def weight_on(self, layer: int | None = None, head: int | None = None) -> np.ndarray:
         """Per written token, the share of its cross-attention on frames of sound, of silence and of padding
         ``[tokens, 3]``: one head's, or the mean over the alignment heads (``None``)."""
-        pairs = self.alignment_heads if layer is None else ((layer, head),)
-        weights = torch.stack([self.cross.head(l, h) for l, h in pairs]).mean(0).numpy()  # [tokens, 1500]
+        weights = self.attention_over_time(layer, head)
         return np.stack([weights[:, self.frame_kinds == kind].sum(axis=1) for kind in (2, 1, 0)], axis=1)
+
+    def attention_over_time(self, layer: int | None = None, head: int | None = None) -> np.ndarray:
+        """Cross-attention ``[tokens, 1500 frames]`` of one head, or the mean of the alignment heads (``None``)."""
+        pairs = self.alignment_heads if layer is None else ((layer, head),)
+        return torch.stack([self.cross.head(l, h) for l, h in pairs]).mean(0).numpy()
+
+    def agreement(self) -> np.ndarray:
+        """Per head ``[layers, heads]``: the share of written tokens whose most attended audio frame lies in the
+        stretch of time the word times give that token (a frame either side allowed)."""
+        frames = np.round(np.array(self.token_starts) * word_times.FRAMES_PER_SECOND).astype(int)
+        peaks = self.cross.weights[..., : max(self.n_frames, 1)].argmax(-1).numpy()  # [layers, heads, tokens]
+        inside = (peaks >= frames[:-1] - 1) & (peaks <= np.maximum(frames[1:], frames[:-1] + 1) + 1)
+        return inside.mean(-1)
 
 
 class SpeechModel:
@@ -215,6 +228,12 @@ class SpeechModel:
     @property
     def languages(self) -> tuple[str, ...]:
         return tuple(self.vocabulary.languages)
+
+    def language_names(self) -> dict[str, str]:
+        """Each language code Whisper knows, with its name ("de": "German")."""
+        from transformers.models.whisper.tokenization_whisper import LANGUAGES
+
+        return {code: LANGUAGES.get(code, code).title() for code in self.languages}
 
     def check_language(self, language) -> str | None:
         """A language code Whisper knows ("de"; a name such as "German" works too), or None to detect it."""
@@ -338,9 +357,10 @@ class SpeechModel:
         n_frames = len(mel[0]) // 2
         starts = word_times.token_starts(alignment, n_frames, start, n + 1)
         per_second = word_times.FRAMES_PER_SECOND
-        words = tuple((self.tokenizer.decode(written[first:first + len(group)]).strip(), a / per_second, b / per_second)
-                      for group, (first, a, b) in zip(word_times.split_words(pieces, detected),
-                                                      word_times.word_times(pieces, starts, detected)))
+        groups = word_times.split_words(pieces, detected)
+        words = tuple((self.tokenizer.decode([written[i] for i in group]).strip(), a / per_second, b / per_second)
+                      for group, (_, a, b) in zip(groups, word_times.word_times(pieces, starts, detected)))
+        word_of_token = tuple(w for w, group in enumerate(groups) for _ in group)
         kinds = sound_frames(heard.samples, cross.shape[-1])
         kinds[n_frames:] = 0
         return SpeechReading(
@@ -350,7 +370,7 @@ class SpeechModel:
             encoder=encoder,
             decoder=AttentionMaps(labels, self_attention[:, :, start:start + n, :start + n], key_tokens=read_labels,
                                   meta=MapsInfo(kind="decoder self-attention", **meta)),
-            language=detected, language_probability=probability, words=words,
+            language=detected, language_probability=probability, words=words, word_of_token=word_of_token,
             token_starts=tuple(float(s) / per_second for s in starts), alignment_heads=self.alignment_heads,
             task=task, audio=heard, mel=mel, frame_kinds=kinds,
             notice=heard.notice, stopped=stopped)
