@@ -109,7 +109,7 @@ def test_your_audio_is_heard_again_with_a_new_task_and_never_linked(panel):
     assert link["clip"] == "English" and link["token"] == 0  # the link names the clip on the list, not the recording
     session.update(clip="Italian")
     panel.wait()
-    assert session.heard == ("clip", "Italian") and "said: <i>Ciao" in panel.summary.value
+    assert session.heard == ("clip", "Italian") and "Said: <i>Ciao" in panel.summary.value
 
 
 def test_link_round_trip_keeps_settings(panel, whisper):
@@ -135,3 +135,15 @@ def test_bad_settings_are_refused_and_nothing_changes(panel, changes, words):
     with pytest.raises(ValueError, match=words):
         session.update(**changes)
     assert session.settings() == before
+
+
+def test_the_dashboard_opens_a_speech_link(whisper):
+    from explorer import links
+    from explorer.app import build_app
+
+    app = build_app(speech=dict(speech_model=whisper))
+    app.apply_link(f"tab=speech&state={links.encode(dict(clip='Spanish', task='transcribe', layer=4, head=7))}", 600)
+    session = app.sessions["speech"]
+    assert (session.clip, session.layer, session.head) == ("Spanish", 4, 7) and app.notice.value == ""
+    assert "Madrid" in session.reading.text
+    assert app.link().startswith("?tab=speech&state=1.")

@@ -92,7 +92,7 @@ def heads_grid(reading, layer: int, head: int) -> dict:
     marks.append(outline(head - 0.5, head + 0.5, layer - 0.5, layer + 0.5, width=3, color=HIGHLIGHT))
     return dict(matrix=scores, x=[f"H{h}" for h in range(n_heads)], y=[f"L{l}" for l in range(n_layers)],
                 outlines=marks, zmin=0.0, zmax=1.0,
-                title="heads: share of tokens whose peak is on their own sound (dotted: alignment heads)")
+                title="heads that follow the sound (dotted: alignment heads)")
 
 
 def summary_html(reading, language_name: str = "", clip=None) -> str:
@@ -100,30 +100,32 @@ def summary_html(reading, language_name: str = "", clip=None) -> str:
     against, and where the written tokens' cross-attention went."""
     e = html.escape
     doing = "translated it into English" if reading.task == "translate" else "transcribed it"
-    parts = [f"<div class='ae-speech-text' style='font-size:16px'><b>{e(reading.text)}</b></div>",
-             f"<small>Whisper heard {e(reading.audio.name)} as <b>{e(language_name or reading.language)}</b> "
-             f"({reading.language_probability:.0%} sure) and {doing}.</small>"]
+    lines = [f"Whisper heard {e(reading.audio.name)} as <b>{e(language_name or reading.language)}</b> "
+             f"({reading.language_probability:.0%} sure) and {doing}."]
     if clip is not None:
-        parts.append(f"<br><small>said: <i>{e(clip.text)}</i>; in English: <i>{e(clip.english)}</i></small>")
+        lines.append(f"Said: <i>{e(clip.text)}</i> In English: <i>{e(clip.english)}</i>")
         warning = ("Whisper base transcribes these clips word for word, but its translations of synthetic voices are "
                    "often wrong: hold them against the English above. A human voice does much better."
                    if reading.task == "translate" else "Whisper base transcribes these clips word for word.")
-        parts.append(f"<br><small style='color:#9a6700'>This clip is synthetic speech (espeak-ng). {warning}</small>")
+        lines.append(f"<span style='color:#9a6700'>This clip is synthetic speech (espeak-ng). {warning}</span>")
     shares = reading.weight_on()
-    stray = [reading.cross.tokens[i].strip() for i in np.nonzero(shares[:, 0] < 0.5)[0]]
-    parts.append(f"<br><small>The alignment heads put {shares[:, 0].mean():.0%} of their weight on frames with sound "
-                 f"(sound is {np.mean(reading.frame_kinds[:reading.n_frames] == 2):.0%} of the audio), "
-                 f"{shares[:, 1].mean():.0%} on quiet frames and {shares[:, 2].mean():.0%} on the silence after it."
-                 + (f" Tokens written mostly while looking away from the sound: {e(', '.join(stray[:8]))}."
-                    if stray else "") + "</small>")
+    astray = [reading.cross.tokens[i].strip() for i in np.nonzero(shares[:, 0] < 0.5)[0]]
+    lines.append(f"The alignment heads put {shares[:, 0].mean():.0%} of their weight on frames with sound (sound is "
+                 f"{np.mean(reading.frame_kinds[:reading.n_frames] == 2):.0%} of the audio), {shares[:, 1].mean():.0%}"
+                 f" on quiet frames and {shares[:, 2].mean():.0%} on the silence after it."
+                 + (f" Tokens with under half of it on sound: {e(', '.join(repr(t) for t in astray[:10]))}."
+                    if astray else ""))
     if reading.notice:
-        parts.append(f"<br><small>{e(reading.notice)}</small>")
-    return "".join(parts)
+        lines.append(e(reading.notice))
+    return (f"<div class='ae-speech-text' style='font-size:16px;font-weight:600;line-height:1.3'>{e(reading.text)}</div>"
+            f"<div style='font-size:12px;line-height:1.45;margin-top:2px'>{'<br>'.join(lines)}</div>")
 
 
 CANVAS_STYLES = {
     "map": dict(colors="Blues", colorbar_title="weight", height=420,
                 hover="{y}<br>{x}<br>weight {z}"),
     "heads": dict(colors="Viridis", x_title="head", y_title="decoder layer", colorbar_title="share", height=300,
-                  width=430, x_angle=0, hover_decimals=2, hover="layer {y}, head {x}<br>agreement {z}<br>click to open"),
+                  width=520, x_angle=0, hover_decimals=2,
+                  hover="layer {y}, head {x}<br>{z} of the tokens: its strongest frame is<br>where the word times put the "
+                        "token<br>click to open"),
 }

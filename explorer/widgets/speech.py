@@ -101,8 +101,8 @@ class SpeechPanel(widgets.VBox):
                     w.HTML("<small>over the spectrogram:</small>"), self.overlay),
             section("Model", self.model_name),
             section("Export", self.export_bar),
-            section("Share (a link names the sample clip, never your audio)",
-                    CopyLink(lambda: links.query(s.key, s.state()))),
+            section("Share", CopyLink(lambda: links.query(s.key, s.state())),
+                    w.HTML("<small>A link names the sample clip, never your own audio.</small>")),
             self.status,
         ], layout=w.Layout(width="360px", min_width="300px", flex="0 1 360px"))
 

@@ -34,7 +34,7 @@ function render({ model, el }) {
     const ctx = canvas.getContext("2d");
     ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
     ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, width, height);
-    const left = 46, right = 12, top = 34, strip = 46, axis = 34;
+    const left = 46, right = 12, top = 34, strip = 50, axis = 30;
     const plotW = Math.max(40, width - left - right), plotH = Math.max(40, height - top - strip - axis);
     const seconds = model.get("seconds") || 1;
     geometry = { left, top, plotW, plotH, strip, seconds };
@@ -76,20 +76,31 @@ function render({ model, el }) {
       ctx.stroke();
     }
     ctx.strokeStyle = "#8a9bb3"; ctx.lineWidth = 1; ctx.strokeRect(left, top, plotW, plotH);
-    text("mel band", 12, top + plotH / 2, { size: 11, baseline: "middle" });
-    const words = model.get("words"), picked = model.get("picked"), y0 = top + plotH + 6;
-    words.forEach((w, i) => {  // the words, each from its start to its end
-      const x = left + plotW * w.start / seconds, x1 = left + plotW * Math.max(w.end, w.start + 0.02) / seconds;
-      ctx.fillStyle = i === picked ? "rgba(214,39,40,0.15)" : (i % 2 ? "#eef3fb" : "#e1eaf7");
-      ctx.fillRect(x, y0, x1 - x, strip - 12);
-      ctx.strokeStyle = i === picked ? PICK : "#8a9bb3"; ctx.lineWidth = i === picked ? 2 : 1;
-      ctx.strokeRect(x, y0, x1 - x, strip - 12);
-      ctx.save(); ctx.beginPath(); ctx.rect(x, y0, Math.max(x1 - x, 1), strip - 12); ctx.clip();
-      text(w.text, (x + x1) / 2, y0 + (strip - 12) / 2, { size: 12, align: "center", baseline: "middle",
-        color: i === picked ? PICK : INK });
-      ctx.restore();
+    ctx.save(); ctx.translate(16, top + plotH / 2); ctx.rotate(-Math.PI / 2);
+    text("mel band (low to high)", 0, 0, { size: 11, align: "center", baseline: "middle" });
+    ctx.restore();
+    const words = model.get("words"), picked = model.get("picked"), y0 = top + plotH + 4, lane = (strip - 10) / 2;
+    const ends = [-Infinity, -Infinity];  // where each lane's last label ends: a label never covers the one before
+    geometry.boxes = words.map((w, i) => {  // the words in two lanes, so a short word's label has room
+      const x = left + plotW * w.start / seconds, x1 = Math.max(x + 2, left + plotW * w.end / seconds);
+      const y = y0 + (i % 2) * lane, mine = i === picked;
+      ctx.font = `12px ${FONT}`;
+      const label = ctx.measureText(w.text).width + 8;
+      const from = Math.max(Math.min(x, (x + x1) / 2 - label / 2), ends[i % 2] + 2, left);
+      const box = { x: from, y, width: Math.max(x1 - from, label), height: lane - 2 };
+      const middle = box.x + box.width / 2;
+      ends[i % 2] = box.x + box.width;
+      ctx.fillStyle = mine ? "rgba(214,39,40,0.15)" : (i % 2 ? "#eef3fb" : "#e1eaf7");
+      ctx.fillRect(box.x, y, box.width, box.height);
+      ctx.fillStyle = mine ? PICK : "#4a6fa5";
+      ctx.fillRect(x, y + box.height - 3, x1 - x, 3);  // the word's own stretch of time
+      ctx.strokeStyle = mine ? PICK : "#8a9bb3"; ctx.lineWidth = mine ? 2 : 1;
+      ctx.strokeRect(box.x, y, box.width, box.height);
+      text(w.text, middle, y + box.height / 2 - 1, { size: 12, align: "center", baseline: "middle",
+        color: mine ? PICK : INK });
+      return box;
     });
-    const step = seconds > 12 ? 2 : seconds > 5 ? 1 : 0.5, ya = y0 + strip - 6;
+    const step = seconds > 12 ? 2 : seconds > 5 ? 1 : 0.5, ya = y0 + strip - 8;
     for (let t = 0; t <= seconds + 1e-6; t += step) {
       const x = left + plotW * t / seconds;
       ctx.fillStyle = "#8a9bb3"; ctx.fillRect(x, ya, 1, 5);
@@ -99,10 +110,9 @@ function render({ model, el }) {
   }
 
   function wordAt(event) {
-    if (!geometry) return -1;
-    const rect = canvas.getBoundingClientRect();
-    const t = (event.clientX - rect.left - geometry.left) / geometry.plotW * geometry.seconds;
-    return model.get("words").findIndex((w) => t >= w.start && t <= Math.max(w.end, w.start + 0.02));
+    if (!geometry || !geometry.boxes) return -1;
+    const rect = canvas.getBoundingClientRect(), x = event.clientX - rect.left, y = event.clientY - rect.top;
+    return geometry.boxes.findIndex((b) => x >= b.x && x <= b.x + b.width && y >= b.y && y <= b.y + b.height);
   }
 
   async function play(word) {
@@ -130,6 +140,10 @@ function render({ model, el }) {
     const rect = canvas.getBoundingClientRect();
     return { x: rect.left + geometry.left, y: rect.top + geometry.top, width: geometry.plotW,
              height: geometry.plotH + geometry.strip };
+  };
+  el.aeWordBox = (i) => {  // where word ``i`` is on the page (for tests)
+    const rect = canvas.getBoundingClientRect(), b = geometry.boxes[i];
+    return { x: rect.left + b.x + b.width / 2, y: rect.top + b.y + b.height / 2 };
   };
   el.aeDownload = (format, filename) => {
     const link = document.createElement("a");
