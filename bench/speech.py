@@ -123,6 +123,7 @@ def main() -> None:
 
     threads = torch.get_num_threads()
     print(f"torch_threads: {threads}")
+    print(f"load_average_1min: {os.getloadavg()[0]:.1f}")  # other work on the machine slows both sides, unevenly
     with tempfile.TemporaryDirectory() as folder:
         os.environ["AE_CACHE"] = str(Path(folder) / "cache")
         start = time.perf_counter()
