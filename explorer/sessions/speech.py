@@ -27,7 +27,7 @@ def _clips() -> dict:
 PRESETS = {
     "German, translated": dict(clip="German", task="translate", language=""),
     "French, transcribed": dict(clip="French", task="transcribe", language=""),
-    "an alignment head, up close": dict(clip="English", task="transcribe", part="cross", layer=5, head=2,
+    "an alignment head, up close": dict(clip="English", task="transcribe", part="cross", layer=3, head=1,
                                         overlay="this head"),
 }
 
@@ -51,8 +51,8 @@ class SpeechSession(Session):
     task = Unicode("translate", help="task").tag(link=True)
     language = Unicode("", help="language").tag(link=True)  # "" lets Whisper detect it
     part = Unicode("cross", help="attention").tag(link=True)
-    layer = Int(5, help="layer").tag(link=True)
-    head = Int(2, help="head").tag(link=True)
+    layer = Int(3, help="layer").tag(link=True)  # one of Whisper base's alignment heads, whose map reads well
+    head = Int(1, help="head").tag(link=True)
     token = Int(0, help="token").tag(link=True)  # the written token picked
     overlay = Unicode("alignment heads", help="overlay").tag(link=True)  # what is drawn over the spectrogram
 
