@@ -78,6 +78,17 @@ def load(name_or_path: str | Path | None = None):
     return getattr(importlib.import_module(module_name), function)(source, name, config)
 
 
+def resolve_family(name: str, wanted: str) -> tuple[str, object]:
+    """The folder (or cached hub name) of the model ``name`` and its config; a ValueError naming the tab that shows
+    it when it is not of the ``wanted`` family."""
+    source = _resolve(name)
+    config = read_config(source, name)
+    kind = family(config)
+    if kind != wanted:
+        raise ValueError(f"'{name}' is a {kind} model: open it in the {FAMILY_TABS[kind]} tab.")
+    return source, config
+
+
 def read_config(source: str, name: str):
     """The model's config from a folder or the local cache; a ValueError that says how to make it available."""
     (AutoConfig,) = hf.names("AutoConfig")

@@ -27,7 +27,7 @@ import torch
 from explorer.data.audio import RATE, SECONDS, Audio, read_audio, sound_frames
 from explorer.maps import AttentionMaps, MapsInfo
 from explorer.models import hf, whisper_file, word_times
-from explorer.models.language import DONE_MARK, cache_dir
+from explorer.models.cache import DONE_MARK, cache_dir, load_cached
 
 DEFAULT_MODEL = "whisper-base"
 TASKS = ("translate", "transcribe")
@@ -80,30 +80,13 @@ def load_speech(name_or_path: str | Path | None = None, progress=None) -> "Speec
     """Whisper: the packaged Whisper base (``None``) or a local folder of a transformers Whisper checkpoint."""
     name = str(name_or_path).strip() if name_or_path is not None else ""
     if name in ("", DEFAULT_MODEL):
-        return _load_default(progress)
+        target = converted_dir()
+        return load_cached(target, "Whisper base (from its packages)", lambda: convert_package(target, progress=progress),
+                           lambda: load_whisper(str(target), DEFAULT_MODEL))
     from explorer.models import pretrained
 
-    source = pretrained._resolve(name)
-    config = pretrained.read_config(source, name)
-    kind = pretrained.family(config)
-    if kind != "speech":
-        raise ValueError(f"'{name}' is a {kind} model: open it in the {pretrained.FAMILY_TABS[kind]} tab.")
+    source, config = pretrained.resolve_family(name, "speech")
     return load_whisper(source, name, config)
-
-
-def _load_default(progress=None) -> "SpeechModel":
-    target, notice = converted_dir(), ""
-    if (target / DONE_MARK).is_file():
-        try:
-            return load_whisper(str(target), DEFAULT_MODEL)
-        except Exception:  # noqa: BLE001 - any failure to read our own cache (safetensors raises its own type) rebuilds it
-            notice = "The cached copy of Whisper base was damaged, so it was rebuilt from the packages."
-    elif target.exists():
-        notice = "The cached copy of Whisper base was unfinished, so it was rebuilt from the packages."
-    convert_package(target, progress=progress)
-    model = load_whisper(str(target), DEFAULT_MODEL)
-    model.notice = notice
-    return model
 
 
 def load_whisper(source: str, name: str, config=None) -> "SpeechModel":
