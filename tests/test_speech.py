@@ -215,3 +215,18 @@ def test_a_local_whisper_folder_loads_and_other_tabs_point_here(tmp_path, whispe
         pretrained.expect_family(tiny, "encoder", "tiny")
     with pytest.raises(ValueError, match="open it in the Pretrained tab"):
         speech.load_speech(str(pretrained.default_model_dir()))
+
+
+def test_stop_keeps_what_was_written(whisper, monkeypatch):
+    calls, original = [], whisper._logits
+
+    def counting(*args):
+        calls.append(1)
+        if len(calls) == 4:  # the language, then three tokens
+            whisper.stop()
+        return original(*args)
+
+    monkeypatch.setattr(whisper, "_logits", counting)
+    reading = whisper.run(clip_path("English"), "transcribe")
+    assert reading.stopped and len(reading.tokens) == 3 and reading.text == "Good morning."
+    assert reading.cross.weights.shape[2] == 3 and len(reading.token_starts) == 4

@@ -147,3 +147,23 @@ def test_the_dashboard_opens_a_speech_link(whisper):
     assert (session.clip, session.layer, session.head) == ("Spanish", 4, 7) and app.notice.value == ""
     assert "Madrid" in session.reading.text
     assert app.link().startswith("?tab=speech&state=1.")
+
+
+def test_stop_ends_the_writing_early_and_keeps_what_was_written(whisper):
+    class StopsAtOnce(Counting):
+        def run(self, *args, **kwargs):  # the visitor presses Stop as Whisper starts writing
+            original = self.model._greedy
+
+            def greedy(hidden, prompt):
+                self.model.stop()
+                return original(hidden, prompt)
+
+            self.model._greedy = greedy
+            try:
+                return self.model.run(*args, **kwargs)
+            finally:
+                del self.model._greedy
+
+    session = SpeechSession(speech_model=StopsAtOnce(whisper), clip="English", task="transcribe")
+    session.wait(600)
+    assert session.reading is None and session.status == "Stopped before Whisper wrote a word."

@@ -262,7 +262,8 @@ class SpeechModel:
             read = self.model.model.decoder(torch.tensor([prompt + written + [self.vocabulary.end]]),
                                             encoder_hidden_states=hidden, output_attentions=True, use_cache=False)
         if not written:
-            raise ValueError(f"Whisper wrote nothing for {heard.name}: it heard no words it could write.")
+            raise ValueError("Stopped before Whisper wrote a word." if stopped else
+                             f"Whisper wrote nothing for {heard.name}: it heard no words it could write.")
         return self._reading(heard, task, detected, probability, prompt, written, stopped, read, encoder,
                              mel[0, :, : n_frames * 2].numpy())
 

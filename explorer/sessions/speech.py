@@ -194,8 +194,9 @@ class SpeechSession(Session):
             self.heard, self.reading = source, reading
             self.token = min(self.token, len(reading.tokens) - 1) if source[0] == "clip" else 0
         said = "Translated" if reading.task == "translate" else "Transcribed"
-        self.say(f"{said}: {len(reading.tokens)} tokens over {reading.audio.duration:.1f} s. {reading.notice}".strip(),
-                 "ok")
+        ended = " (stopped early)" if reading.stopped else ""
+        self.say(f"{said}: {len(reading.tokens)} tokens over {reading.audio.duration:.1f} s{ended}. "
+                 f"{reading.notice}".strip(), "ok")
 
     def stop_work(self) -> None:
         if self.speech_model is not None:

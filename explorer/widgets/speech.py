@@ -16,7 +16,7 @@ from explorer.sessions.speech import OVERLAYS, PARTS, PRESETS, TASKS, SpeechSess
 from explorer.threads import Throttle
 from explorer.views import speech as view
 from explorer.views.export import export_scope
-from explorer.widgets.controls import StatusLine, bind, columns, section, shows_errors, tagged
+from explorer.widgets.controls import StatusLine, bind, button, columns, section, shows_errors, tagged
 from explorer.widgets.export import CopyLink, ExportBar, maps_export
 from explorer.widgets.heatmap_view import HeatmapView
 from explorer.widgets.microphone import MicRecorder
@@ -68,6 +68,7 @@ class SpeechPanel(widgets.VBox):
         self.clip = tagged(w.Dropdown(options=list(CLIPS), layout=wide), "ae-speech-clip")
         self.preset = tagged(w.Dropdown(options=[CHOOSE, *PRESETS], layout=wide), "ae-speech-preset")
         self.task = tagged(w.ToggleButtons(options=list(TASKS), style=dict(button_width="92px")), "ae-speech-task")
+        self.stop_button = button("Stop", s.stop_work, "ae-speech-stop", "warning", "stop", "80px")
         self.language = tagged(w.Dropdown(options=[("detect", "")], description="language", layout=wide),
                                "ae-speech-language")
         self.part = tagged(w.ToggleButtons(options=list(PARTS), style=dict(button_width="70px"), tooltips=[
@@ -96,7 +97,8 @@ class SpeechPanel(widgets.VBox):
             section("Hear", self.microphone, self.upload, w.HTML("<small>or a sample clip (synthetic speech)</small>"),
                     self.clip),
             section("Example", self.preset),
-            section("Whisper writes", self.task, self.language),
+            section("Whisper writes", w.HBox([self.task, self.stop_button], layout=w.Layout(flex_flow="row wrap")),
+                    self.language),
             section("Where to look", self.token, self.part, self.layer, self.head,
                     w.HTML("<small>over the spectrogram:</small>"), self.overlay),
             section("Model", self.model_name),
