@@ -132,7 +132,9 @@ class _Placer:
     def put(self, hf: str, array: np.ndarray) -> None:
         import torch
 
-        self.state[hf] = torch.from_numpy(np.array(array, dtype=np.float16))
+        # float32, as the model runs: loading then maps the file instead of converting it, so the kernels of a
+        # class share one copy of the weights in the page cache
+        self.state[hf] = torch.from_numpy(np.array(array, dtype=np.float32))
 
     def move(self, ct2: str, hf: str) -> None:
         if ct2 not in self.left:
@@ -166,7 +168,7 @@ class _Placer:
 
 
 def transformers_state(arrays: dict[str, np.ndarray], aliases: dict[str, str]) -> tuple[dict, dict]:
-    """transformers' state dict (float16 tensors) and config values from the file's arrays; a ValueError names an
+    """transformers' state dict (float32 tensors) and config values from the file's arrays; a ValueError names an
     array left over or a setting this mapping does not cover."""
     placer = _Placer(arrays)
     for name, wanted in SETTINGS.items():
