@@ -190,6 +190,9 @@ def test_a_damaged_cache_is_rebuilt_with_a_notice(whisper, tmp_path, monkeypatch
     monkeypatch.setenv("AE_CACHE", str(cache))
     model = speech.load_speech()
     assert "damaged, so it was rebuilt" in model.notice
+    (cache / speech.DEFAULT_MODEL / "complete.json").write_text('{"sha256": "an older conversion"}')
+    assert "another version of the explorer, so it was rebuilt" in speech.load_speech().notice
+    assert speech.load_speech().notice == ""
     assert model.run(clip_path("English"), "transcribe").tokens == whisper.run(clip_path("English"), "transcribe").tokens
 
 

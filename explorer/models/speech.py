@@ -33,6 +33,7 @@ DEFAULT_MODEL = "whisper-base"
 TASKS = ("translate", "transcribe")
 ENCODER_CELLS = 250  # the encoder's self-attention is kept as at most this many blocks of frames a side
 HOP = 160  # audio samples per mel frame
+CACHE_MARK = {"from": list(whisper_file.HALVES), "sha256": whisper_file.SHA256, "dtype": "float32"}  # what the cache holds
 
 
 def converted_dir() -> Path:
@@ -70,7 +71,7 @@ def convert_package(target: Path, folders=None, progress=None) -> Path:
     generation.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
     WhisperFeatureExtractor(feature_size=sizes["num_mel_bins"]).save_pretrained(partial)
-    (partial / DONE_MARK).write_text(json.dumps({"from": whisper_file.HALVES, "sha256": whisper_file.SHA256}))
+    (partial / DONE_MARK).write_text(json.dumps(CACHE_MARK))
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)
     return target
@@ -82,7 +83,7 @@ def load_speech(name_or_path: str | Path | None = None, progress=None) -> "Speec
     if name in ("", DEFAULT_MODEL):
         target = converted_dir()
         return load_cached(target, "Whisper base (from its packages)", lambda: convert_package(target, progress=progress),
-                           lambda: load_whisper(str(target), DEFAULT_MODEL))
+                           lambda: load_whisper(str(target), DEFAULT_MODEL), mark=CACHE_MARK)
     from explorer.models import pretrained
 
     source, config = pretrained.resolve_family(name, "speech")
