@@ -38,14 +38,16 @@ def click_word(page, index: int) -> None:
 
 
 def test_a_link_opens_a_clip_translated_and_a_word_picks_its_token(page, dashboard_url):
-    for width, height in ((1280, 720), (1400, 900)):
+    page.set_viewport_size({"width": 1280, "height": 720})
+    open_speech(page, dashboard_url, clip="German", task="translate", layer=5, head=4)
+    summary = page.inner_text(".ae-speech-summary")
+    assert "Good morning" in summary and "German" in summary and "synthetic speech" in summary
+    words = figure_data(page, SPECTROGRAM)[0]["x"]
+    assert words[0] == "Good" and len(words) >= 8
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    for width, height in ((1280, 720), (1400, 900)):  # one page resized: leaving a Voila page shuts its kernel
         page.set_viewport_size({"width": width, "height": height})
-        open_speech(page, dashboard_url, clip="German", task="translate", layer=5, head=4)
-        summary = page.inner_text(".ae-speech-summary")
-        assert "Good morning" in summary and "German" in summary and "synthetic speech" in summary
-        words = figure_data(page, SPECTROGRAM)[0]["x"]
-        assert words[0] == "Good" and len(words) >= 8
-        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.wait_for_timeout(500)  # the canvases follow their box's new width
         page.screenshot(path=str(SHOTS / f"speech-{width}x{height}.png"))
         assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth + 1"), \
             f"the page scrolls sideways at {width}x{height}"
