@@ -27,6 +27,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from explorer.threads import one_thread
 from explorer.arguments import positive_number, whole_number
 from explorer.guard import MAX_UPDATE, RECENT, WeightGuard
 from explorer.maps import HistoryRow, Snapshot
@@ -102,31 +103,6 @@ def reinitialise(model: nn.Module, seed: int) -> None:
                 module.reset_parameters()
 
 
-_threads_lock = threading.Lock()
-_threads_users = 0
-_threads_before = 1
-
-
-@contextlib.contextmanager
-def one_thread(wanted: bool = True):
-    """Use one CPU thread while any small model trains (tiny matrices lose more to hand-offs than they gain);
-    the setting before the first trainer started comes back when the last one ends."""
-    global _threads_users, _threads_before
-    if not wanted:
-        yield
-        return
-    with _threads_lock:
-        if _threads_users == 0:
-            _threads_before = torch.get_num_threads()
-            torch.set_num_threads(1)
-        _threads_users += 1
-    try:
-        yield
-    finally:
-        with _threads_lock:
-            _threads_users -= 1
-            if _threads_users == 0:
-                torch.set_num_threads(_threads_before)
 
 
 class Trainer:
