@@ -145,13 +145,18 @@ class PretrainedViT:
     def token_labels(self, size, n_tokens: int) -> list[str]:
         """"CLS", any distillation or register tokens, then the patches row by row."""
         rows, cols = (int(s) // self.patch_size for s in size)
-        n_special = n_tokens - rows * cols
-        if n_special < 0:
-            raise ValueError(f"{self.name} gave {n_tokens} tokens for a {rows} x {cols} grid of patches: "
-                             "the explorer cannot label them.")
-        special = ["CLS"] + (["DIST"] if self.model.config.model_type == "deit" and n_special == 2 else
-                             [f"reg{i}" for i in range(n_special - 1)])
-        return special[:n_special] + [f"r{r}c{c}" for r in range(rows) for c in range(cols)]
+        return patch_token_labels(rows, cols, n_tokens, self.model.config.model_type, self.name)
+
+
+def patch_token_labels(rows: int, cols: int, n_tokens: int, model_type: str = "", name: str = "The model") -> list[str]:
+    """"CLS", any distillation ("DIST", DeiT) or register tokens ("reg0", ...), then the patches row by row, "r0c0"..."""
+    n_special = n_tokens - rows * cols
+    if n_special < 0:
+        raise ValueError(f"{name} gave {n_tokens} tokens for a {rows} x {cols} grid of patches: "
+                         "the explorer cannot label them.")
+    special = ["CLS"] + (["DIST"] if model_type == "deit" and n_special == 2 else
+                         [f"reg{i}" for i in range(n_special - 1)])
+    return special[:n_special] + [f"r{r}c{c}" for r in range(rows) for c in range(cols)]
 
 
 def upsample(patch_values: torch.Tensor, rows: int, cols: int, patch_size: int) -> torch.Tensor:
