@@ -69,7 +69,7 @@ class ShowPanel(widgets.VBox):
     # ----- layout -------------------------------------------------------------------------------------------------
     def _build_controls(self) -> None:  # long: one control per setting, made and bound in the order they appear
         s, w, reader = self.session, widgets, self.session.reader
-        wide = w.Layout(width="100%", max_width="330px")
+        wide = w.Layout(width="100%")
         self.text = tagged(w.Textarea(value=s.text, rows=3, layout=wide, placeholder="Type a text"), f"{self.key}-text")
         read = button("Show attention", lambda: self._guarded(s.show_text, self.text.value), f"{self.key}-read",
                       "primary", "play", "150px")
@@ -81,16 +81,18 @@ class ShowPanel(widgets.VBox):
         self.part = tagged(w.ToggleButtons(style=dict(button_width="auto")), f"{self.key}-part")
         self.item = tagged(w.BoundedIntText(description="batch item", min=0, max=max(s.reading.batch - 1, 0),
                                             layout=w.Layout(width="170px")), f"{self.key}-item")
-        self.layer = tagged(w.Dropdown(description="layer", layout=w.Layout(width="300px")), f"{self.key}-layer")
-        self.head = tagged(w.Dropdown(description="head", layout=w.Layout(width="160px")), f"{self.key}-head")
-        self.view = tagged(w.ToggleButtons(style=dict(button_width="58px")), f"{self.key}-view")
-        self.token_pick = tagged(w.Dropdown(description="token", layout=w.Layout(width="230px")), f"{self.key}-token")
+        short = dict(description_width="44px")
+        self.layer = tagged(w.Dropdown(description="layer", style=short, layout=wide), f"{self.key}-layer")
+        self.head = tagged(w.Dropdown(description="head", style=short, layout=w.Layout(width="140px")),
+                           f"{self.key}-head")
+        self.view = tagged(w.ToggleButtons(style=dict(button_width="auto")), f"{self.key}-view")
+        self.token_pick = tagged(w.Dropdown(description="token", style=short, layout=wide), f"{self.key}-token")
         self.unzoom = button("whole text", lambda: self._guarded(s.zoom_to, None, 0), f"{self.key}-unzoom",
                              icon="search-minus", width="120px")
         self.ablate_button = button("ablate this head", lambda: self._guarded(s.toggle_ablation), f"{self.key}-ablate",
-                                    icon="ban", width="150px")
-        restore = button("restore all heads", lambda: self._guarded(s.update, ablated=[]), f"{self.key}-restore",
-                         width="150px")
+                                    icon="ban", width="160px")
+        restore = button("restore all", lambda: self._guarded(s.update, ablated=[]), f"{self.key}-restore",
+                         width="100px")
         self.export_bar = ExportBar(s, {"figure on screen": f"{self.key}-main", "head entropy": f"{self.key}-entropy"},
                                     {"attention maps": maps_export(self.export_maps)}, name=self.key)
         self.bindings = [
@@ -113,7 +115,7 @@ class ShowPanel(widgets.VBox):
                    reader.can_ablate),
             section("Export", self.export_bar),
             self.status,
-        ], layout=w.Layout(width="360px", min_width="300px", flex="0 1 360px"))
+        ], layout=w.Layout(width="290px", flex="0 0 290px"))  # beside the figures in a 900 px notebook column
 
     def _build_outputs(self) -> None:
         w = widgets
@@ -124,7 +126,7 @@ class ShowPanel(widgets.VBox):
         self.ablation_box = w.Box()
         small = w.Box([self.entropy_box, self.focus_box], layout=w.Layout(display="flex", flex_flow="row wrap"))
         self.outputs = w.VBox([self.notice, self.main, small, self.ablation_box],
-                              layout=w.Layout(flex="1 1 560px", min_width="0"))
+                              layout=w.Layout(flex="1 1 520px", min_width="0"))
 
     def _layer_options(self) -> list:
         s = self.session
@@ -147,6 +149,7 @@ class ShowPanel(widgets.VBox):
     def _on_part(self) -> None:
         for binding in self.bindings:  # the part's layers, heads, tokens and views as options
             binding.show()
+        self.view.tooltips = [VIEW_TIPS[name] for name in self.session.views()]
         self.redraw()
 
     # ----- actions -----------------------------------------------------------------------------------------------
