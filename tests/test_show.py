@@ -11,6 +11,7 @@ from torch import nn
 
 import explorer
 from explorer.maps import AttentionMaps
+from tests.test_capture import TimmStyleAttention as TimmAttention  # timm's Attention, written by hand
 
 TOLERANCE = 1e-5
 
@@ -106,19 +107,6 @@ def test_nanogpt_style_model_matches_a_hand_computation():
         expected = hand_pattern(gpt.h[0], gpt.wte(ids) + gpt.wpe(torch.arange(9)))[0]
     assert torch.allclose(maps.weights[0], expected, atol=TOLERANCE)
     assert gpt.training  # put back as it was
-
-
-class TimmAttention(nn.Module):
-    """timm's ``Attention``: one fused qkv projection, then SDPA (written here: timm needs torchvision)."""
-
-    def __init__(self, dim=16, heads=4):
-        super().__init__()
-        self.heads, self.qkv, self.proj = heads, nn.Linear(dim, dim * 3), nn.Linear(dim, dim)
-
-    def forward(self, x):
-        b, n, c = x.shape
-        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
-        return self.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, c))
 
 
 class TimmViT(nn.Module):

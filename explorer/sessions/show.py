@@ -59,7 +59,8 @@ class ShowSession(Session):
         maps = self.maps()
         parts = f" ({self.part})" if len(self.reading.parts) > 1 else ""
         keys = f" over {len(maps.keys)} keys" if maps.key_tokens is not None else ""
-        return f"{len(maps.tokens)} tokens{keys}, {maps.n_layers} layers x {maps.n_heads} heads{parts}."
+        return (f"{len(maps.tokens)} tokens{keys}, {counted(maps.n_layers, 'layer')} x {counted(maps.n_heads, 'head')}"
+                f"{parts}.")
 
     def views(self) -> tuple[str, ...]:
         """The views this part can draw: rollout needs self-attention, and the grids and rollout whole maps."""
@@ -242,3 +243,7 @@ class ShowSession(Session):
             raise ValueError("These maps were handed over as weights: there is no model to run with a head ablated.")
         triples = {tuple(t) for t in self.ablated} ^ {(self.part, self.layer, self.head)}
         self.update(ablated=[list(t) for t in sorted(triples)])
+
+
+def counted(n: int, what: str) -> str:
+    return f"{n} {what}{'s' * (n != 1)}"
