@@ -195,11 +195,17 @@ def test_transformers_vit_with_its_processor(tokenizer):
                  num_attention_heads=4, intermediate_size=64)
     processor = ViTImageProcessor(size={"height": 32, "width": 32})
     image = np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8)
-    maps = maps_of(explorer.show(model, image, processor=processor))
+    panel = explorer.show(model, image, processor=processor)
+    maps = maps_of(panel)
     pixels = processor(images=image, return_tensors="pt")["pixel_values"]
     expected = eager_attentions(model, pixel_values=pixels)
     assert maps.tokens[:2] == ("CLS", "r0c0") and len(maps.tokens) == 17
     assert torch.allclose(maps.weights, torch.stack(expected.attentions)[:, 0], atol=TOLERANCE)
+    panel.session.update(view="image", layer=1, head=2)  # the CLS row of that head over the image, patch by patch
+    figure = panel.main.children[0].figure
+    drawn = next(trace for trace in figure.data if trace.name == "CLS map, layer 1 head 2")
+    cls_row = maps.weights[1, 2, 0, 1:].reshape(4, 4)
+    assert np.allclose(np.asarray(drawn.z)[::8, ::8], (cls_row / cls_row.max()).numpy(), atol=1e-5)
 
 
 # ----- TransformerLens --------------------------------------------------------------------------------------------

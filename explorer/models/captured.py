@@ -222,7 +222,11 @@ class ModuleReader:
         inputs, notice = self.cut(inputs)
         image = isinstance(inputs, torch.Tensor) and inputs.is_floating_point() and inputs.dim() == 4
         captured, output = run_forward(self.model, lambda: self.call(inputs), ablate)
-        return self.reading(captured, output, item, notice, lambda part, q, k: self.part_labels(part, q, k, image))
+        reading = self.reading(captured, output, item, notice, lambda part, q, k: self.part_labels(part, q, k, image))
+        side = math.isqrt(sum(t.startswith("r") for t in next(iter(reading.parts.values())).tokens)) if image else 0
+        if side and inputs.shape[-1] % side == 0 and inputs.shape[-2] == inputs.shape[-1]:  # a square grid of patches
+            reading.image, reading.grid = inputs[item:item + 1].detach().float(), (side, side)
+        return reading
 
     def call(self, inputs):
         if isinstance(inputs, dict):

@@ -154,7 +154,7 @@ class TransformersReader(ModuleReader):
             reading.output, reading.notice = kept_output(output), " ".join(n for n in (notice, reading.notice) if n)
             reading.parts = {part: replace(maps, meta=replace(maps.meta, source=self.name, notice=reading.notice))
                              for part, maps in reading.parts.items()}
-            return self.labelled(reading, inputs)
+            return self.finish(reading, inputs, kwargs, item)
         return self.read_captured(inputs, item, ())
 
     def read_captured(self, inputs, item: int, ablate) -> Reading:
@@ -163,7 +163,7 @@ class TransformersReader(ModuleReader):
             captured, output = run_forward(self.model, lambda: self.model(**kwargs), ablate)
         reading = self.reading(captured, output, item, notice, lambda part, q, k: self.labels_of(names, part, q, k))
         reading.output = kept_output(output)
-        return self.labelled(reading, inputs)
+        return self.finish(reading, inputs, kwargs, item)
 
     def labels_of(self, names: dict, part: str, n_queries: int, n_keys: int):
         """Labels of a part: an encoder-decoder's source and target tokens by part, else the text's tokens."""
@@ -178,9 +178,13 @@ class TransformersReader(ModuleReader):
         keys = keys or (queries if n_keys == n_queries else tuple(map(str, range(n_keys))))
         return queries, None if keys == queries else keys
 
-    @staticmethod
-    def labelled(reading: Reading, inputs) -> Reading:
+    def finish(self, reading: Reading, inputs, kwargs: dict, item: int) -> Reading:
+        """The text that was read, and a ViT's image with its grid of patches (for the image view)."""
         reading.text = inputs if isinstance(inputs, str) else ""
+        pixels, size = kwargs.get("pixel_values"), getattr(self.config, "patch_size", None)
+        if isinstance(pixels, torch.Tensor) and pixels.dim() == 4 and isinstance(size, int):
+            reading.image = pixels[item:item + 1].detach().float()
+            reading.grid = tuple(int(side) // size for side in pixels.shape[-2:])
         return reading
 
     def fits(self, kwargs: dict) -> bool:

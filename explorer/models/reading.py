@@ -43,6 +43,8 @@ class Reading:
     ablated: tuple = ()  # (call, head) pairs whose output was zeroed
     change: dict = field(default_factory=dict)  # part -> [layers]: largest weight change caused by the ablation
     cosine: float | None = None  # the output before and after the ablation
+    image: torch.Tensor | None = None  # [1, C, H, W]: the image of the item shown, for a ViT's maps over it
+    grid: tuple = ()  # (rows, cols) of the image's patches
     _worked_out: dict = field(default_factory=dict, repr=False)
 
     def maps(self, part: str):
@@ -61,6 +63,15 @@ class Reading:
     def entropy(self, part: str) -> torch.Tensor:
         """Mean row entropy ``[layers, heads]`` in nats."""
         return self._once(("entropy", part), lambda: entropy(self._whole(part, "The entropy map")))
+
+    def image_attention(self, part: str):
+        """Where the CLS token looks among the patches, over the image: an ``ImageAttention`` (a ViT's reading)."""
+        from explorer.models.pretrained_vision import cls_image_attention
+
+        if self.image is None or not self.grid:
+            raise ValueError("The image view draws a Vision Transformer's maps over its image; this reading has none.")
+        return self._once(("image", part), lambda: cls_image_attention(self._whole(part, "The image view"), self.image,
+                                                                       *self.grid))
 
     def _whole(self, part: str, what: str) -> AttentionMaps:
         if not self.is_whole(part):

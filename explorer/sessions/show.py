@@ -13,7 +13,7 @@ from traitlets import Any, Int, List, TraitError, Unicode, observe, validate
 from explorer.models.reading import Reading
 from explorer.sessions.base import Session, say_name
 
-VIEWS = ("head", "layer", "mean", "rollout", "model")
+VIEWS = ("head", "layer", "mean", "rollout", "model", "image")
 MAX_CELLS = 512  # longer maps are drawn pooled in the head view only (explorer.views.language)
 GRID_TOKENS = 128  # the layer and model grids draw every head: up to this many tokens
 SETTINGS = ("part", "layer", "head", "view", "token", "item")  # what show(..., layer=2, head=1) may choose
@@ -67,7 +67,8 @@ class ShowSession(Session):
         maps, whole = self.maps(), self.reading.is_whole(self.part)
         small = whole and len(maps.tokens) <= GRID_TOKENS and len(maps.keys) <= GRID_TOKENS
         allowed = {"head": True, "layer": small, "mean": whole and len(maps.tokens) <= MAX_CELLS, "model": small,
-                   "rollout": whole and maps.key_tokens is None and len(maps.tokens) <= MAX_CELLS}
+                   "rollout": whole and maps.key_tokens is None and len(maps.tokens) <= MAX_CELLS,
+                   "image": whole and self.reading.image is not None and maps.tokens[0] == "CLS"}
         return tuple(view for view in VIEWS if allowed[view])
 
     def layer_name(self, layer: int | None = None) -> str:
@@ -114,6 +115,8 @@ class ShowSession(Session):
         maps = self.maps()
         if view == "rollout" and maps.key_tokens is not None:
             return "Rollout follows self-attention through the layers; this part's queries and keys differ."
+        if view == "image":
+            return "The image view draws where a Vision Transformer's CLS token looks, over its image: this is no ViT's."
         limit = GRID_TOKENS if view in ("layer", "model") else MAX_CELLS
         return (f"The {view} view draws up to {limit} tokens; this text has {len(maps.tokens):,}. The head view "
                 "draws any length (a long map pooled into blocks; click one to zoom in).")

@@ -15,6 +15,7 @@ import ipywidgets as widgets
 
 from explorer.sessions.show import SETTINGS, ShowSession
 from explorer.threads import Throttle
+from explorer.views import images
 from explorer.views import language as long_view
 from explorer.views import pretrained as view
 from explorer.views import show as show_view
@@ -25,9 +26,10 @@ from explorer.widgets.heatmap_view import HeatmapView
 from explorer.widgets.plot import PlotView
 
 PANELS = itertools.count()  # each panel's figures get names of their own: a notebook shows many panels
-VIEW_LABELS = {"head": "head", "layer": "layer", "mean": "mean", "rollout": "rollout", "model": "all"}
+VIEW_LABELS = {"head": "head", "layer": "layer", "mean": "mean", "rollout": "rollout", "model": "all", "image": "image"}
 VIEW_TIPS = {"head": "one head", "layer": "every head of the layer", "mean": "mean over the layer's heads",
-             "rollout": "attention rollout up to the layer", "model": "every layer and head (bertviz's model view)"}
+             "rollout": "attention rollout up to the layer", "model": "every layer and head (bertviz's model view)",
+             "image": "where the CLS token looks, over the image"}
 
 
 def show(obj, inputs=None, **options) -> "ShowPanel":
@@ -227,6 +229,9 @@ class ShowPanel(widgets.VBox):
         if name == "model":
             names = (reading.layer_names[s.part], [s.head_name(h) for h in range(maps.n_heads)])
             return show_view.model_update(maps, *names), lambda: show_view.model_figure(maps, *names)
+        if name == "image":
+            record, title = reading.image_attention(s.part), f"{s.layer_name()}, head {s.head_name()}"
+            return {"structure": ("image", layer, head)}, lambda: images.pretrained_vit_figure(record, layer, head, title)
         if name == "mean":
             return (label(view.mean_update(maps, layer, token)),)
         if name == "rollout":
@@ -250,11 +255,13 @@ class ShowPanel(widgets.VBox):
         if canvas:
             widget.show(**{"zmax": 1.0, **update})
         elif self._structures.get(key) == update["structure"]:
-            view.apply_update(widget.figure, update)
-            widget.show(widget.figure)
+            if "data" in update:  # the image view's figure is whole in its structure: nothing to update
+                view.apply_update(widget.figure, update)
+                widget.show(widget.figure)
         else:
             figure = build()
-            view.apply_update(figure, update)
+            if "data" in update:
+                view.apply_update(figure, update)  # titles with the model's own layer and head labels
             self._structures[key] = update["structure"]
             widget.show(figure)
         if len(box.children) != 1 or box.children[0] is not widget:  # identity: figures compare by content
