@@ -26,7 +26,7 @@ from torch.overrides import TorchFunctionMode
 from explorer.capture import LOOKED_FOR, MHA, SDPA, capture_attention
 from explorer.maps import AttentionMaps, MapsInfo
 from explorer.models.hf import first_line
-from explorer.models.reading import (MAX_KEPT_BYTES, Reading, ablation_effect, batch_notice, check_finite, check_item,
+from explorer.models.shown import (MAX_KEPT_BYTES, Reading, ablation_effect, batch_notice, check_finite, check_item,
                                      context_length, cut_notice, labels, maps_bytes)
 
 KEEP = 4  # heads (and layers) of a long text kept once worked out: switching back is free

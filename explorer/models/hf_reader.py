@@ -23,7 +23,7 @@ import torch
 from explorer.models import hf
 from explorer.models.captured import ModuleReader, kept_output, patch_labels, run_forward
 from explorer.models.pretrained_vision import as_rgb, patch_token_labels
-from explorer.models.reading import MAX_KEPT_BYTES, Reading, context_length, cut_notice, weights_reading
+from explorer.models.shown import MAX_KEPT_BYTES, Reading, context_length, cut_notice, weights_reading
 
 MAX_TARGET_TOKENS = 64  # the greedy output of an encoder-decoder read when no target is given
 MAX_NEW_TOKENS = 200

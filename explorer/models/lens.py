@@ -15,7 +15,7 @@ import re
 import torch
 
 from explorer.models.hf import first_line
-from explorer.models.reading import Reading, ablation_effect, bertviz_reading, context_length, cut_notice
+from explorer.models.shown import Reading, ablation_effect, bertviz_reading, context_length, cut_notice
 
 PATTERN = re.compile(r"^blocks\.(\d+)\.attn\.hook_pattern$")
 

@@ -1,7 +1,7 @@
 """One door for ``explorer.show(obj, ...)``: the reader for whatever ``obj`` is.
 
 - an ``AttentionMaps`` record, the tuple ``output_attentions`` returns, a ``[layers, heads, queries, keys]`` tensor,
-  or a model output holding attentions: ``WeightsReader`` (``explorer.models.reading``);
+  or a model output holding attentions: ``WeightsReader`` (``explorer.models.shown``);
 - a TransformerLens model or ``ActivationCache``: ``explorer.models.lens``;
 - a transformers model (with ``tokenizer=`` or ``processor=``): ``explorer.models.hf_reader``;
 - any other ``nn.Module``: ``explorer.models.captured``.
@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from explorer.maps import AttentionMaps
-from explorer.models.reading import Reading, bertviz_reading, weights_reading
+from explorer.models.shown import Reading, bertviz_reading, weights_reading
 
 OPTIONS = ("tokenizer", "processor", "tokens", "key_tokens", "target")
 KINDS = ("a transformers model (with tokenizer= or processor=)", "any torch nn.Module", "a TransformerLens model or "

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from traitlets import Any, Int, List, TraitError, Unicode, observe, validate
 
-from explorer.models.reading import Reading
+from explorer.models.shown import Reading
 from explorer.sessions.base import Session, say_name
 
 VIEWS = ("head", "layer", "mean", "rollout", "model", "image")
@@ -36,7 +36,7 @@ class ShowSession(Session):
     text = Unicode("", help="text").tag(setting=True)
     new_tokens = Int(20, help="new tokens").tag(setting=True)
 
-    reading = Any(None)  # explorer.models.reading.Reading of the last input
+    reading = Any(None)  # explorer.models.shown.Reading of the last input
 
     def __init__(self, reader, inputs=None, owner=None, **settings):
         self.reader, self.inputs = reader, inputs
