@@ -10,6 +10,7 @@ from torch import nn
 
 import explorer
 from explorer.capture import LOOKED_FOR
+from explorer.views import language as long_view
 from tests.test_show import GPT, GPTConfig, TimmAttention
 
 
@@ -146,11 +147,12 @@ def test_a_text_past_the_context_is_cut_with_a_notice_and_drawn_pooled():
     assert reading.notice in panel.notice.value and len(panel.session.maps().tokens) == 8192
     assert not reading.is_whole("self-attention")  # the maps are worked out when shown, one head at a time
     head_map = panel.main.children[0]
-    assert head_map.shape == [512, 512] and "mean over blocks of 16 tokens" in head_map.title
+    size = -(-8192 // long_view.MAX_CELLS)  # tokens per block of the pooled map
+    assert head_map.shape == [-(-8192 // size)] * 2 and f"mean over blocks of {size} tokens" in head_map.title
     assert panel.session.views() == ("head",)
     panel.session.update(view="head", head=1)
     panel.wait()
     assert panel.session.maps().computed == 2
     head_map.click(100, 3)  # a block of the pooled map: its tokens, whole
     panel.wait()
-    assert panel.session.zoom >= 0 and head_map.shape == [400, 400]
+    assert panel.session.zoom >= 0 and head_map.shape == [long_view.ZOOM, long_view.ZOOM]
