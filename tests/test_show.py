@@ -203,7 +203,7 @@ def test_transformers_vit_with_its_processor(tokenizer):
     assert torch.allclose(maps.weights, torch.stack(expected.attentions)[:, 0], atol=TOLERANCE)
     panel.session.update(view="image", layer=1, head=2)  # the CLS row of that head over the image, patch by patch
     figure = panel.main.children[0].figure
-    drawn = next(trace for trace in figure.data if trace.name == "CLS map, layer 1 head 2")
+    drawn = next(trace for trace in figure.data if trace.name == "head 2")
     cls_row = maps.weights[1, 2, 0, 1:].reshape(4, 4)
     assert np.allclose(np.asarray(drawn.z)[::8, ::8], (cls_row / cls_row.max()).numpy(), atol=1e-5)
 

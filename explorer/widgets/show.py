@@ -229,9 +229,12 @@ class ShowPanel(widgets.VBox):
         if name == "model":
             names = (reading.layer_names[s.part], [s.head_name(h) for h in range(maps.n_heads)])
             return show_view.model_update(maps, *names), lambda: show_view.model_figure(maps, *names)
-        if name == "image":
-            record, title = reading.image_attention(s.part), f"{s.layer_name()}, head {s.head_name()}"
-            return {"structure": ("image", layer, head)}, lambda: images.pretrained_vit_figure(record, layer, head, title)
+        if name == "image":  # the Vision tab's gallery of CLS maps over the image, titled short for a notebook column
+            record = reading.image_attention(s.part)
+            columns = {f"head {s.head_name()}": record.heads[layer][:, head], "mean of heads": record.spatial[layer],
+                       "rollout": record.rollout[layer]}
+            build = lambda: images.gallery_figure(record.images, columns, [f"CLS token, {s.layer_name()}"], 180)  # noqa: E731
+            return {"structure": ("image", layer, head)}, build
         if name == "mean":
             return (label(view.mean_update(maps, layer, token)),)
         if name == "rollout":
