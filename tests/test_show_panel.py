@@ -48,6 +48,10 @@ def test_controls_reach_the_figures(gpt2, tokenizer):
     panel.figures["model"].click(5, {})  # the sixth small multiple: layer 1, head 1
     panel.wait()
     assert (panel.session.view, panel.session.layer, panel.session.head) == ("head", 1, 1)
+    panel.ablate_button.click()  # layer 1, head 1 zeroed: the logits move, layer 0's maps do not
+    panel.wait()
+    ablation = panel.ablation_box.children[0].figure
+    assert "ablated: L1H1 | output cosine" in ablation.layout.title.text and ablation.data[0].y[0] == 0
     panel.export_bar.target.value, panel.export_bar.format.value = "attention maps", "json"
     panel.export_bar.export()
     assert json.loads(panel.export_bar.last_file[1])["tokens"][:2] == ["[CLS]", "the"]

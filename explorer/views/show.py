@@ -32,7 +32,7 @@ def model_update(maps, layer_names, head_names) -> dict:
     weights = np.asarray(maps.weights, dtype=float)
     labelled = len(maps.tokens) <= MODEL_CELLS and len(maps.keys) <= MODEL_CELLS
     panels = [np.round(shrink(weights[l, h]), 3) for l in range(maps.n_layers) for h in range(maps.n_heads)]
-    titles = [f"L{layer_names[l]} H{head_names[h]}" if len(layer_names[l]) <= 4 else f"{l}.{head_names[h]}"
+    titles = [f"L{layer_names[l] if layer_names[l].isdigit() else l} H{head_names[h]}"  # a module path is too long
               for l in range(maps.n_layers) for h in range(maps.n_heads)]
     return {"structure": ("model", maps.n_layers, maps.n_heads, labelled), "data": [dict(z=z) for z in panels],
             "layout": dict(title=dict(text=f"every layer (rows) and head (columns): {maps.n_layers} x {maps.n_heads}; "

@@ -215,8 +215,10 @@ class ShowPanel(widgets.VBox):
         self.ablation_box.layout.display = None if change is not None else "none"
         if change is not None:
             ablated = s.ablated_here()
-            self._show(self.ablation_box, "ablation", view.ablation_update(change, reading.cosine, ablated),
-                       lambda: view.ablation_figure(change, reading.cosine, ablated))
+            update = view.ablation_update(change, reading.cosine, ablated)
+            title = update["layout"]["title"]["text"]  # here the cosine compares the model's outputs
+            update["layout"]["title"]["text"] = title.replace("embedding cosine", "output cosine")
+            self._show(self.ablation_box, "ablation", update, lambda: view.ablation_figure(change, reading.cosine, ablated))
 
     def _main_view(self, name: str, layer: int, head: int, token: int | None) -> tuple:
         """The update of the main view ``name`` (titles with the model's own layer and head labels), and its
