@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import itertools
+from dataclasses import replace
 
 import ipywidgets as widgets
 
@@ -20,6 +21,7 @@ from explorer.views import language as long_view
 from explorer.views import pretrained as view
 from explorer.views import show as show_view
 from explorer.views.export import export_scope
+from explorer.views.heatmaps import FigureUpdate
 from explorer.widgets.controls import StatusLine, bind, button, columns, section, shows_errors, tagged
 from explorer.widgets.export import ExportBar, maps_export
 from explorer.widgets.heatmap_view import HeatmapView
@@ -205,7 +207,7 @@ class ShowPanel(widgets.VBox):
             entropy = view.entropy_update(reading.entropy(s.part), len(maps.keys), layer, head)
             numbers = reading.layer_names[s.part]  # a record cut to some layers keeps the model's numbers
             if all(name.isdigit() for name in numbers):
-                entropy["y"] = [f"L{name}" for name in numbers]
+                entropy = replace(entropy, y=[f"L{name}" for name in numbers])
             self._show(self.entropy_box, "entropy", entropy)
         self.focus_box.layout.display = "none" if token is None or not whole else None
         if token is not None and whole:
@@ -215,9 +217,8 @@ class ShowPanel(widgets.VBox):
         self.ablation_box.layout.display = None if change is not None else "none"
         if change is not None:
             ablated = s.ablated_here()
-            update = view.ablation_update(change, reading.cosine, ablated)
-            title = update["layout"]["title"]["text"]  # here the cosine compares the model's outputs
-            update["layout"]["title"]["text"] = title.replace("embedding cosine", "output cosine")
+            update = view.ablation_update(change, reading.cosine, ablated)  # the cosine compares the model's outputs
+            update = show_view.titled(update, update.title.replace("embedding cosine", "output cosine"))
             self._show(self.ablation_box, "ablation", update, lambda: view.ablation_figure(change, reading.cosine, ablated))
 
     def _main_view(self, name: str, layer: int, head: int, token: int | None) -> tuple:
@@ -236,7 +237,7 @@ class ShowPanel(widgets.VBox):
             columns = {f"head {s.head_name()}": record.heads[layer][:, head], "mean of heads": record.spatial[layer],
                        "rollout": record.rollout[layer]}
             build = lambda: images.gallery_figure(record.images, columns, [f"CLS token, {s.layer_name()}"], 180)  # noqa: E731
-            return {"structure": ("image", layer, head)}, build
+            return FigureUpdate(("image", layer, head), ()), build
         if name == "mean":
             return (label(view.mean_update(maps, layer, token)),)
         if name == "rollout":
@@ -257,17 +258,15 @@ class ShowPanel(widgets.VBox):
             widget = self.figures[key] = PlotView(name=f"{self.key}-{key}-plot")
             if key == "model":
                 widget.on_click(self._on_model_click)
-        if canvas:
-            widget.show(**{"zmax": 1.0, **update})
-        elif self._structures.get(key) == update["structure"]:
-            if "data" in update:  # the image view's figure is whole in its structure: nothing to update
-                view.apply_update(widget.figure, update)
-                widget.show(widget.figure)
+        if canvas:  # weights on one scale, 0 to 1, unless the map says otherwise (a long text's pooled blocks)
+            widget.draw(update if update.zmax is not None else replace(update, zmax=1.0))
+        elif self._structures.get(key) == update.structure:
+            view.apply_update(widget.figure, update)
+            widget.show(widget.figure)
         else:
             figure = build()
-            if "data" in update:
-                view.apply_update(figure, update)  # titles with the model's own layer and head labels
-            self._structures[key] = update["structure"]
+            view.apply_update(figure, update)  # titles with the model's own layer and head labels
+            self._structures[key] = update.structure
             widget.show(figure)
         if len(box.children) != 1 or box.children[0] is not widget:  # identity: figures compare by content
             box.children = [widget]
