@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
+import time
+from dataclasses import dataclass, field, replace
 from importlib import resources
 
 import torch
@@ -149,15 +152,65 @@ def perplexity(losses: torch.Tensor, start: int = 0) -> float:
     return float(kept.mean().exp())
 
 
-def running_perplexity(losses: torch.Tensor, span: int = 128) -> torch.Tensor:
-    """At each position, the perplexity of the ``span`` losses up to it (fewer at the start)."""
-    losses = torch.as_tensor(losses, dtype=torch.float64)
-    total = torch.cat([torch.zeros(1, dtype=torch.float64), losses.cumsum(0)])
-    end = torch.arange(1, len(losses) + 1)
-    begin = (end - span).clamp_min(0)
-    return ((total[end] - total[begin]) / (end - begin)).exp()
-
-
 def bundled_text() -> str:
     """The bundled public-domain text (``TEXT_SOURCE``), a few thousand tokens long."""
     return resources.files("explorer.data").joinpath("texts", TEXT_FILE).read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class SinkRun:
+    """The sink experiment on one text: the token losses of each setting run so far, in order."""
+
+    window: int
+    sinks: int
+    tokens: int  # tokens of the text read
+    losses: dict = field(default_factory=dict)  # setting name -> [tokens - 1] loss of every token after the first
+    seconds: dict = field(default_factory=dict)  # setting name -> seconds its pass took
+    stopped: bool = False  # Stop ended it before every setting ran
+
+    @property
+    def settings(self) -> list[tuple[str, int | None, int]]:
+        """(name, window, sinks) of the three passes: full attention, the window, the window with the sinks."""
+        return [("full attention", None, 0), (f"window {self.window}", self.window, 0),
+                (f"window {self.window} + first {self.sinks}", self.window, self.sinks)]
+
+    def perplexities(self) -> dict[str, float]:
+        """Each setting's perplexity over the tokens the window changes (from position ``window`` on)."""
+        return {name: perplexity(losses, start=min(self.window, len(losses) - 1)) for name, losses in self.losses.items()}
+
+
+def sink_experiment(model, text: str, window: int = 256, sinks: int = 4, max_tokens: int = 2000, on_pass=None,
+                    on_progress=None, stop: threading.Event | None = None) -> SinkRun:
+    """Per-token losses of ``text`` (cut to ``max_tokens``) under full attention, a sliding ``window``, and the window
+    that keeps the first ``sinks`` tokens: one ``LanguageModel.token_losses`` pass each. ``on_pass(run)`` hears each
+    finished pass, ``on_progress(fraction)`` each layer; when ``stop`` is set the run ends within a layer and
+    returns the passes it finished (``stopped``)."""
+    window, sinks = check_window(window, sinks)
+    if window is None:
+        raise ValueError("The sink experiment compares a sliding window with full attention: set a window.")
+    ids, _ = model.encode(text, max_tokens)
+    if len(ids) < 2:
+        raise ValueError(f"The text has {len(ids)} token: a loss needs a token and one after it to predict.")
+    cut = model.tokenizer.decode(ids)
+    run = SinkRun(window, sinks, len(ids))
+    calls = [0]
+
+    def each_call() -> None:
+        if stop is not None and stop.is_set():
+            raise Stopped
+        calls[0] += 1
+        if on_progress is not None:
+            on_progress(min(1.0, calls[0] / (3 * model.n_layers)))
+
+    for name, setting_window, setting_sinks in run.settings:
+        started = time.perf_counter()
+        try:
+            with sliding_window(None, 0, each_call):  # watches the calls the window (if any) hands on
+                losses = model.token_losses(cut, setting_window, setting_sinks)
+        except Stopped:
+            return replace(run, stopped=True)
+        run = replace(run, tokens=len(losses) + 1, losses={**run.losses, name: losses},
+                      seconds={**run.seconds, name: time.perf_counter() - started})
+        if on_pass is not None:
+            on_pass(run)
+    return run
