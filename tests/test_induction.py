@@ -8,7 +8,8 @@ import torch
 
 from explorer import heads
 from explorer.data.sequences import make_task
-from explorer.induction import CROSSING, induction_curves, induction_scores, phase_change, phase_change_of
+from explorer.induction import induction_scores
+from explorer.phase import CROSSING, induction_curves, phase_change, phase_change_of
 from explorer.maps import AttentionMaps, InductionScores, Snapshot
 from explorer.models.transformer import TinyTransformer, TransformerConfig
 
@@ -138,3 +139,29 @@ def test_phase_change_of_snapshots_reads_their_scores():
     curves = induction_curves(snapshots + [Snapshot(2010, maps)])  # a snapshot without scores is left out
     assert curves["induction"].shape == (len(steps), 1, 2) and curves["steps"][-1] == 2000
     assert phase_change_of(snapshots) == phase_change(steps, loss, induction)
+
+
+def induction_run(layers: int, steps: int = 400):
+    """A small seeded budget: segments of 8 over 64 tokens, width 64, 4 heads, learned positions, lr 5e-3."""
+    from explorer.training import Trainer
+
+    data = make_task("induction", n_train=4000, n_test=64, length=8, vocab_size=64, seed=0)
+    torch.manual_seed(0)
+    model = TinyTransformer(TransformerConfig(vocab_size=64, n_layers=layers, causal=True, attention_only=True,
+                                              positional="learned"))
+    trainer = Trainer(model, data, lr=5e-3, seed=0, snapshot_every=50)
+    trainer.run(steps)
+    return trainer
+
+
+def test_two_attention_layers_form_an_induction_head_and_one_layer_does_not():
+    two, one = induction_run(2), induction_run(1)
+    formed, control = two.snapshots[-1].induction, one.snapshots[-1].induction
+    assert formed.top_induction > 0.8 and formed.second_copy_loss < 1.0
+    best = np.unravel_index(np.argmax(formed.induction), np.shape(formed.induction))
+    assert best[0] == 1  # the induction head is in the second layer, reading the first layer's previous-token head
+    assert max(formed.previous_token[0]) > 0.4
+    assert control.top_induction < 0.5 and control.second_copy_loss > 2.5
+    assert two.snapshots[0].induction.top_induction < 0.2  # it was not there at the start
+    phase = phase_change_of(two.snapshots)
+    assert phase.induction_step is not None and abs(phase.step - phase.induction_step) <= 100
