@@ -40,6 +40,74 @@ def since(start: tuple[float, float]) -> tuple[float, float]:
     return wall - start[0], cpu - start[1]
 
 
+PRESET, CONTROL = "induction heads form (Olsson et al. 2022)", "one layer cannot"
+MAX_STEPS = 4000
+
+
+def train_in_panel(preset: str, seed: int, steps: int, until_formed: bool) -> tuple[list, list]:
+    """Train the tab's ``preset`` from ``seed`` in a panel, as the dashboard does; stop once the head has formed
+    (``until_formed``). Returns the run's snapshots and, per redraw, (newest step, wall s, CPU s) since Train."""
+    from explorer.sessions.transformer_lab import TransformerLabSession
+    from explorer.widgets.transformer_lab import TransformerLabPanel
+
+    panel = TransformerLabPanel(TransformerLabSession(seed=seed, preset=preset))
+    panel.wait(600)
+    session, ticks = panel.session, []
+    trainer = session.runs[0].trainer
+
+    def on_redraw(_) -> None:
+        newest = trainer.snapshots[-1]
+        ticks.append((newest.step, *since(start)))
+        if until_formed and formed(newest) and session.training:
+            session.stop()
+
+    session.observe(on_redraw, "revision")
+    start = clocks()
+    session.train(steps)
+    panel.wait(3600)
+    return list(trainer.snapshots), ticks
+
+
+def formed(snapshot) -> bool:
+    """The goal: the second-copy loss below 0.5 and a head's induction score above 0.8."""
+    scores = snapshot.induction
+    return scores is not None and scores.second_copy_loss < 0.5 and scores.top_induction > 0.8
+
+
+def at_step(ticks: list, step: int | None) -> tuple[float, float]:
+    """Wall and CPU seconds since Train at the first redraw that showed ``step`` or later."""
+    return next(((wall, cpu) for shown, wall, cpu in ticks if step is not None and shown >= step), (float("nan"),) * 2)
+
+
+def induction_bench(seeds) -> None:
+    from explorer.phase import phase_change_of
+
+    needed = []
+    for seed in seeds:
+        snapshots, ticks = train_in_panel(PRESET, seed, MAX_STEPS, until_formed=True)
+        phase = phase_change_of(snapshots)
+        done = next((s.step for s in snapshots if formed(s)), None)
+        needed.append(done or snapshots[-1].step)
+        key = f"induction_seed{seed}"
+        for name, step in (("phase_change", phase and phase.step), ("head_at_0.5", phase and phase.induction_step),
+                           ("formed", done)):
+            wall, cpu = at_step(ticks, step)
+            print(f"{key}_{name}_step: {step}")
+            print(f"{key}_{name}_wall_seconds: {wall:.1f}" + ("  (goal <= 90 s on 2 cores)" if name == "formed" else ""))
+            print(f"{key}_{name}_cpu_seconds: {cpu:.1f}")
+        chance = snapshots[0].induction.second_copy_loss
+        plateau = max((s.step for s in snapshots if s.induction.second_copy_loss > chance - 0.5), default=0)
+        print(f"{key}_plateau_until_step: {plateau}  (the second-copy loss within 0.5 of its start, {chance:.2f})")
+        wall, cpu = ticks[-1][1:] if ticks else (float("nan"),) * 2
+        print(f"{key}_load_wall_per_cpu: {wall / max(cpu, 1e-9):.2f}")
+    steps = max(needed)
+    snapshots, _ = train_in_panel(CONTROL, seeds[0], steps, until_formed=False)
+    last = snapshots[-1].induction
+    print(f"induction_one_layer_steps: {snapshots[-1].step}  (the slowest 2-layer seed's)")
+    print(f"induction_one_layer_second_copy_loss: {last.second_copy_loss:.2f}  (goal > 2.5)")
+    print(f"induction_one_layer_top_induction_score: {last.top_induction:.2f}")
+
+
 def sink_bench(window: int, n_sinks: int, tokens: int) -> None:
     from explorer.models import language
 

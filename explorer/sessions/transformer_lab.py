@@ -36,7 +36,7 @@ DEFAULTS = dict(task="reverse", length=10, vocab=10, kind="encoder", layers=2, w
 DATES = dict(task="dates", kind="encoder-decoder", lr=3e-3, steps=600)
 # Olsson et al. 2022 in a minute: segments of 16 over 128 tokens, attention only; bench/findings.py times it.
 INDUCTION_HEADS = dict(task=INDUCTION, length=16, vocab=128, layers=2, width=64, heads=4, attention_only=True,
-                       positional="learned", lr=3e-3, steps=2000)
+                       positional="learned", lr=4e-3, steps=2000)
 PRESETS = {
     "reverse: 1 head vs 4 heads": dict(compare=True),
     "reverse with 2 layers and 4 heads": dict(),
