@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from explorer import heads
+from explorer.data.induction import is_induction  # noqa: F401  (training asks it here, beside the probe)
 from explorer.hooks import capture
 from explorer.maps import AttentionMaps, InductionScores, Snapshot
 from explorer.models.transformer import token_probe
