@@ -176,7 +176,8 @@ class SinkRun:
 
     def perplexities(self) -> dict[str, float]:
         """Each setting's perplexity over the tokens the window changes (from position ``window`` on)."""
-        return {name: perplexity(losses, start=min(self.window, len(losses) - 1)) for name, losses in self.losses.items()}
+        return {name: perplexity(losses, start=min(self.window, len(losses) - 1))
+                for name, losses in self.losses.items()}
 
 
 def sink_experiment(model, text: str, window: int = 256, sinks: int = 4, max_tokens: int = 2000, on_pass=None,

@@ -50,8 +50,9 @@ class InductionMonitor(widgets.VBox):
             for trace, (x, y) in zip(self.losses_figure.data[2 * i: 2 * i + 2], view.copy_losses_data(runs)):
                 trace.x, trace.y = x, y
         heads = [view.head_scores_data(runs) for runs in snapshots]  # per run: induction heads, then previous-token
-        halves = [half for key in range(2) for run in heads for half in run[key * len(run) // 2: (key + 1) * len(run) // 2]]
-        for trace, (x, y) in zip(self.scores_figure.data, halves):  # the figure's order: each score, each run
+        ordered = [curve for key in range(2) for run in heads  # the figure's order: each score, then each run
+                   for curve in run[key * len(run) // 2: (key + 1) * len(run) // 2]]
+        for trace, (x, y) in zip(self.scores_figure.data, ordered):
             trace.x, trace.y = x, y
         self.losses_figure.update_layout(**view.phase_marks(self.phases, now))
         self.losses.show(self.losses_figure)
