@@ -112,9 +112,11 @@ def phase_html(phases: dict, curves: dict) -> str:
         state = f"second-copy loss {loss:.2f}, best induction score {top:.2f} at step {now['steps'][-1]}"
         if phase is None:
             found = "no fall of the second-copy loss yet"
+        elif phase.induction_step is None:
+            found = (f"the second-copy loss falls fastest at step {phase.step}, but no head has reached an induction "
+                     "score of 0.5: no induction head, no phase change")
         else:
-            formed = (f"a head reached 0.5 at step {phase.induction_step}" if phase.induction_step is not None
-                      else "no head has reached an induction score of 0.5: no induction head")
-            found = f"fastest fall at step {phase.step} ({phase.fall:.2f} nats per 100 steps); {formed}"
+            found = (f"phase change at step {phase.step} (the second-copy loss falls fastest there, {phase.fall:.2f} "
+                     f"nats per 100 steps); a head's induction score reached 0.5 at step {phase.induction_step}")
         lines.append(f"<b>{html.escape(name)}</b>: {found}. Now: {state}.")
     return "<br>".join(lines)
