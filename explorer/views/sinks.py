@@ -11,6 +11,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 SPAN = 100  # tokens in each point's running perplexity
+SETTLE = 10  # positions left out of the y range: the first tokens are guessed from almost nothing
 COLORS = ("#1f77b4", "#d62728", "#2ca02c")  # full attention, window, window + sinks
 
 
@@ -46,6 +47,9 @@ def sinks_figure(run=None, height: int = 300) -> go.Figure:
                                  hovertemplate=f"{name}<br>token %{{x}}<br>perplexity %{{y:.1f}}<extra></extra>"))
     fig.update_xaxes(title_text="position in the text (token)", rangemode="tozero")
     fig.update_yaxes(title_text=f"perplexity of the last {SPAN} tokens", type="log")
+    settled = np.concatenate([y[SETTLE:] for _, y in sinks_data(run)]) if run is not None else np.zeros(0)
+    if len(settled):  # the first few tokens, predicted from almost nothing, would squash the rest against the axis
+        fig.update_yaxes(range=[np.log10(settled.min() / 1.5), np.log10(settled.max() * 1.5)])
     if run is not None:
         fig.add_vline(x=run.window, line=dict(color="#555", dash="dash", width=1))
         fig.add_annotation(x=run.window, y=1, yref="paper", xanchor="left", showarrow=False, font=dict(size=11),
@@ -64,12 +68,14 @@ def sinks_html(run) -> str:
     if not found:
         return "<i>No pass finished yet.</i>"
     full = found.get("full attention")
+    cell = "<td style='padding:2px 12px'>"
     rows = "".join(
-        f"<tr><td>{html.escape(name)}</td><td>{value:.1f}</td>"
-        f"<td>{'' if full is None else f'{value / full:.2f}x'}</td><td>{run.seconds[name]:.0f} s</td></tr>"
+        f"<tr>{cell}{html.escape(name)}</td>{cell}{value:.1f}</td>"
+        f"{cell}{'' if full is None else f'{value / full:.2f}x'}</td>{cell}{run.seconds[name]:.0f} s</td></tr>"
         for name, value in found.items())
     missing = 3 - len(found)
     note = f"<br><i>Stopped: {missing} setting{'s' * (missing != 1)} not run.</i>" if run.stopped else ""
-    return (f"<table class='ae-sinks-table'><tr><th>setting</th><th>perplexity past token {run.window}</th>"
-            f"<th>vs full</th><th>time</th></tr>{rows}</table>"
+    head = "".join(f"<th style='padding:2px 12px;text-align:left'>{title}</th>" for title in
+                   ("setting", f"perplexity past token {run.window}", "vs full attention", "time"))
+    return (f"<table class='ae-sinks-table'><tr>{head}</tr>{rows}</table>"
             f"<small>{run.tokens} tokens read, one pass per setting.</small>{note}")

@@ -15,7 +15,7 @@ from explorer.views import sinks as view
 from explorer.widgets.controls import bind, button, labelled, tagged
 from explorer.widgets.plot import PlotView
 
-TEXT_CHOICES = [("The Book of Ruth", "bundled"), ("the prompt", "prompt")]
+TEXT_CHOICES = [("Book of Ruth", "bundled"), ("the prompt", "prompt")]
 
 
 class SinksBox:
@@ -27,7 +27,7 @@ class SinksBox:
         self.window = tagged(w.IntText(layout=narrow), "ae-llm-window")
         self.sinks = tagged(w.IntText(layout=narrow), "ae-llm-sinks")
         self.tokens = tagged(w.IntText(layout=narrow), "ae-llm-sink-tokens")
-        self.text = tagged(w.ToggleButtons(options=TEXT_CHOICES, style=dict(button_width="120px")), "ae-llm-sink-text")
+        self.text = tagged(w.ToggleButtons(options=TEXT_CHOICES, style=dict(button_width="110px")), "ae-llm-sink-text")
         self.bindings = [bind(self.window, session, "window"), bind(self.sinks, session, "sinks"),
                          bind(self.tokens, session, "sink_tokens"), bind(self.text, session, "sink_text")]
         self.run_button = button("Run the sink experiment", session.run_sinks, "ae-llm-run-sinks", "primary",
