@@ -61,7 +61,7 @@ def train_in_panel(preset: str, seed: int, steps: int, until_formed: bool) -> tu
         if until_formed and formed(newest) and session.training:
             session.stop()
 
-    session.observe(on_redraw, "revision")
+    session.observe(on_redraw, "lab_view")
     start = clocks()
     session.train(steps)
     panel.wait(3600)

@@ -8,9 +8,9 @@ Stop keeps the curves so far.
 
 from __future__ import annotations
 
-from traitlets import HasTraits, Instance, Int, TraitError, Unicode, validate
+from traitlets import HasTraits, Instance, Int, TraitError, validate
 
-from explorer.sessions.base import say_name
+from explorer.sessions.rules import Choice
 from explorer.sinks import SinkRun, bundled_text, check_window, sink_experiment
 
 SINK_TEXTS = ("bundled", "prompt")  # The Book of Ruth (explorer.sinks.TEXT_SOURCE), or the prompt box
@@ -23,7 +23,7 @@ class SinkExperiment(HasTraits):
     window = Int(256, help="window").tag(link=True)
     sinks = Int(4, help="sink tokens").tag(link=True)
     sink_tokens = Int(2000, help="tokens of the text").tag(link=True)
-    sink_text = Unicode("bundled", help="text of the sink experiment").tag(link=True)
+    sink_text = Choice(SINK_TEXTS, help="text of the sink experiment").tag(link=True)
 
     sink_run = Instance(SinkRun, allow_none=True)  # the last experiment's losses, kept when it was stopped
 
@@ -37,13 +37,6 @@ class SinkExperiment(HasTraits):
                      "sink_tokens": "The experiment reads 2 tokens or more"}[name]
             raise TraitError(f"{words}, up to {MAX_SINK_TOKENS}; got {value}.")
         return value
-
-    @validate("sink_text")
-    def _valid_sink_text(self, proposal):
-        if proposal["value"] not in SINK_TEXTS:
-            raise TraitError(f"Unknown text '{say_name(proposal['value'])}' for the sink experiment. "
-                             f"Choose one of: {', '.join(SINK_TEXTS)}.")
-        return proposal["value"]
 
     def check_settings(self) -> None:
         try:

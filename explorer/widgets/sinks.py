@@ -12,28 +12,30 @@ import ipywidgets as widgets
 
 from explorer.sinks import TEXT_SOURCE
 from explorer.views import sinks as view
-from explorer.widgets.controls import bind, button, labelled, tagged
+from explorer.widgets.controls import Form, Row, button, control, tagged
 from explorer.widgets.plot import PlotView
 
-TEXT_CHOICES = [("Book of Ruth", "bundled"), ("the prompt", "prompt")]
+w = widgets
+ROWS = (
+    Row("window", control(w.IntText, "110px"), "window (tokens)", "ae-llm-window"),
+    Row("sinks", control(w.IntText, "110px"), "first tokens kept", "ae-llm-sinks"),
+    Row("sink_tokens", control(w.IntText, "110px"), "tokens to read", "ae-llm-sink-tokens"),
+    Row("sink_text", control(w.ToggleButtons, style=dict(button_width="110px")), tag="ae-llm-sink-text",
+        options=lambda s: [("Book of Ruth", "bundled"), ("the prompt", "prompt")]),
+)
 
 
 class SinksBox:
     """``controls`` go in the panel's left column, ``outputs`` in its right one."""
 
     def __init__(self, session, stop):
-        w, narrow = widgets, widgets.Layout(width="110px")
         self.session = session
-        self.window = tagged(w.IntText(layout=narrow), "ae-llm-window")
-        self.sinks = tagged(w.IntText(layout=narrow), "ae-llm-sinks")
-        self.tokens = tagged(w.IntText(layout=narrow), "ae-llm-sink-tokens")
-        self.text = tagged(w.ToggleButtons(options=TEXT_CHOICES, style=dict(button_width="110px")), "ae-llm-sink-text")
-        self.bindings = [bind(self.window, session, "window"), bind(self.sinks, session, "sinks"),
-                         bind(self.tokens, session, "sink_tokens"), bind(self.text, session, "sink_text")]
+        self.form = Form(session, ROWS, label_width="130px")
+        self.window, self.sinks, self.tokens, self.text = (self.form[name] for name in
+                                                           ("window", "sinks", "sink_tokens", "sink_text"))
         self.run_button = button("Run the sink experiment", session.run_sinks, "ae-llm-run-sinks", "primary",
                                  "play", "210px")
-        self.controls = [labelled("window (tokens)", self.window), labelled("first tokens kept", self.sinks),
-                         labelled("tokens to read", self.tokens), self.text, w.HBox([self.run_button, stop])]
+        self.controls = [*self.form.rows("window", "sinks", "sink_tokens", "sink_text"), w.HBox([self.run_button, stop])]
         self.progress = tagged(w.FloatProgress(value=0, min=0, max=1, description="passes",
                                                layout=w.Layout(width="320px")), "ae-llm-sink-progress")
         self.plot = PlotView(view.sinks_figure(), name="ae-llm-sinks")
