@@ -15,6 +15,7 @@ from traitlets import Any, Bool, Float, Int, List, TraitError, Unicode, observe,
 
 from explorer.sessions.base import Session, ablated_heads, place_in_model
 from explorer.sessions.rules import Choice
+from explorer.sessions.sinks import SinkExperiment
 
 INDUCTION_LENGTH = 20
 PRESETS = {  # "layer" and "head" where the story names its head; the others open the head their run finds
@@ -23,6 +24,7 @@ PRESETS = {  # "layer" and "head" where the story names its head; the others ope
                             max_new_tokens=8, temperature=0.0, view="head", zoom=-1),
     "a question and its answer": dict(prompt="Question: What is the capital of France?\nAnswer:", max_new_tokens=8,
                                       temperature=0.0, layer=10, head=0, view="head", zoom=-1),
+    "attention sinks (Xiao et al. 2023)": dict(window=256, sinks=4, sink_tokens=2000, sink_text="bundled"),
 }
 VIEWS = ("head", "layer")
 DEFAULT_PROMPT = "Once upon a time, there was a little cat who"
@@ -42,8 +44,9 @@ def _load(name_or_path: str):
     return language.load(name_or_path or None)
 
 
-class LanguageSession(Session):
-    """One decoder-only language model and its last generation; ``generation`` is what the views draw."""
+class LanguageSession(SinkExperiment, Session):
+    """One decoder-only language model and its last generation; ``generation`` is what the views draw (and
+    ``sink_run`` the sink experiment's, ``explorer.sessions.sinks``)."""
 
     key = "llm"
     title = "Language model"
@@ -182,6 +185,8 @@ class LanguageSession(Session):
         if self.language_model is None:
             self._pending = (preset, given)
             return
+        if preset == "attention sinks (Xiao et al. 2023)":  # its story is the perplexity, not a generation
+            return self.run_sinks()
         if "layer" in given or "head" in given or preset not in ("induction heads", "attention sinks"):
             return self.generate()
         if preset == "induction heads":

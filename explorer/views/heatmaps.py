@@ -32,12 +32,15 @@ class CanvasMap:
     x_angle: int | None = None
     zmin: float | None = None
     zmax: float | None = None
+    x_title: str | None = None
+    y_title: str | None = None
     height: int | None = None  # pixels, for a map whose rows must stay tall enough to click
 
     def traits(self) -> dict:
         """What the map sets on a ``HeatmapView``."""
         given = dict(matrix=self.matrix, x=list(self.x), y=list(self.y), outlines=list(self.outlines), title=self.title,
-                     x_angle=self.x_angle, zmin=self.zmin, zmax=self.zmax, height=self.height)
+                     x_angle=self.x_angle, zmin=self.zmin, zmax=self.zmax, x_title=self.x_title, y_title=self.y_title,
+                     height=self.height)
         return {name: value for name, value in given.items() if value is not None}
 
 

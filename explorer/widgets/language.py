@@ -26,6 +26,7 @@ from explorer.widgets.controls import (Form, ModelBox, Row, StatusLine, button, 
 from explorer.widgets.export import CopyLink, ExportBar, maps_export
 from explorer.widgets.heatmap_view import HeatmapView
 from explorer.widgets.plot import PlotView
+from explorer.widgets.sinks import SinksBox
 from explorer.widgets.work import WorkLine
 
 SCORES = ("previous token", "attention sink", "self", "entropy", "induction")
@@ -110,6 +111,7 @@ class LanguagePanel(widgets.VBox):
         bertviz = button("Render bertviz head view", self.render_bertviz, "ae-llm-bertviz-render", width="200px")
         self.export_bar = ExportBar(s, {"head map": "ae-llm-head", "head finder": "ae-llm-finder"},
                                     {"attention maps": maps_export(self.export_maps)}, name="llm")
+        self.sink_box = SinksBox(s, button("Stop", s.stop_work, "ae-llm-sink-stop", "warning", "stop", "90px"))
         self.controls = w.VBox([
             section("Model", self.model_box), section("Example", self.preset), section("Prompt", self.prompt),
             section("Generation", self.max_new_tokens, self.temperature, self.seed,
@@ -119,6 +121,7 @@ class LanguagePanel(widgets.VBox):
             section("Head ablation (induction probe)", w.HBox([self.ablate_button, restore],
                                                               layout=w.Layout(flex_flow="row wrap"))),
             section(f"bertviz (offline, first {bertviz_view.MAX_TOKENS} tokens)", bertviz),
+            section("Attention sinks (Xiao et al. 2023)", *self.sink_box.controls),
             section("Export", self.export_bar),
             section("Share", CopyLink(lambda: links.query(s.key, s.state()))),
             self.status, WorkLine(s),
@@ -138,7 +141,7 @@ class LanguagePanel(widgets.VBox):
                       layout=w.Layout(display="flex", flex_flow="row wrap", width="100%"))
         self.bertviz_box = BertvizFrame("ae-llm-bertviz")
         self.outputs = w.VBox([self.text, self.main, self.main_words, small, self.probe, self.probe_words,
-                               self.bertviz_box], layout=w.Layout(flex="1 1 560px", min_width="0"))
+                               self.bertviz_box, self.sink_box.outputs], layout=w.Layout(flex="1 1 560px", min_width="0"))
 
     # ----- session -> panel --------------------------------------------------------------------------------------
     def _on_model(self) -> None:

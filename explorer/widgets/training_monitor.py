@@ -15,6 +15,7 @@ from explorer.views import training as view
 from explorer.views import translation as translation_view
 from explorer.views import words
 from explorer.widgets.controls import explain, explanation, tagged
+from explorer.widgets.induction_monitor import InductionMonitor
 from explorer.widgets.large_head import LargeHead
 from explorer.widgets.plot import PlotView
 
@@ -47,7 +48,9 @@ class TrainingMonitor(widgets.VBox):
         self.grid_views: list[PlotView] = []
         self.prediction_views: list[widgets.HTML] = []
         self.large = LargeHead("ae-tl-head-large")
-        super().__init__([self.step_label, self.curves, self.translation_curves, self.alignments, self.predictions,
+        self.induction = InductionMonitor()
+        super().__init__([self.step_label, self.curves, self.induction, self.translation_curves, self.alignments,
+                          self.predictions,
                           w.HBox([self.play, self.timeline, self.timeline_label], layout=w.Layout(flex_flow="row wrap")),
                           self.grids, self.grid_words, self.large],
                          layout=w.Layout(flex="1 1 560px", min_width="0"))
@@ -72,6 +75,7 @@ class TrainingMonitor(widgets.VBox):
         self.translation_curves.layout.display = self.alignments.layout.display = None if translating else "none"
         self.alignment_views = [widgets.HTML() for _ in runs] if translating else []
         self.alignments.children = self.alignment_views
+        self.induction.build([run.name for run in runs], [run.snapshots for run in runs])
         for i, run in enumerate(runs):
             maps = run.snapshot.maps
             kind = "cross-attention" if maps.key_tokens is not None else "self-attention"
@@ -132,7 +136,6 @@ class TrainingMonitor(widgets.VBox):
                 self.alignment_views[i].value = translation_view.alignment_html(snapshot, run.name)
             grid.show(figure)
             prediction.value = view.prediction_html(snapshot, run.name)
-            self.timeline_label.value = f"step {snapshot.step}"
         self._follow(index)
 
     def _follow(self, index: int) -> None:
@@ -146,7 +149,9 @@ class TrainingMonitor(widgets.VBox):
             view.run_header(run.name, step, run.step, run.history) for run, step in zip(runs, steps)) + "</b>"
         self.curves_figure.layout.shapes = view.step_marks(steps[0]) if runs else ()
         self.curves.show(self.curves_figure)
+        self._draw_induction(None if following else index)
         if shown and shown[0] is not None:
+            self.timeline_label.value = f"step {shown[0].step}{self.induction.marked(shown[0].step)}"
             explain(self.grid_words, words.training_heads(shown[0].step, shown[0].maps.key_tokens is not None))
         self._draw_large(shown)
 
@@ -166,3 +171,10 @@ class TrainingMonitor(widgets.VBox):
             return self.large.hide()
         title = f"{self.record.runs[run].name} · layer {layer}, head {head} at step {shown[run].step}"
         self.large.show_head(shown[run].maps, layer, head, title, run)
+
+    def _draw_induction(self, index: int | None) -> None:
+        """The induction curves, with the step of snapshot ``index`` (None: the newest) marked."""
+        runs = self.record.runs if self.record is not None else ()
+        snapshots = runs[0].snapshots if runs else ()
+        now = snapshots[min(index, len(snapshots) - 1)].step if index is not None and snapshots else None
+        self.induction.draw([run.name for run in runs], [run.snapshots for run in runs], now)
