@@ -21,7 +21,7 @@ from explorer import links
 from explorer.sessions.base import friendly_error, unknown_name
 from explorer.threads import Worker, home
 from explorer.widgets.page_watch import PageWatch
-from explorer.widgets.present import PRESENT_CSS, PresentSwitch
+from explorer.widgets.present import PresentSwitch, presentable
 
 
 @dataclass(frozen=True)
@@ -46,12 +46,11 @@ TABS = (
 )
 ALIASES: dict[str, str] = {"cbam": "vision"}  # older tab names in links -> the tab that shows them now
 
-APP_CSS = f"""
+APP_CSS = """
 <style>
-.ae-app .widget-tab > .p-TabBar .p-TabBar-tab, .ae-app .lm-TabBar-tab {{ min-width: 150px; }}
-.ae-status {{ min-height: 1.4em; }}
-.ae-app {{ max-width: 100%; }}
-{PRESENT_CSS}
+.ae-app .widget-tab > .p-TabBar .p-TabBar-tab, .ae-app .lm-TabBar-tab { min-width: 150px; }
+.ae-status { min-height: 1.4em; }
+.ae-app { max-width: 100%; }
 </style>
 """
 TRUE = ("1", "true", "yes", "on")
@@ -86,13 +85,13 @@ class ExplorerApp(widgets.VBox):
         self.notice = widgets.HTML(layout=widgets.Layout(flex="1 1 auto"))
         self.notice.add_class("ae-notice")
         self.present = PresentSwitch()
-        self.present.observe(lambda change: self._present(change["new"]), "on")
         placeholders = [widgets.HTML(f"<i>Opening {html.escape(s.title)}…</i>") for s in self.tabs]
         self.tab = widgets.Tab(children=placeholders, titles=[s.title for s in self.tabs])
         self.watch = PageWatch(on_gone=self.stop_work)
         header = widgets.HBox([self.notice, self.present], layout=widgets.Layout(align_items="center"))
         super().__init__([widgets.HTML(APP_CSS), header, self.tab, self.watch])
         self.add_class("ae-app")
+        presentable(self, self.present)
         start = 0
         if tab:
             try:
@@ -106,9 +105,6 @@ class ExplorerApp(widgets.VBox):
     def say(self, text: str) -> None:
         """A notice above the tabs (a link that could not be applied in full): amber, the page still works."""
         self.notice.value = f'<span class="ae-status-warning" style="color:#9a6700">{html.escape(text)}</span>' if text else ""
-
-    def _present(self, on: bool) -> None:
-        (self.add_class if on else self.remove_class)("ae-present")
 
     # ----- building tabs -----------------------------------------------------------------------------------------
     def _on_select(self, change) -> None:

@@ -1,5 +1,6 @@
 // The "present" switch: large text, maps and click targets for a projector. It puts the class `ae-present` on the
-// dashboard (the kernel does too, for pages that connect later) and tells every figure to draw itself again.
+// box it serves, the dashboard or a panel of show() (the kernel does too, for pages that connect later), and tells
+// every figure to draw itself again.
 function render({ model, el }) {
   const button = document.createElement("button");
   button.className = "jupyter-button widget-button widget-toggle-button ae-present-switch";
@@ -9,7 +10,7 @@ function render({ model, el }) {
     const on = model.get("on");
     button.textContent = on ? "Present: on" : "Present";
     button.classList.toggle("mod-active", on);
-    const app = el.closest(".ae-app");
+    const app = el.closest(".ae-presentable");
     if (app) app.classList.toggle("ae-present", on);
     window.dispatchEvent(new Event("ae-present"));
   };
