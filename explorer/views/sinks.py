@@ -46,7 +46,8 @@ def sinks_figure(run=None, height: int = 300) -> go.Figure:
         fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=name, line=dict(color=color, width=2),
                                  hovertemplate=f"{name}<br>token %{{x}}<br>perplexity %{{y:.1f}}<extra></extra>"))
     fig.update_xaxes(title_text="position in the text (token)", rangemode="tozero")
-    fig.update_yaxes(title_text=f"perplexity of the last {SPAN} tokens", type="log")
+    # ticks at 1, 2 and 5 of each decade: plotly labels every digit of a short log range, and they run together
+    fig.update_yaxes(title_text=f"perplexity of the last {SPAN} tokens", type="log", dtick="D2")
     settled = np.concatenate([y[SETTLE:] for _, y in sinks_data(run)]) if run is not None else np.zeros(0)
     if len(settled):  # the first few tokens, predicted from almost nothing, would squash the rest against the axis
         fig.update_yaxes(range=[np.log10(settled.min() / 1.5), np.log10(settled.max() * 1.5)])

@@ -192,7 +192,8 @@ function render({ model, el }) {
       const tickWidth = Math.max(...ticks.map((t) => ctx.measureText(t.text).width));
       bar = 18 + Math.max(12 + 4 + tickWidth, ctx.measureText(model.get("colorbar_title")).width) + 8;
     }
-    const titleLines = wrap(ctx, model.get("title"), size.title, width - 16);
+    // The title keeps clear of the colour bar's column, whose title stands level with the title's last line.
+    const titleLines = wrap(ctx, model.get("title"), size.title, width - 16 - bar);
     const axisTitle = model.get("y_title") ? size.axis + 10 : 0;
     // A label turned by the angle reaches left of its column by its width times the cosine: room for the first.
     const left = Math.max(8 + axisTitle + yLabelWidth + 6, angle ? Math.cos(turn) * xLabelWidth + 4 : 0);
