@@ -5,10 +5,13 @@ each is measured). With ``AE_SHOTS=folder`` each view is saved there as a screen
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from explorer import links
+from tests.browser.conftest import ROOT
 from tests.browser.helpers import FIND_PLOT, open_dashboard, wait_for_figure
 from tests.browser.layout import layout_problems
 
@@ -58,12 +61,36 @@ def vision(page) -> None:
     page.wait_for_selector(".ae-vision .ae-status-ok:has-text('Stopped')", timeout=120_000)
 
 
-TABS = {  # link key: (the panel's CSS class, its main action)
-    "mechanism": ("ae-mechanism", mechanism),
-    "pretrained": ("ae-pretrained", pretrained),
-    "llm": ("ae-llm", language),
-    "transformer": ("ae-transformer-lab", transformer),
-    "vision": ("ae-vision", vision),
+def sinks(page) -> None:
+    page.wait_for_selector(".ae-llm .ae-status-ok", timeout=300_000)  # SmolLM2 is loaded
+    page.locator(".ae-llm-run-sinks").click()
+    page.wait_for_selector(".ae-llm .ae-status-ok:has-text('Perplexity past token')", timeout=600_000)
+    page.locator(".ae-llm-sinks").first.scroll_into_view_if_needed()
+
+
+def induction(page) -> None:
+    page.wait_for_selector(".ae-transformer-lab .ae-status-ok", timeout=240_000)
+    page.locator(".ae-tl-train").click()
+    page.wait_for_selector(".ae-transformer-lab .ae-status-ok:has-text('Test set')", timeout=600_000)
+    page.wait_for_function("() => document.querySelector('.ae-tl-phase').innerText.length > 0", timeout=60_000)
+
+
+def speech(page) -> None:
+    page.wait_for_selector(".ae-speech .ae-speech-summary .ae-speech-text", timeout=480_000)
+    page.wait_for_function(f"() => {{ const p = ({FIND_PLOT})('ae-speech-spectrogram'); return p && p.data[0].x.length; }}",
+                           timeout=60_000)
+
+
+TABS = {  # name: (link key, link settings, the panel's CSS class, its main action)
+    "mechanism": ("mechanism", {}, "ae-mechanism", mechanism),
+    "pretrained": ("pretrained", {}, "ae-pretrained", pretrained),
+    "llm": ("llm", {}, "ae-llm", language),
+    "sinks": ("llm", dict(window=16, sinks=4, sink_tokens=160), "ae-llm", sinks),
+    "speech": ("speech", dict(clip="German", task="translate"), "ae-speech", speech),
+    "transformer": ("transformer", {}, "ae-transformer-lab", transformer),
+    "induction": ("transformer", dict(preset="2 layers vs 1 layer", length=8, vocab=64, steps=40), "ae-transformer-lab",
+                  induction),
+    "vision": ("vision", {}, "ae-vision", vision),
 }
 
 
@@ -71,7 +98,7 @@ def present(page, on: bool) -> None:
     switch = page.locator(".ae-present-switch")
     if ("on" in switch.inner_text()) != on:
         switch.click()
-    page.wait_for_function("(on) => !!document.querySelector('.ae-app.ae-present') === on", arg=on)
+    page.wait_for_function("(on) => !!document.querySelector('.ae-presentable.ae-present') === on", arg=on)
     page.wait_for_timeout(1500)  # figures draw themselves again
 
 
@@ -93,11 +120,61 @@ def shoot(page, name: str) -> None:
 
 @pytest.mark.parametrize("tab", list(TABS))
 def test_no_text_is_clipped_overlapped_or_too_small(page, dashboard_url, tab):
-    panel, action = TABS[tab]
+    key, settings, panel, action = TABS[tab]
     page.set_viewport_size({"width": 1400, "height": 900})
     page.set_default_timeout(120_000)
-    open_dashboard(page, dashboard_url, f"tab={tab}")
+    open_dashboard(page, dashboard_url, links.query(key, links.encode(settings) if settings else None)[1:])
     action(page)
+    assert_fits(page, panel, tab)
+
+
+SHOW_NOTEBOOK = """import explorer
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+model, tokenizer = AutoModelForCausalLM.from_pretrained({folder!r}), AutoTokenizer.from_pretrained({folder!r})
+explorer.show(model, "The cat sat on the mat because it was tired, and then the cat slept.", tokenizer=tokenizer)"""
+
+
+@pytest.fixture(scope="module")
+def show_url(browser, tmp_path_factory):
+    """Voila serving a notebook that shows a small random GPT-2 with ``explorer.show()``, as a user's own would."""
+    import nbformat
+
+    from explorer.cli import voila_command, voila_env, wait_until_warm
+    from tests.browser.conftest import free_port, stop_server
+    from tests.conftest import save_tiny_gpt2
+
+    folder = tmp_path_factory.mktemp("show")
+    save_tiny_gpt2(folder / "gpt2")
+    notebook = folder / "show.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        SHOW_NOTEBOOK.format(folder=str(folder / "gpt2")))]), notebook)
+    port, log_path = free_port(), folder / "voila.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(voila_command(notebook, port, open_browser=False, ip="127.0.0.1"), cwd=ROOT,
+                                   env=voila_env(dict(os.environ)), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        if not wait_until_warm(process, port, 1, timeout=180.0):
+            raise RuntimeError("Voila did not serve the show() notebook within 180 s")
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        stop_server(process, log_path, "SHOW_VOILA_LOG")
+
+
+def test_a_show_panel_is_not_clipped_overlapped_or_too_small(page, show_url):
+    page.set_viewport_size({"width": 1400, "height": 900})
+    page.set_default_timeout(120_000)
+    page.goto(show_url, wait_until="domcontentloaded")
+    page.wait_for_selector(".ae-show .ae-present-switch", timeout=120_000)
+    page.locator(".ae-show-0-token select").select_option(index=3)  # a token's bars, then one head ablated
+    page.wait_for_function(f"() => {{ const p = ({FIND_PLOT})('ae-show-0-focus-plot'); return p && p.data.length; }}")
+    page.locator(".ae-show-0-ablate").click()
+    page.wait_for_function(f"() => {{ const p = ({FIND_PLOT})('ae-show-0-ablation-plot'); return p && p.data.length; }}")
+    assert_fits(page, "ae-show", "show")
+
+
+def assert_fits(page, panel: str, name: str) -> None:
+    """No layout problem in ``panel`` at any of the sizes, plain and in present mode (screenshots with AE_SHOTS)."""
     found = {}
     for on in (False, True):
         present(page, on)
@@ -106,7 +183,7 @@ def test_no_text_is_clipped_overlapped_or_too_small(page, dashboard_url, tab):
             page.wait_for_timeout(1200)  # figures follow their boxes' new widths
             found[(width, height, on)] = layout_problems(page, panel, LEAST_PX if on else None)
             if (width, height, on) in ((1400, 900, False), (1280, 720, True)):
-                shoot(page, f"{tab}-{width}x{height}{'-present' if on else ''}")
+                shoot(page, f"{name}-{width}x{height}{'-present' if on else ''}")
     problems = [f"{w}x{h}{' present' if on else ''}: {problem}" for (w, h, on), found_here in found.items()
                 for problem in found_here]
     assert not problems, "\n".join(problems)
