@@ -182,3 +182,15 @@ def test_present_mode_opens_large_and_the_switch_turns_it_off(gpt2, tokenizer):
     assert "ae-present" not in explorer.show(gpt2, "The cat sat.", tokenizer=tokenizer)._dom_classes
     with pytest.raises(TypeError, match="present is True"):
         explorer.show(gpt2, "The cat sat.", tokenizer=tokenizer, present="yes")
+
+
+def test_writing_shows_its_work_line_with_stop(gpt2, tokenizer):
+    from explorer.widgets.work import WorkLine
+
+    panel = explorer.show(gpt2, "The cat sat.", tokenizer=tokenizer)
+    work = tagged_widget(panel, "ae-work")
+    assert isinstance(work, WorkLine) and not work.busy
+    panel.session.generate()
+    assert work.busy and work.stoppable  # the page counts the seconds and offers Stop while it writes
+    panel.wait()
+    assert not work.busy and not work.stoppable

@@ -27,6 +27,7 @@ from explorer.widgets.export import ExportBar, maps_export
 from explorer.widgets.heatmap_view import HeatmapView
 from explorer.widgets.plot import PlotView
 from explorer.widgets.present import PresentSwitch, presentable
+from explorer.widgets.work import WorkLine
 
 PANELS = itertools.count()  # each panel's figures get names of their own: a notebook shows many panels
 VIEW_LABELS = {"head": "head", "layer": "layer", "mean": "mean", "rollout": "rollout", "model": "all", "image": "image"}
@@ -130,7 +131,7 @@ class ShowPanel(widgets.VBox):
             hidden(section("Head ablation", w.HBox([self.ablate_button, restore], layout=w.Layout(flex_flow="row wrap"))),
                    reader.can_ablate),
             section("Export", self.export_bar),
-            self.status,
+            self.status, WorkLine(s),
         ], layout=w.Layout(width=width, flex=f"0 0 {width}"))
 
     def _build_outputs(self) -> None:

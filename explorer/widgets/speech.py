@@ -22,6 +22,7 @@ from explorer.widgets.heatmap_view import HeatmapView
 from explorer.widgets.microphone import MicRecorder
 from explorer.widgets.speech_view import SpeechView
 from explorer.widgets.upload import SizedUpload
+from explorer.widgets.work import WorkLine
 
 CHOOSE = "(choose)"
 MAX_UPLOAD_BYTES = 8_000_000  # 30 s of CD-quality stereo WAV is 5.3 MB; the server refuses messages over 10 MB
@@ -106,7 +107,7 @@ class SpeechPanel(widgets.VBox):
             section("Export", self.export_bar),
             section("Share", CopyLink(lambda: links.query(s.key, s.state())),
                     w.HTML("<small>A link names the sample clip, never your own audio.</small>")),
-            self.status,
+            self.status, WorkLine(s),
         ], layout=w.Layout(width=grows("360px"), min_width="300px", flex=f"0 1 {grows('360px')}"))
 
     def _language_options(self) -> list:
