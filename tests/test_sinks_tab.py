@@ -91,6 +91,7 @@ def test_the_panel_draws_each_setting_and_says_where_the_window_leaves_the_start
     from explorer.widgets.language import LanguagePanel
 
     panel = LanguagePanel(session)
+    assert not panel.sink_box.plot.figure.data and "Run the sink experiment" in panel.sink_box.plot.empty_text
     panel.sink_box.run_button.click()
     panel.wait()
     box = panel.sink_box
