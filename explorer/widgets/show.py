@@ -99,8 +99,7 @@ class ShowPanel(widgets.VBox):
                                             layout=w.Layout(width=grows("170px"))), f"{self.key}-item")
         short = dict(description_width=grows("44px"))
         self.layer = tagged(w.Dropdown(description="layer", style=short, layout=wide), f"{self.key}-layer")
-        self.head = tagged(w.Dropdown(description="head", style=short, layout=w.Layout(width=grows("140px"))),
-                           f"{self.key}-head")
+        self.head = tagged(w.Dropdown(description="head", style=short, layout=wide), f"{self.key}-head")
         self.view = tagged(w.ToggleButtons(style=dict(button_width="auto")), f"{self.key}-view")
         self.token_pick = tagged(w.Dropdown(description="token", style=short, layout=wide), f"{self.key}-token")
         self.unzoom = button("whole text", lambda: self._guarded(s.zoom_to, None, 0), f"{self.key}-unzoom",
@@ -138,10 +137,13 @@ class ShowPanel(widgets.VBox):
         w = widgets
         self.notice = tagged(w.HTML(), f"{self.key}-notice")
         self.main = tagged(w.Box(layout=w.Layout(width="100%")), f"{self.key}-main")
-        self.entropy_box = tagged(w.Box(), f"{self.key}-entropy")
-        self.focus_box = w.Box()
-        self.ablation_box = w.Box()
-        small = w.Box([self.entropy_box, self.focus_box], layout=w.Layout(display="flex", flex_flow="row wrap"))
+        # each small figure in a column of its own that shares the row (a box with no width shrank to nothing)
+        column = dict(flex="1 1 320px", min_width="0", max_width="560px")
+        self.entropy_box = tagged(w.Box(layout=w.Layout(**column)), f"{self.key}-entropy")
+        self.focus_box = w.Box(layout=w.Layout(**column))
+        self.ablation_box = w.Box(layout=w.Layout(width="100%"))
+        small = w.Box([self.entropy_box, self.focus_box],
+                      layout=w.Layout(display="flex", flex_flow="row wrap", width="100%"))
         self.outputs = w.VBox([self.notice, self.main, small, self.ablation_box],
                               layout=w.Layout(flex="1 1 520px", min_width="0"))
 

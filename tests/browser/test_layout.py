@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -140,7 +141,7 @@ def show_url(browser, tmp_path_factory):
     """Voila serving a notebook that shows a small random GPT-2 with ``explorer.show()``, as a user's own would."""
     import nbformat
 
-    from explorer.cli import voila_command, voila_env, wait_until_warm
+    from explorer.cli import voila_command, voila_env
     from tests.browser.conftest import free_port, stop_server
     from tests.conftest import save_tiny_gpt2
 
@@ -153,9 +154,12 @@ def show_url(browser, tmp_path_factory):
     with open(log_path, "w") as log:
         process = subprocess.Popen(voila_command(notebook, port, open_browser=False, ip="127.0.0.1"), cwd=ROOT,
                                    env=voila_env(dict(os.environ)), stdout=log, stderr=subprocess.STDOUT)
-    try:
-        if not wait_until_warm(process, port, 1, timeout=180.0):
-            raise RuntimeError("Voila did not serve the show() notebook within 180 s")
+    try:  # warm_kernels waits for the dashboard's apply_link(), which this notebook has not: wait for the pool
+        deadline = time.monotonic() + 180
+        while "is filled" not in log_path.read_text() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        if "is filled" not in log_path.read_text():
+            raise RuntimeError("Voila did not start a kernel for the show() notebook within 180 s")
         yield f"http://127.0.0.1:{port}/"
     finally:
         stop_server(process, log_path, "SHOW_VOILA_LOG")
