@@ -48,3 +48,17 @@ def save_tiny_gpt2(folder, n_layer: int = 2, n_positions: int = 64):
     GPT2LMHeadModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def eager_attentions(model, ids):
+    """The reference maps of a Hugging Face model: its own ``output_attentions`` in eager attention, ``[L, H, T, T]``
+    of one sequence of token ``ids`` (the model is put back in the attention it had)."""
+    import torch
+
+    kept = model.config._attn_implementation
+    model.set_attn_implementation("eager")
+    try:
+        with torch.inference_mode():
+            return torch.stack(model(torch.tensor([list(ids)]), output_attentions=True).attentions)[:, 0]
+    finally:
+        model.set_attn_implementation(kept)

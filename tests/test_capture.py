@@ -2,6 +2,7 @@
 independent reference (transformers' eager ``output_attentions``, ``nn.MultiheadAttention``'s own weights, or a
 hand computation)."""
 
+import contextlib
 import math
 
 import pytest
@@ -291,28 +292,28 @@ def test_importable_from_the_package():
 
 
 @pytest.fixture
-def sdpa_for_a_while():
-    """Switch a loaded model to SDPA for one test and back to eager after it."""
-    switched = []
-
+def eager_for_a_while():
+    """Run a loaded model (the explorer loads SDPA) in eager attention inside a block, and back in SDPA after it."""
+    @contextlib.contextmanager
     def switch(model):
-        model.set_attn_implementation("sdpa")
-        switched.append(model)
-        return model
-
-    yield switch
-    for model in switched:
         model.set_attn_implementation("eager")
+        try:
+            yield model
+        finally:
+            model.set_attn_implementation("sdpa")
+
+    return switch
 
 
-def test_packaged_minilm_in_sdpa_mode_equals_eager(sdpa_for_a_while):
+def test_packaged_minilm_in_sdpa_mode_equals_eager(eager_for_a_while):
     from explorer.models.pretrained import load
 
     encoder = load()
+    assert encoder.model.config._attn_implementation == "sdpa"
     inputs = encoder.tokenizer(["The animal was tired because it ran.", "Short."], padding=True, return_tensors="pt")
-    with torch.no_grad():
+    with torch.no_grad(), eager_for_a_while(encoder.model):
         eager = encoder.model(**inputs, output_attentions=True).attentions
-    with torch.no_grad(), capture_attention(sdpa_for_a_while(encoder.model)) as captured:
+    with torch.no_grad(), capture_attention(encoder.model) as captured:
         encoder.model(**inputs)
     assert len(captured) == len(eager) == 6
     keys = inputs["attention_mask"][:, None, None, :].bool()
@@ -320,11 +321,12 @@ def test_packaged_minilm_in_sdpa_mode_equals_eager(sdpa_for_a_while):
         assert torch.allclose(captured.weights(index) * keys, weights * keys, atol=2e-5)
 
 
-def test_packaged_smollm2_in_sdpa_mode_equals_eager(smollm, sdpa_for_a_while):
+def test_packaged_smollm2_in_sdpa_mode_equals_eager(smollm, eager_for_a_while):
     ids = smollm.tokenizer("The capital of France is Paris. The capital of Italy is", return_tensors="pt").input_ids
-    with torch.no_grad():
+    assert smollm.model.config._attn_implementation == "sdpa"
+    with torch.no_grad(), eager_for_a_while(smollm.model):
         eager = smollm.model(ids, output_attentions=True, use_cache=False).attentions
-    with torch.no_grad(), capture_attention(sdpa_for_a_while(smollm.model), lazy=True) as captured:
+    with torch.no_grad(), capture_attention(smollm.model, lazy=True) as captured:
         smollm.model(ids, use_cache=False)
     assert len(captured) == 30 and captured.names[18] == "model.layers.18.self_attn"
     assert captured.calls[0].key.shape[1] == 3  # grouped-query: 3 key heads kept for 9 query heads

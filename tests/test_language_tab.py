@@ -5,6 +5,7 @@ import torch
 
 from explorer.models import language
 from explorer.sessions.language import LanguageSession
+from tests.conftest import eager_attentions
 from tests.test_language import tiny_gpt2  # noqa: F401  (the fixture)
 
 
@@ -23,8 +24,7 @@ def test_generate_streams_tokens_and_ends_with_maps(session):
     assert len(arrived) == 4 and arrived[-1] == "".join(t for t, g in zip(generation.tokens, generation.generated) if g)
     model = session.language_model
     ids = list(generation.ids)
-    with torch.inference_mode():
-        reference = torch.stack(model.model(torch.tensor([ids]), output_attentions=True).attentions)[:, 0]
+    reference = eager_attentions(model.model, ids)  # the text the streaming steps wrote, read in one eager pass
     assert torch.allclose(session.maps().weights, reference, atol=1e-6)
     assert len(session.candidates()) == 5
 
@@ -156,7 +156,7 @@ def test_bertviz_head_view_of_the_first_tokens_offline(session, long):
     from explorer.widgets.language import LanguagePanel
 
     if long:
-        session.language_model.full_maps_bytes = 0  # the maps come as LayerMaps, a layer at a time
+        session.language_model.full_maps_bytes = 0  # the maps come as LazyAttentionMaps, worked out when shown
     session.update(prompt="the cat sat on the mat " * 20, max_new_tokens=1)
     panel = LanguagePanel(session)
     session.generate()
@@ -179,7 +179,7 @@ def test_a_click_on_a_pooled_map_zooms_into_that_region_and_sends_only_it(tmp_pa
     from tests.conftest import save_tiny_gpt2
 
     model = language.load(save_tiny_gpt2(tmp_path, n_positions=1100))
-    model.full_maps_bytes = 0  # long maps, a layer at a time
+    model.full_maps_bytes = 0  # long maps, worked out where they are shown
     session = LanguageSession(language_model=model, prompt="the cat sat on the mat " * 175, max_new_tokens=1)
     panel = LanguagePanel(session)
     session.generate()
