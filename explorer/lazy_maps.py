@@ -18,6 +18,7 @@ keys take 25 MB a layer. ``capture_attention(model, lazy=True)`` keeps those (on
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from collections import OrderedDict
@@ -199,7 +200,7 @@ class LazyAttentionMaps(AttentionMaps):
             rows = query[[heads[i] for i in chosen], start:stop].float() * call.scale  # [n, rows, d]
             scores[chosen] = rows @ key[kv, :limit].float().T  # [n, rows, keys]
         if call.causal and start < limit:
-            scores[..., start:].masked_fill_(torch.ones(stop - start, limit - start, dtype=torch.bool).triu(1), -math.inf)
+            scores[..., start:].masked_fill_(_above_diagonal(stop - start, limit - start), -math.inf)
         if call.mask is not None:
             mask = _mask(call, self.item, heads, slice(start, stop), limit)
             scores = scores.masked_fill(~mask, -math.inf) if mask.dtype == torch.bool else scores + mask.float()
@@ -207,7 +208,14 @@ class LazyAttentionMaps(AttentionMaps):
 
     def _weights(self, layer: int, heads: list, start: int, stop: int) -> torch.Tensor:
         """Weights of rows ``start:stop``, ``[heads, rows, keys they may see]`` (a row with no key gets zeros)."""
-        return torch.softmax(self._scores(layer, heads, start, stop), dim=-1).nan_to_num(0.0)
+        weights = torch.softmax(self._scores(layer, heads, start, stop), dim=-1)
+        return weights if self.calls[layer].mask is None else weights.nan_to_num(0.0)  # causal rows see key 0
+
+
+@functools.lru_cache(maxsize=8)
+def _above_diagonal(rows: int, keys: int) -> torch.Tensor:
+    """``[rows, keys]``: True above the diagonal, the keys a causal row may not see."""
+    return torch.ones(rows, keys, dtype=torch.bool).triu(1)
 
 
 def _mask(call, item: int, heads: list, rows: slice, limit: int) -> torch.Tensor:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-POOL_ROWS = 512  # rows of a pooled map worked out at once: a long text's block stays a few MB
+POOL_NUMBERS = 4_000_000  # weights of a pooled map worked out at once (16 MB): few, large steps, however long
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,7 @@ class AttentionMaps:
         n_queries, n_keys = len(self.tokens), len(self.keys)
         size = -(-max(n_queries, n_keys) // cells)  # tokens per block, rounded up
         sums = torch.zeros(-(-n_queries // size), -(-n_keys // size))
-        step = size * max(1, POOL_ROWS // size)  # whole blocks of rows at once
+        step = size * max(1, POOL_NUMBERS // (n_keys * size))  # whole blocks of rows at once
         for start in range(0, n_queries, step):
             block = self._head_rows(layer, head, start, min(start + step, n_queries))  # [rows, keys it may see]
             pooled = torch.nn.functional.avg_pool2d(block[None, None], size, ceil_mode=True, divisor_override=1)[0, 0]

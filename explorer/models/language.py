@@ -215,10 +215,12 @@ class LanguageModel:
         return None if self.seconds_per_flop is None else self.seconds_per_flop * self._flops(n_tokens)
 
     def time_a_pass(self, n_tokens: int = 256) -> None:
-        """Time one pass over ``n_tokens`` seeded random tokens, for ``estimate_seconds``."""
+        """Time a pass over ``n_tokens`` seeded random tokens for ``estimate_seconds``, after a short one that
+        pages the weights in (a first pass after loading is several times slower)."""
         ids = torch.randint(len(self.tokenizer) // 2, (min(n_tokens, self.max_tokens),),
-                            generator=torch.Generator().manual_seed(0))
-        self.attend_ids(ids.tolist())
+                            generator=torch.Generator().manual_seed(0)).tolist()
+        for some in (ids[:16], ids):
+            self.attend_ids(some)
 
     def _flops(self, n_tokens: int) -> int:
         """A pass's arithmetic: every weight once per token, and causal attention (T²/2 pairs, scores and sums)."""

@@ -69,6 +69,7 @@ class LanguagePanel(widgets.VBox):
         session.observe(lambda _: self._on_stream(), "streamed")
         session.observe(lambda _: self._on_generation(), "generation")
         session.observe(lambda _: setattr(self.score, "value", "induction"), "probe")  # show what was just found
+        session.observe(lambda _: self._on_progress(), ["progress", "busy"])
         session.observe(lambda _: self.redraw_soon(), ["layer", "head", "view", "token", "zoom", "ablated", "probe"])
         self._on_model()
         self._on_generation()
@@ -85,13 +86,15 @@ class LanguagePanel(widgets.VBox):
         self.score.observe(lambda _: self.redraw_soon(), "value")
         self.generate_button = button("Generate", s.generate, "ae-llm-generate", "primary", "play", "120px")
         self.stop_button = button("Stop", s.stop_work, "ae-llm-stop", "warning", "stop", "90px")
+        self.progress = tagged(w.FloatProgress(min=0.0, max=1.0, layout=w.Layout(**WIDE, visibility="hidden")),
+                               "ae-llm-progress")
         self.ablate_button = button("ablate this head", s.toggle_ablation, "ae-llm-ablate", icon="ban", width="150px")
         self.export_bar = ExportBar(s, {"head map": "ae-llm-head", "head finder": "ae-llm-finder"},
                                     {"attention maps": maps_export(self.export_maps)}, name="llm")
         self.controls = w.VBox([
             section("Model", self.model_name), section("Example", self.preset), section("Prompt", self.prompt),
             section("Generation", self.max_new_tokens, self.temperature, self.seed,
-                    w.HBox([self.generate_button, self.stop_button])),
+                    w.HBox([self.generate_button, self.stop_button]), self.progress),
             section("Where to look", self.layer, self.head, self.view, self.token_pick,
                     button("whole text", lambda: s.zoom_to(None, 0), "ae-llm-unzoom", icon="search-minus", width="120px")),
             section("Head finder", self.score,
@@ -124,6 +127,11 @@ class LanguagePanel(widgets.VBox):
             self.layer.max = model.n_layers - 1
             for binding in self.bindings:
                 binding.show()
+
+    def _on_progress(self) -> None:
+        """A long read's progress bar: shown while it runs, layer by layer."""
+        self.progress.value = self.session.progress
+        self.progress.layout.visibility = "visible" if self.session.busy and 0 < self.session.progress < 1 else "hidden"
 
     def _on_stream(self) -> None:
         import html
