@@ -2,7 +2,6 @@
 independent reference (transformers' eager ``output_attentions``, ``nn.MultiheadAttention``'s own weights, or a
 hand computation)."""
 
-import contextlib
 import math
 
 import pytest
@@ -12,6 +11,7 @@ from torch import nn
 
 import explorer
 from explorer.capture import attention_weights, capture_attention
+from tests.conftest import eager_attention
 
 TOLERANCE = 1e-5
 
@@ -291,27 +291,13 @@ def test_importable_from_the_package():
     assert attention_weights(torch.zeros(1, 2, 4), torch.zeros(1, 3, 4)).shape == (1, 2, 3)
 
 
-@pytest.fixture
-def eager_for_a_while():
-    """Run a loaded model (the explorer loads SDPA) in eager attention inside a block, and back in SDPA after it."""
-    @contextlib.contextmanager
-    def switch(model):
-        model.set_attn_implementation("eager")
-        try:
-            yield model
-        finally:
-            model.set_attn_implementation("sdpa")
-
-    return switch
-
-
-def test_packaged_minilm_in_sdpa_mode_equals_eager(eager_for_a_while):
+def test_packaged_minilm_in_sdpa_mode_equals_eager():
     from explorer.models.pretrained import load
 
     encoder = load()
     assert encoder.model.config._attn_implementation == "sdpa"
     inputs = encoder.tokenizer(["The animal was tired because it ran.", "Short."], padding=True, return_tensors="pt")
-    with torch.no_grad(), eager_for_a_while(encoder.model):
+    with torch.no_grad(), eager_attention(encoder.model):
         eager = encoder.model(**inputs, output_attentions=True).attentions
     with torch.no_grad(), capture_attention(encoder.model) as captured:
         encoder.model(**inputs)
@@ -321,10 +307,10 @@ def test_packaged_minilm_in_sdpa_mode_equals_eager(eager_for_a_while):
         assert torch.allclose(captured.weights(index) * keys, weights * keys, atol=2e-5)
 
 
-def test_packaged_smollm2_in_sdpa_mode_equals_eager(smollm, eager_for_a_while):
+def test_packaged_smollm2_in_sdpa_mode_equals_eager(smollm):
     ids = smollm.tokenizer("The capital of France is Paris. The capital of Italy is", return_tensors="pt").input_ids
     assert smollm.model.config._attn_implementation == "sdpa"
-    with torch.no_grad(), eager_for_a_while(smollm.model):
+    with torch.no_grad(), eager_attention(smollm.model):
         eager = smollm.model(ids, output_attentions=True, use_cache=False).attentions
     with torch.no_grad(), capture_attention(smollm.model, lazy=True) as captured:
         smollm.model(ids, use_cache=False)
