@@ -265,7 +265,7 @@ class LanguageModel:
         with ``stoppable``, ``stop()`` raises ``Stopped`` out of it at the next layer."""
         started = time.perf_counter()
         watch = LayerWatch(self.n_layers, progress, self.stop_flag if stoppable else None)
-        capture = contextlib.nullcontext() if self.eager else capture_attention(self.model, lazy=True)
+        capture = contextlib.nullcontext() if self.eager else capture_attention(None, lazy=True)  # in layer order
         with torch.inference_mode(), capture as captured:
             if captured is not None:
                 captured.listeners.append(watch)
