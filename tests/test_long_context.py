@@ -250,3 +250,16 @@ def _call(n: int, heads: int, mask=None, causal=True) -> AttentionCall:
 def test_lazy_maps_refuse_labels_that_do_not_fit():
     with pytest.raises(ValueError, match="70 queries"):
         LazyAttentionMaps(["a"] * 5, [_call(70, 2)], meta=MapsInfo())
+
+
+def test_a_long_map_is_sent_pooled_under_a_megabyte():
+    from explorer.views.language import MAX_CELLS, head_map
+
+    n = 8192
+    maps = LazyAttentionMaps([str(i) for i in range(n)], [_call(n, 2)])
+    shown = head_map(maps, 0, 1)
+    assert shown.matrix.shape[0] <= MAX_CELLS and shown.matrix.astype("float32").nbytes < 1_000_000
+    assert not maps._layers  # no whole map was made on the way
+    block = float(shown.matrix[100, 50])  # a block of 17 x 17 tokens, averaged by hand from its rows
+    rows = maps.rows(0, [1], slice(1700, 1717))[0, :, 850:867]
+    assert block == pytest.approx(float(rows.mean()), rel=1e-4)

@@ -42,7 +42,9 @@ def head_map(maps, layer: int, head: int, token: int | None = None, cells: int =
         top = max(float(np.quantile(lower, 0.995)), 1e-3)  # a block's mean is small: show where the weight is
         title = (f"layer {layer}, head {head} (mean over blocks of {spans[0][1]} tokens; colour to {top:.3f}; "
                  "click a block to zoom in)")
-        update = pretrained.matrix_update(matrix, labels, labels, title, block, zmax=top)
+        # block means sit near 1/T: keep DECIMALS significant digits below the colour top, not DECIMALS places
+        decimals = pretrained.DECIMALS - int(np.floor(np.log10(top)))
+        update = pretrained.matrix_update(matrix, labels, labels, title, block, zmax=top, decimals=decimals)
     kv = maps.meta.kv_heads
     if kv and len(set(kv)) < len(kv):
         update = replace(update, title=f"{update.title}, shares key/value head {kv[head]}")
