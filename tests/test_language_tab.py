@@ -201,3 +201,24 @@ def test_a_click_on_a_pooled_map_zooms_into_that_region_and_sends_only_it(tmp_pa
     session.zoom_to(None, 0)
     panel.redraw_soon.flush()
     assert panel.head_view.shape[0] <= MAX_CELLS and session.zoom == -1
+
+
+def test_a_long_read_shows_its_progress_layer_by_layer(tmp_path):
+    from explorer.sessions.language import LONG_READ_TOKENS
+    from explorer.widgets.language import LanguagePanel
+    from tests.conftest import save_tiny_gpt2
+
+    model = language.load(save_tiny_gpt2(tmp_path, n_positions=1200))
+    panel = LanguagePanel(LanguageSession(language_model=model, prompt="the cat sat on the mat " * 180,
+                                          max_new_tokens=2))
+    statuses, shown = [], []
+    panel.session.observe(lambda change: statuses.append(change["new"]), "status")
+    panel.progress.layout.observe(lambda change: shown.append(change["new"]), "visibility")
+    panel.session.generate()
+    panel.wait()
+    n = len(model.encode(panel.session.prompt)[0])
+    assert n >= LONG_READ_TOKENS
+    assert f"Reading {n:,} tokens: layer 1 of 2. Stop keeps the previous view." in statuses
+    assert any(s.startswith("Scoring the heads: layer") for s in statuses)
+    assert shown[0] == "visible" and shown[-1] == "hidden" and panel.session.progress == 1.0
+    assert panel.status.kind == "ok"
