@@ -70,7 +70,7 @@ def test_picking_a_word_token_head_or_part_only_redraws(panel):
 def test_the_heads_grid_marks_the_alignment_heads(panel):
     reading = panel.session.reading
     grid = view.heads_grid(reading, 5, 1)
-    dotted = {(int(o["y0"] + 0.5), int(o["x0"] + 0.5)) for o in grid["outlines"] if o["dash"]}
+    dotted = {(int(o["y0"] + 0.5), int(o["x0"] + 0.5)) for o in grid.outlines if o["dash"]}
     assert dotted == set(reading.alignment_heads)
     agreement = reading.agreement()
     assert agreement.shape == (6, 8) and 0 <= agreement.min() and agreement.max() <= 1

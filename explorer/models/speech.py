@@ -250,7 +250,7 @@ class SpeechModel:
         mel = torch.from_numpy(features["input_features"])  # [1, mel bins, 3000]
         n_frames = min(len(heard.samples) // HOP, mel.shape[-1]) // 2  # encoder frames that hold audio
         self.stop_flag.clear()
-        from explorer.training import one_thread
+        from explorer.threads import one_thread
 
         with self._lock, torch.inference_mode():
             hidden, encoder = self._encode(mel, n_frames)

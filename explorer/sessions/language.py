@@ -12,6 +12,7 @@ from traitlets import Any, Float, Int, List, TraitError, Unicode, observe, valid
 
 from explorer.sessions.base import Session, ablated_heads, place_in_model
 from explorer.sessions.rules import Choice
+from explorer.sessions.sinks import SinkExperiment
 from explorer.threads import Throttle
 
 INDUCTION_LENGTH = 20
@@ -21,6 +22,7 @@ PRESETS = {
                             max_new_tokens=8, temperature=0.0, layer=5, head=0, view="head"),
     "a question and its answer": dict(prompt="Question: What is the capital of France?\nAnswer:", max_new_tokens=8,
                                       temperature=0.0, layer=10, head=0, view="head"),
+    "attention sinks (Xiao et al. 2023)": dict(window=256, sinks=4, sink_tokens=2000, sink_text="bundled"),
 }
 VIEWS = ("head", "layer")
 DEFAULT_PROMPT = "Once upon a time, there was a little cat who"
@@ -44,8 +46,9 @@ def _load(name_or_path: str):
     return model
 
 
-class LanguageSession(Session):
-    """One decoder-only language model and its last generation; ``generation`` is what the views draw."""
+class LanguageSession(SinkExperiment, Session):
+    """One decoder-only language model and its last generation; ``generation`` is what the views draw (and
+    ``sink_run`` the sink experiment's, ``explorer.sessions.sinks``)."""
 
     key = "llm"
     title = "Language model"

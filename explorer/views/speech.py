@@ -12,10 +12,11 @@ Colour scales are fixed per view so frames compare.
 from __future__ import annotations
 
 import html
+from dataclasses import replace
 
 import numpy as np
 
-from explorer.views.heatmaps import outline
+from explorer.views.heatmaps import CanvasMap, outline
 from explorer.views.pretrained import HIGHLIGHT, matrix_update
 
 MAX_COLUMNS = 600  # spectrogram columns sent (10 ms each; longer audio is averaged into wider columns)
@@ -51,7 +52,7 @@ def _time_labels(n_frames: int, size: int) -> list[str]:
     return [f"{a / PER_SECOND:.2f} s" for a in range(0, n_frames, size)]
 
 
-def cross_map(reading, layer: int, head: int, token: int) -> dict:
+def cross_map(reading, layer: int, head: int, token: int) -> CanvasMap:
     """One head's cross-attention: written tokens down, the audio's time across (pooled to blocks of frames)."""
     weights = reading.cross.head(layer, head).numpy()  # [tokens, 1500]
     frames = reading.n_frames
@@ -60,39 +61,38 @@ def cross_map(reading, layer: int, head: int, token: int) -> dict:
     title = (f"cross-attention, layer {layer}, head {head} (blocks of {size * 20} ms; "
              f"{padding:.0%} of the weight on the silence after the audio)")
     update = matrix_update(matrix, _time_labels(frames, size), reading.cross.tokens, title)
-    update["outlines"] = [outline(-0.5, matrix.shape[1] - 0.5, token - 0.5, token + 0.5, color=HIGHLIGHT)]
-    return dict(update, zmax=1.0, x_title="time in the audio", y_title="written token", x_angle=-90)
+    return replace(update, outlines=(outline(-0.5, matrix.shape[1] - 0.5, token - 0.5, token + 0.5, color=HIGHLIGHT),),
+                   zmax=1.0, x_title="time in the audio", y_title="written token", x_angle=-90)
 
 
-def encoder_map(reading, layer: int, head: int) -> dict:
+def encoder_map(reading, layer: int, head: int) -> CanvasMap:
     """One encoder head over the audio's frames (pooled when the record was made): time down and across."""
     maps = reading.encoder
     block = round(1000 * float(maps.tokens[0].split("-")[1].split()[0]))  # labels are "0.00-0.04 s"
     title = (f"encoder self-attention, layer {layer}, head {head} (blocks of {block} ms: mean of the rows, sum of "
              f"the columns; colour to {ENCODER_TOP})")
     update = matrix_update(maps.head(layer, head).numpy(), maps.keys, maps.tokens, title)
-    return dict(update, zmax=ENCODER_TOP, x_title="time attended to", y_title="time attending", x_angle=-90)
+    return replace(update, zmax=ENCODER_TOP, x_title="time attended to", y_title="time attending", x_angle=-90)
 
 
-def decoder_map(reading, layer: int, head: int, token: int) -> dict:
+def decoder_map(reading, layer: int, head: int, token: int) -> CanvasMap:
     """One decoder head: the step writing each token down, the tokens it has read across (the prompt first)."""
     maps = reading.decoder
     update = matrix_update(maps.head(layer, head).numpy(), maps.keys, maps.tokens,
                            f"decoder self-attention, layer {layer}, head {head}")
-    update["outlines"] = [outline(-0.5, len(maps.keys) - 0.5, token - 0.5, token + 0.5, color=HIGHLIGHT)]
-    return dict(update, zmax=1.0, x_title="token read", y_title="written token", x_angle=-45)
+    return replace(update, outlines=(outline(-0.5, len(maps.keys) - 0.5, token - 0.5, token + 0.5, color=HIGHLIGHT),),
+                   zmax=1.0, x_title="token read", y_title="written token", x_angle=-45)
 
 
-def heads_grid(reading, layer: int, head: int) -> dict:
+def heads_grid(reading, layer: int, head: int) -> CanvasMap:
     """Every decoder head's agreement with the word times; Whisper's alignment heads outlined in black."""
     scores = np.round(reading.agreement(), 3)
     n_layers, n_heads = scores.shape
     marks = [outline(h - 0.5, h + 0.5, l - 0.5, l + 0.5, width=2, color="#111111", dash=True)
              for l, h in reading.alignment_heads]
     marks.append(outline(head - 0.5, head + 0.5, layer - 0.5, layer + 0.5, width=3, color=HIGHLIGHT))
-    return dict(matrix=scores, x=[f"H{h}" for h in range(n_heads)], y=[f"L{l}" for l in range(n_layers)],
-                outlines=marks, zmin=0.0, zmax=1.0,
-                title="heads that follow the sound (dotted: alignment heads)")
+    return CanvasMap(scores, [f"H{h}" for h in range(n_heads)], [f"L{l}" for l in range(n_layers)], tuple(marks),
+                     "heads that follow the sound (dotted: alignment heads)", zmin=0.0, zmax=1.0)
 
 
 def summary_html(reading, language_name: str = "", clip=None) -> str:

@@ -174,9 +174,9 @@ class SpeechPanel(widgets.VBox):
             picture["audio"], self._sent_audio = wav_bytes(reading.audio.samples), reading
         self.spectrogram.show(**picture)
         if s.part == "cross":
-            self.map_view.show(**view.cross_map(reading, layer, head, token))
+            self.map_view.draw(view.cross_map(reading, layer, head, token))
         elif s.part == "encoder":
-            self.map_view.show(**view.encoder_map(reading, min(layer, reading.encoder.n_layers - 1), head))
+            self.map_view.draw(view.encoder_map(reading, min(layer, reading.encoder.n_layers - 1), head))
         else:
-            self.map_view.show(**view.decoder_map(reading, layer, head, token))
-        self.heads_view.show(**view.heads_grid(reading, layer, head))
+            self.map_view.draw(view.decoder_map(reading, layer, head, token))
+        self.heads_view.draw(view.heads_grid(reading, layer, head))
