@@ -10,8 +10,9 @@ keys take 25 MB a layer. ``capture_attention(model, lazy=True)`` keeps those (on
 - each row's softmax normaliser (log-sum-exp) and entropy, which the head finder needs for every head, come from
   one fused attention call per layer with the keys as its values: from ``a_i = sum_j p_ij k_j`` the entropy is
   ``H_i = -sum_j p_ij log p_ij = lse_i - scale * q_i . a_i``, with no T x T matrix;
-- ``head``, ``layer``, ``mean_over_heads`` and ``layer_maps`` work whole maps out (the last layers within
-  ``KEEP_BYTES`` are kept);
+- ``head``, ``layer``, ``mean_over_heads`` and ``layer_maps`` work whole maps out (the last heads and layers
+  within ``KEEP_BYTES`` are kept, and ``computed`` counts the maps worked out, so a redraw can be seen to cost
+  nothing);
 - ``weights``, all maps at once, raises a ValueError that says what to use instead, and so do the functions that
   need every weight (``rollout``, ``to_dict``, ``save_npz``).
 """
@@ -29,7 +30,7 @@ import torch
 from explorer.maps import AttentionMaps, MapsInfo
 
 BLOCK = 512  # query rows worked out at once
-KEEP_BYTES = 600_000_000  # whole layers kept for head() and layer(): two at 2,048 tokens, none past 4,096
+KEEP_BYTES = 600_000_000  # whole heads and layers kept for head() and layer(): two layers at 2,048 tokens
 KEEP_POOLED = 32  # pooled head maps kept (at most 1 MB each), so going back to a head costs nothing
 # torch's fused CPU attention, which returns each row's log-sum-exp beside its output; the public SDPA returns the
 # output only. Where it is missing (another build), or for masked calls, the statistics are worked out in blocks.
@@ -58,7 +59,7 @@ class LazyAttentionMaps(AttentionMaps):
         if not 0 <= item < max(call.shape[0] for call in calls):
             raise ValueError(f"Batch item {item} does not exist: the batch has {calls[0].shape[0]}.")
         fields = dict(tokens=tokens, key_tokens=key_tokens, meta=meta or MapsInfo(), calls=calls, item=item,
-                      _layers=OrderedDict(), _pooled=OrderedDict(), _statistics={}, _lock=threading.Lock())
+                      _kept=OrderedDict(), _pooled=OrderedDict(), _statistics={}, _lock=threading.Lock(), computed=0)
         for name, value in fields.items():
             object.__setattr__(self, name, value)
 
@@ -82,22 +83,30 @@ class LazyAttentionMaps(AttentionMaps):
     # ----- whole maps ---------------------------------------------------------------------------------------------
     def layer(self, layer: int) -> torch.Tensor:
         layer = self.check_layer(layer)
-        with self._lock:
-            if layer in self._layers:
-                self._layers.move_to_end(layer)
-                return self._layers[layer]
-        weights = self.rows(layer)
-        with self._lock:
-            self._layers[layer] = weights
-            while sum(w.numel() * 4 for w in self._layers.values()) > KEEP_BYTES:
-                self._layers.popitem(last=False)
-        return weights
+        return self._kept_or(layer, lambda: self.rows(layer))
 
     def head(self, layer: int, head: int) -> torch.Tensor:
         layer, head = self.check_layer(layer), self.check_head(head)
         with self._lock:
-            kept = self._layers.get(layer)
-        return kept[head] if kept is not None else self.rows(layer, [head])[0]
+            whole = self._kept.get(layer)
+        if whole is not None:
+            return whole[head]
+        return self._kept_or((layer, head), lambda: self.rows(layer, [head])[0])
+
+    def _kept_or(self, key, compute) -> torch.Tensor:
+        """The kept map under ``key`` (a layer, or a ``(layer, head)``), else ``compute()``'s, kept within
+        ``KEEP_BYTES`` (oldest first out)."""
+        with self._lock:
+            if key in self._kept:
+                self._kept.move_to_end(key)
+                return self._kept[key]
+        weights = compute()
+        with self._lock:
+            self._kept[key] = weights
+            object.__setattr__(self, "computed", self.computed + 1)
+            while len(self._kept) > 1 and sum(w.numel() * 4 for w in self._kept.values()) > KEEP_BYTES:
+                self._kept.popitem(last=False)
+        return weights
 
     def layer_maps(self, layer: int) -> AttentionMaps:
         layer = self.check_layer(layer)
@@ -127,6 +136,7 @@ class LazyAttentionMaps(AttentionMaps):
         pooled = super().pooled_head(layer, head, cells)
         with self._lock:
             self._pooled[key] = pooled
+            object.__setattr__(self, "computed", self.computed + 1)
             while len(self._pooled) > KEEP_POOLED:
                 self._pooled.popitem(last=False)
         return pooled

