@@ -142,7 +142,7 @@ def training_step(rounds: int = 5) -> None:
     """Interleaved rounds (a busy neighbour slows both alike), one intra-op thread, CPU time."""
     import training as reference_bench  # bench/training.py: the nn.TransformerEncoder of the same sizes
     from explorer.models.transformer import TinyTransformer, TransformerConfig
-    from explorer.training import one_thread
+    from explorer.threads import one_thread
 
     generator = torch.Generator().manual_seed(0)
     batches = [(x, x.flip(1)) for x in torch.randint(0, 10, (8, 64, 10), generator=generator)]
