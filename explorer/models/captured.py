@@ -26,6 +26,7 @@ from explorer.capture import LOOKED_FOR, MHA, SDPA, capture_attention
 from explorer.lazy_maps import LazyAttentionMaps
 from explorer.maps import MapsInfo
 from explorer.models.hf import first_line
+from explorer.models.reading import Stopped
 from explorer.models.shown import (MAX_KEPT_BYTES, Reading, ablation_effect, batch_notice, check_finite, check_item,
                                      context_length, cut_notice, labels, maps_bytes)
 
@@ -56,9 +57,11 @@ class zero_heads(TorchFunctionMode):
         return output
 
 
-def run_forward(model: nn.Module, forward, ablate=()):
+def run_forward(model: nn.Module, forward, ablate=(), watch=None):
     """``forward()`` inside a lazy capture, in eval mode and without gradients: ``(captured, output)``.
-    ``ablate`` lists ``(call, head)`` pairs to zero. A forward that raises leaves nothing behind and says why."""
+    ``ablate`` lists ``(call, head)`` pairs to zero; ``watch(call)`` hears each attention call as it is made (a
+    ``LayerWatch``: progress, and Stop by raising ``Stopped``). A forward that raises leaves nothing behind and says
+    why."""
     heads: dict = {}
     for call, head in ablate:
         heads.setdefault(call, []).append(head)
@@ -66,7 +69,11 @@ def run_forward(model: nn.Module, forward, ablate=()):
     model.eval()
     try:
         with torch.no_grad(), capture_attention(model, lazy=True) as captured, zero_heads(heads):
+            if watch is not None:
+                captured.listeners.append(watch)
             output = forward()
+    except Stopped:
+        raise
     except ValueError as error:
         raise ValueError(f"The model's forward stopped: {first_line(error)}") from None
     except Exception as error:  # noqa: BLE001 - any error of the user's model becomes a sentence, and nothing is kept
@@ -150,18 +157,19 @@ class ModuleReader:
         self.name = type(model).__name__
         self._base: tuple | None = None  # (key, reading) of the last reading without ablation
 
-    def read(self, inputs, item: int = 0, ablate=()) -> Reading:
+    def read(self, inputs, item: int = 0, ablate=(), watch=None) -> Reading:
         """The attention of one forward pass over ``inputs`` (batch ``item`` shown). ``ablate`` lists
-        ``(part, layer, head)`` heads to zero; the reading then says how far each layer's maps and the output moved."""
+        ``(part, layer, head)`` heads to zero; the reading then says how far each layer's maps and the output moved.
+        ``watch`` hears each attention call of the pass (``run_forward``)."""
         if not ablate:
-            return self.read_once(inputs, item)
+            return self.read_once(inputs, item, watch)
         base = self.captured_base(inputs, item)
-        reading = self.read_captured(inputs, item, call_pairs(base, ablate))
+        reading = self.read_captured(inputs, item, call_pairs(base, ablate), watch)
         reading.ablated = tuple((str(part), int(layer), int(head)) for part, layer, head in ablate)
         return ablation_effect(reading, base)
 
-    def read_once(self, inputs, item: int) -> Reading:
-        return self.read_captured(inputs, item, ())
+    def read_once(self, inputs, item: int, watch=None) -> Reading:
+        return self.read_captured(inputs, item, (), watch)
 
     def captured_base(self, inputs, item: int) -> Reading:
         """The capture of ``inputs`` without ablation (it numbers the calls), kept while the inputs stay the same."""
@@ -170,11 +178,11 @@ class ModuleReader:
             self._base = (key, self.read_captured(inputs, item, ()))
         return self._base[1]
 
-    def read_captured(self, inputs, item: int, ablate) -> Reading:
+    def read_captured(self, inputs, item: int, ablate, watch=None) -> Reading:
         """One forward pass inside the capture, ``(call, head)`` pairs zeroed."""
         inputs, notice = self.cut(inputs)
         image = isinstance(inputs, torch.Tensor) and inputs.is_floating_point() and inputs.dim() == 4
-        captured, output = run_forward(self.model, lambda: self.call(inputs), ablate)
+        captured, output = run_forward(self.model, lambda: self.call(inputs), ablate, watch)
         reading = self.reading(captured, output, item, notice, lambda part, q, k: self.part_labels(part, q, k, image))
         side = math.isqrt(sum(t.startswith("r") for t in next(iter(reading.parts.values())).tokens)) if image else 0
         if side and inputs.shape[-1] % side == 0 and inputs.shape[-2] == inputs.shape[-1]:  # a square grid of patches

@@ -36,7 +36,7 @@ class LayerWatch:
         if self.progress is not None:
             self.progress(min(self.done, self.total), self.total)
         if self.stop is not None and self.stop.is_set():
-            raise Stopped("Stopped: the text was not read, and the previous view is kept.")
+            raise Stopped("Stopped: the input was not read, and the previous view is kept.")
 
 
 def layer_calls(captured, n_layers: int, name: str) -> list[AttentionCall]:

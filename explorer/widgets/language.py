@@ -18,7 +18,7 @@ from explorer.views import pretrained as pretrained_view
 from explorer.views.export import export_scope
 from explorer.widgets.bertviz_frame import BertvizFrame
 from explorer.widgets.controls import (Form, Row, StatusLine, button, columns, control, head_numbers, positions,
-                                       preset_row, section, shows_errors, tagged)
+                                       preset_row, progress_bar, section, shows_errors, tagged)
 from explorer.widgets.export import CopyLink, ExportBar, maps_export
 from explorer.widgets.heatmap_view import HeatmapView
 from explorer.widgets.plot import PlotView
@@ -70,7 +70,6 @@ class LanguagePanel(widgets.VBox):
         session.observe(lambda _: self._on_stream(), "streamed")
         session.observe(lambda _: self._on_generation(), "generation")
         session.observe(lambda _: setattr(self.score, "value", "induction"), "probe")  # show what was just found
-        session.observe(lambda _: self._on_progress(), ["progress", "busy"])
         session.observe(lambda _: self.redraw_soon(), ["layer", "head", "view", "token", "zoom", "ablated", "probe"])
         self._on_model()
         self._on_generation()
@@ -87,8 +86,7 @@ class LanguagePanel(widgets.VBox):
         self.score.observe(lambda _: self.redraw_soon(), "value")
         self.generate_button = button("Generate", s.generate, "ae-llm-generate", "primary", "play", "120px")
         self.stop_button = button("Stop", s.stop_work, "ae-llm-stop", "warning", "stop", "90px")
-        self.progress = tagged(w.FloatProgress(min=0.0, max=1.0, layout=w.Layout(**WIDE, visibility="hidden")),
-                               "ae-llm-progress")
+        self.progress = progress_bar(s, "ae-llm-progress", **WIDE)
         self.ablate_button = button("ablate this head", s.toggle_ablation, "ae-llm-ablate", icon="ban", width="150px")
         self.export_bar = ExportBar(s, {"head map": "ae-llm-head", "head finder": "ae-llm-finder"},
                                     {"attention maps": maps_export(self.export_maps)}, name="llm")
@@ -130,11 +128,6 @@ class LanguagePanel(widgets.VBox):
             self.layer.max = model.n_layers - 1
             for binding in self.bindings:
                 binding.show()
-
-    def _on_progress(self) -> None:
-        """A long read's progress bar: shown while it runs, layer by layer."""
-        self.progress.value = self.session.progress
-        self.progress.layout.visibility = "visible" if self.session.busy and 0 < self.session.progress < 1 else "hidden"
 
     def _on_stream(self) -> None:
         import html
