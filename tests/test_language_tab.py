@@ -187,6 +187,7 @@ def test_a_click_on_a_pooled_map_zooms_into_that_region_and_sends_only_it(tmp_pa
     maps = session.maps()
     n = len(maps.tokens)
     assert n > MAX_CELLS and panel.head_view.shape[0] <= MAX_CELLS  # pooled
+    assert panel.unzoom.layout.display == "none"  # nothing to go back to yet
     panel.head_view.click(100, 0)  # a block in the middle
     panel.redraw_soon.flush()
     size = -(-n // MAX_CELLS)
@@ -196,11 +197,12 @@ def test_a_click_on_a_pooled_map_zooms_into_that_region_and_sends_only_it(tmp_pa
     assert torch.allclose(torch.from_numpy(panel.head_view.matrix), maps.head(0, 0)[start:start + ZOOM, start:start + ZOOM],
                           atol=1e-3)
     assert len(panel.head_view.z) == ZOOM * ZOOM * 4  # only the region travels
+    assert panel.unzoom.layout.display is None
     panel.head_view.click(5, 0)  # now a click picks that token
     assert session.token == start + 5
     session.zoom_to(None, 0)
     panel.redraw_soon.flush()
-    assert panel.head_view.shape[0] <= MAX_CELLS and session.zoom == -1
+    assert panel.head_view.shape[0] <= MAX_CELLS and session.zoom == -1 and panel.unzoom.layout.display == "none"
 
 
 def test_a_long_read_shows_its_progress_layer_by_layer(tmp_path):
