@@ -184,13 +184,33 @@ def test_present_mode_opens_large_and_the_switch_turns_it_off(gpt2, tokenizer):
         explorer.show(gpt2, "The cat sat.", tokenizer=tokenizer, present="yes")
 
 
-def test_writing_shows_its_work_line_with_stop(gpt2, tokenizer):
-    from explorer.widgets.work import WorkLine
+def test_a_read_in_the_worker_shows_its_progress_and_stop_ends_it_with_the_view_kept():
+    import threading
 
-    panel = explorer.show(gpt2, "The cat sat.", tokenizer=tokenizer)
-    work = tagged_widget(panel, "ae-work")
-    assert isinstance(work, WorkLine) and not work.busy
-    panel.session.generate()
-    assert work.busy and work.stoppable  # the page counts the seconds and offers Stop while it writes
+    gate = threading.Event()
+
+    class TwoCalls(nn.Module):
+        """Two attention calls with a pause between them, so Stop lands while the read runs."""
+
+        def forward(self, x):
+            x = F.scaled_dot_product_attention(x, x, x)
+            gate.wait(30)
+            return F.scaled_dot_product_attention(x, x, x)
+
+    gate.set()
+    panel = explorer.show(TwoCalls(), torch.randn(2, 2, 5, 4))
+    session, first = panel.session, panel.session.reading
+    progress, shown = [], []
+    session.observe(lambda change: progress.append(change["new"]), "progress")
+    panel.progress.layout.observe(lambda change: shown.append(change["new"]), "visibility")
+    session.update(item=1)  # read in the worker
     panel.wait()
-    assert not work.busy and not work.stoppable
+    assert progress == [0.5, 1.0] and shown == ["visible", "hidden"] and session.reading.item == 1
+    gate.clear()
+    session.update(item=0)
+    assert session.home.wait_until(lambda: session.progress == 0.5, 30)  # the first call is read; the model waits
+    session.stop_work()
+    gate.set()
+    panel.wait()
+    assert panel.status.kind == "error" and "Stopped: the input was not read" in panel.status.text
+    assert session.reading.item == 1 and session.reading is not first  # the previous view stays

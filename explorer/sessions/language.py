@@ -16,6 +16,7 @@ from traitlets import Any, Bool, Float, Int, List, TraitError, Unicode, observe,
 from explorer.sessions.base import Session, ablated_heads, place_in_model
 from explorer.sessions.rules import Choice
 from explorer.sessions.sinks import SinkExperiment
+from explorer.threads import Throttle
 
 INDUCTION_LENGTH = 20
 PRESETS = {  # "layer" and "head" where the story names its head; the others open the head their run finds
@@ -28,20 +29,23 @@ PRESETS = {  # "layer" and "head" where the story names its head; the others ope
 }
 VIEWS = ("head", "layer")
 DEFAULT_PROMPT = "Once upon a time, there was a little cat who"
-ESTIMATE_FROM = 500  # prompts of more tokens get an estimate of the time their reading takes
+
+LONG_READ_TOKENS = 1024  # from this many tokens a read says how long it will take and how far it got
 
 
-def head_scores(maps, after_layer=None) -> dict | None:
-    """The head finder's scores of ``maps``, each ``[layers, heads]`` (None when ``after_layer`` stopped it)."""
+def head_scores(maps, progress=None, stop=None) -> dict:
+    """The head finder's scores of ``maps``, each ``[layers, heads]`` (``explorer.heads.finder_scores``)."""
     from explorer import heads
 
-    return heads.finder_scores(maps, after_layer)
+    return heads.finder_scores(maps, progress, stop)
 
 
 def _load(name_or_path: str):
     from explorer.models import language
 
-    return language.load(name_or_path or None)
+    model = language.load(name_or_path or None)
+    model.time_a_pass()  # so a long prompt's first read can say how long it will take
+    return model
 
 
 class LanguageSession(SinkExperiment, Session):
@@ -78,7 +82,6 @@ class LanguageSession(SinkExperiment, Session):
         self._made_with: tuple | None = None  # (prompt, ablated heads) of the generation on screen
         self._pending: tuple | None = None  # a preset chosen before the model was loaded: (name, its changes)
         self._then = None  # what to do once the running generation (or probe) is in
-        self._seconds_per_token = 0.0  # of the last prompt's reading, for the next long prompt's estimate
         super().__init__(owner, **settings)
         if language_model is not None:
             self._loaded(language_model)
@@ -213,70 +216,63 @@ class LanguageSession(SinkExperiment, Session):
     # ----- actions -----------------------------------------------------------------------------------------------
     def generate(self, then=None) -> None:
         """Continue the prompt in the worker; tokens arrive in ``streamed``, then ``generation`` holds the maps.
-        Long work says its stage and progress, and Stop ends it (after the running token, or between the layers of
-        the head finder). ``then()`` runs once the generation is in."""
+
+        ``progress`` and the status line follow the work: a long prompt says how long its reading takes and how many
+        layers are read, then each new token is counted, then the heads are scored layer by layer. Stop while
+        reading or scoring keeps the previous view; while writing it ends the text after the current token.
+        ``then()`` runs once the generation is in."""
         if self.language_model is None:
             raise ValueError("The model is still loading; press Generate when it is ready.")
         if self.worker.running or self.busy:
             raise ValueError("A generation is already running: wait for it, or press Stop.")
-        model, home, stopping = self.language_model, self.home, self.worker.stopping
+        model, home = self.language_model, self.home
         args = (self.prompt, self.max_new_tokens, self.temperature, self.seed)
         ablated = [tuple(pair) for pair in self.ablated]  # the text is written by the ablated model
         made_with, n_new = (self.prompt, tuple(ablated)), self.max_new_tokens
-        n_prompt = len(model.encode(self.prompt, model.max_tokens - 1)[0])
-        started, written = time.monotonic(), []
-        self.streamed, self._then = "", then
+        ids, full_length = model.encode(self.prompt, model.max_tokens - 1)
+        reading = _Progress(self, f"Reading {len(ids):,} tokens") if len(ids) >= LONG_READ_TOKENS else None
+        scoring = _Progress(self, "Scoring every head for the head finder")
+        self.streamed, self._then, written = "", then, []
 
         def on_token(label, candidates) -> None:
-            written.append(time.monotonic() - started)
-            home.call(self._arrived, label, len(written), n_new, n_prompt, written[0])
+            written.append(label)
+            home.call(self._arrived, label, len(written), n_new)
 
         def job():
             self.runs += 1
-            generation = model.generate(*args, on_token=on_token, ablate=ablated)
+            generation = model.generate(*args, on_token=on_token, ablate=ablated, progress=reading)
+            return made_with, generation, head_scores(generation.maps, scoring, model.stop_flag)
 
-            def scored(layer: int) -> bool:  # a Stop that ended the writing leaves the (short) scoring to finish
-                home.call(self._scored, layer + 1, model.n_layers)
-                return stopping.is_set() and not generation.stopped
+        self.submit(self._start_message(model, len(ids), full_length), job, self._generated)
 
-            return made_with, generation, head_scores(generation.maps, scored), written[:1]
+    @staticmethod
+    def _start_message(model, n_tokens: int, full_length: int) -> str:
+        cut = (f"The prompt is {full_length:,} tokens; {model.name} reads {model.max_tokens:,}, so the first "
+               f"{n_tokens:,} are read. " if full_length > n_tokens else "")
+        seconds = model.estimate_seconds(n_tokens) if n_tokens >= LONG_READ_TOKENS else None
+        if seconds is None:
+            return f"{cut}Reading the prompt ({n_tokens:,} tokens)…"
+        return (f"{cut}Reading {n_tokens:,} tokens takes about {_duration(seconds)}, then the heads are scored; Stop "
+                "keeps the previous view.")
 
-        self.submit(self._reading_words(n_prompt), job, self._generated, stoppable=True)
-
-    def _reading_words(self, n_prompt: int) -> str:
-        text = f"Reading the prompt ({n_prompt:,} tokens)"
-        if n_prompt >= ESTIMATE_FROM and self._seconds_per_token:
-            text += f", about {self._seconds_per_token * n_prompt:.0f} s judged from the last prompt"
-        return text + "…"
-
-    def _arrived(self, label: str, count: int, n_new: int, n_prompt: int, first: float) -> None:
+    def _arrived(self, label: str, count: int, n_new: int) -> None:
         self.streamed += label
-        self.progress = count / n_new
-        if count < n_new:
-            self.say(f"Writing token {count} of {n_new}…", "busy")
-        else:  # the whole text is read once more to work out its maps: about as long as the prompt's reading
-            self.say(f"All {n_new} tokens written. Working out every layer's attention over {n_prompt + n_new:,} "
-                     f"tokens (about {max(1.0, first):.0f} s)…", "busy")
-
-    def _scored(self, done: int, n_layers: int) -> None:
-        if self.busy:
-            self.progress = done / n_layers
-            self.say(f"Scoring every head for the head finder: layer {done} of {n_layers}…", "busy")
+        if self.busy:  # the writing's share of the work: the reading's bar, if any, is full by now
+            self.progress = count / n_new
+            self.say(f"Writing token {count} of {n_new}…" if count < n_new else
+                     f"All {n_new} tokens written. Scoring every head for the head finder…", "busy")
 
     def _generated(self, result) -> None:
-        made_with, generation, scores, first = result
+        made_with, generation, scores = result
         self._made_with = made_with
-        if first:
-            self._seconds_per_token = first[0] / max(1, len(generation.tokens) - sum(generation.generated))
         with self.hold_trait_notifications():
             self.generation, self.scores = generation, scores
             self.token, self.zoom, self.on_probe = -1, -1, False
+            self.progress = 1.0
         maps = generation.maps
         ended = " (stopped)" if generation.stopped else ""
-        text = f"{len(generation.tokens)} tokens{ended}, {maps.n_layers} layers x {maps.n_heads} heads."
-        if scores is None:
-            text += " Stopped before the head finder's scores were worked out."
-        self.say(f"{text} {maps.meta.notice}".strip(), "warning" if maps.meta.notice or scores is None else "ok")
+        self.say(f"{len(generation.tokens)} tokens{ended}, {maps.n_layers} layers x {maps.n_heads} heads. "
+                 f"{maps.meta.notice}".strip(), "warning" if maps.meta.notice else "ok")
         self._done()
 
     def _done(self) -> None:
@@ -298,13 +294,12 @@ class LanguageSession(SinkExperiment, Session):
 
         def job():
             self.runs += 1
-            with model._lock:
-                maps = model.attend_ids(repeated_tokens(model, INDUCTION_LENGTH, seed))
-                scores = induction_score(maps, INDUCTION_LENGTH)
-                top = top_heads(scores, min(3, scores.numel()))
-                loss = second_copy_loss(model, (), INDUCTION_LENGTH, seed)
-                ablated = second_copy_loss(model, top, INDUCTION_LENGTH, seed)
-                mine = second_copy_loss(model, chosen, INDUCTION_LENGTH, seed) if chosen else loss
+            maps = model.attend_ids(repeated_tokens(model, INDUCTION_LENGTH, seed))
+            scores = induction_score(maps, INDUCTION_LENGTH)  # as model.induction_scores, with the maps kept
+            top = top_heads(scores, min(3, scores.numel()))
+            loss = second_copy_loss(model, (), INDUCTION_LENGTH, seed)
+            ablated = second_copy_loss(model, top, INDUCTION_LENGTH, seed)
+            mine = second_copy_loss(model, chosen, INDUCTION_LENGTH, seed) if chosen else loss
             return dict(induction=scores, top=top, loss=loss, ablated_loss=ablated, chosen=chosen, chosen_loss=mine,
                         maps=maps, length=INDUCTION_LENGTH)
 
@@ -359,3 +354,30 @@ class LanguageSession(SinkExperiment, Session):
         if maps is None or not maps.meta.next_tokens:
             return ()
         return maps.meta.next_tokens[self.token]
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
+class _Progress:
+    """A worker's ``progress(done, total)`` for one phase of a read: the session's progress and status follow it on
+    the home thread, a few times a second, with the time left at the pace so far."""
+
+    def __init__(self, session: LanguageSession, what: str):
+        self.session, self.what, self.first = session, what, None
+        self.show = Throttle(session.home, self._show, 0.3)
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if self.first is None:  # the pace is timed from the first layer done
+            self.first = (done, now)
+        pace = (now - self.first[1]) / (done - self.first[0]) if done > self.first[0] else None
+        self.show(done, total, None if pace is None else pace * (total - done))
+
+    def _show(self, done: int, total: int, left: float) -> None:
+        session = self.session
+        if session.busy:  # a report that arrives after the work ended says nothing
+            session.progress = done / total
+            left = "" if left is None else f", about {_duration(left)} left"
+            session.say(f"{self.what}: layer {done} of {total}{left}. Stop keeps the previous view.", "busy")

@@ -43,10 +43,12 @@ function fill(template, values) {
   return template.replace(/\{(\w+)\}/g, (_, key) => (key in values ? values[key] : ""));
 }
 
-// Colour bar ticks at round, distinct values (0.005, 0.010, ... rather than 0.01, 0.01 rounded from quarters).
+// Colour bar ticks at round, distinct values (0.005, 0.010, ... rather than 0.01, 0.01 rounded from quarters). The
+// decimals follow the step, and a flat scale keeps two significant digits: a long map's pooled colour scale ends
+// near 0.002, which a fixed two decimals would print as 0.
 export function niceTicks(lo, hi, count = 4) {
   const span = hi - lo;
-  if (!(span > 0) || !Number.isFinite(span)) return [{ value: lo, text: String(Math.round(lo * 100) / 100) }];
+  if (!(span > 0) || !Number.isFinite(span)) return [{ value: lo, text: String(parseFloat(lo.toPrecision(2))) }];
   const raw = span / count, power = Math.pow(10, Math.floor(Math.log10(raw)));
   const mantissa = [1, 2, 2.5, 5, 10].find((m) => m * power >= raw * 0.999);
   const step = mantissa * power;

@@ -22,12 +22,12 @@ from explorer.views.export import export_scope
 from explorer.views.heatmaps import unique_labels
 from explorer.widgets.bertviz_frame import BertvizFrame
 from explorer.widgets.controls import (Form, ModelBox, Row, StatusLine, button, columns, control, explain, explanation,
-                                       guarded, head_numbers, positions, preset_row, section, shows_errors, tagged)
+                                       guarded, head_numbers, positions, preset_row, progress_bar, section,
+                                       shows_errors, tagged)
 from explorer.widgets.export import CopyLink, ExportBar, maps_export
 from explorer.widgets.heatmap_view import HeatmapView
 from explorer.widgets.plot import PlotView
 from explorer.widgets.sinks import SinksBox
-from explorer.widgets.work import WorkLine
 
 SCORES = ("previous token", "attention sink", "self", "entropy", "induction")
 NUMBER = dict(style=dict(description_width="7em"))  # sizes in em grow with the font (present mode)
@@ -103,11 +103,13 @@ class LanguagePanel(widgets.VBox):
         self.score = tagged(w.Dropdown(options=SCORES, description="score", layout=w.Layout(width="17em")),
                             "ae-llm-score")
         self.score.observe(lambda _: self.redraw_soon(), "value")
+        self.progress = progress_bar(s, "ae-llm-progress", **WIDE)
         find = button("Find induction heads", guarded(s, s.find_heads), "ae-llm-find", icon="search", width="180px")
         self.ablate_button = button("ablate this head", guarded(s, s.toggle_ablation), "ae-llm-ablate", icon="ban",
                                     width="150px")
         restore = button("restore all heads", lambda: s.update(ablated=[]), "ae-llm-restore", width="150px")
-        unzoom = button("whole text", lambda: s.zoom_to(None, 0), "ae-llm-unzoom", icon="search-minus", width="120px")
+        self.unzoom = button("whole text", lambda: s.zoom_to(None, 0), "ae-llm-unzoom", icon="search-minus",
+                             width="120px")
         bertviz = button("Render bertviz head view", self.render_bertviz, "ae-llm-bertviz-render", width="200px")
         self.export_bar = ExportBar(s, {"head map": "ae-llm-head", "head finder": "ae-llm-finder"},
                                     {"attention maps": maps_export(self.export_maps)}, name="llm")
@@ -115,8 +117,8 @@ class LanguagePanel(widgets.VBox):
         self.controls = w.VBox([
             section("Model", self.model_box), section("Example", self.preset), section("Prompt", self.prompt),
             section("Generation", self.max_new_tokens, self.temperature, self.seed,
-                    w.HBox([self.generate_button, self.stop_button])),
-            section("Where to look", self.layer, self.head, self.view, self.token_pick, unzoom, self.on_probe),
+                    w.HBox([self.generate_button, self.stop_button]), self.progress),
+            section("Where to look", self.layer, self.head, self.view, self.token_pick, self.unzoom, self.on_probe),
             section("Head finder", self.score, find),
             section("Head ablation (induction probe)", w.HBox([self.ablate_button, restore],
                                                               layout=w.Layout(flex_flow="row wrap"))),
@@ -124,7 +126,7 @@ class LanguagePanel(widgets.VBox):
             section("Attention sinks (Xiao et al. 2023)", *self.sink_box.controls),
             section("Export", self.export_bar),
             section("Share", CopyLink(lambda: links.query(s.key, s.state()))),
-            self.status, WorkLine(s),
+            self.status,
         ], layout=w.Layout(width="27em", min_width="300px", flex="0 1 27em"))
 
     def _build_outputs(self) -> None:
@@ -211,6 +213,7 @@ class LanguagePanel(widgets.VBox):
         self.on_probe.disabled = s.probe is None
         self.on_probe.description = "show on your text" if s.on_probe else "show on its probe"
         self._draw_finder()
+        self.unzoom.layout.display = None if s.zoom >= 0 else "none"  # only a zoomed long map has a whole to go back to
         if maps is None:
             self.head_view.show(matrix=view.NOTHING, empty_text=view.EMPTY["probe" if s.on_probe else "head"])
             self.main.children = [self.head_view]
@@ -259,8 +262,7 @@ class LanguagePanel(widgets.VBox):
         if s.probe is not None:
             scores["induction"] = s.probe["induction"]
         if not scores:
-            stopped = s.generation is not None and s.scores is None
-            self.finder_view.show(matrix=view.NOTHING, empty_text=view.EMPTY["stopped" if stopped else "finder"])
+            self.finder_view.show(matrix=view.NOTHING, empty_text=view.EMPTY["finder"])
             explain(self.finder_words, "")
             return
         name = self.score.value if self.score.value in scores else next(iter(scores))

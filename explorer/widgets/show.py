@@ -22,12 +22,12 @@ from explorer.views import pretrained as view
 from explorer.views import show as show_view
 from explorer.views.export import export_scope
 from explorer.views.heatmaps import FigureUpdate
-from explorer.widgets.controls import StatusLine, bind, button, columns, grows, section, shows_errors, tagged
+from explorer.widgets.controls import (StatusLine, bind, button, columns, grows, progress_bar, section, shows_errors,
+                                       tagged)
 from explorer.widgets.export import ExportBar, maps_export
 from explorer.widgets.heatmap_view import HeatmapView
 from explorer.widgets.plot import PlotView
 from explorer.widgets.present import PresentSwitch, presentable
-from explorer.widgets.work import WorkLine
 
 PANELS = itertools.count()  # each panel's figures get names of their own: a notebook shows many panels
 VIEW_LABELS = {"head": "head", "layer": "layer", "mean": "mean", "rollout": "rollout", "model": "all", "image": "image"}
@@ -122,15 +122,16 @@ class ShowPanel(widgets.VBox):
         self.part_section = section("Attention", self.part)
         self.item_section = section("Batch", self.item)
         width = grows("290px")  # beside the figures in a 900 px notebook column; grows with present mode's font
+        self.progress = progress_bar(s, f"{self.key}-progress", width=grows("180px"))
         self.controls = w.VBox([
-            hidden(section("Text", self.text, read), reader.accepts_text),
-            hidden(section("Continue the text", self.new_tokens, w.HBox([generate, stop])), reader.can_generate),
+            hidden(section("Text", self.text, read, w.HBox([stop, self.progress])), reader.accepts_text),
+            hidden(section("Continue the text", self.new_tokens, generate), reader.can_generate),
             self.part_section, self.item_section,
             section("Where to look", self.layer, self.head, self.view, self.token_pick, self.unzoom),
             hidden(section("Head ablation", w.HBox([self.ablate_button, restore], layout=w.Layout(flex_flow="row wrap"))),
                    reader.can_ablate),
             section("Export", self.export_bar),
-            self.status, WorkLine(s),
+            self.status,
         ], layout=w.Layout(width=width, flex=f"0 0 {width}"))
 
     def _build_outputs(self) -> None:

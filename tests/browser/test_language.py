@@ -82,7 +82,7 @@ def test_the_induction_preset_runs_and_opens_its_head_which_shows_on_its_probe(p
 def test_a_changed_prompt_greys_the_old_maps_and_long_work_shows_progress(page, dashboard_url):
     open_language(page, dashboard_url)
     page.locator(".ae-llm-generate").click()
-    page.wait_for_selector(".ae-llm .ae-work .ae-work-stop", state="visible", timeout=60_000)  # long: a bar and Stop
+    page.wait_for_selector(".ae-llm .ae-llm-progress", state="visible", timeout=60_000)  # a bar counts the tokens
     page.wait_for_selector(".ae-llm .ae-status-ok:has-text('tokens,')", timeout=300_000)
     assert not page.evaluate(f"() => ({FIND_PLOT})('{HEAD}').layout.stale")
     box = page.locator(".ae-llm-prompt textarea")
@@ -94,7 +94,7 @@ def test_a_changed_prompt_greys_the_old_maps_and_long_work_shows_progress(page, 
 def test_a_long_text_has_distinct_colour_ticks_and_labels_that_do_not_touch(page, dashboard_url):
     open_language(page, dashboard_url)
     box = page.locator(".ae-llm-prompt textarea")
-    box.fill(" ".join(f"word{i % 50}" for i in range(400)))  # over 512 tokens: the map is pooled into blocks
+    box.fill(" ".join(f"word{i % 50}" for i in range(400)))  # over 500 tokens: the map is pooled into blocks
     box.press("Tab")
     count = page.locator(".ae-llm-max-new-tokens input")
     count.fill("1")
