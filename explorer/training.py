@@ -27,12 +27,13 @@ from typing import Callable
 import torch
 from torch import nn
 
-from explorer.arguments import positive_number, whole_number
+from explorer.arguments import positive_number, seed as check_seed, whole, whole_number
 from explorer.guard import MAX_UPDATE, RECENT, WeightGuard
 from explorer.maps import HistoryRow, Snapshot
 from explorer.data.translation import is_translation
 from explorer.models.transformer import TinySeq2Seq, TinyTransformer, model_inputs, token_probe
 from explorer.models.translator import translation_probe
+from explorer.training_checks import check_steps, check_trainable, check_training_size
 
 TOKEN_COLUMNS = ("input_ids", "labels")
 IMAGE_COLUMNS = ("pixel_values", "label")
@@ -88,11 +89,6 @@ def default_probe(model: nn.Module, data, kind: str) -> Callable | None:
     return None
 
 
-def check_steps(steps) -> int:
-    """A positive whole number of steps, or a ValueError that says so."""
-    return whole_number(steps, "number of steps", low=1)
-
-
 def reinitialise(model: nn.Module, seed: int) -> None:
     """Fresh weights from ``seed``: every module's ``reset_parameters``, children first so a parent's own init wins."""
     with torch.random.fork_rng(devices=[]):
@@ -138,7 +134,8 @@ class Trainer:
         columns = TOKEN_COLUMNS if self.kind == "tokens" else IMAGE_COLUMNS
         self.train_inputs, self.train_labels = split_tensors(data["train"], columns)
         self.test_inputs, self.test_labels = split_tensors(data["test"], columns)
-        self.model, self.data, self.seed = model, data, whole_number(seed, "seed")
+        check_trainable(model, probe, self.train_inputs[:2], self.train_labels[:2], self.kind)
+        self.model, self.data, self.seed = model, data, check_seed(seed)
         self.lr = lr
         self.batch_size = batch_size
         self.snapshot_every = whole_number(snapshot_every, "snapshot_every (steps between snapshots)", low=1)
@@ -163,7 +160,9 @@ class Trainer:
 
     @batch_size.setter
     def batch_size(self, value) -> None:
-        self._batch_size = min(whole_number(value, "batch size", low=1), len(self.train_labels))
+        batch = min(whole_number(value, "batch size", low=1), len(self.train_labels))
+        check_training_size(self.model, batch, self.train_inputs)
+        self._batch_size = batch
 
     def _fresh_optimiser(self) -> None:
         # fused: one kernel updates every weight (on CPU about 15% of a small model's step, measured in
@@ -333,6 +332,7 @@ class Trainer:
     def evaluate(self, batch_size: int = 512) -> dict:
         """Accuracy on the test split: ``token_accuracy`` and ``sequence_accuracy``, or ``accuracy`` for classes."""
         hits = counted = exact = 0
+        batch_size = whole(batch_size, "evaluation batch size", 1)
         n = len(self.test_labels)
         for start in range(0, n, batch_size):
             inputs, labels = self.test_inputs[start: start + batch_size], self.test_labels[start: start + batch_size]
