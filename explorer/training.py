@@ -301,6 +301,9 @@ class Trainer:
         """Train up to ``steps`` steps: fewer when ``stop`` is set (checked before each step) or when the guard undoes
         a step (``paused`` then says so, and ``message`` why). A snapshot is taken every ``snapshot_every`` steps and,
         with ``snapshot_at_end``, after the last one. Returns the new history records."""
+        steps = check_steps(steps)
+        if stop is not None and not callable(getattr(stop, "is_set", None)):
+            raise TypeError(f"stop must be a threading.Event (or None), got {type(stop).__name__}.")
         with self._idle("train again"):
             first = len(self.history)
             self.paused = False

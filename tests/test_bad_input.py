@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from explorer import checkpoints, links, student_files
+from explorer import checkpoints, student_files
 from explorer.attention import MultiHeadAttention, valid_head_counts
 from explorer.models.vit import valid_patch_sizes
 

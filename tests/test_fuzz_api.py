@@ -22,6 +22,7 @@ from explorer.maps import AttentionMaps, entropy, pattern_score, rollout
 from explorer.models.cbam import CBAM, CBAMNet, cbam_maps, grad_cam, localization
 from explorer.models.transformer import TinySeq2Seq, TinyTransformer, TransformerConfig
 from explorer.models.vit import TinyViT, ViTConfig, attention_maps, patch_maps, vit_maps
+from explorer.lab import Lab
 from explorer.training import Trainer
 from tests.fuzzing import FUZZ, HOSTILE, finite, words
 
@@ -96,6 +97,29 @@ def dataset(result, arguments):
 def trainer_run(steps):
     trainer = Trainer(TRAINED, DATA, batch_size=4)
     return trainer.run(steps)
+
+
+def a_lab(**options) -> Lab:
+    return Lab({"4 heads": Trainer(TRAINED, DATA, batch_size=4)}, **options)
+
+
+def lab_start(steps):
+    """A lab started with ``steps`` in the background, then stopped: nothing keeps training after the call."""
+    lab = a_lab()
+    try:
+        lab.start(steps)
+    finally:
+        lab.stop(5.0)
+        lab.join(30.0)
+    return lab.view
+
+
+def lab_waits(timeout):
+    """``stop`` and ``join`` with ``timeout`` on an idle lab."""
+    lab = a_lab()
+    lab.stop(timeout)
+    lab.join(timeout)
+    return lab.view
 
 
 TRAINED = tiny_transformer()
@@ -176,6 +200,11 @@ CASES = {
                     check=built(Trainer)),
     "Trainer.run": Case(trainer_run, dict(steps=1), good=dict(steps=[2, np.int64(3)]), model=lambda: TRAINED,
                         check=expect(lambda rows: rows and all(finite(r.loss) for r in rows))),
+    "Lab.run": Case(lambda steps, chunk, evaluate: a_lab(chunk=chunk, evaluate=evaluate).run(steps),
+                    dict(steps=2, chunk=1, evaluate=True), good=dict(evaluate=[False]),
+                    names=dict(chunk=["steps"], evaluate=["evaluate"]), check=expect(lambda r: isinstance(r, str))),
+    "Lab.start": Case(lab_start, dict(steps=2), check=expect(lambda view: view.status in ("finished", "stopped"))),
+    "Lab.stop and join": Case(lab_waits, dict(timeout=1.0), good=dict(timeout=[0, 0.5])),
     "links": Case(lambda state: links.decode(state), dict(state=links.encode({"a": 1})),
                   names=dict(state=["link"]), check=expect(lambda r: isinstance(r[1], dict))),
     "top_heads": Case(heads.top_heads, dict(scores=torch.rand(3, 4), k=2), names=dict(scores=["scores"]),
