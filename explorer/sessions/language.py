@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from traitlets import Any, Float, Int, List, TraitError, Unicode, observe
 
-from explorer.arguments import whole
+from explorer.arguments import seed as check_seed, whole
 from explorer.sessions.base import Session, ablated_heads, place_in_model, validate
 from explorer.sessions.rules import Choice
 
@@ -95,6 +95,10 @@ class LanguageSession(Session):
         from explorer.models.language import MAX_NEW_TOKENS
 
         return whole(proposal["value"], "number of new tokens max_new_tokens", 1, MAX_NEW_TOKENS)
+
+    @validate("seed")
+    def _valid_seed(self, proposal):
+        return check_seed(proposal["value"])
 
     @validate("temperature")
     def _valid_temperature(self, proposal):
@@ -227,9 +231,10 @@ class LanguageSession(Session):
 
     def zoom_to(self, token: int | None, window: int) -> None:
         """Show the ``window`` tokens around ``token`` whole (``None``: the whole text again, pooled)."""
+        token = None if token is None else whole(token, "token", 0)
+        window = whole(window, "zoom window", 1)
         if token is None or self.generation is None:
             return self.update(zoom=-1)
-        token, window = whole(token, "token", 0), whole(window, "zoom window", 1)
         n = len(self.generation.tokens)
         self.update(zoom=max(0, min(token - window // 2, n - window)))
 
