@@ -154,10 +154,10 @@ def _read(path) -> tuple[dict, dict[str, tuple]]:
         with open(path, "rb") as handle:
             if handle.read(4).startswith(PICKLE_STARTS):
                 raise _pickle_error(path) from None
-        raise ValueError(f"{path.name} is not a readable safetensors checkpoint (it may be corrupted or cut "
+        raise ValueError(f"'{path.name}' is not a readable safetensors checkpoint (it may be corrupted or cut "
                          "short).") from None
     if metadata.get("format") != FORMAT or metadata.get("model") not in MODELS:
-        raise ValueError(f"{path.name} is a safetensors file but not an Attention Explorer checkpoint (no model and config).")
+        raise ValueError(f"'{path.name}' is a safetensors file but not an Attention Explorer checkpoint (no model and config).")
     return metadata, shapes
 
 
@@ -167,13 +167,13 @@ def _tensors(path) -> dict[str, torch.Tensor]:
     tensors = load_file(str(path))
     broken = [key for key, value in tensors.items() if value.is_floating_point() and not torch.isfinite(value).all()]
     if broken:
-        raise ValueError(f"{path.name} holds NaN or infinite weights ({', '.join(broken[:3])}): the model it saved "
+        raise ValueError(f"'{path.name}' holds NaN or infinite weights ({', '.join(broken[:3])}): the model it saved "
                          "had diverged. Nothing was loaded.")
     return tensors
 
 
 def _pickle_error(path: Path) -> ValueError:
-    return ValueError(f"{path.name} looks like a pickled file (torch.save or pickle). The explorer never loads "
+    return ValueError(f"'{path.name}' looks like a pickled file (torch.save or pickle). The explorer never loads "
                       "pickles, because they can run code; save the model with explorer.checkpoints.save instead.")
 
 
@@ -205,7 +205,7 @@ def _planned(name: str, config, shapes: dict, path) -> nn.Module:
     plan = _build(name, config, device="meta")  # the config's own checks worked its size out before this
     size = sum(p.numel() for p in plan.parameters())
     if size > MAX_WEIGHTS:
-        raise ValueError(f"{checkpoint_path(path).name} describes a {name} with {size:,} weights; the explorer loads "
+        raise ValueError(f"'{checkpoint_path(path).name}' describes a {name} with {size:,} weights; the explorer loads "
                          f"models of at most {MAX_WEIGHTS:,}. Nothing was loaded.")
     _check_shapes({key: tuple(value.shape) for key, value in plan.state_dict().items()}, shapes, name)
     return _build(name, config)

@@ -44,7 +44,8 @@ SMALL_MODEL = 2_000_000  # parameters; below this one CPU thread trains faster t
 
 def batch_kind(data) -> str:
     """"tokens" or "images" from the columns of the train split; a ValueError names what is missing."""
-    if not hasattr(data, "keys") or "train" not in data or "test" not in data:
+    if not hasattr(data, "keys") or "train" not in data or "test" not in data \
+            or not all(hasattr(data[split], "column_names") for split in ("train", "test")):
         raise ValueError("Training needs a DatasetDict with a 'train' and a 'test' split.")
     columns = set(data["train"].column_names)
     for kind, needed in (("tokens", TOKEN_COLUMNS), ("images", IMAGE_COLUMNS)):

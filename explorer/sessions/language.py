@@ -231,8 +231,8 @@ class LanguageSession(Session):
 
     def zoom_to(self, token: int | None, window: int) -> None:
         """Show the ``window`` tokens around ``token`` whole (``None``: the whole text again, pooled)."""
-        token = None if token is None else whole(token, "token", 0)
-        window = whole(window, "zoom window", 1)
+        if token is not None:  # checked before a missing generation ends the call: nan is refused either way
+            token, window = whole(token, "token", 0), whole(window, "zoom window", 1)
         if token is None or self.generation is None:
             return self.update(zoom=-1)
         n = len(self.generation.tokens)
