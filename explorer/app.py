@@ -38,6 +38,7 @@ TABS = (
             "explorer.widgets.pretrained:PretrainedPanel"),
     TabSpec("llm", "Language model", "explorer.sessions.language:LanguageSession",
             "explorer.widgets.language:LanguagePanel"),
+    TabSpec("speech", "Speech", "explorer.sessions.speech:SpeechSession", "explorer.widgets.speech:SpeechPanel"),
     TabSpec("transformer", "Train a Transformer", "explorer.sessions.transformer_lab:TransformerLabSession",
             "explorer.widgets.transformer_lab:TransformerLabPanel"),
     TabSpec("vision", "Vision", "explorer.sessions.vision:VisionSession", "explorer.widgets.vision:VisionPanel"),

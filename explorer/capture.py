@@ -183,20 +183,28 @@ class CapturedAttention:
         return item
 
     # ----- recording (from the mode) ------------------------------------------------------------------------------
-    def add_sdpa(self, name: str, query, key, mask, causal: bool, scale) -> None:
-        query, key = _as_four_dims(query.detach()), _as_four_dims(key.detach())
+    @staticmethod
+    def call_shape(query, key, mask) -> tuple[int, int, int, int]:
+        """The ``[batch, heads, queries, keys]`` of an SDPA call's weights; a ValueError in words for heads or a mask
+        that do not fit (checked before the call, so the message is this one rather than the kernel's)."""
+        query, key = _as_four_dims(query), _as_four_dims(key)
         heads, kv_heads = query.shape[1], key.shape[1]
         if heads % kv_heads:
             raise ValueError(f"The attention call has {heads} query heads and {kv_heads} key heads; grouped-query "
                              "attention needs the query heads to be a multiple of the key heads.")
         shape = (max(query.shape[0], key.shape[0]), heads, query.shape[2], key.shape[2])
-        mask = None if mask is None else mask.detach()
         if mask is not None:
             try:
-                torch.broadcast_shapes(_broadcast_mask(mask, shape).shape, shape)
+                _broadcast_mask(mask, shape)
             except RuntimeError:
                 raise ValueError(f"The attention mask has shape {list(mask.shape)}, which does not fit the weights' "
                                  f"{list(shape)} (batch, heads, queries, keys).") from None
+        return shape
+
+    def add_sdpa(self, name: str, query, key, mask, causal: bool, scale) -> None:
+        shape = self.call_shape(query, key, mask)
+        query, key = _as_four_dims(query.detach()), _as_four_dims(key.detach())
+        mask = None if mask is None else mask.detach()
         scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
         if self.lazy:
             self._keep(AttentionCall(name, shape, query=query, key=key, mask=mask, causal=causal, scale=scale),
@@ -245,6 +253,7 @@ class _AttentionMode(TorchFunctionMode):
         kwargs = kwargs or {}
         if func is SDPA:
             query, key, _value, mask, _dropout, causal, scale, _gqa = _sdpa_arguments(*args, **kwargs)
+            self.captured.call_shape(query, key, mask)
             result = func(*args, **kwargs)  # the call's own output, computed by its own kernel
             self.captured.add_sdpa(self.where(), query, key, mask, causal, scale)
             return result

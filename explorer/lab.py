@@ -23,8 +23,8 @@ from typing import Callable, Mapping
 from explorer import checkpoints
 from explorer.arguments import flag, real
 from explorer.maps import HistoryRow, Snapshot
-from explorer.threads import Home, Throttle, Worker, home
-from explorer.training import Trainer, check_steps, one_thread
+from explorer.threads import Home, Throttle, Worker, home, one_thread
+from explorer.training import Trainer, check_steps
 
 ENDINGS = ("finished", "stopped", "paused", "error")  # how a run can end; before the first: "ready"
 _serials = itertools.count(1)

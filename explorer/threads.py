@@ -9,6 +9,7 @@ until the home thread waits (``Home.wait_until``) in a plain script or a test. N
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 import time
@@ -221,3 +222,32 @@ class Throttle:
     def flush(self) -> None:
         """Run the waiting call now (on the home thread), so the last frame is drawn when this returns."""
         self.home.call(self._fire)
+
+
+_threads_lock = threading.Lock()
+_threads_users = 0
+_threads_before = 1
+
+
+@contextlib.contextmanager
+def one_thread(wanted: bool = True):
+    """Use one CPU thread while any small model trains or decodes (tiny matrices lose more to hand-offs than they gain);
+    the setting before the first trainer started comes back when the last one ends."""
+    global _threads_users, _threads_before
+    if not wanted:
+        yield
+        return
+    import torch
+
+    with _threads_lock:
+        if _threads_users == 0:
+            _threads_before = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _threads_users += 1
+    try:
+        yield
+    finally:
+        with _threads_lock:
+            _threads_users -= 1
+            if _threads_users == 0:
+                torch.set_num_threads(_threads_before)

@@ -28,7 +28,9 @@ import torch
 from torch import nn
 
 from explorer.arguments import positive_number, seed as check_seed, whole, whole_number
+from explorer.threads import one_thread
 from explorer.guard import MAX_UPDATE, RECENT, WeightGuard
+from explorer.induction import induction_probe, is_induction
 from explorer.maps import HistoryRow, Snapshot
 from explorer.data.translation import is_translation
 from explorer.models.transformer import TinySeq2Seq, TinyTransformer, model_inputs, token_probe
@@ -81,12 +83,12 @@ def loss_and_hits(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Ten
 
 
 def default_probe(model: nn.Module, data, kind: str) -> Callable | None:
-    """The attention on the first test example for the explorer's token models (and, for a translation, how well
-    the cross-attention aligns); none for other models."""
+    """The attention on the first test example for the explorer's token models (with a translation's alignment, or
+    the induction task's loss on each copy and head scores); none for other models."""
     if kind == "tokens" and isinstance(model, TinySeq2Seq) and is_translation(data):
         return translation_probe(data)
     if kind == "tokens" and isinstance(model, (TinyTransformer, TinySeq2Seq)):
-        return token_probe(data)
+        return induction_probe(data) if isinstance(model, TinyTransformer) and is_induction(data) else token_probe(data)
     return None
 
 
@@ -99,31 +101,6 @@ def reinitialise(model: nn.Module, seed: int) -> None:
                 module.reset_parameters()
 
 
-_threads_lock = threading.Lock()
-_threads_users = 0
-_threads_before = 1
-
-
-@contextlib.contextmanager
-def one_thread(wanted: bool = True):
-    """Use one CPU thread while any small model trains (tiny matrices lose more to hand-offs than they gain);
-    the setting before the first trainer started comes back when the last one ends."""
-    global _threads_users, _threads_before
-    if not wanted:
-        yield
-        return
-    with _threads_lock:
-        if _threads_users == 0:
-            _threads_before = torch.get_num_threads()
-            torch.set_num_threads(1)
-        _threads_users += 1
-    try:
-        yield
-    finally:
-        with _threads_lock:
-            _threads_users -= 1
-            if _threads_users == 0:
-                torch.set_num_threads(_threads_before)
 
 
 class Trainer:

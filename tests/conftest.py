@@ -12,15 +12,27 @@ check_widget_threads(os.environ["AE_DEBUG_THREADS"] == "1")
 import pytest  # noqa: E402
 
 
+def in_fresh_cache(tmp_path_factory, load):
+    """``load()`` with ``AE_CACHE`` set to a new folder for as long as the fixture lasts."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AE_CACHE", str(tmp_path_factory.mktemp("ae-cache")))
+        yield load()
+
+
 @pytest.fixture(scope="session")
 def smollm(tmp_path_factory):
     """The packaged SmolLM2, converted once into a fresh cache for the whole run."""
     from explorer.models import language
 
-    cache = tmp_path_factory.mktemp("ae-cache")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AE_CACHE", str(cache))
-        yield language.load()
+    yield from in_fresh_cache(tmp_path_factory, language.load)
+
+
+@pytest.fixture(scope="session")
+def whisper(tmp_path_factory):
+    """The packaged Whisper base, converted once into a fresh cache for the whole run."""
+    from explorer.models import speech
+
+    yield from in_fresh_cache(tmp_path_factory, speech.load_speech)
 
 
 def save_tiny_gpt2(folder, n_layer: int = 2, n_positions: int = 64):

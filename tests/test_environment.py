@@ -27,7 +27,7 @@ def environment_pip_list() -> list[str]:
 def test_environment_yml_and_pyproject_agree():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
-    declared = requirement_names(project["dependencies"] + extras["hub"] + extras["test"])
+    declared = requirement_names(project["dependencies"] + extras["hub"] + extras["lens"] + extras["test"])
     in_environment = requirement_names(environment_pip_list())
     assert declared == in_environment
 

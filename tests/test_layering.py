@@ -77,13 +77,14 @@ PRIVATE_EXCEPTIONS = {"sessions/language.py": "_lock"}  # the language model's l
 
 
 def private_reaches(path: Path) -> list[tuple[str, str]]:
-    """``(owner, name)`` of every ``owner._name`` in ``path`` where ``owner`` is not ``self`` or ``cls``, nor a panel's
-    own session or a panel (``s``, ``session``, ``panel``)."""
+    """``(owner, name)`` of every ``owner._name`` in ``path`` where ``owner`` is not ``self``, ``cls`` or ``super()``, nor a
+    panel's own session or a panel (``s``, ``session``, ``panel``)."""
     found = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
             owner = node.value
-            if not (isinstance(owner, ast.Name) and owner.id in ("self", "cls", "s", "session", "panel")):
+            inherited = isinstance(owner, ast.Call) and ast.unparse(owner.func) == "super"  # a parent's own member
+            if not inherited and not (isinstance(owner, ast.Name) and owner.id in ("self", "cls", "s", "session", "panel")):
                 found.append((ast.unparse(owner), node.attr))
     return found
 

@@ -13,6 +13,7 @@ import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
 
 from explorer.arguments import choice, json_depth, path as user_path, seed as check_seed, whole
+from explorer.data.induction import INDUCTION, check_induction_sizes, is_induction, make_induction  # noqa: F401
 from explorer.data.translation import (MAX_TEST_PAIRS, MAX_USER_BYTES, TRANSLATIONS, check_split, first_line,  # noqa: F401
                                        is_translation, load_pairs_task, make_translation, read_local, user_file)
 from explorer.imports import transformers_quiet
@@ -79,15 +80,23 @@ def class_names(dataset) -> list[str]:
     return list(split.features["labels"].names)
 
 
+def task_names() -> list[str]:
+    """Every synthetic task ``make_task`` makes."""
+    return [*TASKS, INDUCTION, *TRANSLATIONS]
+
+
 def _check_task_sizes(name, n_train, n_test, length, vocab_size, seed) -> tuple:
     """The arguments of ``make_task``, checked one by one, and the data's size against the budget."""
-    name = choice(name, "task", (*TASKS, *TRANSLATIONS))
+    name = choice(name, "task", task_names())
     n_train = whole(n_train, "number of training examples n_train", 1, MAX_EXAMPLES)
     n_test = whole(n_test, "number of test examples n_test", 1, MAX_TEST_PAIRS if name in TRANSLATIONS else MAX_EXAMPLES)
     length = whole(length, "sequence length", 2, 512)
     vocab_size = whole(vocab_size, "vocabulary size", 2, 1000)
-    check_memory(f"The {name} task with {n_train + n_test:,} examples of {length} tokens",
-                 (n_train + n_test) * max(length, 48) * 64)  # ids and labels as int64, in numpy, lists and arrow
+    if name == INDUCTION:
+        check_induction_sizes(length, vocab_size)  # rows are 3 x length tokens: a tighter bound on length
+    row = 3 * length if name == INDUCTION else length
+    check_memory(f"The {name} task with {n_train + n_test:,} examples of {row} tokens",
+                 (n_train + n_test) * max(row, 48) * 64)  # ids and labels as int64, in numpy, lists and arrow
     return name, n_train, n_test, length, vocab_size, check_seed(seed)
 
 
@@ -109,12 +118,15 @@ def _draw(name: str, n: int, length: int, vocab_size: int, rng: np.random.Genera
 @transformers_quiet()  # datasets reads transformers: no import of it meanwhile
 def make_task(name: str, n_train: int = 8000, n_test: int = 500, length: int = 10, vocab_size: int = 10,
               seed: int = 0) -> DatasetDict:
-    """A synthetic task (one of ``TASKS`` or ``TRANSLATIONS``) with splits ``train`` and ``test``; the same seed
-    gives the same data. A translation (``dates``, ``numbers``) has its own lengths and characters, so it ignores
-    ``length`` and ``vocab_size`` (see ``explorer.data.translation``)."""
+    """A synthetic task (one of ``task_names()``) with splits ``train`` and ``test``; the same seed gives the same
+    data. A translation (``dates``, ``numbers``) has its own lengths and characters, so it ignores ``length`` and
+    ``vocab_size`` (see ``explorer.data.translation``). ``induction`` repeats a segment of ``length`` tokens in rows
+    of ``3 length`` (see ``explorer.data.induction``)."""
     name, n_train, n_test, length, vocab_size, seed = _check_task_sizes(name, n_train, n_test, length, vocab_size, seed)
     if name in TRANSLATIONS:
         return make_translation(name, n_train, n_test, seed)
+    if name == INDUCTION:
+        return make_induction(n_train, n_test, length, vocab_size, seed)
     make_labels, classify, _ = TASKS[name]
     tokens = [str(v) for v in range(vocab_size)] + ([MARKER] if name == "needle" else [])
     labels = ClassLabel(names=[str(v) for v in range(vocab_size)]) if classify else Sequence(Value("int64"))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import shutil
 import threading
 import warnings
@@ -23,6 +22,7 @@ import torch
 from explorer.arguments import path as user_path, real, seed as check_seed, shown, text as check_text, whole
 from explorer.maps import AttentionMaps, MapsInfo
 from explorer.models import hf
+from explorer.models.cache import DONE_MARK, cache_dir, load_cached
 from explorer.models.layer_maps import LayerMaps, capture_hooks
 
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
@@ -33,11 +33,6 @@ TOP_K = 5
 MAX_NEW_TOKENS = 512
 MAX_PROMPT_CHARS = 200_000  # characters of a prompt: 8,192 tokens of SmolLM2 are about 40,000
 FULL_MAPS_BYTES = 256_000_000  # maps larger than this are worked out a layer at a time (LayerMaps)
-DONE_MARK = "complete.json"  # written last: a cache folder without it is unfinished
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("AE_CACHE") or Path.home() / ".cache" / "attention-explorer")
 
 
 def package_folder() -> Path:
@@ -105,32 +100,13 @@ def load(name_or_path: str | Path | None = None, progress=None) -> "LanguageMode
         user_path(name_or_path, "model's name or folder")  # text, no null character, names the system can hold
     name = DEFAULT_MODEL if name_or_path is None or not str(name_or_path).strip() else str(name_or_path).strip()
     if name == DEFAULT_MODEL:
-        return _load_default(progress)
+        target = converted_dir()
+        return load_cached(target, "SmolLM2 (from its package)", lambda: convert_gguf(target, progress),
+                           lambda: load_decoder(str(target), DEFAULT_MODEL, None))
     from explorer.models import pretrained
 
-    source = pretrained._resolve(name)
-    config = pretrained.read_config(source, name)
-    hf.check_config_size(config, name)
-    kind = pretrained.family(config)
-    if kind != "decoder":
-        raise ValueError(f"'{name}' is a {kind} model: open it in the {pretrained.FAMILY_TABS[kind]} tab.")
+    source, config = pretrained.resolve_family(name, "decoder")
     return load_decoder(source, name, config)
-
-
-def _load_default(progress=None) -> "LanguageModel":
-    target = converted_dir()
-    notice = ""
-    if (target / DONE_MARK).is_file():
-        try:
-            return load_decoder(str(target), DEFAULT_MODEL, None)
-        except Exception:  # noqa: BLE001 - any failure to read our own cache (safetensors raises its own type) rebuilds it
-            notice = "The cached copy of SmolLM2 was damaged, so it was rebuilt from the package."
-    elif target.exists():
-        notice = "The cached copy of SmolLM2 was unfinished, so it was rebuilt from the package."
-    convert_gguf(target, progress)
-    model = load_decoder(str(target), DEFAULT_MODEL, None)
-    model.notice = notice
-    return model
 
 
 def load_decoder(source: str, name: str, config=None) -> "LanguageModel":
@@ -339,6 +315,16 @@ class LanguageModel:
 
         with self._lock:
             return induction_probe(self, length, seed)
+
+    def token_losses(self, text: str, window: int | None = None, sinks: int = 0) -> torch.Tensor:
+        """The loss of every token of ``text`` after the first ``[T - 1]``, in one pass: full attention (``window``
+        None), or a sliding window of ``window`` tokens that keeps the first ``sinks`` in view (``explorer.sinks``)."""
+        from explorer.sinks import check_window, next_token_losses
+
+        window, sinks = check_window(window, sinks)
+        ids, _ = self.encode(text)
+        with self._lock:
+            return next_token_losses(self.model, ids, window, sinks)
 
     # ----- ablation ----------------------------------------------------------------------------------------------
     def _attention_modules(self):

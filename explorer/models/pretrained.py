@@ -43,15 +43,19 @@ LOADERS = {
     "vision": "explorer.models.pretrained_vision:load_vision",
     "decoder": "explorer.models.language:load_decoder",
     "encoder-decoder": "explorer.models.seq2seq:load_seq2seq",
+    "speech": "explorer.models.speech:load_whisper",
 }
 # Where each family is shown, for the message when a tab is given a model of another family.
 FAMILY_TABS = {"encoder": "Pretrained", "decoder": "Language model", "encoder-decoder": "Pretrained",
-               "vision": "Vision"}
+               "vision": "Vision", "speech": "Speech"}
 VISION_TYPES = ("vit", "deit", "beit", "dinov2", "vit_msn", "vit_mae", "dinov2_with_registers")
 
 
 def family(config) -> str:
-    """Which kind of Transformer a Hugging Face config describes: "encoder", "decoder", "encoder-decoder", "vision"."""
+    """Which kind of Transformer a Hugging Face config describes: "encoder", "decoder", "encoder-decoder", "vision",
+    "speech" (Whisper: an encoder-decoder that hears audio)."""
+    if getattr(config, "model_type", "") == "whisper":
+        return "speech"
     if getattr(config, "is_encoder_decoder", False):
         return "encoder-decoder"
     if getattr(config, "model_type", "") in VISION_TYPES:
@@ -77,6 +81,18 @@ def load(name_or_path: str | Path | None = None):
     hf.check_config_size(config, name)
     module_name, function = LOADERS[family(config)].split(":")
     return getattr(importlib.import_module(module_name), function)(source, name, config)
+
+
+def resolve_family(name: str, wanted: str) -> tuple[str, object]:
+    """The folder (or cached hub name) of the model ``name`` and its config; a ValueError naming the tab that shows
+    it when it is not of the ``wanted`` family."""
+    source = _resolve(name)
+    config = read_config(source, name)
+    hf.check_config_size(config, name)  # before anything is built from it
+    kind = family(config)
+    if kind != wanted:
+        raise ValueError(f"'{name}' is a {kind} model: open it in the {FAMILY_TABS[kind]} tab.")
+    return source, config
 
 
 def read_config(source: str, name: str):

@@ -125,14 +125,7 @@ class PretrainedViT:
         ``images`` is the processed image scaled to 0..1 for drawing."""
         maps, pixel_values = self._run(image)
         rows, cols = (int(s) // self.patch_size for s in pixel_values.shape[-2:])
-        first = len(maps.tokens) - rows * cols  # the patches come after CLS and any distillation or register tokens
-        cls_rows = maps.weights[:, :, 0, first:]  # [L, heads, patches]
-        heads = upsample(cls_rows, rows, cols, self.patch_size)  # [L, heads, H, W]
-        spatial = upsample(cls_rows.mean(dim=1), rows, cols, self.patch_size)  # [L, H, W]
-        rolled = upsample(rollout(maps)[:, 0, first:], rows, cols, self.patch_size)  # [L, H, W]
-        low, high = pixel_values.amin(), pixel_values.amax()
-        return maps, ImageAttention(channel=[], spatial=[m[None] for m in spatial], rollout=[m[None] for m in rolled],
-                                    heads=[m[None] for m in heads], images=(pixel_values - low) / (high - low).clamp_min(1e-12))
+        return maps, cls_image_attention(maps, pixel_values, rows, cols)
 
     def _run(self, image) -> tuple[AttentionMaps, torch.Tensor]:
         pixel_values, notice = self.pixel_values(image)
@@ -146,13 +139,33 @@ class PretrainedViT:
     def token_labels(self, size, n_tokens: int) -> list[str]:
         """"CLS", any distillation or register tokens, then the patches row by row."""
         rows, cols = (int(s) // self.patch_size for s in size)
-        n_special = n_tokens - rows * cols
-        if n_special < 0:
-            raise ValueError(f"{self.name} gave {n_tokens} tokens for a {rows} x {cols} grid of patches: "
-                             "the explorer cannot label them.")
-        special = ["CLS"] + (["DIST"] if self.model.config.model_type == "deit" and n_special == 2 else
-                             [f"reg{i}" for i in range(n_special - 1)])
-        return special[:n_special] + [f"r{r}c{c}" for r in range(rows) for c in range(cols)]
+        return patch_token_labels(rows, cols, n_tokens, self.model.config.model_type, self.name)
+
+
+def cls_image_attention(maps: AttentionMaps, pixel_values: torch.Tensor, rows: int, cols: int) -> ImageAttention:
+    """Where the CLS token (the first) looks among a ``rows`` x ``cols`` grid of patches, over the image
+    ``pixel_values`` ``[1, C, H, W]``: per layer each head, the mean of the heads and the rollout (see
+    ``PretrainedViT.image_attention``)."""
+    patch_size = int(pixel_values.shape[-1]) // cols
+    first = len(maps.tokens) - rows * cols  # the patches come after CLS and any distillation or register tokens
+    cls_rows = maps.weights[:, :, 0, first:]  # [L, heads, patches]
+    heads = upsample(cls_rows, rows, cols, patch_size)  # [L, heads, H, W]
+    spatial = upsample(cls_rows.mean(dim=1), rows, cols, patch_size)  # [L, H, W]
+    rolled = upsample(rollout(maps)[:, 0, first:], rows, cols, patch_size)  # [L, H, W]
+    low, high = pixel_values.amin(), pixel_values.amax()
+    return ImageAttention(channel=[], spatial=[m[None] for m in spatial], rollout=[m[None] for m in rolled],
+                          heads=[m[None] for m in heads], images=(pixel_values - low) / (high - low).clamp_min(1e-12))
+
+
+def patch_token_labels(rows: int, cols: int, n_tokens: int, model_type: str = "", name: str = "The model") -> list[str]:
+    """"CLS", any distillation ("DIST", DeiT) or register tokens ("reg0", ...), then the patches row by row, "r0c0"..."""
+    n_special = n_tokens - rows * cols
+    if n_special < 0:
+        raise ValueError(f"{name} gave {n_tokens} tokens for a {rows} x {cols} grid of patches: "
+                         "the explorer cannot label them.")
+    special = ["CLS"] + (["DIST"] if model_type == "deit" and n_special == 2 else
+                         [f"reg{i}" for i in range(n_special - 1)])
+    return special[:n_special] + [f"r{r}c{c}" for r in range(rows) for c in range(cols)]
 
 
 def upsample(patch_values: torch.Tensor, rows: int, cols: int, patch_size: int) -> torch.Tensor:

@@ -31,11 +31,13 @@ class CanvasMap:
     x_angle: int | None = None
     zmin: float | None = None
     zmax: float | None = None
+    x_title: str | None = None
+    y_title: str | None = None
 
     def traits(self) -> dict:
         """What the map sets on a ``HeatmapView``."""
         given = dict(matrix=self.matrix, x=list(self.x), y=list(self.y), outlines=list(self.outlines), title=self.title,
-                     x_angle=self.x_angle, zmin=self.zmin, zmax=self.zmax)
+                     x_angle=self.x_angle, zmin=self.zmin, zmax=self.zmax, x_title=self.x_title, y_title=self.y_title)
         return {name: value for name, value in given.items() if value is not None}
 
 
