@@ -158,6 +158,17 @@ def whole(value, what: str, low: int | None = None, high: int | None = None, *, 
     return number
 
 
+def index(value, what: str, count: int, *, negative: bool = False, among: str = "") -> int:
+    """A position among ``count`` (a layer, a head, a batch item), read as ``whole`` reads numbers; one out of range
+    "does not exist", and ``among`` (by default "there are <what>s 0 to count - 1") says which do. ``negative``
+    also takes -count .. -1, counted from the end as Python does."""
+    number = whole(value, what)
+    if not (-count if negative else 0) <= number < count:
+        raise ValueError(f"{what[:1].upper() + what[1:]} {number} does not exist: "
+                         f"{among or f'there are {what}s 0 to {count - 1}'}.")
+    return number
+
+
 def seed(value, what: str = "seed") -> int:
     """A random seed: a whole number from 0 to 2**32 - 1 (what numpy, torch and random all take)."""
     return whole(value, what, 0, SEED_MAX)

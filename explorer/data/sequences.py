@@ -90,10 +90,12 @@ def _check_task_sizes(name, n_train, n_test, length, vocab_size, seed) -> tuple:
     name = choice(name, "task", task_names())
     n_train = whole(n_train, "number of training examples n_train", 1, MAX_EXAMPLES)
     n_test = whole(n_test, "number of test examples n_test", 1, MAX_TEST_PAIRS if name in TRANSLATIONS else MAX_EXAMPLES)
-    length = whole(length, "sequence length", 2, 512)
-    vocab_size = whole(vocab_size, "vocabulary size", 2, 1000)
-    if name == INDUCTION:
-        check_induction_sizes(length, vocab_size)  # rows are 3 x length tokens: a tighter bound on length
+    if name == INDUCTION:  # its own bounds, in its own words: rows are 3 x length tokens
+        length, vocab_size = whole(length, "segment length"), whole(vocab_size, "vocabulary size")
+        check_induction_sizes(length, vocab_size)
+    else:
+        length = whole(length, "sequence length", 2, 512)
+        vocab_size = whole(vocab_size, "vocabulary size", 2, 1000)
     row = 3 * length if name == INDUCTION else length
     check_memory(f"The {name} task with {n_train + n_test:,} examples of {row} tokens",
                  (n_train + n_test) * max(row, 48) * 64)  # ids and labels as int64, in numpy, lists and arrow

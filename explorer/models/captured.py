@@ -24,7 +24,8 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from explorer.capture import LOOKED_FOR, MHA, SDPA, capture_attention
-from explorer.maps import AttentionMaps, MapsInfo
+from explorer.arguments import items
+from explorer.maps import MAX_TOKENS, AttentionMaps, MapsInfo
 from explorer.models.hf import first_line
 from explorer.models.shown import (MAX_KEPT_BYTES, Reading, ablation_effect, batch_notice, check_finite, check_item,
                                      context_length, cut_notice, labels, maps_bytes)
@@ -103,6 +104,12 @@ class zero_heads(TorchFunctionMode):
         return output
 
 
+def quoted(error: BaseException) -> str:
+    """The first line of an error raised inside the user's own model, in quotation marks: it is their code's words,
+    shown as they are so they can find it, and marked as a quote so it is not read as the explorer's."""
+    return f"\u201c{first_line(error).rstrip('.')}\u201d"
+
+
 def run_forward(model: nn.Module, forward, ablate=()):
     """``forward()`` inside a lazy capture, in eval mode and without gradients: ``(captured, output)``.
     ``ablate`` lists ``(call, head)`` pairs to zero. A forward that raises leaves nothing behind and says why."""
@@ -115,10 +122,11 @@ def run_forward(model: nn.Module, forward, ablate=()):
         with torch.no_grad(), capture_attention(model, lazy=True) as captured, zero_heads(heads):
             output = forward()
     except ValueError as error:
-        raise ValueError(f"The model's forward stopped: {first_line(error)}") from None
+        raise ValueError(f"The model's forward stopped: {quoted(error)}. Nothing was captured, and the previous view "
+                         "stays.") from None
     except Exception as error:  # noqa: BLE001 - any error of the user's model becomes a sentence, and nothing is kept
-        raise ValueError(f"The model's forward raised {type(error).__name__}: {first_line(error)} "
-                         "Nothing was captured, and the previous view stays.") from None
+        raise ValueError(f"The model's forward raised {type(error).__name__}: {quoted(error)}. Nothing was captured, "
+                         "and the previous view stays.") from None
     finally:
         model.train(training)
     if not len(captured):
@@ -193,6 +201,9 @@ class ModuleReader:
         if any(p.is_meta for p in model.parameters()):
             raise ValueError("The model is on the meta device: its weights are not loaded, so it computes no attention. "
                              "Load its weights first (from_pretrained, or to_empty() then load_state_dict()).")
+        # labels are checked before the model runs: a list of anything, never text read as one label per character
+        tokens, key_tokens = (None if t is None else tuple(map(str, items(t, what, MAX_TOKENS)))
+                              for t, what in ((tokens, "tokens"), (key_tokens, "key tokens")))
         self.model, self.tokens, self.key_tokens = model, tokens, key_tokens
         self.name = type(model).__name__
         self._base: tuple | None = None  # (key, reading) of the last reading without ablation

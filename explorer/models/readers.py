@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from explorer.arguments import shown
 from explorer.maps import AttentionMaps
 from explorer.models.shown import Reading, bertviz_reading, weights_reading
 
@@ -64,7 +65,7 @@ def reader_for(obj, **options):
         from explorer.models.captured import ModuleReader
 
         return ModuleReader(obj, tokens, key_tokens)
-    raise TypeError(f"show() cannot read a {type(obj).__name__}. It takes {'; '.join(KINDS)}.")
+    raise TypeError(f"The object given to show() is {shown(obj)}, which it cannot read. It takes {'; '.join(KINDS)}.")
 
 
 def bertviz_reader(**arguments) -> WeightsReader:

@@ -354,6 +354,7 @@ def token_probe(data, index: int = 0) -> Callable[[nn.Module], Snapshot]:
     For an encoder-decoder the maps are the cross-attention (target positions over source tokens).
     """
     split = data["test"]
+    index = whole(index, f"test example index (the test split has {len(split)})", -len(split), len(split) - 1) % len(split)
     example = split.with_format("torch")[index]
     inputs, labels = example["input_ids"][None], example["labels"][None]
     names = _names(split.features["input_ids"].feature, split.features["input_ids"].feature.num_classes)

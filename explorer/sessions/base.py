@@ -60,7 +60,8 @@ def _validators(cls, name: str) -> tuple:
 
 def unknown_name(kind: str, name: str, known) -> ValueError:
     """The error for a name that is not one of ``known`` (a tab, a preset, a task)."""
-    return ValueError(f"There is no {kind} called '{say_name(name)}'. Choose one of: {', '.join(map(str, known))}.")
+    called = f"'{say_name(name)}'" if isinstance(name, str) else shown(name)  # a tensor by its shape, not its repr
+    return ValueError(f"There is no {kind} called {called}. Choose one of: {', '.join(map(str, known))}.")
 
 
 class Session(HasTraits):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from traitlets import Any, Int, List, TraitError, Unicode, observe, validate
 
+from explorer.arguments import whole
 from explorer.models.shown import Reading
 from explorer.sessions.base import Session, say_name
 
@@ -40,7 +41,7 @@ class ShowSession(Session):
 
     def __init__(self, reader, inputs=None, owner=None, **settings):
         self.reader, self.inputs = reader, inputs
-        first = reader.read(inputs, int(settings.get("item", 0)))  # raises: show() refuses bad input at once
+        first = reader.read(inputs, whole(settings.get("item", 0), "batch item", 0))  # raises: show() refuses bad input at once
         super().__init__(owner)
         with self.hold_trait_notifications():
             self.reading = first
