@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from traitlets import Any, Int, TraitError, Unicode, observe, validate
 
+from explorer.arguments import choice, real, shown, text, whole
 from explorer.sessions.base import Session, place_in_model, say_name
 
 PARTS = ("cross", "encoder", "decoder")
 OVERLAYS = ("alignment heads", "this head")
 TASKS = ("translate", "transcribe")
 DEFAULT_CLIP = "German"
+MAX_NAME = 255  # characters of an uploaded file's name, as file systems allow
 
 
 def _clips() -> dict:
@@ -171,6 +173,10 @@ class SpeechSession(Session):
 
     def hear(self, audio: bytes, name: str, kind: str = "file") -> None:
         """Hear the visitor's audio (``kind`` "file" or "microphone"); it is kept to hear again, never linked."""
+        if not isinstance(audio, (bytes, bytearray, memoryview)):
+            raise TypeError(f"The audio to hear must be the bytes of a file or a recording, got {shown(audio)}.")
+        kind = choice(kind, "kind of audio", ("file", "microphone"))
+        name = text(name, "audio file's name", max_length=MAX_NAME)
         self._sources = {(kind, name): bytes(audio)}
         self.listen((kind, name))
 
@@ -205,13 +211,14 @@ class SpeechSession(Session):
 
     # ----- where to look -----------------------------------------------------------------------------------------
     def select_token(self, index: int) -> None:
-        self.update(token=int(index))
+        self.update(token=whole(index, "token"))
 
     def select_head(self, layer: int, head: int) -> None:
         self.update(layer=layer, head=head)
 
     def select_time(self, seconds: float) -> None:
         """Pick the first token of the word spoken at ``seconds``."""
+        seconds = real(seconds, "time in seconds", 0)
         if self.reading is None:
             return
         starts = self.reading.token_starts[:-1]
