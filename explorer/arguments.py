@@ -40,6 +40,15 @@ class _Short(reprlib.Repr):
     def repr_int(self, x, level):
         return str(x) if abs(x) < 10**24 else f"{'-' if x < 0 else ''}<a number of {digits(x)} digits>"
 
+    def repr_instance(self, x, level):
+        """A tensor or an array inside a list or a dict by its shape, as ``shown`` shows one alone; an object with no
+        repr of its own by its type."""
+        if hasattr(x, "shape") and hasattr(x, "dtype"):
+            return f"<a {type(x).__name__} of shape {list(x.shape)}>"
+        if type(x).__repr__ is object.__repr__:  # "<object at 0x...>" means nothing to a reader
+            return f"<a {type(x).__name__}>"
+        return super().repr_instance(x, level)
+
 
 _SHORT = _Short()
 

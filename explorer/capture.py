@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from explorer.arguments import flag, index, items, shown, whole
+from explorer.arguments import flag, index, items, shown, text, whole
 from explorer.limits import amount
 from explorer.maps import AttentionMaps, MapsInfo
 
@@ -129,6 +129,7 @@ class CapturedAttention:
 
     def find(self, pattern: str) -> list[int]:
         """The indices of the calls whose module path matches a shell-style ``pattern`` (``"*.self_attn"``)."""
+        pattern = text(pattern, "pattern of module paths", max_length=1000)
         return [i for i, name in enumerate(self.names) if fnmatch.fnmatchcase(name, pattern)]
 
     def call(self, i: int) -> AttentionCall:

@@ -100,7 +100,7 @@ def test_a_forward_that_raises_keeps_the_previous_view_and_leaves_nothing_behind
     model.broken = True
     panel.item.value = 1  # another batch item: the model runs again, and fails
     panel.wait()
-    assert panel.status.kind == "error" and "RuntimeError: “planted failure”" in panel.status.text
+    assert panel.status.kind == "error" and "“RuntimeError: planted failure”" in panel.status.text
     assert "previous view stays" in panel.status.text and panel.session.reading is before
     assert torch._C._len_torch_function_stack() == 0
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())

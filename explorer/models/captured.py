@@ -104,10 +104,10 @@ class zero_heads(TorchFunctionMode):
         return output
 
 
-def quoted(error: BaseException) -> str:
-    """The first line of an error raised inside the user's own model, in quotation marks: it is their code's words,
-    shown as they are so they can find it, and marked as a quote so it is not read as the explorer's."""
-    return f"\u201c{first_line(error).rstrip('.')}\u201d"
+def quoted(error: BaseException, kind: str = "") -> str:
+    """The first line of an error raised inside the user's own model (after its ``kind``), in quotation marks: it is
+    their code's words, shown as they are so they can find it, and marked as a quote so it is not read as ours."""
+    return f"\u201c{kind + ': ' if kind else ''}{first_line(error).rstrip('.')}\u201d"
 
 
 def run_forward(model: nn.Module, forward, ablate=()):
@@ -125,8 +125,8 @@ def run_forward(model: nn.Module, forward, ablate=()):
         raise ValueError(f"The model's forward stopped: {quoted(error)}. Nothing was captured, and the previous view "
                          "stays.") from None
     except Exception as error:  # noqa: BLE001 - any error of the user's model becomes a sentence, and nothing is kept
-        raise ValueError(f"The model's forward raised {type(error).__name__}: {quoted(error)}. Nothing was captured, "
-                         "and the previous view stays.") from None
+        raise ValueError(f"The model's forward raised an error, {quoted(error, type(error).__name__)}. Nothing was "
+                         "captured, and the previous view stays.") from None
     finally:
         model.train(training)
     if not len(captured):
