@@ -76,6 +76,10 @@ STRUCTURES = st.one_of(
                      [[float("inf"), 0]], [["1", "2"]], {"a": {"b": {"c": 1}}}, object(), print, Ellipsis, 1j]),
 )
 HOSTILE = st.one_of(NUMBERS, TEXTS, STRUCTURES)
+# One value of each kind, tried on every argument of every case in turn: random draws find the odd failure, these
+# make sure a check that is removed is missed at once (a planted regression fails on its first run).
+KINDS = [True, math.nan, -math.inf, -1, 10**13, 2.5, "x", "\ud800", b"x", [], [[1, 2]] * 3, {"a": 1}, nested(600),
+         object(), torch.tensor([1.0, 2.0])]
 
 
 def words(error: BaseException, *names: str) -> str:

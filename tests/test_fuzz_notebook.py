@@ -22,7 +22,7 @@ from explorer.maps import AttentionMaps
 from explorer.phase import PhaseChange, phase_change
 from explorer.sinks import check_window, perplexity, window_mask
 from explorer.widgets.show import ShowPanel
-from tests.fuzzing import FUZZ, FUZZ_TAB, finite
+from tests.fuzzing import FUZZ_TAB, KINDS, finite
 from tests.test_fuzz_api import Case, built, draw_call, expect, outcome, shaped, tiny_transformer
 
 
@@ -134,6 +134,16 @@ def test_a_notebook_function_works_or_refuses_in_words(name, data):
     case = CASES[name]
     argument, arguments = draw_call(data, case)
     outcome(case, argument, arguments)
+
+
+ARGUMENTS = [(name, argument) for name in sorted(CASES) for argument in sorted(CASES[name].arguments)]
+
+
+@pytest.mark.parametrize("name, argument", ARGUMENTS, ids=[f"{n}-{a}" for n, a in ARGUMENTS])
+def test_every_argument_refuses_every_kind_of_wrong_value_in_words(name, argument):
+    case = CASES[name]
+    for value in KINDS:
+        outcome(case, argument, {**case.arguments, argument: value})
 
 
 @pytest.fixture(scope="module")

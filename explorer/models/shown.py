@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from explorer.arguments import index, items, plain, shown, whole
+from explorer.arguments import flag, index, items, plain, shown, whole
 from explorer.maps import AttentionMaps, MapsInfo, entropy, rollout
 
 MAX_KEPT_BYTES = 256_000_000  # a reading's maps kept whole; past this a part is worked out layer by layer when shown
@@ -195,6 +195,7 @@ def bertviz_reading(attention=None, tokens=None, sentence_b_start=None, prettify
     """bertviz's arguments (``head_view``/``model_view``) as a reading with bertviz's parts: one self-attention, its
     sentence-pair slices (``sentence_b_start``), or an encoder-decoder's encoder, decoder and cross-attention.
     ``numbered`` lets tokens be left out (positions then); bertviz itself requires them."""
+    prettify_tokens = flag(prettify_tokens, "prettify_tokens switch")
     given = {"encoder": (encoder_attention, encoder_tokens, encoder_tokens),
              "decoder": (decoder_attention, decoder_tokens, decoder_tokens),
              "cross": (cross_attention, decoder_tokens, encoder_tokens)}
