@@ -74,10 +74,8 @@ class SpeechSession(Session):
     # ----- settings ----------------------------------------------------------------------------------------------
     def update(self, **changes) -> None:
         preset = changes.get("preset")
-        if preset:
-            if preset not in PRESETS:
-                raise ValueError(f"There is no preset called '{say_name(preset)}'. Choose one of: {', '.join(PRESETS)}.")
-            changes = {**PRESETS[preset], **changes}
+        if not (preset is None or isinstance(preset, str) and not preset):
+            changes = {**PRESETS[self.known_preset(preset)], **changes}  # a list or a dict is refused in words
         super().update(**changes)
 
     def ordered(self, settings: dict) -> list:
