@@ -149,7 +149,7 @@ def next_token_losses(model, ids, window: int | None = None, sinks: int = 0, eac
 
 
 def perplexity(losses: torch.Tensor, start: int = 0) -> float:
-    """exp of the mean loss of the tokens from ``start`` on."""
+    """exp of the mean loss of the tokens from ``start`` on (inf past a mean of 709 nats, where exp overflows)."""
     kept = float_tensor(losses, "token losses", dims=(1,)).double()[whole(start, "start position", 0):]
     if kept.numel() == 0:
         raise ValueError(f"There are no token losses from position {start} on.")
