@@ -350,9 +350,12 @@ def float_tensor(value, what: str, dims=None):
     if isinstance(value, (str, bytes, bytearray, dict, set)) or value is None:
         raise refuse(what, "a tensor (or array) of numbers", value)
     try:
-        tensor = torch.as_tensor(value).detach().to("cpu", torch.float32)
+        tensor = torch.as_tensor(value).detach()
     except (TypeError, ValueError, RuntimeError, OverflowError):
         raise refuse(what, "a tensor (or array) of numbers of one shape", value) from None
+    if tensor.is_complex():  # casting would drop the imaginary parts without a word
+        raise refuse(what, "a tensor (or array) of real numbers", value)
+    tensor = tensor.to("cpu", torch.float32)
     if dims is not None and tensor.dim() not in dims:
         raise ValueError(f"The {what} must have {' or '.join(map(str, dims))} dimensions, got shape {list(tensor.shape)}.")
     if not torch.isfinite(tensor).all():
