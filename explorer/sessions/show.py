@@ -2,8 +2,9 @@
 look (part, layer, head, view, token, batch item, ablated heads, the text).
 
 The first reading is made at once, so ``show()`` raises a ValueError in words for bad input. Later readings (a new
-text, another batch item, a head ablated, a continued text) run in the session's worker; if one fails, the status
-line says why and the previous reading stays on screen.
+text, another batch item, a head ablated, a continued text) run in the session's worker, with ``progress`` following
+the model's attention calls; Stop ends a read at its next call. If one fails or is stopped, the status line says
+why and the previous reading stays on screen.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from traitlets import Any, Int, List, TraitError, Unicode, observe, validate
 
 from explorer.arguments import text as check_text, whole
+from explorer.models.reading import LayerWatch
 from explorer.models.shown import Reading
 from explorer.sessions.base import MAX_TEXT, Session, say_name
 
@@ -200,17 +202,19 @@ class ShowSession(Session):
         """Read the current input again (another item, text or ablation) in the worker; the view stays meanwhile."""
         inputs = self.text if self.reader.accepts_text and self.text else self.inputs
         ablate = tuple(tuple(t) for t in self.ablated)
-        self.submit("Reading…", lambda: self.reader.read(inputs, self.item, ablate), self._read)
+        watch = self._watch(self.worker.stopping)
+        self.submit("Reading…", lambda: self.reader.read(inputs, self.item, ablate, watch), self._read)
 
     def generate(self) -> None:
         """Continue the text by ``new_tokens`` tokens, greedily, and read the whole text (Stop ends it early)."""
         if not self.reader.can_generate:
             raise ValueError("Only a decoder-only language model with its tokenizer continues a text here.")
         text, count, ablate = self.text, self.new_tokens, tuple(tuple(t) for t in self.ablated)
+        watch = self._watch(None)  # Stop ends the writing; the text written so far is then read whole
 
         def job():
             written = self.reader.generate(text, count, self.worker.stopping)
-            return written, self.reader.read(written, self.item, ablate)
+            return written, self.reader.read(written, self.item, ablate, watch)
 
         self.submit(f"Writing up to {count} tokens…", job, self._generated)
 
@@ -220,7 +224,15 @@ class ShowSession(Session):
             self.set_trait("text", written)
         self._read(reading)
 
+    def _watch(self, stop) -> LayerWatch:
+        """Hears each attention call of a read in the worker: ``progress`` follows them (as many as the last reading
+        made), and a set ``stop`` ends the read at the next call."""
+        total = sum(len(calls) for calls in self.reading.calls.values()) or 1
+        home, self.progress = self.home, 0.0
+        return LayerWatch(total, lambda done, total: home.call(setattr, self, "progress", done / total), stop)
+
     def _read(self, reading: Reading) -> None:
+        self.progress = 1.0
         with self.hold_trait_notifications():  # observers see the new reading with a layer and head that fit it
             self.reading = reading
             if self.part not in reading.parts:
