@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import time
 
-from traitlets import Any, Float, Int, List, TraitError, Unicode, observe, validate
+from traitlets import Any, Float, Int, List, TraitError, Unicode, observe
 
-from explorer.sessions.base import Session, ablated_heads, place_in_model
+from explorer.arguments import seed as check_seed, whole
+from explorer.sessions.base import Session, ablated_heads, place_in_model, validate
 from explorer.sessions.rules import Choice
 from explorer.sessions.sinks import SinkExperiment
 from explorer.threads import Throttle
@@ -84,12 +85,12 @@ class LanguageSession(SinkExperiment, Session):
 
     # ----- settings ----------------------------------------------------------------------------------------------
     def update(self, **changes) -> None:
-        preset = changes.get("preset")
+        preset = self.chosen_preset(changes)
         if preset:
-            changes = {"token": -1, **PRESETS[self.known_preset(preset)], **changes}
+            changes = {"token": -1, **PRESETS[preset], **changes}
             if preset == "induction heads" and self.language_model is not None and "prompt" not in changes:
                 changes["prompt"] = self._repeated_prompt()
-        super().update(**changes)
+        self.with_preset(preset, changes)
 
     def ordered(self, settings: dict) -> list:
         first = ("model", "preset", "prompt")
@@ -103,10 +104,11 @@ class LanguageSession(SinkExperiment, Session):
     def _valid_count(self, proposal):
         from explorer.models.language import MAX_NEW_TOKENS
 
-        if not 1 <= proposal["value"] <= MAX_NEW_TOKENS:
-            raise TraitError(f"max_new_tokens must be a whole number from 1 to {MAX_NEW_TOKENS}, "
-                             f"got {proposal['value']}.")
-        return proposal["value"]
+        return whole(proposal["value"], "number of new tokens max_new_tokens", 1, MAX_NEW_TOKENS)
+
+    @validate("seed")
+    def _valid_seed(self, proposal):
+        return check_seed(proposal["value"])
 
     @validate("temperature")
     def _valid_temperature(self, proposal):
@@ -252,14 +254,16 @@ class LanguageSession(SinkExperiment, Session):
         self.update(layer=layer, head=head)
 
     def select_token(self, index: int | None) -> None:
-        self.update(token=-1 if index is None else int(index))
+        self.update(token=-1 if index is None else whole(index, "token", -1))
 
     def zoom_to(self, token: int | None, window: int) -> None:
         """Show the ``window`` tokens around ``token`` whole (``None``: the whole text again, pooled)."""
+        if token is not None:  # checked before a missing generation ends the call: nan is refused either way
+            token, window = whole(token, "token", 0), whole(window, "zoom window", 1)
         if token is None or self.generation is None:
             return self.update(zoom=-1)
         n = len(self.generation.tokens)
-        self.update(zoom=max(0, min(int(token) - window // 2, n - window)))
+        self.update(zoom=max(0, min(token - window // 2, n - window)))
 
     def toggle_ablation(self) -> None:
         pairs = {tuple(p) for p in self.ablated} ^ {(self.layer, self.head)}

@@ -46,6 +46,7 @@ def show(obj, inputs=None, **options) -> "ShowPanel":
     from explorer.models.readers import reader_for
 
     settings = {name: options.pop(name) for name in SETTINGS if name in options}
+    settings = {name: value for name, value in settings.items() if value is not None}  # None: what is shown first by default
     return ShowPanel(ShowSession(reader_for(obj, **options), inputs, **settings))
 
 
