@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from explorer.maps import AttentionMaps
+from explorer.arguments import float_tensor, seed as check_seed, whole
+from explorer.maps import AttentionMaps, entropy
 
 
 def per_layer(maps, score) -> torch.Tensor:
@@ -95,9 +96,8 @@ def induction_score(maps: AttentionMaps, length: int) -> torch.Tensor:
 
 def repeated_tokens(model, length: int = 40, seed: int = 0) -> list[int]:
     """A first token (BOS when the model has one) and ``length`` random tokens, twice."""
-    if not 2 <= int(length) <= (model.max_tokens - 1) // 2:
-        raise ValueError(f"The repeated sequence must be 2 to {(model.max_tokens - 1) // 2} tokens long, got {length}.")
-    generator = torch.Generator().manual_seed(int(seed))
+    length = whole(length, "length of the repeated sequence", 2, (model.max_tokens - 1) // 2)
+    generator = torch.Generator().manual_seed(check_seed(seed))
     vocab = len(model.tokenizer)
     special = set(model.tokenizer.all_special_ids)
     pool = torch.tensor([i for i in range(min(vocab, 20000)) if i not in special])
@@ -128,5 +128,6 @@ def heads_in_words(pairs) -> str:
 
 def top_heads(scores: torch.Tensor, k: int = 3) -> list[tuple[int, int]]:
     """The ``k`` highest-scoring ``(layer, head)`` pairs."""
-    flat = scores.flatten().topk(k).indices
+    scores = float_tensor(scores, "head scores [layers, heads]", dims=(2,))
+    flat = scores.flatten().topk(whole(k, "number of heads k", 1, scores.numel())).indices
     return [(int(i) // scores.shape[1], int(i) % scores.shape[1]) for i in flat]

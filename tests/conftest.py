@@ -13,27 +13,29 @@ check_widget_threads(os.environ["AE_DEBUG_THREADS"] == "1")
 import pytest  # noqa: E402
 
 
-def in_fresh_cache(tmp_path_factory, load):
-    """``load()`` with ``AE_CACHE`` set to a new folder for as long as the fixture lasts."""
+@pytest.fixture(scope="session")
+def fresh_cache(tmp_path_factory):
+    """One new ``AE_CACHE`` folder for the whole run, shared by every packaged model: with a folder each, the model
+    loaded last would point ``AE_CACHE`` away from the others' conversions, whatever order the tests run in."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("AE_CACHE", str(tmp_path_factory.mktemp("ae-cache")))
-        yield load()
+        yield
 
 
 @pytest.fixture(scope="session")
-def smollm(tmp_path_factory):
+def smollm(fresh_cache):
     """The packaged SmolLM2, converted once into a fresh cache for the whole run."""
     from explorer.models import language
 
-    yield from in_fresh_cache(tmp_path_factory, language.load)
+    return language.load()
 
 
 @pytest.fixture(scope="session")
-def whisper(tmp_path_factory):
+def whisper(fresh_cache):
     """The packaged Whisper base, converted once into a fresh cache for the whole run."""
     from explorer.models import speech
 
-    yield from in_fresh_cache(tmp_path_factory, speech.load_speech)
+    return speech.load_speech()
 
 
 def save_tiny_gpt2(folder, n_layer: int = 2, n_positions: int = 64):

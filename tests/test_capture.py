@@ -272,7 +272,7 @@ def test_bad_input_gets_words():
         F.scaled_dot_product_attention(q, q, q)
     with pytest.raises(ValueError, match="Head 5 does not exist"):
         captured.head(0, 5)
-    with pytest.raises(ValueError, match="no attention call 3"):
+    with pytest.raises(ValueError, match="Attention call 3 does not exist"):
         captured.layer(3)
 
 

@@ -99,7 +99,7 @@ def test_ablation_lowers_embedding_similarity(encoder):
     assert cosine_similarity(base, encoder.sentence_embedding(CORE, ablate=[(0, h) for h in range(12)])) < 0.99
 
 
-@pytest.mark.parametrize("ablate, words", [([(6, 0)], "Layer 6"), ([(0, 12)], "Head 12"), ([("a",)], "pairs")])
+@pytest.mark.parametrize("ablate, words", [([(6, 0)], "Layer 6"), ([(0, 12)], "Head 12"), ([("a",)], "pair of whole numbers")])
 def test_bad_ablation_is_a_clear_error(encoder, ablate, words):
     with pytest.raises(ValueError, match=words):
         encoder.attend(CORE, ablate=ablate)

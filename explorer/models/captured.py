@@ -23,8 +23,9 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from explorer.capture import LOOKED_FOR, MHA, SDPA, capture_attention
+from explorer.arguments import items
 from explorer.lazy_maps import LazyAttentionMaps
-from explorer.maps import MapsInfo
+from explorer.maps import MAX_TOKENS, MapsInfo
 from explorer.models.hf import first_line
 from explorer.models.reading import Stopped
 from explorer.models.shown import (MAX_KEPT_BYTES, Reading, ablation_effect, batch_notice, check_finite, check_item,
@@ -57,6 +58,12 @@ class zero_heads(TorchFunctionMode):
         return output
 
 
+def quoted(error: BaseException, kind: str = "") -> str:
+    """The first line of an error raised inside the user's own model (after its ``kind``), in quotation marks: it is
+    their code's words, shown as they are so they can find it, and marked as a quote so it is not read as ours."""
+    return f"\u201c{kind + ': ' if kind else ''}{first_line(error).rstrip('.')}\u201d"
+
+
 def run_forward(model: nn.Module, forward, ablate=(), watch=None):
     """``forward()`` inside a lazy capture, in eval mode and without gradients: ``(captured, output)``.
     ``ablate`` lists ``(call, head)`` pairs to zero; ``watch(call)`` hears each attention call as it is made (a
@@ -75,10 +82,11 @@ def run_forward(model: nn.Module, forward, ablate=(), watch=None):
     except Stopped:
         raise
     except ValueError as error:
-        raise ValueError(f"The model's forward stopped: {first_line(error)}") from None
+        raise ValueError(f"The model's forward stopped: {quoted(error)}. Nothing was captured, and the previous view "
+                         "stays.") from None
     except Exception as error:  # noqa: BLE001 - any error of the user's model becomes a sentence, and nothing is kept
-        raise ValueError(f"The model's forward raised {type(error).__name__}: {first_line(error)} "
-                         "Nothing was captured, and the previous view stays.") from None
+        raise ValueError(f"The model's forward raised an error, {quoted(error, type(error).__name__)}. Nothing was "
+                         "captured, and the previous view stays.") from None
     finally:
         model.train(training)
     if not len(captured):
@@ -153,6 +161,9 @@ class ModuleReader:
         if any(p.is_meta for p in model.parameters()):
             raise ValueError("The model is on the meta device: its weights are not loaded, so it computes no attention. "
                              "Load its weights first (from_pretrained, or to_empty() then load_state_dict()).")
+        # labels are checked before the model runs: a list of anything, never text read as one label per character
+        tokens, key_tokens = (None if t is None else tuple(map(str, items(t, what, MAX_TOKENS)))
+                              for t, what in ((tokens, "tokens"), (key_tokens, "key tokens")))
         self.model, self.tokens, self.key_tokens = model, tokens, key_tokens
         self.name = type(model).__name__
         self._base: tuple | None = None  # (key, reading) of the last reading without ablation

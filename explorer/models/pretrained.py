@@ -18,12 +18,14 @@ from pathlib import Path
 
 import torch
 
+from explorer.arguments import path as user_path, text as check_text, whole
 from explorer.maps import AttentionMaps, MapsInfo, entropy, rollout
 from explorer.models import hf
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_ALIASES = (DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}")
 CACHE_SIZE = 32
+MAX_TEXT_CHARS = 200_000  # characters of a text to read: the model reads its first 512 tokens, the rest is counted
 # Where each supported architecture keeps a layer's attention output projection (its input is the heads side by side).
 OUTPUT_PROJECTIONS = ("attention.output.dense", "attention.out_lin", "attention.attn.o", "attention.o_proj")
 LAYER_LISTS = ("encoder.layer", "transformer.layer", "encoder.layers", "layers")
@@ -72,10 +74,13 @@ def load(name_or_path: str | Path | None = None):
     The model's family (encoder, decoder, encoder-decoder, vision) picks its reader; never the network, never
     ``trust_remote_code``.
     """
+    if name_or_path is not None:
+        user_path(name_or_path, "model's name or folder")  # text, no null character, names the system can hold
     name = DEFAULT_MODEL if name_or_path is None else str(name_or_path).strip()
     name = DEFAULT_MODEL if name in DEFAULT_ALIASES else name
     source = _resolve(name)
     config = read_config(source, name)
+    hf.check_config_size(config, name)
     module_name, function = LOADERS[family(config)].split(":")
     return getattr(importlib.import_module(module_name), function)(source, name, config)
 
@@ -85,6 +90,7 @@ def resolve_family(name: str, wanted: str) -> tuple[str, object]:
     it when it is not of the ``wanted`` family."""
     source = _resolve(name)
     config = read_config(source, name)
+    hf.check_config_size(config, name)  # before anything is built from it
     kind = family(config)
     if kind != wanted:
         raise ValueError(f"'{name}' is a {kind} model: open it in the {FAMILY_TABS[kind]} tab.")
@@ -224,9 +230,7 @@ class PretrainedEncoder:
     def check_max_tokens(self, max_tokens: int | None) -> int:
         if max_tokens is None:
             return self.max_tokens
-        if int(max_tokens) < 3:
-            raise ValueError(f"max_tokens must be at least 3 (the special tokens need 2), got {max_tokens}.")
-        return min(int(max_tokens), self.max_tokens)
+        return min(whole(max_tokens, "max_tokens (at least 3: the special tokens need 2)", 3), self.max_tokens)
 
     def _forward(self, text: str, text_pair: str | None, ablate, limit: int) -> Forward:
         inputs = self.tokenizer(text, text_pair, truncation="longest_first", max_length=limit, return_tensors="pt")
@@ -290,11 +294,14 @@ def _second_text_start(inputs) -> int | None:
 
 
 def _clean_text(text, what: str, optional: bool = False) -> str | None:
-    if text is None or not str(text).strip():
+    if text is None and optional:
+        return None
+    text = check_text(text, what, max_length=MAX_TEXT_CHARS).strip()
+    if not text:
         if optional:
             return None
         raise ValueError(f"The {what} is empty: type a sentence to see its attention.")
-    return str(text).strip()
+    return text
 
 
 def cosine_similarity(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -365,7 +372,7 @@ def read(encoder, text: str, text_b: str = "", mode: str = "pair", ablate=()) ->
     pair = text_b if mode == "pair" and text_b.strip() else None
     run = encoder.run(text, pair, ablate)
     extra = {}
-    if ablate:
+    if run.maps.meta.ablated:
         base = encoder.run(text, pair)
         extra.update(change=layer_change(base.maps, run.maps), cosine=cosine_similarity(base.embedding, run.embedding))
     if mode == "compare" and text_b.strip():

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from explorer.arguments import path as user_path, shown
 from explorer.maps import AttentionMaps, ImageAttention, MapsInfo, rollout
 from explorer.models import hf
 
@@ -48,10 +49,10 @@ def as_rgb(image) -> tuple[Image.Image, str]:
     notice of what was changed on the way (grey or transparent or 16-bit converted, a huge image shrunk)."""
     notices = []
     if isinstance(image, (str, Path, bytes, bytearray)):
-        path = io.BytesIO(image) if isinstance(image, (bytes, bytearray)) else Path(image).expanduser()
+        path = io.BytesIO(image) if isinstance(image, (bytes, bytearray)) else user_path(image, "image file").expanduser()
         if isinstance(path, Path) and not path.is_file():
-            raise ValueError(f"There is no image file at '{image}'.")
-        shown = "The file" if isinstance(path, io.BytesIO) else f"'{path.name}'"
+            raise ValueError(f"There is no image file at {shown(str(image), 80)}.")
+        called = "The file" if isinstance(path, io.BytesIO) else f"'{path.name}'"
         try:
             with Image.open(path) as opened:
                 if opened.width * opened.height > MAX_FILE_PIXELS:
@@ -60,11 +61,11 @@ def as_rgb(image) -> tuple[Image.Image, str]:
                 opened.load()
                 image = opened.copy()
         except (OSError, Image.DecompressionBombError):
-            raise ValueError(f"{shown} is not an image this explorer can read (try a PNG or JPEG).") from None
+            raise ValueError(f"{called} is not an image this explorer can read (try a PNG or JPEG).") from None
     elif isinstance(image, np.ndarray):
         image = _from_array(image, notices)
     elif not isinstance(image, Image.Image):
-        raise ValueError(f"Give a PIL image, an H x W x C array of uint8 or a file path, not a {type(image).__name__}.")
+        raise ValueError(f"Give a PIL image, an H x W x C array of uint8 or a file path, not {shown(image)}.")
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         image = Image.fromarray((np.asarray(image, dtype=np.float64) / 257.0).clip(0, 255).astype(np.uint8))
         notices.append("16-bit image scaled to 8 bits")

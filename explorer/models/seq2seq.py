@@ -20,13 +20,15 @@ from pathlib import Path
 
 import torch
 
+from explorer.arguments import items, text as check_text, whole
 from explorer.maps import AttentionMaps, MapsInfo, Translation, entropy
 from explorer.models import hf
 
 PARTS = ("cross", "encoder", "decoder")
 KINDS = {"encoder": "encoder self-attention", "decoder": "decoder self-attention", "cross": "cross-attention"}
 CACHE_SIZE = 16
-MAX_TOKENS = 512  # models with relative positions (T5) have no limit of their own
+MAX_TOKENS = 512
+MAX_TEXT_CHARS = 200_000  # characters of a source or target: the model reads its first 512 tokens  # models with relative positions (T5) have no limit of their own
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model",
                    "source.spm", "sentencepiece.bpe.model", "sentencepiece.model", "merges.txt")
 
@@ -105,15 +107,14 @@ class Seq2SeqModel:
         return self.run(source, None, max_new_tokens).target
 
     def check_ablation(self, ablate) -> tuple:
-        if ablate:
+        if ablate is not None and items(ablate, "list of ablated heads"):
             raise ValueError("Head ablation works on encoders; this is an encoder-decoder.")
         return ()
 
     def run(self, source: str, target: str | None = None, max_new_tokens: int | None = None) -> Translation:
         """The (cached) reading of ``source`` and ``target``."""
-        for what, text in (("source", source), ("target", target)):
-            if not isinstance(text, str) and not (what == "target" and text is None):
-                raise TypeError(f"The {what} must be text (a str), got {type(text).__name__}.")
+        source = check_text(source, "source", max_length=MAX_TEXT_CHARS)
+        target = None if target is None else check_text(target, "target", max_length=MAX_TEXT_CHARS)
         if not source.strip():
             raise ValueError("The source text is empty: type a sentence for the model to translate.")
         target = target.strip() if target and target.strip() else None
@@ -131,10 +132,7 @@ class Seq2SeqModel:
         """``max_new_tokens`` as a number from 1 to the model's limit; 0 for None (the length of the source decides)."""
         if max_new_tokens is None:
             return 0
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) \
-                or not 1 <= max_new_tokens <= self.max_tokens:
-            raise ValueError(f"max_new_tokens must be a whole number from 1 to {self.max_tokens}, got {max_new_tokens!r}.")
-        return max_new_tokens
+        return whole(max_new_tokens, "number of new tokens max_new_tokens", 1, self.max_tokens)
 
     def _encode(self, text: str, target: bool = False) -> tuple[list[int], int]:
         """Token ids of ``text`` cut to the model's limit, and the uncut length."""

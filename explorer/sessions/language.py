@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import time
 
-from traitlets import Any, Bool, Float, Int, List, TraitError, Unicode, observe, validate
+from traitlets import Any, Bool, Float, Int, List, TraitError, Unicode, observe
 
-from explorer.sessions.base import Session, ablated_heads, place_in_model
+from explorer.arguments import seed as check_seed, whole
+from explorer.sessions.base import Session, ablated_heads, place_in_model, validate
 from explorer.sessions.rules import Choice
 from explorer.sessions.sinks import SinkExperiment
 from explorer.threads import Throttle
@@ -92,14 +93,14 @@ class LanguageSession(SinkExperiment, Session):
     def update(self, **changes) -> None:
         """As ``Session.update``; a preset also sets its prompt and generation settings, then runs (see
         ``_run_preset``). Showing the probe or the text again starts with no token picked."""
-        preset, given = changes.get("preset"), dict(changes)
+        preset, given = self.chosen_preset(changes), dict(changes)
         if preset:
-            changes = {"token": -1, "on_probe": False, **PRESETS[self.known_preset(preset)], **changes}
+            changes = {"token": -1, "on_probe": False, **PRESETS[preset], **changes}
             if preset == "induction heads" and self.language_model is not None and "prompt" not in changes:
                 changes["prompt"] = self._repeated_prompt()
         elif "on_probe" in changes and changes["on_probe"] != self.on_probe:
             changes = {"token": -1, "zoom": -1, **changes}
-        super().update(**changes)
+        self.with_preset(preset, changes)
         if preset:
             self._run_preset(preset, given)
 
@@ -115,10 +116,11 @@ class LanguageSession(SinkExperiment, Session):
     def _valid_count(self, proposal):
         from explorer.models.language import MAX_NEW_TOKENS
 
-        if not 1 <= proposal["value"] <= MAX_NEW_TOKENS:
-            raise TraitError(f"max_new_tokens must be a whole number from 1 to {MAX_NEW_TOKENS}, "
-                             f"got {proposal['value']}.")
-        return proposal["value"]
+        return whole(proposal["value"], "number of new tokens max_new_tokens", 1, MAX_NEW_TOKENS)
+
+    @validate("seed")
+    def _valid_seed(self, proposal):
+        return check_seed(proposal["value"])
 
     @validate("temperature")
     def _valid_temperature(self, proposal):
@@ -328,15 +330,17 @@ class LanguageSession(SinkExperiment, Session):
         self.update(layer=layer, head=head, **({} if on_probe is None else {"on_probe": bool(on_probe)}))
 
     def select_token(self, index: int | None) -> None:
-        self.update(token=-1 if index is None else int(index))
+        self.update(token=-1 if index is None else whole(index, "token", -1))
 
     def zoom_to(self, token: int | None, window: int) -> None:
         """Show the ``window`` tokens around ``token`` whole (``None``: the whole text again, pooled)."""
+        if token is not None:  # checked before missing maps end the call: nan is refused either way
+            token, window = whole(token, "token", 0), whole(window, "zoom window", 1)
         maps = self.maps()
         if token is None or maps is None:
             return self.update(zoom=-1)
         n = len(maps.tokens)
-        self.update(zoom=max(0, min(int(token) - window // 2, n - window)))
+        self.update(zoom=max(0, min(token - window // 2, n - window)))
 
     def toggle_ablation(self) -> None:
         pairs = {tuple(p) for p in self.ablated} ^ {(self.layer, self.head)}

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from traitlets import Any, Int, List, TraitError, Unicode, observe, validate
 
+from explorer.arguments import text as check_text, whole
 from explorer.models.reading import LayerWatch
 from explorer.models.shown import Reading
-from explorer.sessions.base import Session, say_name
+from explorer.sessions.base import MAX_TEXT, Session, say_name
 
 VIEWS = ("head", "layer", "mean", "rollout", "model", "image")
 MAX_CELLS = 512  # longer maps are drawn pooled in the head view only (explorer.views.language)
@@ -42,7 +43,7 @@ class ShowSession(Session):
 
     def __init__(self, reader, inputs=None, owner=None, **settings):
         self.reader, self.inputs = reader, inputs
-        first = reader.read(inputs, int(settings.get("item", 0)))  # raises: show() refuses bad input at once
+        first = reader.read(inputs, whole(settings.get("item", 0), "batch item", 0))  # raises: show() refuses bad input at once
         super().__init__(owner)
         with self.hold_trait_notifications():
             self.reading = first
@@ -192,9 +193,9 @@ class ShowSession(Session):
         """Read another text (readers that take text), in the worker."""
         if not self.reader.accepts_text:
             raise ValueError("This view shows weights or an input that was handed over; it does not read text.")
-        if not str(text).strip():
+        if not check_text(text, "text", max_length=MAX_TEXT).strip():
             raise ValueError("The text is empty: type a sentence to see its attention.")
-        self.update(text=str(text))
+        self.update(text=text)
         self.request()
 
     def request(self) -> None:
@@ -242,15 +243,16 @@ class ShowSession(Session):
     # ----- actions -----------------------------------------------------------------------------------------------
     def select_token(self, index: int | None) -> None:
         """Pick the token whose row and column are outlined (None or -1, or the same again, clears)."""
-        index = -1 if index is None or index < 0 or index == self.token else int(index)
-        self.update(token=index)
+        index = -1 if index is None else whole(index, "token")
+        self.update(token=-1 if index < 0 or index == self.token else index)
 
     def zoom_to(self, token: int | None, window: int) -> None:
         """Show ``window`` tokens of a long map around ``token`` whole (None: the whole map, pooled)."""
         if token is None:
             return self.update(zoom=-1)
+        token, window = whole(token, "token", 0), whole(window, "zoom window", 1)
         n = len(self.maps().tokens)
-        self.update(zoom=max(0, min(int(token) - window // 2, n - window)))
+        self.update(zoom=max(0, min(token - window // 2, n - window)))
 
     def toggle_ablation(self) -> None:
         """Ablate the head on screen, or restore it."""

@@ -49,6 +49,7 @@ def show(obj, inputs=None, **options) -> "ShowPanel":
     from explorer.models.readers import reader_for
 
     settings = {name: options.pop(name) for name in SETTINGS if name in options}
+    settings = {name: value for name, value in settings.items() if value is not None}  # None: what is shown first by default
     present = options.pop("present", False)
     if not isinstance(present, bool):
         raise TypeError(f"present is True (large text and maps, for a projector) or False, got {present!r}.")
