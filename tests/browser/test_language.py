@@ -65,7 +65,8 @@ def test_the_induction_preset_runs_and_opens_its_head_which_shows_on_its_probe(p
     page.wait_for_selector(".ae-llm .ae-status-ok:has-text('strongest induction head')", timeout=300_000)
     status = page.inner_text(".ae-llm .ae-status")
     layer, head = (int(n) for n in re.search(r"layer (\d+), head (\d+)", status).groups())
-    assert title_of(page, HEAD).startswith(f"layer {layer}, head {head}")
+    page.wait_for_function(f"() => ({FIND_PLOT})('{HEAD}').layout.title.text.startsWith('layer {layer}, head {head}')",
+                           timeout=30_000)  # the map redraws a moment after the status (redraws are throttled)
     assert "[(" not in status
     finder = figure_data(page, FINDER)[0]
     rows = len(finder["y"])
