@@ -83,6 +83,7 @@ class LanguageSession(SinkExperiment, Session):
         self._made_with: tuple | None = None  # (prompt, ablated heads) of the generation on screen
         self._pending: tuple | None = None  # a preset chosen before the model was loaded: (name, its changes)
         self._then = None  # what to do once the running generation (or probe) is in
+        self._phases: list = []  # the _Progress reporters of the running generation
         super().__init__(owner, **settings)
         if language_model is not None:
             self._loaded(language_model)
@@ -234,6 +235,7 @@ class LanguageSession(SinkExperiment, Session):
         ids, full_length = model.encode(self.prompt, model.max_tokens - 1)
         reading = _Progress(self, f"Reading {len(ids):,} tokens") if len(ids) >= LONG_READ_TOKENS else None
         scoring = _Progress(self, "Scoring every head for the head finder")
+        self._phases = [phase for phase in (reading, scoring) if phase is not None]
         self.streamed, self._then, written = "", then, []
 
         def on_token(label, candidates) -> None:
@@ -266,6 +268,8 @@ class LanguageSession(SinkExperiment, Session):
 
     def _generated(self, result) -> None:
         made_with, generation, scores = result
+        for phase in self._phases:  # a report still waiting in its throttle must not speak over the next work
+            phase.over = True
         self._made_with = made_with
         with self.hold_trait_notifications():
             self.generation, self.scores = generation, scores
@@ -369,7 +373,7 @@ class _Progress:
     the home thread, a few times a second, with the time left at the pace so far."""
 
     def __init__(self, session: LanguageSession, what: str):
-        self.session, self.what, self.first = session, what, None
+        self.session, self.what, self.first, self.over = session, what, None, False
         self.show = Throttle(session.home, self._show, 0.3)
 
     def __call__(self, done: int, total: int) -> None:
@@ -381,7 +385,7 @@ class _Progress:
 
     def _show(self, done: int, total: int, left: float) -> None:
         session = self.session
-        if session.busy:  # a report that arrives after the work ended says nothing
+        if session.busy and not self.over:  # a report that arrives after the work ended says nothing
             session.progress = done / total
             left = "" if left is None else f", about {_duration(left)} left"
             session.say(f"{self.what}: layer {done} of {total}{left}. Stop keeps the previous view.", "busy")
