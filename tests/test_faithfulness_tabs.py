@@ -1,0 +1,113 @@
+"""The "how faithful is this map?" section of the Pretrained and Language model tabs, from plain Python and in the
+kernel-less panels: it runs in the worker, is kept per input, never reruns on a head switch, and keeps the previous
+result on a refusal or Stop."""
+
+from __future__ import annotations
+
+import pytest
+
+from explorer.faithfulness import METHODS
+from explorer.models import language
+from explorer.sessions.language import LanguageSession
+from explorer.sessions.pretrained import PretrainedSession
+from tests.test_language import tiny_gpt2  # noqa: F401  (the fixture)
+
+SHORT = "The cat sat."
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    from explorer.models import pretrained
+
+    return pretrained.load()
+
+
+@pytest.fixture
+def checked(encoder):
+    session = PretrainedSession(encoder=encoder, text_a=SHORT)
+    assert session.wait()
+    session.faithful.run()
+    assert session.wait(600)
+    return session
+
+
+def test_the_check_reads_the_text_on_screen(checked):
+    record = checked.faithful.record
+    assert record.tokens == checked.reading.maps.tokens
+    assert set(record.importances) == set(METHODS) and record.layer == checked.layer
+    assert checked.status_kind == "ok" and "Faithfulness of 6 methods" in checked.status
+
+
+def test_a_head_switch_reruns_nothing_and_the_same_input_is_kept(checked):
+    runs, record = checked.faithful.runs, checked.faithful.record
+    checked.update(head=3, view="layer")
+    checked.faithful.run()
+    assert checked.wait()
+    assert checked.faithful.runs == runs and checked.faithful.record is record
+    checked.update(text_a="Another text here.")
+    assert checked.wait()
+    assert checked.faithful.record is record  # the new text has no result yet: the old one stays on screen
+    checked.update(text_a=SHORT)
+    assert checked.wait() and checked.faithful.record is record
+
+
+def test_too_long_a_text_is_refused_and_the_result_stays(checked):
+    record = checked.faithful.record
+    checked.update(text_a=" ".join(["word"] * 80))
+    assert checked.wait()
+    checked.faithful.run()
+    assert checked.wait()
+    assert "at most 64 tokens" in checked.status and checked.status_kind == "error"
+    assert checked.faithful.record is record
+
+
+def test_stop_ends_the_check_and_keeps_the_result(checked):
+    record = checked.faithful.record
+    checked.update(text_a="A different sentence to check.")
+    assert checked.wait()
+    checked.faithful.run()
+    checked.faithful.stop()
+    assert checked.wait()
+    assert "stopped" in checked.status and checked.faithful.record is record
+
+
+def test_the_language_tab_checks_the_picked_position(tiny_gpt2):  # noqa: F811
+    session = LanguageSession(language_model=language.load(tiny_gpt2), prompt="the cat sat on the mat",
+                              max_new_tokens=3)
+    with pytest.raises(ValueError, match="Press Generate first"):
+        session.faithful.run()
+    session.generate()
+    assert session.wait()
+    session.update(token=4)
+    session.faithful.run()
+    assert session.wait(300)
+    record = session.faithful.record
+    assert record.tokens == session.generation.tokens[:5]
+    assert f"'{session.generation.tokens[5]}'" in record.what
+    runs = session.faithful.runs
+    session.update(head=1)
+    assert session.faithful.runs == runs and session.faithful.record is record
+
+
+def test_the_panel_stars_the_method_on_screen_without_rerunning(encoder):
+    from explorer.widgets.pretrained import PretrainedPanel
+
+    panel = PretrainedPanel(PretrainedSession(encoder=encoder, text_a=SHORT, layer=5, view="mean"))
+    panel.wait()
+    section = panel.faithfulness
+    assert section.results.layout.display == "none"
+    section.run_button.click()
+    panel.wait(600)
+    bars = section.bars.figure
+    assert len(bars.data) == len(METHODS)
+    assert [a.text for a in bars.layout.annotations][0] == "raw attention ★"
+    assert "raw attention ★" in section.table.value and section.progress.value == 1.0
+    runs = panel.session.faithful.runs
+    panel.session.update(view="rollout")
+    panel.wait()
+    titles = [a.text for a in section.bars.figure.layout.annotations]
+    assert titles[:2] == ["raw attention", "rollout ★"]
+    panel.session.update(layer=2)
+    panel.wait()
+    assert "★" not in section.table.value  # the maps on screen are of another layer than the check
+    assert panel.session.faithful.runs == runs
