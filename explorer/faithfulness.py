@@ -87,13 +87,15 @@ class Faithfulness:
         return abs(self.ig_delta) / change if change > 0 else math.inf
 
 
-def readout_for(model, text, position: int = -1, limit: int = MAX_TOKENS, names=None, classes=None):
-    """The ``Readout`` of ``model`` (a pretrained encoder or language model, or a lab Transformer) on ``text``."""
+def readout_for(model, text, position: int = -1, limit: int = MAX_TOKENS, names=None, classes=None, length=None):
+    """The ``Readout`` of ``model`` (a pretrained encoder or language model, or a lab Transformer) on ``text``.
+    A lab model's ``names`` label its tokens, ``classes`` its classes; ``length`` is how many tokens an
+    encoder-decoder writes (the source's length by default)."""
     from explorer.models import readout, readout_lab
     from explorer.models.transformer import TinySeq2Seq, TinyTransformer
 
     if isinstance(model, TinySeq2Seq):
-        return readout_lab.Seq2SeqReadout(model, text, position, limit, names)
+        return readout_lab.Seq2SeqReadout(model, text, position, limit, names, length)
     if isinstance(model, TinyTransformer):
         return readout_lab.LabReadout(model, text, position, limit, names, classes)
     kind = getattr(model, "family", None)
@@ -127,12 +129,13 @@ def check_method(method: str) -> str:
 
 
 def compare_methods(model, text, position: int = -1, layer: int | None = None, methods=METHODS, seed: int = 0,
-                    progress=None, stop=None, scored: bool = True, names=None, classes=None) -> Faithfulness:
+                    progress=None, stop=None, scored: bool = True, names=None, classes=None,
+                    length: int | None = None) -> Faithfulness:
     """Each method's importances for one output and, with ``scored``, their scores against leave-one-out and the
     deletion and insertion curves. ``progress(fraction, words)`` is told as it goes; ``stop()`` true ends it (a
     ``Stopped`` error). The same ``seed`` gives the same random orders, so the same numbers."""
     methods = tuple(check_method(m) for m in methods)
-    run = _Run(readout_for(model, text, position, MAX_TOKENS, names, classes), progress, stop)
+    run = _Run(readout_for(model, text, position, MAX_TOKENS, names, classes, length), progress, stop)
     layer = run.check_layer(layer)
     wanted = tuple(dict.fromkeys(methods + (("leave_one_out",) if scored else ())))
     importances = {method: run.importance(method, layer) for method in wanted}

@@ -111,3 +111,26 @@ def test_the_panel_stars_the_method_on_screen_without_rerunning(encoder):
     panel.wait()
     assert "★" not in section.table.value  # the maps on screen are of another layer than the check
     assert panel.session.faithful.runs == runs
+
+
+def test_the_transformer_tab_checks_its_first_model_on_the_probe_input():
+    from explorer.sessions.transformer_lab import TransformerLabSession
+    from explorer.widgets.transformer_lab import TransformerLabPanel
+
+    session = TransformerLabSession(task="needle", pooling="cls", layers=1, width=32)
+    assert session.wait()
+    panel = TransformerLabPanel(session)
+    panel.faithfulness.run_button.click()
+    assert session.wait(300)
+    record = session.faithful.record
+    names = session.runs[0].trainer.data["train"].features["input_ids"].feature.names
+    assert record.tokens == tuple(names[i] for i in session.runs[0].trainer.data["test"][0]["input_ids"])
+    assert record.what.startswith("log P(class ") and len(panel.faithfulness.bars.figure.data) == len(METHODS)
+    assert "raw attention ★" in panel.faithfulness.table.value
+    session.train(3)
+    assert session.wait()
+    panel.faithfulness.run_button.click()
+    assert session.wait(300)
+    assert session.faithful.runs == 2 and session.faithful.record is not record  # new weights, a new check
+    with pytest.raises(ValueError, match="position"):
+        session.update(faith_position=-2)

@@ -8,6 +8,7 @@ its result at once, and nothing is recomputed when only the head on screen chang
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import Callable
 
 from traitlets import Any, Float, HasTraits
@@ -15,9 +16,25 @@ from traitlets import Any, Float, HasTraits
 KEPT = 16  # results kept per tab
 
 
+@dataclass(frozen=True)
+class CheckInput:
+    """What a tab's check reads: ``compare_methods(model, text, position, layer, **options)``."""
+
+    model: object
+    text: object
+    position: int = -1
+    layer: int | None = None
+    options: dict = field(default_factory=dict)  # names, classes of a lab model
+    version: int = 0  # the weights' version (a lab model's training step): a kept result is of these weights
+
+    def key(self) -> tuple:
+        return (id(self.model), repr(self.text), self.position, self.layer, self.version,
+                tuple(sorted((k, repr(v)) for k, v in self.options.items())))
+
+
 class FaithfulnessCheck(HasTraits):
-    """``run()`` checks the input ``inputs()`` names: ``(model, text, position, layer, options)``, or raises a
-    ValueError that says why there is nothing to check yet. ``record`` is the result on screen."""
+    """``run()`` checks the ``CheckInput`` that ``inputs()`` gives, which raises a ValueError that says why there is
+    nothing to check yet. ``record`` is the result on screen."""
 
     record = Any(None)  # explorer.faithfulness.Faithfulness on screen
     progress = Float(0.0)  # 0..1 of the running check
@@ -28,14 +45,10 @@ class FaithfulnessCheck(HasTraits):
         self.results: OrderedDict = OrderedDict()
         self.runs = 0  # checks computed (not taken from the results kept), so tests can see a head switch runs none
 
-    @staticmethod
-    def key(model, text, position, layer, options) -> tuple:
-        return id(model), repr(text), position, layer, tuple(sorted((k, repr(v)) for k, v in options.items()))
-
     def kept(self):
         """The kept result of the input on screen now, or None."""
         try:
-            return self.results.get(self.key(*self.inputs()))
+            return self.results.get(self.inputs().key())
         except ValueError:
             return None
 
@@ -43,8 +56,8 @@ class FaithfulnessCheck(HasTraits):
         """Check the input on screen in the worker (or show its kept result at once)."""
         from explorer.faithfulness import compare_methods
 
-        model, text, position, layer, options = self.inputs()
-        key = self.key(model, text, position, layer, options)
+        wanted = self.inputs()
+        key = wanted.key()
         if key in self.results:
             self.results.move_to_end(key)
             self.record = self.results[key]
@@ -58,7 +71,8 @@ class FaithfulnessCheck(HasTraits):
 
         def job():
             self.runs += 1
-            return key, compare_methods(model, text, position, layer, progress=told, stop=stop, **options)
+            return key, compare_methods(wanted.model, wanted.text, wanted.position, wanted.layer, progress=told,
+                                        stop=stop, **wanted.options)
 
         session.submit("Measuring how faithful each map is…", job, self._done)
 

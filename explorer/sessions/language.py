@@ -9,7 +9,7 @@ from __future__ import annotations
 from traitlets import Any, Float, Int, List, TraitError, Unicode, observe, validate
 
 from explorer.sessions.base import Session, ablated_heads, place_in_model
-from explorer.sessions.faithful import FaithfulnessCheck
+from explorer.sessions.faithful import CheckInput, FaithfulnessCheck
 from explorer.sessions.rules import Choice
 
 INDUCTION_LENGTH = 20
@@ -244,12 +244,12 @@ class LanguageSession(Session):
     def maps(self):
         return None if self.generation is None else self.generation.maps
 
-    def faithful_inputs(self) -> tuple:
+    def faithful_inputs(self) -> CheckInput:
         """What the faithfulness check reads: the last generation up to the picked position (its next token's
         log-probability), and the attention of the layer on screen."""
         if self.language_model is None or self.generation is None:
             raise ValueError("Press Generate first: the check measures the model's next token at a position.")
-        return self.language_model, tuple(self.generation.ids), self.token, self.layer, {}
+        return CheckInput(self.language_model, tuple(self.generation.ids), self.token, self.layer)
 
     def candidates(self) -> tuple:
         """The picked position's top-5 next tokens with probabilities."""

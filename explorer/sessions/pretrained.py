@@ -12,7 +12,7 @@ from __future__ import annotations
 from traitlets import Any, Bool, Int, List, TraitError, Unicode, observe, validate
 
 from explorer.sessions.base import Session, ablated_heads, place_in_model, say_name
-from explorer.sessions.faithful import FaithfulnessCheck
+from explorer.sessions.faithful import CheckInput, FaithfulnessCheck
 from explorer.sessions.rules import one_of
 
 PRESETS = {
@@ -245,11 +245,11 @@ class PretrainedSession(Session):
     def maps(self):
         return None if self.reading is None else self.reading.maps
 
-    def faithful_inputs(self) -> tuple:
+    def faithful_inputs(self) -> CheckInput:
         """What the faithfulness check reads: text A's sentence embedding, the attention of the layer on screen."""
         if self.encoder is None:
             raise ValueError("The model is still loading; check the maps when it is ready.")
         if is_seq2seq(self.encoder):
             raise ValueError("The faithfulness check reads an encoder's sentence embedding; an encoder-decoder's "
                              "output is its translation. Load an encoder (the default all-MiniLM-L6-v2).")
-        return self.encoder, self.text_a, -1, self.layer, {}
+        return CheckInput(self.encoder, self.text_a, -1, self.layer)

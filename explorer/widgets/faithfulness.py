@@ -20,7 +20,7 @@ EXPLAINED = ("Each method scores every token for the output named below; the tab
 class FaithfulnessSection(widgets.VBox):
     """``starred()`` names the method of the map on screen (or None); ``redraw_star()`` after it changes."""
 
-    def __init__(self, check, starred: Callable[[], str | None], name: str, what: str = "this map"):
+    def __init__(self, check, starred: Callable[[], str | None], name: str, what: str = "this map", extra=()):
         super().__init__(layout=widgets.Layout(width="100%", margin="8px 0 0 0"))
         self.add_class(f"ae-{name}-faith")
         self.check, self.starred, self.name = check, starred, name
@@ -36,7 +36,7 @@ class FaithfulnessSection(widgets.VBox):
         self.results = widgets.VBox([self.bars, self.table], layout=widgets.Layout(display="none", width="100%"))
         self.children = [widgets.HTML("<b>How faithful is this map?</b>"),
                          widgets.HTML(f"<div style='font-size:12px;max-width:640px'>{EXPLAINED}</div>"),
-                         widgets.HBox([self.run_button, self.stop_button, self.progress],
+                         widgets.HBox([*extra, self.run_button, self.stop_button, self.progress],
                                       layout=widgets.Layout(flex_flow="row wrap", align_items="center")),
                          self.results]
         check.observe(lambda change: setattr(self.progress, "value", change["new"]), "progress")
