@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-IMAGE_POINTS = 20  # points of an image curve past the first: every 5% of the pixels
+IMAGE_POINTS = 10  # points of an image curve past the first: every 10% of the pixels
 IMAGE_BATCH = 512
 
 

@@ -188,3 +188,51 @@ def test_stop_in_the_middle_ends_the_check():
 def test_spearman_is_scipys_and_nan_for_a_constant():
     assert faithfulness.spearman(torch.tensor([1.0, 2, 3]), torch.tensor([3.0, 2, 1])) == pytest.approx(-1.0)
     assert math.isnan(faithfulness.spearman(torch.tensor([1.0, 1, 1]), torch.tensor([3.0, 2, 1])))
+
+
+# ----- images -----------------------------------------------------------------------------------------------------
+class BoxReader(torch.nn.Module):
+    """A hand-made classifier whose class-0 logit is the brightness inside one box; nothing else counts."""
+
+    def forward(self, images):
+        inside = images[:, :, 2:6, 3:7].sum(dim=(1, 2, 3))
+        return torch.stack([inside, torch.full_like(inside, 8.0)], dim=1)
+
+
+def test_an_image_map_on_what_the_model_reads_beats_a_random_order():
+    from explorer.deletion import image_curves
+
+    torch.manual_seed(0)
+    images = torch.rand(6, 1, 12, 12) * 0.5
+    images[:, :, 2:6, 3:7] += 0.6
+    right = torch.zeros(6, 12, 12)
+    right[:, 2:6, 3:7] = 1.0
+    found = image_curves(BoxReader(), images, right)
+    assert found.deletion > found.random_deletion + 0.1
+    assert found.insertion > found.random_insertion + 0.1
+    assert found.deletion_curve[0] > 0.9 and found.fractions[0] == 0.0 and found.fractions[-1] == 1.0
+    wrong = image_curves(BoxReader(), images, 1.0 - right)
+    assert wrong.deletion < found.deletion
+
+
+def test_every_vision_map_is_scored_under_its_localization_name():
+    from explorer.models.cbam import CBAMNet
+    from explorer.models.map_deletion import map_curves
+    from explorer.models.vit import TinyViT, ViTConfig
+
+    torch.manual_seed(0)
+    nets = {"cbam": CBAMNet(n_classes=3, in_channels=1, width=8, stages=2),
+            "plain": CBAMNet(n_classes=3, in_channels=1, width=8, stages=2, cbam=False),
+            "vit": TinyViT(ViTConfig(image_size=16, patch_size=4, channels=1, d_model=16, n_heads=2, n_layers=1,
+                                     pool="cls", n_classes=3))}
+    found = map_curves(nets, torch.rand(4, 1, 16, 16))
+    assert {name: list(maps) for name, maps in found.items()} == {
+        "cbam": ["stage 1", "stage 2", "Grad-CAM"], "plain": ["Grad-CAM"], "vit": ["CLS map", "rollout"]}
+    assert all(0.0 <= c.deletion_curve[0] <= 1.0 for maps in found.values() for c in maps.values())
+
+
+def test_image_maps_of_another_size_are_refused():
+    from explorer.deletion import image_curves
+
+    with pytest.raises(ValueError, match="same size"):
+        image_curves(BoxReader(), torch.rand(2, 1, 12, 12), torch.rand(2, 10, 10))
