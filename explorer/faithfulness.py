@@ -135,7 +135,9 @@ def compare_methods(model, text, position: int = -1, layer: int | None = None, m
     deletion and insertion curves. ``progress(fraction, words)`` is told as it goes; ``stop()`` true ends it (a
     ``Stopped`` error). The same ``seed`` gives the same random orders, so the same numbers."""
     methods = tuple(check_method(m) for m in methods)
+    wall, cpu = time.perf_counter(), time.process_time()
     run = _Run(readout_for(model, text, position, MAX_TOKENS, names, classes, length), progress, stop)
+    run.seconds["reading"] = (time.perf_counter() - wall, time.process_time() - cpu)
     layer = run.check_layer(layer)
     wanted = tuple(dict.fromkeys(methods + (("leave_one_out",) if scored else ())))
     importances = {method: run.importance(method, layer) for method in wanted}

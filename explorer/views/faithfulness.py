@@ -38,7 +38,8 @@ def importance_figure(record, starred: str | None = None) -> go.Figure:
         colors = [FIXED if not movable else POSITIVE if v >= 0 else NEGATIVE
                   for v, movable in zip(values, record.movable)]
         fig.add_trace(go.Bar(x=positions, y=[v / top for v in values], marker_color=colors, customdata=values,
-                             text=list(record.tokens), name=METHOD_NAMES[method], showlegend=False,
+                             text=list(record.tokens), textposition="none", name=METHOD_NAMES[method],
+                             showlegend=False,
                              hovertemplate="%{text}: %{customdata:.4g}<extra>" + METHOD_NAMES[method] + "</extra>"),
                       row=row, col=1)
         fig.update_yaxes(range=[-1.08 if min(values, default=0) < 0 else 0, 1.08], showticklabels=False,
@@ -46,9 +47,9 @@ def importance_figure(record, starred: str | None = None) -> go.Figure:
     fig.update_xaxes(tickmode="array", tickvals=positions, ticktext=[_short(t) for t in record.tokens],
                      tickangle=-60, tickfont=dict(size=11), row=len(methods), col=1)
     fig.update_annotations(font=dict(size=13))
-    fig.update_layout(height=ROW_HEIGHT * len(methods) + 120, margin=dict(l=20, r=10, t=30, b=90), bargap=0.15,
+    fig.update_layout(height=ROW_HEIGHT * len(methods) + 140, margin=dict(l=20, r=10, t=60, b=90), bargap=0.15,
                       title=dict(text=f"Importance of each token for {html.escape(record.what)} (layer {record.layer})",
-                                 font=dict(size=13), x=0, xanchor="left", y=0.995))
+                                 font=dict(size=13), x=0, xanchor="left", yref="container", y=0.985))
     return fig
 
 
