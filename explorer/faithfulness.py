@@ -106,8 +106,8 @@ def readout_for(model, text, position: int = -1, limit: int = MAX_TOKENS, names=
     if kind is not None:
         raise ValueError(f"Faithfulness is measured for encoders, language models and the lab's Transformers, "
                          f"not for a {kind} model.")
-    raise TypeError(f"token_importance needs what explorer.models.pretrained.load() or language.load() returns, "
-                    f"or a lab Transformer; got {type(model).__name__}.")
+    raise TypeError(f"The faithfulness check needs what explorer.models.pretrained.load() or language.load() "
+                    f"returns, or a lab Transformer; got {type(model).__name__}.")
 
 
 def _text(text) -> str:
@@ -135,6 +135,8 @@ def compare_methods(model, text, position: int = -1, layer: int | None = None, m
     deletion and insertion curves. ``progress(fraction, words)`` is told as it goes; ``stop()`` true ends it (a
     ``Stopped`` error). The same ``seed`` gives the same random orders, so the same numbers."""
     methods = tuple(check_method(m) for m in methods)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"The seed is a whole number (it picks the random orders), got {seed!r}.")
     wall, cpu = time.perf_counter(), time.process_time()
     run = _Run(readout_for(model, text, position, MAX_TOKENS, names, classes, length), progress, stop)
     run.seconds["reading"] = (time.perf_counter() - wall, time.process_time() - cpu)
