@@ -2,7 +2,8 @@
 
 Each score is ``[layers, heads]``: previous-token (weight on the key just before the query), first-token
 (the "attention sink"), self (the diagonal), entropy, and induction (on a random sequence repeated twice,
-weight from each position of the second copy to the token after its earlier occurrence).
+weight from each position of the second copy to the token after its earlier occurrence; ``copy_score`` for
+copies at any distance).
 Scores are worked out a layer at a time, so they also read ``LayerMaps`` (long texts) without holding every layer.
 """
 
@@ -37,13 +38,18 @@ def entropy_score(maps: AttentionMaps) -> torch.Tensor:
     return per_layer(maps, lambda w: entropy(AttentionMaps(tokens=maps.tokens, weights=w[None]))[0])
 
 
+def copy_score(maps: AttentionMaps, queries, keys) -> torch.Tensor:
+    """Mean weight from each of ``queries`` to its own key in ``keys`` (two position lists of one length)."""
+    queries, keys = torch.as_tensor(queries), torch.as_tensor(keys)
+    return per_layer(maps, lambda w: w[:, queries, keys].mean(dim=-1))
+
+
 def induction_score(maps: AttentionMaps, length: int) -> torch.Tensor:
     """On a sequence of ``length`` tokens repeated twice (after an optional prefix of one token), the mean weight
     from each second-copy position ``i`` to key ``i - length + 1``, the token after its earlier occurrence."""
     n = len(maps.keys)
-    start = n - length  # first position of the second copy
-    queries = torch.arange(start, n)
-    return per_layer(maps, lambda w: w[:, queries, queries - length + 1].mean(dim=-1))
+    queries = torch.arange(n - length, n)  # the second copy
+    return copy_score(maps, queries, queries - length + 1)
 
 
 def repeated_tokens(model, length: int = 40, seed: int = 0) -> list[int]:

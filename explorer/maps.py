@@ -208,6 +208,23 @@ class Snapshot:
     pooling: tuple[float, ...] | None = None  # attention pooling: each token's weight in the pooled vector
     exact_match: float | None = None  # translation: share of the probe examples written entirely right
     alignment: tuple[tuple[float, ...], ...] | None = None  # translation: [layer][head] alignment score
+    induction: InductionScores | None = None  # the induction task: losses on each copy, head scores
+
+
+@dataclass(frozen=True)
+class InductionScores:
+    """The induction task's probe at one step: the loss on each copy, and every head's induction and
+    previous-token score (``[layer][head]``, mean over the probe's rows; see ``explorer.induction``)."""
+
+    first_copy_loss: float  # next tokens inside the first copy: nothing gives them away
+    second_copy_loss: float  # next tokens inside the second copy: the first copy gives them away
+    induction: tuple[tuple[float, ...], ...]
+    previous_token: tuple[tuple[float, ...], ...]
+
+    @property
+    def top_induction(self) -> float:
+        """The highest induction score of any head."""
+        return max(max(row) for row in self.induction)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from torch import nn
 from explorer.threads import one_thread
 from explorer.arguments import positive_number, whole_number
 from explorer.guard import MAX_UPDATE, RECENT, WeightGuard
+from explorer.induction import induction_probe, is_induction
 from explorer.maps import HistoryRow, Snapshot
 from explorer.data.translation import is_translation
 from explorer.models.transformer import TinySeq2Seq, TinyTransformer, model_inputs, token_probe
@@ -80,12 +81,12 @@ def loss_and_hits(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Ten
 
 
 def default_probe(model: nn.Module, data, kind: str) -> Callable | None:
-    """The attention on the first test example for the explorer's token models (and, for a translation, how well
-    the cross-attention aligns); none for other models."""
+    """The attention on the first test example for the explorer's token models (with a translation's alignment, or
+    the induction task's loss on each copy and head scores); none for other models."""
     if kind == "tokens" and isinstance(model, TinySeq2Seq) and is_translation(data):
         return translation_probe(data)
     if kind == "tokens" and isinstance(model, (TinyTransformer, TinySeq2Seq)):
-        return token_probe(data)
+        return induction_probe(data) if isinstance(model, TinyTransformer) and is_induction(data) else token_probe(data)
     return None
 
 

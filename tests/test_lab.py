@@ -69,7 +69,7 @@ def test_a_closed_page_stops_the_lab(data):
     lab.start(100_000)
     assert lab.home.wait_until(lambda: trainer.step > 2, 30)
     assert stop_all_workers() >= 1  # what the app does when the page is gone
-    assert lab.home.wait_until(lambda: lab.view.status == "stopped", 30) and not lab.running
+    assert lab.home.wait_until(lambda: lab.view.status == "stopped" and not lab.running, 30)
     assert trainer.step < 100_000
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value, load_dataset
 
+from explorer.data.induction import INDUCTION, check_induction_sizes, is_induction, make_induction  # noqa: F401
 from explorer.data.translation import TRANSLATIONS, is_translation, load_pairs_task, make_translation, user_file  # noqa: F401
 from explorer.imports import transformers_quiet
 
@@ -74,11 +75,18 @@ def class_names(dataset) -> list[str]:
     return list(split.features["labels"].names)
 
 
+def task_names() -> list[str]:
+    """Every synthetic task ``make_task`` makes."""
+    return [*TASKS, INDUCTION, *TRANSLATIONS]
+
+
 def _check_task_sizes(name, n_train, n_test, length, vocab_size) -> None:
-    if name not in TASKS and name not in TRANSLATIONS:
-        raise ValueError(f"Unknown task '{name}'. Tasks: {', '.join([*TASKS, *TRANSLATIONS])}.")
+    if name not in task_names():
+        raise ValueError(f"Unknown task '{name}'. Tasks: {', '.join(task_names())}.")
     if n_train <= 0 or n_test <= 0:
         raise ValueError(f"A task needs training and test examples, got n_train={n_train}, n_test={n_test}.")
+    if name == INDUCTION:
+        return check_induction_sizes(length, vocab_size)
     if not 2 <= length <= 512:
         raise ValueError(f"The sequence length must be between 2 and 512, got {length}.")
     if not 2 <= vocab_size <= 1000:
@@ -103,12 +111,15 @@ def _draw(name: str, n: int, length: int, vocab_size: int, rng: np.random.Genera
 @transformers_quiet()  # datasets reads transformers: no import of it meanwhile
 def make_task(name: str, n_train: int = 8000, n_test: int = 500, length: int = 10, vocab_size: int = 10,
               seed: int = 0) -> DatasetDict:
-    """A synthetic task (one of ``TASKS`` or ``TRANSLATIONS``) with splits ``train`` and ``test``; the same seed
-    gives the same data. A translation (``dates``, ``numbers``) has its own lengths and characters, so it ignores
-    ``length`` and ``vocab_size`` (see ``explorer.data.translation``)."""
+    """A synthetic task (one of ``task_names()``) with splits ``train`` and ``test``; the same seed gives the same
+    data. A translation (``dates``, ``numbers``) has its own lengths and characters, so it ignores ``length`` and
+    ``vocab_size`` (see ``explorer.data.translation``). ``induction`` repeats a segment of ``length`` tokens in rows
+    of ``3 length`` (see ``explorer.data.induction``)."""
     _check_task_sizes(name, n_train, n_test, length, vocab_size)
     if name in TRANSLATIONS:
         return make_translation(name, n_train, n_test, seed)
+    if name == INDUCTION:
+        return make_induction(n_train, n_test, length, vocab_size, seed)
     make_labels, classify, _ = TASKS[name]
     tokens = [str(v) for v in range(vocab_size)] + ([MARKER] if name == "needle" else [])
     labels = ClassLabel(names=[str(v) for v in range(vocab_size)]) if classify else Sequence(Value("int64"))

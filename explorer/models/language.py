@@ -315,6 +315,16 @@ class LanguageModel:
         with self._lock:
             return induction_probe(self, length, seed)
 
+    def token_losses(self, text: str, window: int | None = None, sinks: int = 0) -> torch.Tensor:
+        """The loss of every token of ``text`` after the first ``[T - 1]``, in one pass: full attention (``window``
+        None), or a sliding window of ``window`` tokens that keeps the first ``sinks`` in view (``explorer.sinks``)."""
+        from explorer.sinks import check_window, next_token_losses
+
+        window, sinks = check_window(window, sinks)
+        ids, _ = self.encode(text)
+        with self._lock:
+            return next_token_losses(self.model, ids, window, sinks)
+
     # ----- ablation ----------------------------------------------------------------------------------------------
     def _attention_modules(self):
         for dotted in ("model.layers", "transformer.h", "model.decoder.layers", "gpt_neox.layers"):

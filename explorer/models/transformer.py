@@ -47,6 +47,7 @@ class TransformerConfig:
     norm: str = "pre"
     cross_score: str = "scaled_dot"  # the encoder-decoder's cross-attention score, one of explorer.attention.SCORES
     pad_id: int | None = None  # the encoder-decoder's source padding token: no query attends to it
+    attention_only: bool = False  # no feed-forward networks: each layer is attention alone (Elhage et al. 2021)
 
     def __post_init__(self):
         if self.d_ff is None:
@@ -113,8 +114,10 @@ class Block(nn.Module):
         self.self_attention = MultiHeadAttention(d, config.n_heads, dropout=config.dropout)
         self.cross_attention = MultiHeadAttention(d, config.n_heads, dropout=config.dropout,
                                                   score=config.cross_score) if cross else None
-        self.feed_forward = FeedForward(d, config.d_ff, config.dropout)
-        self.norms = nn.ModuleList(nn.LayerNorm(d) for _ in range(3 if cross else 2))
+        self.feed_forward = None if config.attention_only else FeedForward(d, config.d_ff, config.dropout)
+        self.norms = nn.ModuleList(nn.LayerNorm(d) for _ in range(3 if cross else 2))  # attention, FFN, cross
+        if config.attention_only:
+            self.norms[1] = nn.Identity()
         self.dropout = nn.Dropout(config.dropout)
 
     def sublayer(self, x: torch.Tensor, norm: nn.LayerNorm, function) -> torch.Tensor:
@@ -128,6 +131,8 @@ class Block(nn.Module):
         x = self.sublayer(x, self.norms[0], lambda h: self.self_attention(h, mask=mask, causal=causal))
         if self.cross_attention is not None:
             x = self.sublayer(x, self.norms[2], lambda h: self.cross_attention(h, context=memory, mask=memory_mask))
+        if self.feed_forward is None:  # attention only
+            return x
         return self.sublayer(x, self.norms[1], self.feed_forward)
 
 

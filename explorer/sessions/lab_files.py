@@ -28,9 +28,11 @@ class Run:
     trainer: Trainer
 
 
-def run_name(config: TransformerConfig, with_score: bool = False) -> str:
-    """"4 heads", or "4 heads, additive" when the cross-attention scores differ between runs."""
-    return f"{config.n_heads} head{'s' * (config.n_heads != 1)}" + (f", {config.cross_score}" if with_score else "")
+def run_name(config: TransformerConfig, with_score: bool = False, with_layers: bool = False) -> str:
+    """"4 heads"; "4 heads, additive" when the cross-attention scores differ between runs; "2 layers, 4 heads" when
+    the layers do."""
+    layers = f"{config.n_layers} layer{'s' * (config.n_layers != 1)}, " if with_layers else ""
+    return layers + f"{config.n_heads} head{'s' * (config.n_heads != 1)}" + (f", {config.cross_score}" if with_score else "")
 
 
 def text_task(name: str, content: bytes) -> tuple[str, object, str]:
@@ -85,4 +87,4 @@ def loaded_settings(model, architecture: dict) -> dict:
     return dict(architecture, kind="encoder-decoder" if isinstance(model, TinySeq2Seq) else "encoder",
                 layers=config.n_layers, width=config.d_model, heads=config.n_heads, norm=config.norm,
                 positional=config.positional, compare=False, pooling=config.pooling or "none",
-                score=config.cross_score)
+                score=config.cross_score, attention_only=config.attention_only)

@@ -11,6 +11,7 @@ from traitlets import Any, Float, Int, List, TraitError, Unicode, observe, valid
 from explorer.sessions.base import Session, ablated_heads, place_in_model
 from explorer.sessions.faithful import CheckInput, FaithfulnessCheck
 from explorer.sessions.rules import Choice
+from explorer.sessions.sinks import SinkExperiment
 
 INDUCTION_LENGTH = 20
 PRESETS = {
@@ -19,6 +20,7 @@ PRESETS = {
                             max_new_tokens=8, temperature=0.0, layer=5, head=0, view="head"),
     "a question and its answer": dict(prompt="Question: What is the capital of France?\nAnswer:", max_new_tokens=8,
                                       temperature=0.0, layer=10, head=0, view="head"),
+    "attention sinks (Xiao et al. 2023)": dict(window=256, sinks=4, sink_tokens=2000, sink_text="bundled"),
 }
 VIEWS = ("head", "layer")
 DEFAULT_PROMPT = "Once upon a time, there was a little cat who"
@@ -38,8 +40,9 @@ def _load(name_or_path: str):
     return language.load(name_or_path or None)
 
 
-class LanguageSession(Session):
-    """One decoder-only language model and its last generation; ``generation`` is what the views draw."""
+class LanguageSession(SinkExperiment, Session):
+    """One decoder-only language model and its last generation; ``generation`` is what the views draw (and
+    ``sink_run`` the sink experiment's, ``explorer.sessions.sinks``)."""
 
     key = "llm"
     title = "Language model"

@@ -12,7 +12,8 @@ import torch
 from traitlets import Bool, Dict, Float, Instance, Int, TraitError, Unicode, observe, validate
 
 from explorer.attention import SCORES
-from explorer.data.sequences import TASKS, TRANSLATIONS, class_names, is_classification, is_translation, make_task, vocabulary
+from explorer.data.sequences import (INDUCTION, TASKS, TRANSLATIONS, class_names, is_classification, is_translation,
+                                     make_task, task_names, vocabulary)
 from explorer.data.translation import PAD
 from explorer.lab import Lab, LabView
 from explorer.limits import check_cap
@@ -29,11 +30,14 @@ from explorer.training import Trainer
 KINDS = ("encoder", "encoder-decoder")
 POOLINGS = ("cls", "mean", "max", "attention")
 ARCHITECTURE = ("task", "length", "vocab", "kind", "layers", "width", "heads", "pooling", "norm", "positional",
-                "score", "compare", "heads_b", "score_b")
+                "score", "attention_only", "compare", "heads_b", "layers_b", "score_b")
 DEFAULTS = dict(task="reverse", length=10, vocab=10, kind="encoder", layers=2, width=64, heads=4, pooling="none",
-                norm="pre", positional="sinusoidal", score="scaled_dot", compare=False, heads_b=1, score_b="scaled_dot",
-                lr=1e-3, steps=300)
+                norm="pre", positional="sinusoidal", score="scaled_dot", attention_only=False, compare=False, heads_b=1,
+                layers_b=2, score_b="scaled_dot", lr=1e-3, steps=300)
 DATES = dict(task="dates", kind="encoder-decoder", lr=3e-3, steps=600)
+# Olsson et al. 2022 in a minute: segments of 16 over 128 tokens, attention only; bench/findings.py times it.
+INDUCTION_HEADS = dict(task=INDUCTION, length=16, vocab=128, layers=2, width=64, heads=4, attention_only=True,
+                       positional="learned", lr=4e-3, steps=2000)
 PRESETS = {
     "reverse: 1 head vs 4 heads": dict(compare=True),
     "reverse with 2 layers and 4 heads": dict(),
@@ -46,10 +50,13 @@ PRESETS = {
     "dates: dot-product vs additive (Bahdanau)": dict(DATES, compare=True, heads_b=4, score_b="additive"),
     "dates: 1 head vs 4 heads": dict(DATES, compare=True),
     "number words into digits": dict(DATES, task="numbers"),
+    "induction heads form (Olsson et al. 2022)": INDUCTION_HEADS,
+    "one layer cannot": dict(INDUCTION_HEADS, layers=1),
+    "2 layers vs 1 layer": dict(INDUCTION_HEADS, compare=True, heads_b=4, layers_b=1),
 }
 WIDTHS = (16, 32, 64, 128)
-COUNTS = {"length": (4, 24), "vocab": (3, 30), "layers": (1, 4), "heads": (1, 16), "heads_b": (1, 16),
-          "batch_size": (1, 4096), "steps": (1, 10**9)}  # setting -> (lowest, highest)
+COUNTS = {"length": (4, 24), "vocab": (3, 128), "layers": (1, 4), "heads": (1, 16), "heads_b": (1, 16),
+          "layers_b": (1, 4), "batch_size": (1, 4096), "steps": (1, 10**9)}  # setting -> (lowest, highest)
 
 
 class TransformerLabSession(LabSession):
@@ -71,8 +78,10 @@ class TransformerLabSession(LabSession):
     norm = Choice(("pre", "post"), help="LayerNorm placement").tag(link=True)
     positional = Choice(("sinusoidal", "learned"), help="positions").tag(link=True)
     score = Choice(SCORES, "scaled_dot", help="cross-attention score").tag(link=True)
+    attention_only = Bool(False, help="attention only").tag(link=True)
     compare = Bool(False, help="second model").tag(link=True)
     heads_b = Int(1, help="second model's heads").tag(link=True)
+    layers_b = Int(2, help="second model's layers").tag(link=True)
     score_b = Choice(SCORES, "scaled_dot", help="second model's cross-attention score").tag(link=True)
     typed = Unicode("", help="text to translate").tag(link=True)
     faith_position = Int(-1, help="position the faithfulness check reads").tag(link=True)  # -1: the last
@@ -133,7 +142,7 @@ class TransformerLabSession(LabSession):
 
     @validate("task")
     def _valid_task(self, proposal):
-        return one_of(proposal["value"], [*TASKS, *TRANSLATIONS, *(self.text_tasks or {})], "task")
+        return one_of(proposal["value"], [*task_names(), *(self.text_tasks or {})], "task")
 
     @validate(*COUNTS)
     def _valid_count(self, proposal):
@@ -194,7 +203,7 @@ class TransformerLabSession(LabSession):
     def configs(self, data, settings: dict) -> list[tuple[str, TransformerConfig]]:
         classify, text = is_classification(data), settings["task"].startswith(TEXT_PREFIX)
         translation, seq2seq = is_translation(data), settings["kind"] == "encoder-decoder"
-        if seq2seq and (classify or text):
+        if seq2seq and (classify or text or settings["task"] == INDUCTION):
             raise ValueError(f"The encoder-decoder writes an output sequence for an input sequence; "
                              f"'{settings['task']}' is not such a task. Choose the encoder.")
         if translation and not seq2seq:
@@ -202,16 +211,19 @@ class TransformerLabSession(LabSession):
         length = max(len(data["train"][0]["input_ids"]), 0 if classify else len(data["train"][0]["labels"]))
         config = TransformerConfig(
             vocab_size=len(vocabulary(data)), d_model=settings["width"], n_heads=settings["heads"],
-            n_layers=settings["layers"], max_len=max(64, length + 1), causal=text,
+            n_layers=settings["layers"], max_len=max(64, length + 1), causal=text or settings["task"] == INDUCTION,
             pooling=(settings["pooling"] if settings["pooling"] != "none" else "mean") if classify else None,
             n_classes=len(class_names(data)) if classify else None, positional=settings["positional"],
-            norm=settings["norm"], cross_score=settings["score"],
+            norm=settings["norm"], cross_score=settings["score"], attention_only=settings["attention_only"],
             pad_id=vocabulary(data).index(PAD) if translation else None)
-        scores = seq2seq and (settings["score"] != "scaled_dot" or settings["compare"] and settings["score_b"] != "scaled_dot")
-        if not settings["compare"]:
+        compare = settings["compare"]
+        other = replace(config, n_heads=settings["heads_b"], n_layers=settings["layers_b"] if compare else config.n_layers,
+                        cross_score=settings["score_b"] if seq2seq else config.cross_score)
+        scores = seq2seq and (settings["score"] != "scaled_dot" or compare and settings["score_b"] != "scaled_dot")
+        layers = compare and other.n_layers != config.n_layers
+        if not compare:
             return [(run_name(config, scores), config)]
-        other = replace(config, n_heads=settings["heads_b"], cross_score=settings["score_b"] if seq2seq else config.cross_score)
-        return [(f"A: {run_name(config, scores)}", config), (f"B: {run_name(other, scores)}", other)]
+        return [(f"A: {run_name(config, scores, layers)}", config), (f"B: {run_name(other, scores, layers)}", other)]
 
     def build(self, settings: dict | None = None) -> tuple[dict, Lab]:
         """New data and models from the architecture ``settings`` (default: the settings now), in a lab (in the

@@ -23,6 +23,7 @@ from explorer.widgets.export import CopyLink, ExportBar, maps_export
 from explorer.widgets.faithfulness import FaithfulnessSection
 from explorer.widgets.heatmap_view import HeatmapView
 from explorer.widgets.plot import PlotView
+from explorer.widgets.sinks import SinksBox
 
 SCORES = ("previous token", "attention sink", "self", "entropy", "induction")
 NARROW = "170px"
@@ -89,6 +90,7 @@ class LanguagePanel(widgets.VBox):
         self.ablate_button = button("ablate this head", s.toggle_ablation, "ae-llm-ablate", icon="ban", width="150px")
         self.export_bar = ExportBar(s, {"head map": "ae-llm-head", "head finder": "ae-llm-finder"},
                                     {"attention maps": maps_export(self.export_maps)}, name="llm")
+        self.sink_box = SinksBox(s, button("Stop", s.stop_work, "ae-llm-sink-stop", "warning", "stop", "90px"))
         self.controls = w.VBox([
             section("Model", self.model_name), section("Example", self.preset), section("Prompt", self.prompt),
             section("Generation", self.max_new_tokens, self.temperature, self.seed,
@@ -102,6 +104,7 @@ class LanguagePanel(widgets.VBox):
                                            width="150px")], layout=w.Layout(flex_flow="row wrap"))),
             section(f"bertviz (offline, first {bertviz_view.MAX_TOKENS} tokens)",
                     button("Render bertviz head view", self.render_bertviz, "ae-llm-bertviz-render", width="200px")),
+            section("Attention sinks (Xiao et al. 2023)", *self.sink_box.controls),
             section("Export", self.export_bar),
             section("Share", CopyLink(lambda: links.query(s.key, s.state()))),
             self.status,
@@ -117,7 +120,8 @@ class LanguagePanel(widgets.VBox):
         self.bertviz_box = BertvizFrame("ae-llm-bertviz")
         self.faithfulness = FaithfulnessSection(self.session.faithful, self._starred, "llm",
                                                 "this map (the picked position)")
-        self.outputs = w.VBox([self.text, self.main, small, self.probe, self.faithfulness, self.bertviz_box],
+        self.outputs = w.VBox([self.text, self.main, small, self.probe, self.faithfulness, self.bertviz_box,
+                               self.sink_box.outputs],
                               layout=w.Layout(flex="1 1 560px", min_width="0"))
 
     # ----- session -> panel --------------------------------------------------------------------------------------

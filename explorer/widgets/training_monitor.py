@@ -13,6 +13,7 @@ import ipywidgets as widgets
 from explorer.views import training as view
 from explorer.views import translation as translation_view
 from explorer.widgets.controls import tagged
+from explorer.widgets.induction_monitor import InductionMonitor
 from explorer.widgets.plot import PlotView
 
 MAX_RUNS = 2
@@ -44,7 +45,9 @@ class TrainingMonitor(widgets.VBox):
         self.grids = tagged(w.Box(layout=w.Layout(display="flex", flex_flow="row wrap")), "ae-tl-heads")
         self.grid_views: list[PlotView] = []
         self.prediction_views: list[widgets.HTML] = []
-        super().__init__([self.step_label, self.curves, self.translation_curves, self.alignments, self.predictions,
+        self.induction = InductionMonitor()
+        super().__init__([self.step_label, self.curves, self.induction, self.translation_curves, self.alignments,
+                          self.predictions,
                           w.HBox([self.play, self.timeline, self.timeline_label], layout=w.Layout(flex_flow="row wrap")),
                           w.HTML(GRID_CAPTION), self.grids],
                          layout=w.Layout(flex="1 1 560px", min_width="0"))
@@ -69,6 +72,7 @@ class TrainingMonitor(widgets.VBox):
         self.translation_curves.layout.display = self.alignments.layout.display = None if translating else "none"
         self.alignment_views = [widgets.HTML() for _ in runs] if translating else []
         self.alignments.children = self.alignment_views
+        self.induction.build([run.name for run in runs], [run.snapshots for run in runs])
         for i, run in enumerate(runs):
             maps = run.snapshot.maps
             kind = "cross-attention" if maps.key_tokens is not None else "self-attention"
@@ -96,6 +100,7 @@ class TrainingMonitor(widgets.VBox):
                     trace = self.translation_figure.data[2 * i + j]
                     trace.x, trace.y = translation_view.translation_curve_data(run.snapshots, key)
             self.translation_curves.show(self.translation_figure)
+        self._draw_induction(self.timeline.value if self.timeline.value < self.timeline.max else None)
         newest = max(len(run.snapshots) for run in runs) - 1
         following = self.timeline.value >= self.timeline.max
         self.timeline.max = newest
@@ -127,4 +132,13 @@ class TrainingMonitor(widgets.VBox):
                 self.alignment_views[i].value = translation_view.alignment_html(snapshot, run.name)
             grid.show(figure)
             prediction.value = view.prediction_html(snapshot, run.name)
-            self.timeline_label.value = f"step {snapshot.step}"
+            self.timeline_label.value = f"step {snapshot.step}{self.induction.marked(snapshot.step)}"
+        if index < self.timeline.max:  # scrubbing back: the curves show where the step on screen is
+            self._draw_induction(index)
+
+    def _draw_induction(self, index: int | None) -> None:
+        """The induction curves, with the step of snapshot ``index`` (None: the newest) marked."""
+        runs = self.record.runs if self.record is not None else ()
+        snapshots = runs[0].snapshots if runs else ()
+        now = snapshots[min(index, len(snapshots) - 1)].step if index is not None and snapshots else None
+        self.induction.draw([run.name for run in runs], [run.snapshots for run in runs], now)

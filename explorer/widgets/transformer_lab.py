@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipywidgets as widgets
 
 from explorer import links
-from explorer.data.sequences import MAX_TEXT_BYTES, TASKS, TRANSLATIONS
+from explorer.data.sequences import MAX_TEXT_BYTES, task_names
 from explorer.paths import classroom
 from explorer.sessions.rules import head_options
 from explorer.sessions.transformer_lab import ARCHITECTURE, PRESETS, TEXT_PREFIX, TransformerLabSession  # noqa: F401
@@ -29,9 +29,9 @@ NARROW = "170px"
 w = widgets
 ROWS = (
     preset_row(),
-    Row("task", control(w.Dropdown, NARROW), "task", options=lambda s: [*TASKS, *TRANSLATIONS, *s.text_tasks]),
+    Row("task", control(w.Dropdown, NARROW), "task", options=lambda s: [*task_names(), *s.text_tasks]),
     Row("length", control(w.IntSlider, NARROW, min=4, max=24), "length"),
-    Row("vocab", control(w.IntSlider, NARROW, min=3, max=30), "vocabulary"),
+    Row("vocab", control(w.IntSlider, NARROW, min=3, max=128), "vocabulary"),
     Row("kind", control(w.Dropdown, NARROW), "model"),
     Row("layers", control(w.IntSlider, NARROW, min=1, max=4), "layers"),
     Row("width", control(w.Dropdown, NARROW), "width"),
@@ -41,8 +41,11 @@ ROWS = (
     Row("norm", control(w.ToggleButtons, style=dict(button_width="62px")), "LayerNorm"),
     Row("positional", control(w.ToggleButtons, style=dict(button_width="80px")), "positions"),
     Row("score", control(w.Dropdown, NARROW), "cross score", "ae-tl-score"),
+    Row("attention_only", control(w.Checkbox, description="attention only (no feed-forward)", indent=False),
+        tag="ae-tl-attention-only"),
     Row("compare", control(w.Checkbox, description="train a second model", indent=False)),
     Row("heads_b", control(w.Dropdown, NARROW), "its heads", options=lambda s: head_options(s.width)),
+    Row("layers_b", control(w.IntSlider, NARROW, min=1, max=4), "its layers", "ae-tl-layers-b"),
     Row("score_b", control(w.Dropdown, NARROW), "its cross score"),
     Row("lr", control(w.FloatText, NARROW, step=1e-4), "learning rate", "ae-tl-lr"),
     Row("batch_size", control(w.Dropdown, NARROW, options=[16, 32, 64, 128, 256]), "batch size"),
@@ -93,8 +96,9 @@ class TransformerLabPanel(widgets.VBox):
         return widgets.VBox([
             section("Example", form["preset"]),
             section("Task", *form.rows("task", "length", "vocab"), self.upload),
-            section("Model", *form.rows("kind", "layers", "width", "heads", "pooling", "norm", "positional", "score")),
-            section("Compare", *form.rows("compare", "heads_b", "score_b")),
+            section("Model", *form.rows("kind", "layers", "width", "heads", "pooling", "norm", "positional", "score",
+                                        "attention_only")),
+            section("Compare", *form.rows("compare", "heads_b", "layers_b", "score_b")),
             section("Training", *form.rows("lr", "batch_size", "steps"), widgets.HBox([b["Train"], b["Stop"], b["Reset"]])),
             section("Translate (dates, numbers, your pairs)", self.translator.controls),
             section("Checkpoint folder", form["path"], widgets.HBox([b["Save"], b["Load"]]), *self.your_files),
