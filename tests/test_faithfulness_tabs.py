@@ -132,5 +132,12 @@ def test_the_transformer_tab_checks_its_first_model_on_the_probe_input():
     panel.faithfulness.run_button.click()
     assert session.wait(300)
     assert session.faithful.runs == 2 and session.faithful.record is not record  # new weights, a new check
+    record = session.faithful.record
+    session.train(10_000)
+    panel.faithfulness.run_button.click()  # the weights would change under the check
+    assert "Training is running" in session.status and session.status_kind == "error"
+    session.stop()
+    assert session.wait(300) and session.faithful.runs == 2 and session.faithful.record is record
     with pytest.raises(ValueError, match="position"):
         session.update(faith_position=-2)
+

@@ -364,6 +364,9 @@ class TransformerLabSession(LabSession):
         class or its token at ``faith_position``, and the attention of its last layer."""
         if not self.runs:
             raise ValueError("The model is still being built; check it when it is ready.")
+        if self.training:  # the check reads (and freezes for its gradients) the weights the training steps change
+            raise ValueError("Training is running: the weights change with every step. Press Stop, or check the "
+                             "model when training ends.")
         trainer = self.runs[0].trainer
         data = trainer.data
         example, classify = data["test"][0], is_classification(data)
