@@ -141,3 +141,36 @@ def test_the_transformer_tab_checks_its_first_model_on_the_probe_input():
     with pytest.raises(ValueError, match="position"):
         session.update(faith_position=-2)
 
+
+def test_the_vision_tab_puts_every_localized_map_to_deletion_and_insertion():
+    from explorer.data.images import first_images
+    from explorer.deletion import image_curves
+    from explorer.models.cbam import grad_cam
+    from explorer.sessions.vision import DELETION_IMAGES, VisionSession
+    from explorer.widgets.vision import VisionPanel
+
+    session = VisionSession(n_train=120, n_test=40, vit=True, patch_size=4, vit_heads=2, vit_layers=1, vit_width=32)
+    panel = VisionPanel(session)
+    session.train(10)
+    assert session.wait(300)
+    panel.deletion_run.click()
+    assert session.wait(300) and session.status_kind == "ok"
+    test = session.map_test
+    assert test.step == 10 and test.images == min(DELETION_IMAGES, 40)
+    bars = panel.figures["deletion"].figure.data
+    localized = {trace.name for trace in panel.figures["localization"].figure.data}
+    assert set(bars[0].y) == localized and len(localized) == 7  # 3 stages, 2 Grad-CAMs, the ViT's CLS map and rollout
+    pixels, _, _ = first_images(session.data["test"], test.images)
+    model = session.trainers["plain"].model
+    reference = image_curves(model, pixels, grad_cam(model, pixels))  # the plain net's Grad-CAM, measured here
+    row = list(bars[0].y).index("Grad-CAM (plain baseline)")
+    assert bars[0].x[row] == pytest.approx(reference.deletion) and bars[2].x[row] == pytest.approx(reference.insertion)
+
+    session.train(10_000)
+    with pytest.raises(ValueError, match="Busy training"):
+        session.measure_deletion()
+    session.stop()
+    assert session.wait(300) and session.map_test is test
+    session.measure_deletion()
+    session.stop()
+    assert session.wait(300) and session.map_test is test and "stopped" in session.status

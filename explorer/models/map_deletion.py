@@ -10,11 +10,23 @@ Grad-CAM for a CNN, the last layer's CLS (or mean-token) map and rollout for a V
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from explorer.deletion import ImageCurves, image_curves
 from explorer.models.cbam import CBAMNet, cbam_maps, grad_cam
 from explorer.models.vit import TinyViT, map_name, vit_maps
+
+
+@dataclass(frozen=True)
+class MapTest:
+    """Deletion and insertion of every net's maps at one training step: what the Vision tab draws beside
+    localization."""
+
+    step: int  # the nets' training step when they were measured
+    images: int  # test images whose pixels were removed
+    curves: dict[str, dict[str, ImageCurves]]  # net name -> map name -> curves (``map_curves``)
 
 
 def net_maps(model, images: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -31,3 +31,16 @@ def test_the_pretrained_tab_checks_its_map_and_stars_it(page, dashboard_url):
     page.locator(".ae-pretrained-view button").filter(has_text="mean").click()
     page.wait_for_function("() => document.querySelector('.ae-pretrained-faith-scores').innerText"
                            ".includes('raw attention ★')")
+
+
+def test_the_vision_tab_draws_deletion_and_insertion_beside_localization(page, dashboard_url):
+    open_dashboard(page, dashboard_url, "tab=vision")
+    wait_for_figure(page, "ae-cbam-localization", timeout=120_000)
+    page.locator(".ae-cbam-deletion-run").click()
+    wait_for_figure(page, "ae-cbam-deletion", timeout=600_000)
+    bars = figure_data(page, "ae-cbam-deletion")
+    lines = {trace["name"] for trace in figure_data(page, "ae-cbam-localization")}
+    assert [trace["name"] for trace in bars] == ["the map's order", "random order"] * 2
+    assert set(bars[0]["y"]) == lines and "ViT rollout" in lines  # every map that localization scores
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.locator(".ae-cbam-map-scores").screenshot(path=str(SHOTS / "faithfulness-vision.png"))
