@@ -81,6 +81,11 @@ def lab_model():
     return model.eval(), inputs, names, classes, accuracy
 
 
+def told(name: str):
+    """Progress on stderr, so a long corpus run shows how far it is while stdout keeps its ``name: value`` lines."""
+    return lambda fraction, words: print(f"{name}: {words}", file=sys.stderr, flush=True)
+
+
 def report(name: str, found) -> None:
     summary = found.summary()
     for method in METHODS:
@@ -112,17 +117,19 @@ def main() -> None:
         timing(smollm)
         if args.timing_only:
             return
-        tables["SmolLM2"] = survey(smollm, [without_last_mark(t) for t in texts], position=-2, name="SmolLM2")
+        tables["SmolLM2"] = survey(smollm, [without_last_mark(t) for t in texts], position=-2, name="SmolLM2",
+                                    progress=told("smollm2"))
         report("smollm2", tables["SmolLM2"])
     if "minilm" in wanted:
         from explorer.models import pretrained
 
-        tables["MiniLM"] = survey(pretrained.load(), texts, name="all-MiniLM-L6-v2")
+        tables["MiniLM"] = survey(pretrained.load(), texts, name="all-MiniLM-L6-v2", progress=told("minilm"))
         report("minilm", tables["MiniLM"])
     if "lab" in wanted:
         model, inputs, names, classes, accuracy = lab_model()
         print(f"lab needle test accuracy after {LAB_STEPS} steps: {accuracy}")
-        tables["lab"] = survey(model, inputs, names=names, classes=classes, name="lab needle [CLS]")
+        tables["lab"] = survey(model, inputs, names=names, classes=classes, name="lab needle [CLS]",
+                               progress=told("lab"))
         report("lab", tables["lab"])
     for name, found in tables.items():
         print(f"\n{name} ({len(found.records)} inputs)\n{markdown(found)}")
