@@ -14,6 +14,7 @@ from explorer.deletion import Stopped
 from explorer.faithfulness import METHODS, compare_methods, token_importance
 from explorer.maps import rollout
 from explorer.models.transformer import TinySeq2Seq, TinyTransformer, TransformerConfig
+from tests.test_language import tiny_gpt2  # noqa: F401  (the fixture)
 
 IDS = [3, 1, 4, 1, 5, 9, 2, 6]
 
@@ -110,6 +111,20 @@ def test_value_norm_is_the_norm_of_the_weighted_transformed_values():
     out = attention_module.out_proj.weight  # [d, H * d_head]
     added = sum(weights[h][:, None] * (v[:, h] @ out[:, h * d_head:(h + 1) * d_head].T) for h in range(heads))
     torch.testing.assert_close(values, added.norm(dim=-1).detach(), atol=1e-5, rtol=1e-4)
+
+
+def test_an_sdpa_model_is_read_at_its_attention_call_as_eager_output_attentions(tiny_gpt2):  # noqa: F811
+    """A model that attends through SDPA returns no weights: explorer.capture reads them at the call; they and the
+    value-weighted norms equal those of the same weights in eager mode (output_attentions)."""
+    from explorer.models import language
+
+    text = "the cat sat on the mat"
+    eager, sdpa = language.load(tiny_gpt2), language.load(tiny_gpt2)
+    sdpa.model.set_attn_implementation("sdpa")
+    assert sdpa.model.config._attn_implementation == "sdpa"
+    for method in ("attention", "rollout", "value_norm"):
+        torch.testing.assert_close(token_importance(sdpa, text, method, 3, 0), token_importance(eager, text, method, 3, 0),
+                                   atol=1e-5, rtol=1e-4)
 
 
 def test_an_encoder_decoder_is_read_over_its_source():
