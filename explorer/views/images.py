@@ -212,18 +212,19 @@ def deletion_figure(test, width: int | None = None) -> go.Figure:
     rows = named_maps(test.curves, {net for net, maps in test.curves.items() if "rollout" in maps})
     names = list(rows)[::-1]  # plotly draws the first category at the bottom
     fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04,
-                        subplot_titles=("deletion: mean fall of p", "insertion: mean rise of p"))
+                        subplot_titles=("deletion: mean fall of p(class)", "insertion: mean rise of p(class)"))
     for col, kind in enumerate(("deletion", "insertion"), start=1):
         for order, color, field in (("the map's order", "#d62728", kind), ("random order", "#b0b0b0", f"random_{kind}")):
             values = [getattr(rows[name], field) for name in names]
             fig.add_trace(go.Bar(y=names, x=values, orientation="h", name=order, marker_color=color, legendgroup=order,
                                  showlegend=col == 1, hovertemplate=f"%{{y}}<br>{order}: %{{x:.3f}}<extra>{kind}</extra>"),
                           row=1, col=col)
-    fig.update_xaxes(rangemode="tozero", title_text="probability of the predicted class")
+    fig.update_xaxes(rangemode="tozero")
     fig.update_annotations(font=dict(size=12))
-    fig.update_layout(barmode="group", height=170 + 34 * len(names), width=width, margin=dict(l=10, r=20, t=70, b=40),
+    fig.update_layout(barmode="group", height=190 + 34 * len(names), width=width, margin=dict(l=10, r=20, t=110, b=30),
                       title=dict(text=f"deletion and insertion: step {test.step}, {test.images} test images",
-                                 font=dict(size=13)), legend=dict(font=dict(size=10), orientation="h", y=-0.35))
+                                 font=dict(size=13), yref="container", y=0.97),
+                      legend=dict(font=dict(size=11), orientation="h", x=0, y=1.09, yanchor="bottom"))
     return fig
 
 
