@@ -144,8 +144,9 @@ class VisionPanel(widgets.VBox):
                    "</div>"),
             w.HBox([self.deletion_run, button("Stop", guarded(s, s.stop), "ae-cbam-deletion-stop", "warning", "stop", "80px")]),
             self.deletion_figure], layout=w.Layout(width="520px"))
-        pair = tagged(w.Box([self.figures["channels"], self.figures["localization"], deletion],
-                            layout=w.Layout(display="flex", flex_flow="row wrap")), "ae-cbam-map-scores")
+        deletion.add_class("ae-cbam-deletion-box")
+        pair = w.Box([self.figures["channels"], self.figures["localization"], deletion],
+                     layout=w.Layout(display="flex", flex_flow="row wrap"))
         self.outputs = w.VBox([
             self.figures["curves"],
             w.HTML("<b>Test images</b>: each CBAM stage's spatial map, Grad-CAM, and the ViT's last-layer "

@@ -43,4 +43,6 @@ def test_the_vision_tab_draws_deletion_and_insertion_beside_localization(page, d
     assert [trace["name"] for trace in bars] == ["the map's order", "random order"] * 2
     assert set(bars[0]["y"]) == lines and "ViT rollout" in lines  # every map that localization scores
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.locator(".ae-cbam-map-scores").screenshot(path=str(SHOTS / "faithfulness-vision.png"))
+    box = page.locator(".ae-cbam-deletion-box")
+    box.scroll_into_view_if_needed()
+    box.screenshot(path=str(SHOTS / "faithfulness-vision.png"))
