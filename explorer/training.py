@@ -143,8 +143,6 @@ class Trainer:
         self._batch_size = min(whole_number(value, "batch size", low=1), len(self.train_labels))
 
     def _fresh_optimiser(self) -> None:
-        # fused: one kernel updates every weight (on CPU about 15% of a small model's step, measured in
-        # bench/capture.py); the for-loop default launches several small ops per weight tensor.
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.lr, weight_decay=0.01)
         self.guard = WeightGuard(self.model, self.optimizer)
         self.generator = torch.Generator().manual_seed(self.seed)
