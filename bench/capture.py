@@ -7,8 +7,10 @@ Prints ``name: value`` lines:
   layer's maps kept, or with ``lazy=True`` only queries and keys), and the eager ``output_attentions`` forward that
   bertviz and most tools need; the ratios to the plain forward (goal: all layers captured at 512 tokens <= 1.3x).
   Past 2,048 tokens eager is not run: the bytes its maps would need are printed instead.
-- at the longest length, the time to work one head's whole map out of the kept queries and keys, and a layer's,
-  and the process's peak memory (goal <= 4 GB);
+- at the longest length, the Language model tab's own path, in a fresh process: one generation (the read with
+  its per-layer progress, one new token, the head finder's scores), the time it announced before starting against
+  the read's, a head switch and a layer switch drawn in the panel (kernel time and bytes sent; goals <= 300 ms
+  and <= 1 MB, and <= 2 s), the queries and keys kept, and the process's peak memory (goal <= 4 GB);
 - the training step of TinyTransformer (SDPA inside) against an equal model built from ``nn.TransformerEncoder``,
   interleaved, with the same optimizer, and with the Trainer's own step (goal >= 1.3x).
 """
@@ -16,8 +18,8 @@ Prints ``name: value`` lines:
 from __future__ import annotations
 
 import argparse
-import resource
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -34,15 +36,11 @@ TEXT = ("The explorer reads attention from any model. " * 4000)
 
 
 def load_sdpa_smollm():
-    """SmolLM2 from the explorer's converted cache, in SDPA mode (the default of transformers)."""
-    from explorer.models import hf, language
+    """SmolLM2 as the explorer loads it, in SDPA mode (the default of transformers), and its tokenizer."""
+    from explorer.models import language
 
-    language.load()  # converts the packaged GGUF file once, if the cache is missing
-    AutoModelForCausalLM, AutoTokenizer = hf.names("AutoModelForCausalLM", "AutoTokenizer")
-    folder = language.converted_dir()
-    with hf.loading():
-        model = AutoModelForCausalLM.from_pretrained(folder, attn_implementation="sdpa", local_files_only=True)
-    return model.eval(), AutoTokenizer.from_pretrained(folder)
+    model = language.load()  # converts the packaged GGUF file once, if the cache is missing
+    return model.model, model.tokenizer
 
 
 def seconds(run, rounds: int) -> float:
@@ -99,30 +97,58 @@ def forward_costs(model, tokenizer, lengths, rounds: int) -> None:
             print(f"eager_output_attentions_bytes_{length}: {maps_bytes / 1e9:.1f} GB (not run)")
 
 
-def long_maps(model, tokenizer, length: int) -> None:
-    """One head's and one layer's map worked out from the kept queries and keys of a long text."""
-    x = tokenizer(TEXT, return_tensors="pt").input_ids[:, :length]
-    with torch.inference_mode(), capture_attention(model, lazy=True) as calls:
-        model(x, use_cache=False)
-    kept = sum((c.query.numel() + c.key.numel()) * c.query.element_size() for c in calls.calls)
-    print(f"lazy_kept_mb_{length}: {kept / 1e6:.0f}")
-    call = calls.calls[len(calls) // 2]
-    block = 512
+def tab_at_length(length: int, repeats: int = 5) -> None:
+    """The Language model tab itself with a prompt of ``length - 1`` tokens and one new token (``length`` in all):
+    run by ``main`` in a fresh process, so the peak memory printed is the tab's own."""
+    import comm
 
-    def one_head(head=0):
-        for start in range(0, length, block):  # in row blocks, as a pooled view works it out
-            call.rows(0, [head], slice(start, start + block))
+    from bench.language import switches, text_of
+    from bench.pretrained import RecordingComm
 
-    print(f"lazy_head_map_s_{length}: {seconds(one_head, 1):.3f}")
-    print(f"lazy_layer_map_s_{length}: {seconds(lambda: [one_head(h) for h in range(call.shape[1])], 1):.3f}")
-    print(f"peak_memory_gb: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f}  (goal <= 4)")
+    comm.create_comm = RecordingComm  # every widget message is counted, not sent
+    from explorer.models import language
+    from explorer.sessions.language import LanguageSession
+    from explorer.widgets.language import LanguagePanel
+
+    model = language.load()
+    model.time_a_pass()  # what the tab does after loading, so it can say how long a long read takes
+    panel = LanguagePanel(LanguageSession(language_model=model))
+    session = panel.session
+    session.update(prompt=text_of(model, length - 1), max_new_tokens=1, layer=0, head=0, view="head")
+    estimate = model.estimate_seconds(length - 1)
+    wall, cpu = time.perf_counter(), time.process_time()
+    session.generate()
+    panel.wait(4 * 3600)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    assert panel.status.kind == "ok", panel.status.text
+    read = model.estimate_seconds(length - 1)  # the rate measured on this very read
+    print(f"tab_generate_s_{length}: {wall:.1f}  (read, one new token, head finder scores, first map)")
+    print(f"tab_generate_cpu_s_{length}: {cpu:.1f}")
+    print(f"tab_read_s_{length}: {read:.1f}")
+    print(f"tab_estimate_before_over_read_{length}: {estimate / read:.2f}  (the time the tab announced, over the read's)")
+    result = switches(panel, repeats)
+    print(f"tab_head_switch_ms_{length}: {result['head_switch_ms']:.0f}  (goal <= 300)")
+    print(f"tab_head_switch_bytes_{length}: {int(result['head_switch_bytes'])}  (goal <= 1000000)")
+    print(f"tab_layer_switch_ms_{length}: {result['layer_switch_ms']:.0f}  (goal <= 2000)")
+    print(f"tab_head_switch_over_read_{length}: {result['head_switch_ms'] / 1000 / read:.4f}")
+    maps = session.maps()
+    kept = sum((c.query.numel() + c.key.numel()) * c.query.element_size() for c in maps.calls)
+    print(f"tab_kept_queries_keys_mb_{length}: {kept / 1e6:.0f}")
+    print(f"tab_peak_memory_gb_{length}: {peak_memory_gb():.2f}  (goal <= 4)")
+
+
+def peak_memory_gb() -> float:
+    """This process's peak resident memory: VmHWM belongs to the address space, which exec makes anew. (getrusage's
+    ru_maxrss survives fork and exec, so in the tab's process it would report the parent's eager forwards.)"""
+    status = Path("/proc/self/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) / 1e6
 
 
 def training_step(rounds: int = 5) -> None:
     """Interleaved rounds (a busy neighbour slows both alike), one intra-op thread, CPU time."""
     import training as reference_bench  # bench/training.py: the nn.TransformerEncoder of the same sizes
     from explorer.models.transformer import TinyTransformer, TransformerConfig
-    from explorer.training import one_thread
+    from explorer.threads import one_thread
 
     generator = torch.Generator().manual_seed(0)
     batches = [(x, x.flip(1)) for x in torch.randint(0, 10, (8, 64, 10), generator=generator)]
@@ -144,12 +170,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", default="128,512,2048,8192")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--tab", type=int, default=0, help="only the tab at this many tokens (in this process)")
     options = parser.parse_args()
+    if options.tab:
+        return tab_at_length(options.tab)
     lengths = [int(t) for t in options.tokens.split(",")]
     training_step()
     model, tokenizer = load_sdpa_smollm()
     forward_costs(model, tokenizer, lengths, options.rounds)
-    long_maps(model, tokenizer, max(lengths))
+    del model
+    sys.stdout.flush()
+    subprocess.run([sys.executable, __file__, "--tab", str(max(lengths))], check=True)
 
 
 if __name__ == "__main__":

@@ -5,10 +5,13 @@ Run: ``python bench/language.py``. Everything runs in this one process:
 - ``load_cold_s``: ``language.load()`` into an empty cache (the GGUF is converted once, in its own process);
   ``load_warm_s``: the next load, from the cached safetensors folder.
 - At 128, 256, 512 and 2,048 tokens (random words cut to exactly that many tokens):
-  - ``forward_ms``: one pass of the model over the text with its maps (``attend``), the floor of a new text;
+  - ``forward_ms``: one pass of the model over the text with its maps (``attend``: SDPA, each layer read by
+    ``capture_attention``), the floor of a new text; ``eager_forward_ms``, timed in turn with it, the reader
+    before: eager attention with ``output_attentions`` (past 256 MB of maps, without them, as the old long path
+    ran), and ``forward_over_eager_forward`` their ratio;
   - ``head_switch_ms`` / ``head_switch_bytes``: the Language model panel drawing another head of the same layer
     (the model does not run again); ``layer_switch_ms`` / ``layer_switch_bytes``: another layer. A long text's
-    layer is worked out from that layer's kept inputs. Bytes are every widget message the kernel sends for
+    head is worked out from that layer's kept queries and keys, pooled. Bytes are every widget message the kernel sends for
     the switch (JSON plus binary buffers, caught at ``comm.create_comm`` as in ``bench/pretrained.py``).
 - ``bertviz_ms`` / ``bertviz_bytes`` at 128 and 256 tokens: ``bertviz.head_view(..., html_action="return")`` on
   the same model's 30 x 9 attentions and the size of the HTML it returns; bertviz sends all heads at once, so
@@ -38,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from bench.pretrained import SENT, WORDS, RecordingComm, median_ms  # noqa: E402
+from bench.pretrained import SENT, WORDS, RecordingComm, eager, median_ms  # noqa: E402
 
 SIZES = (128, 256, 512, 2048)
 BERTVIZ_SIZES = (128, 256)
@@ -80,7 +83,7 @@ def bertviz(model, text: str) -> dict:
     from bertviz import head_view
 
     ids, _ = model.encode(text)
-    with torch.inference_mode():
+    with eager(model.model), torch.inference_mode():
         attentions = model.model(torch.tensor([ids]), output_attentions=True).attentions
     start = time.perf_counter()
     page = head_view(attentions, model.token_labels(ids), html_action="return").data
@@ -89,18 +92,22 @@ def bertviz(model, text: str) -> dict:
 
 def bench_size(model, panel, n_tokens: int, repeats: int) -> dict:
     text = text_of(model, n_tokens)
-    forward = []
-    for _ in range(3 if n_tokens >= 2048 else 5):
+    forward, before = [], []
+    ids = torch.tensor([model.encode(text)[0]])
+    for _ in range(3 if n_tokens >= 2048 else 5):  # in turn, so a busy neighbour slows both alike
+        with eager(model.model), torch.inference_mode():  # the reader before: eager attention, all maps if they fit
+            start = time.perf_counter()
+            model.model(ids, output_attentions=not model.is_long(n_tokens), use_cache=False)
+            before.append(time.perf_counter() - start)
         start = time.perf_counter()
-        maps = model.attend(text)
-        maps.layer(0)  # a long text's first layer is worked out when first shown
+        model.attend(text)  # the reader now: SDPA, queries and keys captured
         forward.append(time.perf_counter() - start)
     session = panel.session
     session.update(prompt=text, max_new_tokens=1, layer=0, head=0, view="head")
     session.generate()
     panel.wait(600)
     assert panel.status.kind == "ok", panel.status.text
-    result = dict(forward_ms=median_ms(forward), **switches(panel, repeats))
+    result = dict(forward_ms=median_ms(forward), eager_forward_ms=median_ms(before), **switches(panel, repeats))
     if n_tokens in BERTVIZ_SIZES:
         result.update(bertviz(model, text))
     return result
@@ -113,6 +120,7 @@ def report(n_tokens: int, result: dict) -> None:
         print(f"tokens_{n_tokens}_head_switch_speedup_vs_bertviz: {result['bertviz_ms'] / result['head_switch_ms']:.1f}")
         print(f"tokens_{n_tokens}_head_switch_bytes_ratio_vs_bertviz: "
               f"{result['bertviz_bytes'] / max(result['head_switch_bytes'], 1):.1f}")
+    print(f"tokens_{n_tokens}_forward_over_eager_forward: {result['forward_ms'] / result['eager_forward_ms']:.2f}")
     print(f"tokens_{n_tokens}_head_switch_over_forward: {result['head_switch_ms'] / result['forward_ms']:.3f}",
           flush=True)
 

@@ -2,7 +2,10 @@
 
 Run: ``python bench/pretrained.py``. Everything runs in this one process on the same inputs:
 
-- ``forward_ms``: the bare forward pass of all-MiniLM-L6-v2 with ``output_attentions`` (the floor).
+- ``forward_ms``: the bare forward pass of all-MiniLM-L6-v2 in eager attention with ``output_attentions`` (what
+  bertviz needs, and how this tab read the model before it ran SDPA); ``sdpa_read_ms``: the same model in SDPA
+  with every layer's weights read by ``capture_attention`` (how the tab reads it now), timed in turn with it;
+  ``sdpa_read_over_eager_forward`` their ratio.
 - ``update_ms``: one on-screen update of the Pretrained panel for a new text: tokenising, the forward pass,
   rollout and entropy, building what is on screen (one head of one layer and the entropy map, canvas maps
   whose matrices travel as float32 buffers; the token bars only once a token is picked, and none is here)
@@ -23,6 +26,7 @@ on a busy shared machine torch's one-thread-per-core default oversubscribes and 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -59,17 +63,33 @@ def median_ms(samples) -> float:
     return 1000 * statistics.median(samples)
 
 
+@contextlib.contextmanager
+def eager(model):
+    """The model in eager attention for a while (the explorer loads SDPA)."""
+    model.set_attn_implementation("eager")
+    try:
+        yield model
+    finally:
+        model.set_attn_implementation("sdpa")
+
+
 def bench_size(encoder, panel, n_tokens: int, repeats: int, bertviz_repeats: int) -> dict:
     from bertviz import head_view
 
-    forward, update, sent, bertviz_time, bertviz_size = [], [], [], [], []
+    from explorer.models import hf
+
+    forward, read, update, sent, bertviz_time, bertviz_size = [], [], [], [], [], []
     for variant in range(repeats):
         inputs = encoder.tokenizer(text_of(n_tokens, variant), return_tensors="pt")
         assert inputs["input_ids"].shape[1] == n_tokens
-        start = time.perf_counter()
-        with torch.inference_mode():
+        with eager(encoder.model), torch.inference_mode():  # the reader before: eager attention
+            start = time.perf_counter()
             output = encoder.model(**inputs, output_attentions=True)
-        forward.append(time.perf_counter() - start)
+            forward.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        with torch.inference_mode():  # the reader now: SDPA, weights read at each call
+            hf.attention_calls(encoder.model, **inputs)
+        read.append(time.perf_counter() - start)
 
         encoder.clear_cache()
         SENT.clear()
@@ -86,7 +106,8 @@ def bench_size(encoder, panel, n_tokens: int, repeats: int, bertviz_repeats: int
             page = head_view(output.attentions, tokens, html_action="return").data
             bertviz_time.append(time.perf_counter() - start)
             bertviz_size.append(len(page.encode()))
-    return dict(forward_ms=median_ms(forward), update_ms=median_ms(update), update_bytes=statistics.median(sent),
+    return dict(forward_ms=median_ms(forward), sdpa_read_ms=median_ms(read), update_ms=median_ms(update),
+                update_bytes=statistics.median(sent),
                 bertviz_ms=median_ms(bertviz_time), bertviz_bytes=statistics.median(bertviz_size))
 
 
@@ -113,7 +134,9 @@ def main() -> None:
                   f"tokens_{n_tokens}_{name}: {int(value)}")
         print(f"tokens_{n_tokens}_speedup_vs_bertviz: {result['bertviz_ms'] / result['update_ms']:.1f}")
         print(f"tokens_{n_tokens}_bytes_ratio_vs_bertviz: {result['bertviz_bytes'] / result['update_bytes']:.1f}")
-        print(f"tokens_{n_tokens}_update_over_forward: {result['update_ms'] / result['forward_ms']:.2f}", flush=True)
+        print(f"tokens_{n_tokens}_update_over_forward: {result['update_ms'] / result['forward_ms']:.2f}")
+        print(f"tokens_{n_tokens}_sdpa_read_over_eager_forward: {result['sdpa_read_ms'] / result['forward_ms']:.2f}",
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -56,7 +56,7 @@ APP_CSS = """
 
 def find_tab(key: str, tabs=TABS) -> int:
     """The index of the tab called ``key`` (or an older name of it); a ValueError lists the known tabs."""
-    key = ALIASES.get(key, key)
+    key = ALIASES.get(key, key) if isinstance(key, str) else key
     for index, spec in enumerate(tabs):
         if spec.key == key:
             return index

@@ -16,8 +16,9 @@ import math
 import torch
 from torch import nn
 
-from explorer.arguments import whole_number
+from explorer.arguments import choice, count, flag, real, seed as check_seed, shown, whole
 from explorer.hooks import HookPoint
+from explorer.limits import MAX_WEIGHTS, Size, check_memory, check_size
 
 SCORES = ("dot", "scaled_dot", "general", "additive")
 FUSED_SCORES = ("dot", "scaled_dot")  # computed by torch's scaled_dot_product_attention
@@ -66,9 +67,12 @@ class AdditiveScore(nn.Module):
 
 def make_scorer(score: str, d_query: int, d_key: int | None = None, seed: int | None = None) -> nn.Module | None:
     """The module that holds the parameters of ``score`` (None for the parameter-free scores)."""
-    _check_score(score)
+    score = _check_score(score)
+    d_query = whole(d_query, "query size d_query", 1, MAX_WEIGHTS)
+    d_key = d_query if d_key is None else whole(d_key, "key size d_key", 1, MAX_WEIGHTS)
+    check_size(f"A '{score}' score for sizes {d_query:,} and {d_key:,}", Size(scorer_weights(score, d_query, d_key), 0))
     if seed is not None:
-        torch.manual_seed(seed)
+        torch.manual_seed(check_seed(seed))
     if score == "general":
         return GeneralScore(d_query, d_key)
     if score == "additive":
@@ -76,9 +80,20 @@ def make_scorer(score: str, d_query: int, d_key: int | None = None, seed: int | 
     return None
 
 
+def scorer_weights(score: str, d_query: int, d_key: int) -> int:
+    """The numbers a score's module learns (worked out before it is built)."""
+    if score == "general":
+        return d_query * d_key
+    if score == "additive":
+        hidden = max(d_query, d_key)
+        return (d_query + d_key + 1) * hidden
+    return 0
+
+
 def score_matrix(query: torch.Tensor, key: torch.Tensor, score: str = "scaled_dot", scorer: nn.Module | None = None) -> torch.Tensor:
     """Raw relevance scores e_ij, ``[..., Q, K]``, before temperature and softmax."""
-    _check_score(score)
+    score = _check_score(score)
+    check_tensors(queries=query, keys=key)
     if query.shape[-1] != key.shape[-1] and score in ("dot", "scaled_dot"):
         raise ValueError(f"Queries have {query.shape[-1]} numbers and keys {key.shape[-1]}: a dot product needs the same length.")
     if score == "dot":
@@ -110,6 +125,9 @@ def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None = None, tempe
     most negative finite number rather than -inf, so an all-masked row gives a finite (uniform) softmax that is
     then zeroed, and gradients stay finite.
     """
+    temperature = _check_temperature(temperature)
+    if not torch.is_tensor(scores) or not scores.is_floating_point() or scores.dim() < 1:
+        raise TypeError(f"The scores must be a float tensor [..., queries, keys], got {shown(scores)}.")
     if mask is not None:
         mask = check_mask(mask, scores.shape)
         scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
@@ -122,7 +140,10 @@ def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None = None, tempe
 
 def check_mask(mask, shape) -> torch.Tensor:
     """``mask`` as booleans that broadcast to the scores' ``shape`` ``[..., Q, K]``; a ValueError says what fits."""
-    mask = torch.as_tensor(mask) if not torch.is_tensor(mask) else mask
+    try:
+        mask = torch.as_tensor(mask) if not torch.is_tensor(mask) else mask
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"The mask must be a table of True/False, one per query and key, got {shown(mask)}.") from None
     try:
         torch.broadcast_shapes(mask.shape, shape)
     except RuntimeError:
@@ -132,10 +153,14 @@ def check_mask(mask, shape) -> torch.Tensor:
 
 
 def check_tensors(**tensors) -> None:
-    """Each argument is a tensor of at least two dimensions ``[..., tokens, numbers]``."""
+    """Each argument is a tensor of real numbers of at least two dimensions ``[..., tokens, numbers]``, all finite."""
     for name, value in tensors.items():
         if not torch.is_tensor(value) or value.dim() < 2:
-            raise TypeError(f"The {name} must be a torch tensor of shape [tokens, numbers], got {type(value).__name__}.")
+            raise TypeError(f"The {name} must be a torch tensor of shape [tokens, numbers], got {shown(value)}.")
+        if not value.is_floating_point():
+            raise TypeError(f"The {name} must hold real numbers (a float tensor), got numbers of type {value.dtype}.")
+        if not torch.isfinite(value).all():
+            raise ValueError(f"The {name} hold NaN or infinite numbers; attention needs finite ones.")
 
 
 def attend(
@@ -152,36 +177,42 @@ def attend(
     Returns ``(context [..., Q, dv], weights [..., Q, K])``. ``mask`` is boolean, broadcastable to
     ``[..., Q, K]``, True where a query may attend.
     """
-    _check_temperature(temperature)
+    temperature = _check_temperature(temperature)
+    score = _check_score(score)
     check_tensors(queries=query, keys=key, values=value)
     if key.shape[-2] != value.shape[-2]:
         raise ValueError(f"There are {key.shape[-2]} keys but {value.shape[-2]} values: each key needs one value.")
     scores = score_matrix(query, key, score, scorer)
     if not torch.isfinite(scores).all():
-        raise ValueError("Some scores are too large to compute (they overflow to infinity): "
+        raise ValueError("Some scores are too large to compute (they become infinite): "
                          "use smaller vectors, for example numbers below a million.")
-    weights = masked_softmax(scores, mask, float(temperature))
+    weights = masked_softmax(scores, mask, temperature)
     return weights @ value, weights
 
 
 def causal_mask(n_queries: int, n_keys: int | None = None, device=None) -> torch.Tensor:
     """Boolean ``[Q, K]``: query i may attend to keys 0..i (lower triangle)."""
-    n_keys = n_queries if n_keys is None else n_keys
+    n_queries = whole(n_queries, "number of queries", 0)
+    n_keys = n_queries if n_keys is None else whole(n_keys, "number of keys", 0)
+    check_memory(f"A causal mask of {count(n_queries)} queries x {count(n_keys)} keys", n_queries * n_keys)
     return torch.ones(n_queries, n_keys, dtype=torch.bool, device=device).tril()
 
 
 def valid_head_counts(d_model: int) -> list[int]:
-    """The head counts that divide ``d_model`` evenly."""
-    return [h for h in range(1, d_model + 1) if d_model % h == 0]
+    """The head counts that divide ``d_model`` evenly, found in O(sqrt(d_model)) steps; a width beyond any model the
+    budget allows is refused first."""
+    d_model = whole(d_model, "width d_model", 1, MAX_WEIGHTS)
+    small = [h for h in range(1, math.isqrt(d_model) + 1) if d_model % h == 0]
+    return sorted(set(small) | {d_model // h for h in small})
 
 
 def check_heads(d_model: int, n_heads: int) -> tuple[int, int]:
     """Raise a ValueError that names the numbers and the valid choices when heads do not divide the width."""
-    d_model, n_heads = whole_number(d_model, "width d_model"), whole_number(n_heads, "number of heads")
-    if d_model <= 0:
-        raise ValueError(f"The width d_model must be positive, got {d_model}.")
-    if n_heads <= 0 or d_model % n_heads != 0:
-        choices = ", ".join(map(str, valid_head_counts(d_model)))
+    d_model = whole(d_model, "width d_model", 1, MAX_WEIGHTS)
+    n_heads = whole(n_heads, "number of heads", 1)
+    if d_model % n_heads != 0:
+        counts = valid_head_counts(d_model)
+        choices = ", ".join(map(str, counts[:12])) + (f" and {len(counts) - 12} more" if len(counts) > 12 else "")
         raise ValueError(
             f"The width d_model={d_model} is not divisible by n_heads={n_heads}: each head gets d_model / n_heads numbers. "
             f"Valid head counts for width {d_model}: {choices}."
@@ -205,7 +236,10 @@ class MultiHeadAttention(nn.Module):
     def __init__(self, d_model: int, n_heads: int, bias: bool = True, dropout: float = 0.0, score: str = "scaled_dot"):
         super().__init__()
         d_model, n_heads = check_heads(d_model, n_heads)
-        _check_score(score)
+        score, bias = _check_score(score), flag(bias, "bias switch")
+        dropout = real(dropout, "dropout", 0.0, below=1.0)
+        learned = n_heads * scorer_weights(score, d_model // n_heads, d_model // n_heads)
+        check_size(f"A MultiHeadAttention of width {d_model:,}", Size(4 * d_model * d_model + 4 * d_model + learned, 0))
         self.d_model, self.n_heads, self.d_head, self.score = d_model, n_heads, d_model // n_heads, score
         learned = score in ("general", "additive")
         self.scorers = nn.ModuleList(make_scorer(score, self.d_head) for _ in range(n_heads)) if learned else None
@@ -264,15 +298,10 @@ class MultiHeadAttention(nn.Module):
         return self.out_proj(merged)
 
 
-def _check_score(score: str) -> None:
-    if score not in SCORES:
-        raise ValueError(f"Unknown score function '{score}'. Choose one of: {', '.join(SCORES)}.")
+def _check_score(score) -> str:
+    return choice(score, "score function", SCORES)
 
 
-def _check_temperature(temperature) -> None:
-    try:
-        value = float(temperature)
-    except (TypeError, ValueError):
-        raise ValueError(f"The temperature must be a positive number (it divides the scores), got {temperature!r}.") from None
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"The temperature must be a positive number (it divides the scores), got {temperature}.")
+def _check_temperature(temperature) -> float:
+    """A positive, finite temperature (it divides the scores)."""
+    return real(temperature, "temperature", above=0, wanted="a positive number (it divides the scores)")

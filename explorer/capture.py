@@ -39,6 +39,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from explorer.arguments import flag, index, items, shown, text, whole
+from explorer.limits import amount
 from explorer.maps import AttentionMaps, MapsInfo
 
 SDPA = F.scaled_dot_product_attention
@@ -64,15 +66,17 @@ class AttentionCall:
 
     def rows(self, item: int = 0, heads=None, rows: slice = slice(None)) -> torch.Tensor:
         """The weights of batch ``item`` for ``heads`` (all when None) and a block of query ``rows``: [h, q, K]."""
-        heads = list(range(self.shape[1])) if heads is None else list(heads)
+        group = self.shape[1] // (self.shape[1] if self.key is None else self.key.shape[1])  # query heads per key head
+        # every head: slices, which are views; chosen heads (or keys shared by several heads) are gathered
+        chosen = slice(None) if heads is None else list(heads)
         if self.weights is not None:
-            return self.weights[item, heads, rows]
+            return self.weights[item, chosen, rows]
         start, stop, _ = rows.indices(self.shape[2])
-        group = self.shape[1] // self.key.shape[1]  # query heads per key/value head
+        shared = chosen if group == 1 else [h // group for h in (range(self.shape[1]) if heads is None else heads)]
         # SDPA broadcasts a batch of 1 (learned queries, say) against the other's batch
-        query = self.query[min(item, len(self.query) - 1), heads, start:stop]  # [h, q, d]
-        key = self.key[min(item, len(self.key) - 1), [h // group for h in heads]]  # [h, K, d]
-        mask = None if self.mask is None else _broadcast_mask(self.mask, self.shape)[item, heads, start:stop]
+        query = self.query[min(item, len(self.query) - 1), chosen, start:stop]  # [h, q, d]
+        key = self.key[min(item, len(self.key) - 1), shared]  # [h, K, d]
+        mask = None if self.mask is None else _broadcast_mask(self.mask, self.shape)[item, chosen, start:stop]
         return attention_weights(query, key, mask, self.causal, self.scale, first_row=start)
 
 
@@ -127,15 +131,15 @@ class CapturedAttention:
 
     def find(self, pattern: str) -> list[int]:
         """The indices of the calls whose module path matches a shell-style ``pattern`` (``"*.self_attn"``)."""
+        pattern = text(pattern, "pattern of module paths", max_length=1000)
         return [i for i, name in enumerate(self.names) if fnmatch.fnmatchcase(name, pattern)]
 
     def call(self, i: int) -> AttentionCall:
         if not self.calls:
             raise ValueError(f"No attention was captured: the model made no call to {LOOKED_FOR} inside the "
                              "`with` block (a model that multiplies queries and keys by hand is not seen).")
-        if isinstance(i, bool) or not isinstance(i, int) or not -len(self.calls) <= i < len(self.calls):
-            raise ValueError(f"There is no attention call {i}: {len(self.calls)} were captured (0 to {len(self.calls) - 1}).")
-        return self.calls[i]
+        n = len(self.calls)
+        return self.calls[index(i, "attention call", n, negative=True, among=f"{n} were captured (0 to {n - 1})")]
 
     def weights(self, i: int) -> torch.Tensor:
         """All weights of call ``i``, every batch item: ``[B, heads, queries, keys]``."""
@@ -147,8 +151,7 @@ class CapturedAttention:
     def head(self, i: int, h: int, item: int = 0) -> torch.Tensor:
         """One head of call ``i`` for batch ``item``: ``[queries, keys]`` (worked out now when lazy)."""
         call = self.call(i)
-        if isinstance(h, bool) or not isinstance(h, int) or not -call.shape[1] <= h < call.shape[1]:
-            raise ValueError(f"Head {h} does not exist: call {i} has heads 0 to {call.shape[1] - 1}.")
+        h = index(h, "head", call.shape[1], negative=True, among=f"call {i} has heads 0 to {call.shape[1] - 1}")
         return call.rows(self._item(call, item), [h % call.shape[1]])[0]
 
     def layer(self, i: int, tokens=None, key_tokens=None, item: int = 0) -> AttentionMaps:
@@ -162,8 +165,10 @@ class CapturedAttention:
 
     def maps(self, calls=None, tokens=None, key_tokens=None, item: int = 0) -> AttentionMaps:
         """Several calls of one shape (all by default) as ``AttentionMaps`` ``[calls, heads, queries, keys]``."""
-        indices = range(len(self.calls)) if calls is None else calls
+        indices = range(len(self.calls)) if calls is None else items(calls, "list of attention calls")
         chosen = [self.call(i) for i in indices]
+        if not chosen:
+            raise ValueError("The list of attention calls is empty: give at least one call (None gives them all).")
         shapes = {call.shape[1:] for call in chosen}
         if len(shapes) > 1:
             raise ValueError(f"These calls have different shapes {sorted(shapes)} (heads, queries, keys): pick calls of "
@@ -178,9 +183,7 @@ class CapturedAttention:
 
     @staticmethod
     def _item(call: AttentionCall, item: int) -> int:
-        if isinstance(item, bool) or not isinstance(item, int) or not 0 <= item < call.shape[0]:
-            raise ValueError(f"Batch item {item} does not exist: the batch has {call.shape[0]} (0 to {call.shape[0] - 1}).")
-        return item
+        return index(item, "batch item", call.shape[0], among=f"the batch has {call.shape[0]} (0 to {call.shape[0] - 1})")
 
     # ----- recording (from the mode) ------------------------------------------------------------------------------
     @staticmethod
@@ -223,8 +226,8 @@ class CapturedAttention:
     def _check_room(self, shape) -> None:
         needed = self.kept_bytes + math.prod(shape) * 4
         if needed > self.max_bytes:
-            raise ValueError(f"Keeping every attention map of this run would take {needed / 1e9:.1f} GB, over the "
-                             f"{self.max_bytes / 1e9:.1f} GB a capture keeps: use capture_attention(model, lazy=True), "
+            raise ValueError(f"Keeping every attention map of this run would take {amount(needed)} ({needed:,} bytes), "
+                             f"over the {self.max_bytes:,} a capture keeps (max_bytes): use capture_attention(model, lazy=True), "
                              "which keeps queries and keys and works a map out when it is shown.")
 
     def _keep(self, call: AttentionCall, size: int) -> None:
@@ -236,9 +239,11 @@ class CapturedAttention:
 
 def _maps(weights: torch.Tensor, tokens, key_tokens, source: str) -> AttentionMaps:
     n_queries, n_keys = weights.shape[-2:]
-    tokens = [str(i) for i in range(n_queries)] if tokens is None else list(tokens)
+    tokens = [str(i) for i in range(n_queries)] if tokens is None else [str(t) for t in items(tokens, "tokens")]
     if key_tokens is None and n_keys != n_queries:
         key_tokens = [str(j) for j in range(n_keys)]
+    elif key_tokens is not None:
+        key_tokens = [str(t) for t in items(key_tokens, "key tokens")]
     return AttentionMaps(tokens=tokens, key_tokens=key_tokens, weights=weights, meta=MapsInfo(source=source))
 
 
@@ -318,13 +323,11 @@ def capture_attention(model: nn.Module | None = None, *, lazy: bool = False,
     maps are worked out when asked for. Everything is removed on exit and on any exception; contexts nest.
     """
     if model is not None and not isinstance(model, nn.Module):
-        raise TypeError(f"capture_attention needs a torch nn.Module, got {type(model).__name__}.")
+        raise TypeError(f"The model given to capture_attention must be a torch nn.Module, got {shown(model)}.")
     if model is not None and any(p.is_meta for p in model.parameters()):
         raise ValueError("The model is on the meta device: its weights are not loaded, so it computes no attention. "
                          "Load its weights (e.g. from_pretrained, or model.to_empty() then load_state_dict).")
-    if isinstance(lazy, bool) is False:
-        raise TypeError(f"lazy must be True or False, got {type(lazy).__name__}.")
-    captured = CapturedAttention(lazy=lazy, max_bytes=max_bytes)
+    captured = CapturedAttention(lazy=flag(lazy, "lazy switch"), max_bytes=whole(max_bytes, "max_bytes", 1))
     where = _ModulePath(model)
     try:
         with _AttentionMode(captured, where):

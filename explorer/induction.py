@@ -20,6 +20,7 @@ from torch import nn
 
 from explorer import heads
 from explorer.data.induction import is_induction  # noqa: F401  (training asks it here, beside the probe)
+from explorer.arguments import whole
 from explorer.hooks import capture
 from explorer.maps import AttentionMaps, InductionScores, Snapshot
 from explorer.models.transformer import token_probe
@@ -48,6 +49,7 @@ def induction_probe(data, index: int = 0, n_examples: int = 64) -> Callable[[nn.
     """The maps, prediction and target of test row ``index``, with ``InductionScores`` over ``n_examples`` rows."""
     shown = token_probe(data, index)
     split = data["test"]
+    n_examples = whole(n_examples, "number of examples the induction probe reads", 1)
     columns = ["input_ids", "labels", "starts", "first_copy", "second_copy"]
     batch = split.select(range(min(n_examples, len(split)))).with_format("torch", columns=columns)[:]
 

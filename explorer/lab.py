@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from explorer import checkpoints
+from explorer.arguments import flag, real
 from explorer.maps import HistoryRow, Snapshot
 from explorer.threads import Home, Throttle, Worker, home, one_thread
 from explorer.training import Trainer, check_steps
@@ -97,7 +98,8 @@ class Lab:
                             f"{type(trainers[wrong]).__name__}.")
         self.trainers = dict(trainers)
         self.chunk = check_steps(chunk)
-        self.evaluate_each_round = evaluate
+        self.evaluate_each_round = flag(evaluate, "evaluate switch")
+        interval = real(interval, "redraw interval (seconds)", above=0.0)
         kept = evaluations or {}  # carried over from an earlier lab of some of these trainers
         self.evaluations = {name: list(kept[name]) if name in kept else
                             [(t.step, held_out_accuracy(t))] if evaluate else [] for name, t in self.trainers.items()}
@@ -207,6 +209,7 @@ class Lab:
 
     def stop(self, timeout: float = 1.0) -> bool:
         """End training at the next step boundary and wait up to ``timeout`` seconds; False when nothing ran."""
+        timeout = real(timeout, "timeout (seconds)", 0.0)
         if not self.worker.running:
             return False
         self.worker.stop()
@@ -215,7 +218,7 @@ class Lab:
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for the worker's run to end; on the home thread its end is then told (``view``, ``on_end``) too."""
-        self.worker.join(timeout)
+        self.worker.join(None if timeout is None else real(timeout, "timeout (seconds)", 0.0))
         if self.home.here:
             self.home.drain()
 

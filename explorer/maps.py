@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from explorer.arguments import float_tensor, items, real, shown, whole
+
+MAX_TOKENS = 1_000_000  # labels of one record: longer than any text a model here reads
+POOL_NUMBERS = 4_000_000  # weights of a pooled map worked out at once (16 MB): few, large steps, however long
 
 
 @dataclass(frozen=True)
@@ -59,18 +63,16 @@ class AttentionMaps:
     meta: MapsInfo = field(default_factory=MapsInfo)
 
     def __post_init__(self):
-        weights = torch.as_tensor(self.weights).detach().to("cpu", torch.float32)
+        weights = float_tensor(self.weights, "attention weights [layers, heads, queries, keys]", dims=(2, 4))
         if weights.dim() == 2:  # one matrix: one layer, one head
             weights = weights[None, None]
-        if weights.dim() != 4:
-            raise ValueError(f"Attention weights must be [layers, heads, queries, keys], got shape {tuple(weights.shape)}.")
-        tokens = tuple(str(t) for t in self.tokens)
-        key_tokens = None if self.key_tokens is None else tuple(str(t) for t in self.key_tokens)
+        tokens = tuple(str(t) for t in items(self.tokens, "tokens", MAX_TOKENS))
+        key_tokens = None if self.key_tokens is None else tuple(
+            str(t) for t in items(self.key_tokens, "key tokens", MAX_TOKENS))
         n_keys = len(tokens) if key_tokens is None else len(key_tokens)
         if weights.shape[2] != len(tokens) or weights.shape[3] != n_keys:
-            raise ValueError(
-                f"Weights of shape {tuple(weights.shape)} do not match {len(tokens)} query labels and {n_keys} key labels."
-            )
+            raise ValueError(f"The attention weights of shape {tuple(weights.shape)} do not match {len(tokens)} tokens "
+                             f"(the queries) and {n_keys} {'key tokens' if key_tokens is not None else 'keys (the tokens)'}.")
         if not isinstance(self.meta, MapsInfo):
             raise TypeError(f"meta must be a MapsInfo, got {type(self.meta).__name__}.")
         object.__setattr__(self, "weights", weights)
@@ -91,13 +93,15 @@ class AttentionMaps:
         return self.weights.shape[1]
 
     def check_layer(self, layer: int) -> int:
+        layer = whole(layer, "layer")
         if not -self.n_layers <= layer < self.n_layers:
-            raise ValueError(f"Layer {layer} does not exist: this model has layers 0 to {self.n_layers - 1}.")
+            raise ValueError(f"Layer {shown(layer)} does not exist: this model has layers 0 to {self.n_layers - 1}.")
         return layer % self.n_layers
 
     def check_head(self, head: int) -> int:
+        head = whole(head, "head")
         if not -self.n_heads <= head < self.n_heads:
-            raise ValueError(f"Head {head} does not exist: each layer has heads 0 to {self.n_heads - 1}.")
+            raise ValueError(f"Head {shown(head)} does not exist: each layer has heads 0 to {self.n_heads - 1}.")
         return head % self.n_heads
 
     def head(self, layer: int, head: int) -> torch.Tensor:
@@ -111,6 +115,41 @@ class AttentionMaps:
     def mean_over_heads(self, layer: int) -> torch.Tensor:
         """The average of one layer's heads ``[queries, keys]``."""
         return self.layer(layer).mean(dim=0)
+
+    def rows(self, layer: int, heads=None, rows: slice = slice(None)) -> torch.Tensor:
+        """A block of query ``rows`` of one layer, ``[heads, rows, keys]`` (every head when ``heads`` is None)."""
+        weights = self.layer(layer)
+        return weights[:, rows] if heads is None else weights[[self.check_head(h) for h in heads], rows]
+
+    def pairs(self, layer: int, queries, keys) -> torch.Tensor:
+        """The weight from each of ``queries`` to the matching one of ``keys`` (two index lists), ``[heads, n]``."""
+        return self.layer(layer)[:, torch.as_tensor(queries, dtype=torch.long), torch.as_tensor(keys, dtype=torch.long)]
+
+    def row_entropy(self, layer: int) -> torch.Tensor:
+        """The entropy in nats of each query's weights, ``[heads, queries]`` (0 log 0 counts as 0)."""
+        weights = self.layer(layer)
+        return -(weights * torch.log(weights.clamp_min(1e-12))).sum(dim=-1)
+
+    def pooled_head(self, layer: int, head: int, cells: int) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+        """One head averaged over square blocks of ``size`` tokens, so each side has at most ``cells`` blocks:
+        ``[row blocks, key blocks]`` and the token span of each row block. Worked out a block of rows at a time."""
+        layer, head = self.check_layer(layer), self.check_head(head)
+        n_queries, n_keys = len(self.tokens), len(self.keys)
+        size = -(-max(n_queries, n_keys) // cells)  # tokens per block, rounded up
+        sums = torch.zeros(-(-n_queries // size), -(-n_keys // size))
+        step = size * max(1, POOL_NUMBERS // (n_keys * size))  # whole blocks of rows at once
+        for start in range(0, n_queries, step):
+            block = self._head_rows(layer, head, start, min(start + step, n_queries))  # [rows, keys it may see]
+            pooled = torch.nn.functional.avg_pool2d(block[None, None], size, ceil_mode=True, divisor_override=1)[0, 0]
+            sums[start // size:start // size + pooled.shape[0], :pooled.shape[1]] = pooled  # block sums
+        spans = [(a, min(a + size, n_queries)) for a in range(0, n_queries, size)]
+        row_counts = torch.tensor([b - a for a, b in spans], dtype=torch.float32)
+        key_counts = torch.tensor([min(a + size, n_keys) - a for a in range(0, n_keys, size)], dtype=torch.float32)
+        return sums / (row_counts[:, None] * key_counts[None, :]), spans
+
+    def _head_rows(self, layer: int, head: int, start: int, stop: int) -> torch.Tensor:
+        """Rows ``start:stop`` of one head, ``[rows, K']``: the keys any of them may weigh (here all)."""
+        return self.weights[layer, head, start:stop]
 
     def layer_maps(self, layer: int) -> "AttentionMaps":
         """One layer as its own record (``meta.layer_offset`` says which), e.g. to save when all are too large."""
@@ -266,25 +305,23 @@ class HistoryRow:
         if isinstance(row, HistoryRow):
             return row
         try:
+            if not isinstance(row, dict):
+                raise ValueError
             required = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING}
             values = {f.name: row[f.name] for f in dataclasses.fields(cls) if f.name in row or f.name in required}
-            step = values.pop("step")
-            if isinstance(step, bool) or int(step) != step or step < 0:
+            if any(isinstance(value, str) for value in values.values()):  # saved numbers are numbers, not text
                 raise ValueError
-            if any(isinstance(value, (bool, str)) for value in values.values()):
-                raise ValueError
-            numbers = {name: float(value) for name, value in values.items()}
-            if not all(math.isfinite(value) for value in numbers.values()):
-                raise ValueError
-        except (KeyError, TypeError, ValueError):
+            step = whole(values.pop("step"), "step", 0)
+            numbers = {name: real(value, name) for name, value in values.items()}
+        except (KeyError, ValueError):
             raise ValueError(f"A history row should hold a step and its loss, accuracy and learning rate as numbers, "
-                             f"got {str(row)[:80]}.") from None
-        return cls(step=int(step), **numbers)
+                             f"got {shown(row, 80)}.") from None
+        return cls(step=step, **numbers)
 
 
 def check_maps(maps) -> AttentionMaps:
     if not isinstance(maps, AttentionMaps):
-        raise TypeError(f"This needs an AttentionMaps record (tokens and weights), got {type(maps).__name__}.")
+        raise TypeError(f"This needs an AttentionMaps record (tokens and weights), got {shown(maps)}.")
     return maps
 
 
@@ -321,9 +358,7 @@ def entropy(maps: AttentionMaps) -> torch.Tensor:
     Low entropy means a head focuses on few keys; ``log(K)`` is the most spread out a row can be.
     """
     check_maps(maps)
-    w = maps.weights
-    row_entropy = -(w * torch.log(w.clamp_min(1e-12))).sum(dim=-1)  # [L, H, Q]; 0 log 0 counts as 0
-    return row_entropy.mean(dim=-1)
+    return torch.stack([maps.row_entropy(layer).mean(dim=-1) for layer in range(maps.n_layers)])  # a layer at a time
 
 
 def pattern_score(maps: AttentionMaps, pattern: torch.Tensor) -> torch.Tensor:
@@ -332,7 +367,12 @@ def pattern_score(maps: AttentionMaps, pattern: torch.Tensor) -> torch.Tensor:
     For example the anti-diagonal pattern scores how much each head attends to the mirrored position.
     """
     check_maps(maps)
-    pattern = torch.as_tensor(pattern, dtype=torch.bool)
+    try:
+        if isinstance(pattern, (str, bytes, dict)):
+            raise TypeError
+        pattern = torch.as_tensor(pattern).to(torch.bool)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"The pattern must be a table of True/False [queries, keys], got {shown(pattern)}.") from None
     if pattern.shape != maps.weights.shape[2:]:
         raise ValueError(f"The pattern has shape {list(pattern.shape)}; the maps have {maps.weights.shape[2]} queries "
                          f"and {maps.weights.shape[3]} keys.")

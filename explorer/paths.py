@@ -12,6 +12,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from explorer.arguments import path as user_path
+
 CLASSROOM = "AE_CLASSROOM"  # "1": paths are confined
 STUDENT_ROOT = "AE_STUDENT_ROOT"  # where the per-session folders are made (default: the system's temp folder)
 MODEL_FOLDERS = "AE_MODEL_FOLDERS"  # the teacher's model folders, separated by os.pathsep
@@ -31,7 +33,8 @@ def session_folder() -> Path:
 
 def confined(path, what: str = "folder") -> Path:
     """``path`` as typed (single user), or inside this session's folder (classroom): ``..``, absolute paths, ``~``
-    and symlinks that lead out are refused with a ValueError in words."""
+    and symlinks that lead out are refused with a ValueError in words, and so are names no file system holds."""
+    user_path(path, what)
     text = str(path).strip()
     if not classroom():
         return Path(text).expanduser()
@@ -57,6 +60,8 @@ def looks_like_path(name: str) -> bool:
 
 def model_source(name_or_path: str) -> str:
     """A model name or folder a student may load: in a classroom a folder must lie in one the teacher listed."""
+    if name_or_path is not None:
+        user_path(name_or_path, "model's name or folder")
     text = str(name_or_path or "").strip()
     if not classroom() or not text or not looks_like_path(text):
         return text

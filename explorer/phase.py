@@ -13,6 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
+from explorer.arguments import float_tensor, whole
+
 CROSSING = 0.5  # the induction score that counts as "the head has formed" for the phase change's second step
 
 
@@ -31,12 +33,16 @@ def phase_change(steps: Sequence[int], losses: Sequence[float], top_induction: S
     ``smooth`` points (about a twentieth of the curve by default) takes the probe's noise out; None while the
     curve is too short or never falls. ``top_induction`` (the best head's score at the same steps) gives the step
     where it first reaches ``CROSSING``."""
-    steps, losses = np.asarray(steps, dtype=float), np.asarray(losses, dtype=float)
-    if steps.shape != losses.shape or steps.ndim != 1:
-        raise ValueError(f"Steps and losses must be two lists of one length, got {steps.shape} and {losses.shape}.")
-    width = max(3, len(steps) // 20) if smooth is None else int(smooth)
-    if width < 1:
-        raise ValueError(f"The moving average needs at least one point, got {smooth}.")
+    steps, losses = (float_tensor(values, what, dims=(1,)).double().numpy() for values, what in
+                     ((steps, "training steps"), (losses, "second-copy losses")))
+    if steps.shape != losses.shape:
+        raise ValueError(f"Steps and losses must be two lists of one length, got {len(steps)} and {len(losses)}.")
+    width = max(3, len(steps) // 20) if smooth is None else whole(smooth, "width of the moving average", 1)
+    if top_induction is not None:
+        top_induction = float_tensor(top_induction, "top induction scores", dims=(1,)).double().numpy()
+        if top_induction.shape != steps.shape:
+            raise ValueError(f"The top induction scores must be one per step: {len(top_induction)} scores for "
+                             f"{len(steps)} steps.")
     if len(steps) < width + 2:
         return None
     kernel = np.ones(width) / width
@@ -49,7 +55,7 @@ def phase_change(steps: Sequence[int], losses: Sequence[float], top_induction: S
     step = int(steps[np.argmin(np.abs(steps - centres[fastest]))])  # the recorded step nearest the steepest point
     crossed = None
     if top_induction is not None:
-        above = np.flatnonzero(np.asarray(top_induction, dtype=float) >= CROSSING)
+        above = np.flatnonzero(top_induction >= CROSSING)
         crossed = int(steps[above[0]]) if len(above) else None
     return PhaseChange(step=step, fall=float(-slope[fastest] * 100), induction_step=crossed)
 

@@ -26,6 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
+from explorer.arguments import float_tensor, whole
+from explorer.limits import check_memory
+
 SDPA = F.scaled_dot_product_attention
 TEXT_FILE = "ruth_kjv.txt"
 TEXT_SOURCE = ("The Book of Ruth, King James Version (1611), public domain; taken from Debian's bible-kjv-text "
@@ -38,14 +41,12 @@ class Stopped(Exception):
 
 def check_window(window, sinks) -> tuple[int | None, int]:
     """``window`` (None for full attention, or 2 or more tokens) and ``sinks`` (0 up to window - 1), checked."""
-    if isinstance(sinks, bool) or not isinstance(sinks, int) or sinks < 0:
-        raise ValueError(f"The number of sink tokens must be a whole number from 0, got {sinks!r}.")
+    sinks = whole(sinks, "number of sink tokens", 0)
     if window is None:
         if sinks:
             raise ValueError("Sink tokens only matter beside a sliding window: set a window, or sinks to 0.")
         return None, 0
-    if isinstance(window, bool) or not isinstance(window, int) or window < 2:
-        raise ValueError(f"The window must be at least 2 tokens (the token itself and one before it), got {window!r}.")
+    window = whole(window, "window", 2, wanted="at least 2 tokens (the token itself and one before it)")
     if sinks >= window:
         raise ValueError(f"Keep fewer sink tokens than the window holds: {sinks} sinks with a window of {window}. "
                          "The sinks are the first tokens kept in view beside the window.")
@@ -57,7 +58,10 @@ def window_mask(n_queries: int, n_keys: int | None = None, window: int | None = 
     """Boolean ``[Q, K]``, True where a query may attend: itself and the ``window - 1`` keys before it, and the first
     ``sinks`` keys always; never a later key. Queries are the last ``Q`` positions of the ``K`` keys (as with a cache);
     ``window`` None is plain causal attention."""
-    n_keys = n_queries if n_keys is None else n_keys
+    n_queries = whole(n_queries, "number of queries", 1)
+    n_keys = n_queries if n_keys is None else whole(n_keys, "number of keys", n_queries)
+    window, sinks = check_window(window, sinks)
+    check_memory(f"A window mask of {n_queries:,} queries x {n_keys:,} keys", n_queries * n_keys * 3)  # the mask and its comparisons
     position = torch.arange(n_keys - n_queries, n_keys, device=device)[:, None]  # [Q, 1] each query's place
     key = torch.arange(n_keys, device=device)[None, :]  # [1, K]
     allowed = key <= position
@@ -145,8 +149,8 @@ def next_token_losses(model, ids, window: int | None = None, sinks: int = 0, eac
 
 
 def perplexity(losses: torch.Tensor, start: int = 0) -> float:
-    """exp of the mean loss of the tokens from ``start`` on."""
-    kept = torch.as_tensor(losses, dtype=torch.float64)[start:]
+    """exp of the mean loss of the tokens from ``start`` on (inf past a mean of 709 nats, where exp overflows)."""
+    kept = float_tensor(losses, "token losses", dims=(1,)).double()[whole(start, "start position", 0):]
     if kept.numel() == 0:
         raise ValueError(f"There are no token losses from position {start} on.")
     return float(kept.mean().exp())

@@ -27,14 +27,15 @@ from typing import Callable
 import torch
 from torch import nn
 
+from explorer.arguments import positive_number, seed as check_seed, whole, whole_number
 from explorer.threads import one_thread
-from explorer.arguments import positive_number, whole_number
 from explorer.guard import MAX_UPDATE, RECENT, WeightGuard
 from explorer.induction import induction_probe, is_induction
 from explorer.maps import HistoryRow, Snapshot
 from explorer.data.translation import is_translation
 from explorer.models.transformer import TinySeq2Seq, TinyTransformer, model_inputs, token_probe
 from explorer.models.translator import translation_probe
+from explorer.training_checks import check_steps, check_trainable, check_training_size
 
 TOKEN_COLUMNS = ("input_ids", "labels")
 IMAGE_COLUMNS = ("pixel_values", "label")
@@ -45,7 +46,8 @@ SMALL_MODEL = 2_000_000  # parameters; below this one CPU thread trains faster t
 
 def batch_kind(data) -> str:
     """"tokens" or "images" from the columns of the train split; a ValueError names what is missing."""
-    if not hasattr(data, "keys") or "train" not in data or "test" not in data:
+    if not hasattr(data, "keys") or "train" not in data or "test" not in data \
+            or not all(hasattr(data[split], "column_names") for split in ("train", "test")):
         raise ValueError("Training needs a DatasetDict with a 'train' and a 'test' split.")
     columns = set(data["train"].column_names)
     for kind, needed in (("tokens", TOKEN_COLUMNS), ("images", IMAGE_COLUMNS)):
@@ -90,11 +92,6 @@ def default_probe(model: nn.Module, data, kind: str) -> Callable | None:
     return None
 
 
-def check_steps(steps) -> int:
-    """A positive whole number of steps, or a ValueError that says so."""
-    return whole_number(steps, "number of steps", low=1)
-
-
 def reinitialise(model: nn.Module, seed: int) -> None:
     """Fresh weights from ``seed``: every module's ``reset_parameters``, children first so a parent's own init wins."""
     with torch.random.fork_rng(devices=[]):
@@ -115,7 +112,8 @@ class Trainer:
         columns = TOKEN_COLUMNS if self.kind == "tokens" else IMAGE_COLUMNS
         self.train_inputs, self.train_labels = split_tensors(data["train"], columns)
         self.test_inputs, self.test_labels = split_tensors(data["test"], columns)
-        self.model, self.data, self.seed = model, data, whole_number(seed, "seed")
+        check_trainable(model, probe, self.train_inputs[:2], self.train_labels[:2], self.kind)
+        self.model, self.data, self.seed = model, data, check_seed(seed)
         self.lr = lr
         self.batch_size = batch_size
         self.snapshot_every = whole_number(snapshot_every, "snapshot_every (steps between snapshots)", low=1)
@@ -140,7 +138,9 @@ class Trainer:
 
     @batch_size.setter
     def batch_size(self, value) -> None:
-        self._batch_size = min(whole_number(value, "batch size", low=1), len(self.train_labels))
+        batch = min(whole_number(value, "batch size", low=1), len(self.train_labels))
+        check_training_size(self.model, batch, self.train_inputs)
+        self._batch_size = batch
 
     def _fresh_optimiser(self) -> None:
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.lr, weight_decay=0.01)
@@ -277,6 +277,9 @@ class Trainer:
         """Train up to ``steps`` steps: fewer when ``stop`` is set (checked before each step) or when the guard undoes
         a step (``paused`` then says so, and ``message`` why). A snapshot is taken every ``snapshot_every`` steps and,
         with ``snapshot_at_end``, after the last one. Returns the new history records."""
+        steps = check_steps(steps)
+        if stop is not None and not callable(getattr(stop, "is_set", None)):
+            raise TypeError(f"stop must be a threading.Event (or None), got {type(stop).__name__}.")
         with self._idle("train again"):
             first = len(self.history)
             self.paused = False
@@ -308,6 +311,7 @@ class Trainer:
     def evaluate(self, batch_size: int = 512) -> dict:
         """Accuracy on the test split: ``token_accuracy`` and ``sequence_accuracy``, or ``accuracy`` for classes."""
         hits = counted = exact = 0
+        batch_size = whole(batch_size, "evaluation batch size", 1)
         n = len(self.test_labels)
         for start in range(0, n, batch_size):
             inputs, labels = self.test_inputs[start: start + batch_size], self.test_labels[start: start + batch_size]

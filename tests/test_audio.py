@@ -32,7 +32,7 @@ def test_the_clips_are_small_files_that_read_as_they_are():
 def test_ten_minutes_are_cut_to_the_first_thirty_seconds_with_a_notice():
     audio = read_audio((tone(600), RATE), name="the lecture")
     assert audio.duration == 30 and audio.seconds == 600
-    assert "the lecture is 10:00 min long" in audio.notice and "first 30 s" in audio.notice
+    assert "'the lecture' is 10:00 min long" in audio.notice and "first 30 s" in audio.notice
 
 
 def test_a_long_file_is_read_only_as_far_as_whisper_hears():

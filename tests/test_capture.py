@@ -11,6 +11,7 @@ from torch import nn
 
 import explorer
 from explorer.capture import attention_weights, capture_attention
+from tests.conftest import eager_attention
 
 TOLERANCE = 1e-5
 
@@ -271,7 +272,7 @@ def test_bad_input_gets_words():
         F.scaled_dot_product_attention(q, q, q)
     with pytest.raises(ValueError, match="Head 5 does not exist"):
         captured.head(0, 5)
-    with pytest.raises(ValueError, match="no attention call 3"):
+    with pytest.raises(ValueError, match="Attention call 3 does not exist"):
         captured.layer(3)
 
 
@@ -290,29 +291,15 @@ def test_importable_from_the_package():
     assert attention_weights(torch.zeros(1, 2, 4), torch.zeros(1, 3, 4)).shape == (1, 2, 3)
 
 
-@pytest.fixture
-def sdpa_for_a_while():
-    """Switch a loaded model to SDPA for one test and back to eager after it."""
-    switched = []
-
-    def switch(model):
-        model.set_attn_implementation("sdpa")
-        switched.append(model)
-        return model
-
-    yield switch
-    for model in switched:
-        model.set_attn_implementation("eager")
-
-
-def test_packaged_minilm_in_sdpa_mode_equals_eager(sdpa_for_a_while):
+def test_packaged_minilm_in_sdpa_mode_equals_eager():
     from explorer.models.pretrained import load
 
     encoder = load()
+    assert encoder.model.config._attn_implementation == "sdpa"
     inputs = encoder.tokenizer(["The animal was tired because it ran.", "Short."], padding=True, return_tensors="pt")
-    with torch.no_grad():
+    with torch.no_grad(), eager_attention(encoder.model):
         eager = encoder.model(**inputs, output_attentions=True).attentions
-    with torch.no_grad(), capture_attention(sdpa_for_a_while(encoder.model)) as captured:
+    with torch.no_grad(), capture_attention(encoder.model) as captured:
         encoder.model(**inputs)
     assert len(captured) == len(eager) == 6
     keys = inputs["attention_mask"][:, None, None, :].bool()
@@ -320,11 +307,12 @@ def test_packaged_minilm_in_sdpa_mode_equals_eager(sdpa_for_a_while):
         assert torch.allclose(captured.weights(index) * keys, weights * keys, atol=2e-5)
 
 
-def test_packaged_smollm2_in_sdpa_mode_equals_eager(smollm, sdpa_for_a_while):
+def test_packaged_smollm2_in_sdpa_mode_equals_eager(smollm):
     ids = smollm.tokenizer("The capital of France is Paris. The capital of Italy is", return_tensors="pt").input_ids
-    with torch.no_grad():
+    assert smollm.model.config._attn_implementation == "sdpa"
+    with torch.no_grad(), eager_attention(smollm.model):
         eager = smollm.model(ids, output_attentions=True, use_cache=False).attentions
-    with torch.no_grad(), capture_attention(sdpa_for_a_while(smollm.model), lazy=True) as captured:
+    with torch.no_grad(), capture_attention(smollm.model, lazy=True) as captured:
         smollm.model(ids, use_cache=False)
     assert len(captured) == 30 and captured.names[18] == "model.layers.18.self_attn"
     assert captured.calls[0].key.shape[1] == 3  # grouped-query: 3 key heads kept for 9 query heads

@@ -73,7 +73,7 @@ def test_copy_score_reads_the_weight_on_each_querys_key():
     weights = torch.zeros(1, 2, 4, 4)
     weights[0, 0, 2, 1] = weights[0, 0, 3, 0] = 1.0  # head 0 puts all on the keys asked for
     weights[0, 1, 2, 1] = 0.5
-    scores = heads.copy_score(AttentionMaps(tokens="abcd", weights=weights), [2, 3], [1, 0])
+    scores = heads.copy_score(AttentionMaps(tokens=list("abcd"), weights=weights), [2, 3], [1, 0])
     assert scores.tolist() == [[1.0, 0.25]]
 
 
@@ -133,7 +133,7 @@ def test_no_phase_change_on_a_flat_or_short_curve():
 
 def test_phase_change_of_snapshots_reads_their_scores():
     steps, loss, induction = a_known_drop()
-    maps = AttentionMaps(tokens="ab", weights=torch.full((1, 2, 2, 2), 0.5))
+    maps = AttentionMaps(tokens=list("ab"), weights=torch.full((1, 2, 2, 2), 0.5))
     snapshots = [Snapshot(int(s), maps, induction=InductionScores(4.2, float(l), ((0.0, float(i)),), ((0.1, 0.2),)))
                  for s, l, i in zip(steps, loss, induction)]
     curves = induction_curves(snapshots + [Snapshot(2010, maps)])  # a snapshot without scores is left out

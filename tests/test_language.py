@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from explorer.models import language, pretrained
-from tests.conftest import save_tiny_gpt2
+from tests.conftest import eager_attentions, save_tiny_gpt2
 
 
 @pytest.fixture(scope="module")
@@ -16,14 +16,12 @@ def tiny_gpt2(tmp_path_factory):
 
 
 def reference_attentions(model, ids):
-    with torch.inference_mode():
-        out = model.model(torch.tensor([ids]), output_attentions=True)
-    return torch.stack(out.attentions)[:, 0]
+    return eager_attentions(model.model, ids)
 
 
 def test_tiny_gpt2_maps_equal_output_attentions(tiny_gpt2):
     model = pretrained.load(tiny_gpt2)  # the decoder family is read by the language module
-    assert isinstance(model, language.LanguageModel)
+    assert isinstance(model, language.LanguageModel) and model.model.config._attn_implementation == "sdpa"
     maps = model.attend("the cat sat on the mat")
     ids, _ = model.encode("the cat sat on the mat")
     assert maps.weights.shape == (2, 4, len(ids), len(ids))

@@ -5,6 +5,7 @@ import torch
 
 from explorer.models import language
 from explorer.sessions.language import LanguageSession
+from tests.conftest import eager_attentions
 from tests.test_language import tiny_gpt2  # noqa: F401  (the fixture)
 
 
@@ -23,8 +24,7 @@ def test_generate_streams_tokens_and_ends_with_maps(session):
     assert len(arrived) == 4 and arrived[-1] == "".join(t for t, g in zip(generation.tokens, generation.generated) if g)
     model = session.language_model
     ids = list(generation.ids)
-    with torch.inference_mode():
-        reference = torch.stack(model.model(torch.tensor([ids]), output_attentions=True).attentions)[:, 0]
+    reference = eager_attentions(model.model, ids)  # the text the streaming steps wrote, read in one eager pass
     assert torch.allclose(session.maps().weights, reference, atol=1e-6)
     assert len(session.candidates()) == 5
 
@@ -156,7 +156,7 @@ def test_bertviz_head_view_of_the_first_tokens_offline(session, long):
     from explorer.widgets.language import LanguagePanel
 
     if long:
-        session.language_model.full_maps_bytes = 0  # the maps come as LayerMaps, a layer at a time
+        session.language_model.full_maps_bytes = 0  # the maps come as LazyAttentionMaps, worked out when shown
     session.update(prompt="the cat sat on the mat " * 20, max_new_tokens=1)
     panel = LanguagePanel(session)
     session.generate()
@@ -179,7 +179,7 @@ def test_a_click_on_a_pooled_map_zooms_into_that_region_and_sends_only_it(tmp_pa
     from tests.conftest import save_tiny_gpt2
 
     model = language.load(save_tiny_gpt2(tmp_path, n_positions=1100))
-    model.full_maps_bytes = 0  # long maps, a layer at a time
+    model.full_maps_bytes = 0  # long maps, worked out where they are shown
     session = LanguageSession(language_model=model, prompt="the cat sat on the mat " * 175, max_new_tokens=1)
     panel = LanguagePanel(session)
     session.generate()
@@ -187,6 +187,7 @@ def test_a_click_on_a_pooled_map_zooms_into_that_region_and_sends_only_it(tmp_pa
     maps = session.maps()
     n = len(maps.tokens)
     assert n > MAX_CELLS and panel.head_view.shape[0] <= MAX_CELLS  # pooled
+    assert panel.unzoom.layout.display == "none"  # nothing to go back to yet
     panel.head_view.click(100, 0)  # a block in the middle
     panel.redraw_soon.flush()
     size = -(-n // MAX_CELLS)
@@ -196,8 +197,30 @@ def test_a_click_on_a_pooled_map_zooms_into_that_region_and_sends_only_it(tmp_pa
     assert torch.allclose(torch.from_numpy(panel.head_view.matrix), maps.head(0, 0)[start:start + ZOOM, start:start + ZOOM],
                           atol=1e-3)
     assert len(panel.head_view.z) == ZOOM * ZOOM * 4  # only the region travels
+    assert panel.unzoom.layout.display is None
     panel.head_view.click(5, 0)  # now a click picks that token
     assert session.token == start + 5
     session.zoom_to(None, 0)
     panel.redraw_soon.flush()
-    assert panel.head_view.shape[0] <= MAX_CELLS and session.zoom == -1
+    assert panel.head_view.shape[0] <= MAX_CELLS and session.zoom == -1 and panel.unzoom.layout.display == "none"
+
+
+def test_a_long_read_shows_its_progress_layer_by_layer(tmp_path):
+    from explorer.sessions.language import LONG_READ_TOKENS
+    from explorer.widgets.language import LanguagePanel
+    from tests.conftest import save_tiny_gpt2
+
+    model = language.load(save_tiny_gpt2(tmp_path, n_positions=1200))
+    panel = LanguagePanel(LanguageSession(language_model=model, prompt="the cat sat on the mat " * 180,
+                                          max_new_tokens=2))
+    statuses, shown = [], []
+    panel.session.observe(lambda change: statuses.append(change["new"]), "status")
+    panel.progress.layout.observe(lambda change: shown.append(change["new"]), "visibility")
+    panel.session.generate()
+    panel.wait()
+    n = len(model.encode(panel.session.prompt)[0])
+    assert n >= LONG_READ_TOKENS
+    assert f"Reading {n:,} tokens: layer 1 of 2. Stop keeps the previous view." in statuses
+    assert any(s.startswith("Scoring the heads: layer") for s in statuses)
+    assert shown[0] == "visible" and shown[-1] == "hidden" and panel.session.progress == 1.0
+    assert panel.status.kind == "ok"

@@ -54,6 +54,7 @@ def reference(folder, image):
 def test_maps_equal_transformers_output_attentions_for_image_array_and_path(folder, tmp_path):
     vit = load(folder)
     assert vit.family == "vision" and vit.n_layers == 2 and vit.n_heads == 4
+    assert vit.model.config._attn_implementation == "sdpa"  # read at the SDPA calls, compared with eager below
     image = picture()
     expected = reference(folder, image)
     image.save(tmp_path / "photo.png")

@@ -100,7 +100,7 @@ def test_a_forward_that_raises_keeps_the_previous_view_and_leaves_nothing_behind
     model.broken = True
     panel.item.value = 1  # another batch item: the model runs again, and fails
     panel.wait()
-    assert panel.status.kind == "error" and "RuntimeError: planted failure" in panel.status.text
+    assert panel.status.kind == "error" and "“RuntimeError: planted failure”" in panel.status.text
     assert "previous view stays" in panel.status.text and panel.session.reading is before
     assert torch._C._len_torch_function_stack() == 0
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
@@ -136,7 +136,7 @@ def test_bad_input_is_refused_in_words(gpt2, tokenizer):
         explorer.show(BadMask(), torch.randn(1, 2, 5, 4))
     with pytest.raises(ValueError, match="Batch item 4 does not exist"):
         explorer.show(GPT(GPTConfig()), torch.zeros(2, 6, dtype=torch.long), item=4)
-    with pytest.raises(TypeError, match="cannot read a str"):
+    with pytest.raises(TypeError, match="given to show.. is 'a model', which it cannot read"):
         explorer.show("a model")
     with pytest.raises(TypeError, match="no option called colour"):
         explorer.show(gpt2, "text", tokenizer=tokenizer, colour="red")
@@ -160,3 +160,35 @@ def test_a_text_past_the_context_is_cut_with_a_notice_and_drawn_pooled():
     head_map.click(100, 3)  # a block of the pooled map: its tokens, whole
     panel.wait()
     assert panel.session.zoom >= 0 and head_map.shape == [long_view.ZOOM, long_view.ZOOM]
+
+
+def test_a_read_in_the_worker_shows_its_progress_and_stop_ends_it_with_the_view_kept():
+    import threading
+
+    gate = threading.Event()
+
+    class TwoCalls(nn.Module):
+        """Two attention calls with a pause between them, so Stop lands while the read runs."""
+
+        def forward(self, x):
+            x = F.scaled_dot_product_attention(x, x, x)
+            gate.wait(30)
+            return F.scaled_dot_product_attention(x, x, x)
+
+    gate.set()
+    panel = explorer.show(TwoCalls(), torch.randn(2, 2, 5, 4))
+    session, first = panel.session, panel.session.reading
+    progress, shown = [], []
+    session.observe(lambda change: progress.append(change["new"]), "progress")
+    panel.progress.layout.observe(lambda change: shown.append(change["new"]), "visibility")
+    session.update(item=1)  # read in the worker
+    panel.wait()
+    assert progress == [0.5, 1.0] and shown == ["visible", "hidden"] and session.reading.item == 1
+    gate.clear()
+    session.update(item=0)
+    assert session.home.wait_until(lambda: session.progress == 0.5, 30)  # the first call is read; the model waits
+    session.stop_work()
+    gate.set()
+    panel.wait()
+    assert panel.status.kind == "error" and "Stopped: the input was not read" in panel.status.text
+    assert session.reading.item == 1 and session.reading is not first  # the previous view stays

@@ -140,11 +140,11 @@ def test_vit_learns_the_shapes_above_90_percent_in_bounded_steps():
     (dict(patch_size=5), "Valid patch sizes: 1, 2, 4, 8, 16"),
     (dict(patch_size=32), "Valid patch sizes"),
     (dict(image_size=8, patch_size=8), "Valid patch sizes: 1, 2, 4"),
-    (dict(n_heads=0), "not divisible by n_heads=0"),
+    (dict(n_heads=0), "number of heads must be a whole number of at least 1"),
     (dict(d_model=30, n_heads=4), "Valid head counts for width 30"),
     (dict(pool="max"), "Unknown pooling"),
     (dict(positional="sinusoidal", d_model=6, n_heads=2), "multiple of 4"),
-    (dict(n_classes=1), "at least 2 classes"),
+    (dict(n_classes=1), "number of classes n_classes must be a whole number from 2"),
 ])
 def test_bad_configs_are_refused_with_the_reason(settings, words):
     with pytest.raises(ValueError, match=words):

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from explorer.arguments import path as user_path, shown, text, whole
+
 RATE = 16_000  # Whisper's sample rate
 SECONDS = 30  # what Whisper hears at once
 FRAME = 320  # samples per encoder frame (20 ms): Whisper's mel hop of 10 ms, halved by its second convolution
@@ -73,10 +75,14 @@ class Audio:
 
 def read_audio(audio, sample_rate: int | None = None, name: str = "") -> Audio:
     """``audio`` as a path, bytes, ``(samples, rate)`` or samples with ``sample_rate``, read into an ``Audio``."""
-    if isinstance(audio, tuple) and len(audio) == 2 and sample_rate is None:
+    name = text(name, "name of the audio", max_length=200)
+    if isinstance(audio, tuple) and len(audio) == 2:
+        if sample_rate is not None:
+            raise ValueError("The audio is a (samples, sample rate) pair and sample_rate is given as well: give the "
+                             "sample rate once.")
         audio, sample_rate = audio
     if isinstance(audio, (str, Path)):
-        path = Path(audio)
+        path = user_path(audio, "audio file")
         if not path.is_file():
             raise ValueError(f"There is no audio file at {path}.")
         return _from_file(path, name or path.name)
@@ -86,15 +92,18 @@ def read_audio(audio, sample_rate: int | None = None, name: str = "") -> Audio:
         if sample_rate is None:
             raise ValueError("Give the samples' sample rate: run((samples, 44100)) or sample_rate=44100.")
         return _from_samples(np.asarray(audio), _rate(sample_rate), name or "the samples")
-    raise TypeError(f"Audio must be a path, bytes, or (samples, sample_rate); got {type(audio).__name__}.")
+    raise TypeError(f"Audio must be a path, bytes, or (samples, sample_rate); got {shown(audio)}.")
+
+
+def subject(name: str) -> str:
+    """``name`` where it starts a sentence: the explorer's own words for nameless audio capitalised, a file's name
+    quoted (a name that starts in lower case stays as it is)."""
+    return name[:1].upper() + name[1:] if name in ("the file", "the samples") else f"'{name}'"
 
 
 def _rate(sample_rate) -> int:
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float, np.integer)) \
-            or not 1000 <= sample_rate <= 384_000 or sample_rate != int(sample_rate):
-        raise ValueError(f"The sample rate must be a whole number of samples per second from 1,000 to 384,000, "
-                         f"got {sample_rate!r}.")
-    return int(sample_rate)
+    return whole(sample_rate, "sample rate", 1000, 384_000, wanted="a whole number of samples per second from 1,000 "
+                 "to 384,000")
 
 
 def _from_file(source, name: str) -> Audio:
@@ -102,14 +111,14 @@ def _from_file(source, name: str) -> Audio:
 
     if isinstance(source, io.BytesIO) and not source.getbuffer().nbytes or isinstance(source, Path) \
             and not source.stat().st_size:
-        raise ValueError(f"{name} is empty: there is no sound in it.")
+        raise ValueError(f"{subject(name)} is empty: there is no sound in it.")
     try:
         with soundfile.SoundFile(source) as sound:
             rate, channels, subtype, frames = sound.samplerate, sound.channels, sound.subtype, sound.frames
             samples = sound.read(frames=min(frames, rate * SECONDS) if frames > 0 else rate * SECONDS,
                                  dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError):
-        raise ValueError(f"{name} is not an audio file this page can read: use {FORMATS}.") from None
+        raise ValueError(f"{subject(name)} is not an audio file this page can read: use {FORMATS}.") from None
     seconds = frames / rate if frames > 0 else len(samples) / rate
     depth = {"PCM_U8": "8-bit", "PCM_S8": "8-bit"}.get(subtype, "")
     return _from_samples(samples, rate, name, seconds, depth)
@@ -127,9 +136,9 @@ def _from_samples(samples: np.ndarray, rate: int, name: str, seconds: float | No
     if samples.shape[1] > 64:  # (channels, n) given: channels are the short side
         samples = samples.T
     if not len(samples):
-        raise ValueError(f"{name} is empty: there is no sound in it.")
+        raise ValueError(f"{subject(name)} is empty: there is no sound in it.")
     if not np.isfinite(samples).all():
-        raise ValueError(f"{name} has samples that are not numbers (NaN or infinite).")
+        raise ValueError(f"{subject(name)} has samples that are not numbers (NaN or infinite).")
     seconds = len(samples) / rate if seconds is None else seconds
     samples = samples[: rate * SECONDS]
     changes = [depth] if depth else []
@@ -144,10 +153,10 @@ def _from_samples(samples: np.ndarray, rate: int, name: str, seconds: float | No
         ratio = Fraction(RATE, rate).limit_denominator(1000)
         mono = resample_poly(mono, ratio.numerator, ratio.denominator).astype(np.float32)
     if len(mono) < SHORTEST * RATE:
-        raise ValueError(f"{name} is only {1000 * len(mono) / RATE:.0f} ms long: too short to hold a word.")
+        raise ValueError(f"{subject(name)} is only {1000 * len(mono) / RATE:.0f} ms long: too short to hold a word.")
     notices = [f"Converted from {' '.join(changes)} to 16 kHz mono, as Whisper hears."] if changes else []
     if seconds > SECONDS + 0.01:
-        notices.append(f"{name} is {_clock(seconds)} long; Whisper hears 30 s at a time, so only the first 30 s "
+        notices.append(f"{subject(name)} is {_clock(seconds)} long; Whisper hears 30 s at a time, so only the first 30 s "
                        f"were used.")
     audio = Audio(np.clip(mono, -1.0, 1.0), seconds, name, " ".join(notices))
     check_sound(audio)
@@ -172,7 +181,7 @@ def check_sound(audio: Audio) -> None:
     """A ValueError for a recording with no sound in it (a muted microphone, a file of zeros)."""
     loudest = float(frame_levels(audio.samples).max())
     if loudest < SILENT_DB:
-        raise ValueError(f"{audio.name[:1].upper() + audio.name[1:]} is silent (its loudest moment is "
+        raise ValueError(f"{subject(audio.name)} is silent (its loudest moment is "
                          f"{loudest:.0f} dB, below {SILENT_DB:.0f} dB): check that the microphone is on and close, "
                          "then record again.")
 

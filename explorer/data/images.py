@@ -24,12 +24,17 @@ from datasets import Array3D, ClassLabel, Dataset, DatasetDict, Features, List, 
 from PIL import Image as PILImage
 from PIL import ImageDraw
 
+from explorer.arguments import choice, path as user_path, real, seed as check_seed, shown, whole
 from explorer.imports import transformers_quiet
+from explorer.limits import check_memory
 
 SHAPES = ("circle", "square", "triangle", "cross")
 MAX_UPLOAD_BYTES = 5_000_000
 MAX_UPLOAD_PIXELS = 4096 * 4096
 MAX_FOLDER_FILES = 20_000  # files looked at in an image folder, images or not
+MAX_IMAGES = 200_000  # images of a split
+MAX_SIDE = 512  # pixels on a side of the images the lab's nets read
+MAX_CLUTTER = 100  # distractors in a scene
 
 
 def draw_shape(draw: ImageDraw.ImageDraw, kind: str, x0: int, y0: int, size: int, fill: int) -> None:
@@ -86,12 +91,12 @@ def make_shapes(n_train: int = 2000, n_test: int = 500, size: int = 32, seed: in
                 noise: float = 0.08) -> DatasetDict:
     """Scenes of one large target shape (circle, square, triangle or cross: the label) among ``clutter`` small,
     dimmer distractor shapes and Gaussian noise; ``bbox`` is the target's box."""
-    if n_train < 1 or n_test < 1:
-        raise ValueError("Both splits need at least one image.")
-    if size < 16:
-        raise ValueError(f"Scenes need at least 16 x 16 pixels, got {size}.")
-    if clutter < 0 or noise < 0:
-        raise ValueError("Clutter and noise cannot be negative.")
+    n_train = whole(n_train, "number of training images n_train", 1, MAX_IMAGES)
+    n_test = whole(n_test, "number of test images n_test", 1, MAX_IMAGES)
+    size = whole(size, "scene size (pixels on a side)", 16, MAX_SIDE)
+    clutter = whole(clutter, "number of distractors clutter", 0, MAX_CLUTTER)
+    noise, seed = real(noise, "noise", 0.0, 1.0), check_seed(seed)
+    check_memory(f"{n_train + n_test:,} scenes of {size} x {size} pixels", (n_train + n_test) * size * size * 12)
     rng = np.random.default_rng(seed)
     features = image_features(1, size, SHAPES, with_box=True)
     splits = {}
@@ -100,6 +105,11 @@ def make_shapes(n_train: int = 2000, n_test: int = 500, size: int = 32, seed: in
         splits[name] = Dataset.from_dict(
             {"pixel_values": np.stack(images)[:, None], "label": list(labels), "bbox": list(boxes)}, features=features)
     return DatasetDict(splits)
+
+
+def check_share(test_share, seed) -> tuple[float, int]:
+    """The share of images kept for testing (above 0, below 1) and the seed of the split."""
+    return real(test_share, "test share", above=0.0, below=1.0), check_seed(seed)
 
 
 def resize(images: np.ndarray, size: int) -> np.ndarray:
@@ -128,6 +138,8 @@ def load_digits(size: int = 32, test_share: float = 0.2, seed: int = 0) -> Datas
     """scikit-learn's bundled handwritten digits (1797 images, 8 x 8, labels 0 to 9), resized to ``size``."""
     from sklearn.datasets import load_digits as sklearn_digits
 
+    size, (test_share, seed) = whole(size, "image size", 8, MAX_SIDE), check_share(test_share, seed)
+    check_memory(f"1,797 digits of {size} x {size} pixels", 1797 * size * size * 12)
     digits = sklearn_digits()
     images = (digits.images.astype(np.float32) / 16.0)[:, None]
     return split_dataset(resize(images, size), digits.target, [str(d) for d in range(10)], test_share, seed)
@@ -146,11 +158,11 @@ def load_image_folder(path, size: int = 32, channels: int | None = None, test_sh
     grey (``channels=1``), RGB (3) or, by default, RGB only if some image has colour. Files that cannot be
     read are skipped; the returned DatasetDict's ``skipped`` attribute counts them. ``stop`` (an Event) ends the
     reading with a ValueError; ``progress(fraction)`` hears how far it got."""
-    folder = Path(str(path)).expanduser()
+    folder = user_path(path, "image folder").expanduser()
     if not folder.is_dir():
-        raise ValueError(f"There is no folder at '{path}'.")
-    if channels not in (None, 1, 3):
-        raise ValueError(f"Images are read with 1 (grey) or 3 (RGB) channels, not {channels}.")
+        raise ValueError(f"There is no folder at {shown(str(path), 80)}.")
+    channels = choice(channels, "number of channels (1 grey, 3 RGB)", (None, 1, 3))
+    size, (test_share, seed) = whole(size, "image size", 8, MAX_SIDE), check_share(test_share, seed)
     names, files = image_files(folder, stop)
     images, labels, skipped = [], [], 0
     for index, (label, file) in enumerate(files):
@@ -202,6 +214,8 @@ def _check_stop(stop: threading.Event | None) -> None:
 
 def image_from_bytes(content: bytes, size: int, channels: int) -> np.ndarray:
     """An uploaded file as float32 ``[channels, size, size]``; a ValueError if it is too big or not an image."""
+    if not isinstance(content, (bytes, bytearray, memoryview)):
+        raise ValueError(f"An uploaded image is the bytes of a file, got {shown(content)}.")
     if len(content) > MAX_UPLOAD_BYTES:
         raise ValueError(f"The file is {len(content) / 1e6:.1f} MB; upload an image under {MAX_UPLOAD_BYTES / 1e6:.0f} MB.")
     try:

@@ -10,14 +10,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value, load_dataset
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
 
+from explorer.arguments import choice, json_depth, path as user_path, seed as check_seed, whole
 from explorer.data.induction import INDUCTION, check_induction_sizes, is_induction, make_induction  # noqa: F401
-from explorer.data.translation import TRANSLATIONS, is_translation, load_pairs_task, make_translation, user_file  # noqa: F401
+from explorer.data.translation import (MAX_TEST_PAIRS, MAX_USER_BYTES, TRANSLATIONS, check_split, first_line,  # noqa: F401
+                                       is_translation, load_pairs_task, make_translation, read_local, user_file)
 from explorer.imports import transformers_quiet
+from explorer.limits import check_memory
 
 MARKER = "#"
 MAX_TEXT_BYTES = 2_000_000
+MAX_EXAMPLES = 1_000_000  # examples of a split
+MAX_JSON_DEPTH = 8  # a .jsonl line is an object of text: deeper nesting is refused before a parser meets it
 TEXT_SUFFIXES = {".txt": "text", ".csv": "csv", ".jsonl": "json", ".json": "json"}
 
 
@@ -80,17 +85,21 @@ def task_names() -> list[str]:
     return [*TASKS, INDUCTION, *TRANSLATIONS]
 
 
-def _check_task_sizes(name, n_train, n_test, length, vocab_size) -> None:
-    if name not in task_names():
-        raise ValueError(f"Unknown task '{name}'. Tasks: {', '.join(task_names())}.")
-    if n_train <= 0 or n_test <= 0:
-        raise ValueError(f"A task needs training and test examples, got n_train={n_train}, n_test={n_test}.")
-    if name == INDUCTION:
-        return check_induction_sizes(length, vocab_size)
-    if not 2 <= length <= 512:
-        raise ValueError(f"The sequence length must be between 2 and 512, got {length}.")
-    if not 2 <= vocab_size <= 1000:
-        raise ValueError(f"The vocabulary must have between 2 and 1000 tokens, got {vocab_size}.")
+def _check_task_sizes(name, n_train, n_test, length, vocab_size, seed) -> tuple:
+    """The arguments of ``make_task``, checked one by one, and the data's size against the budget."""
+    name = choice(name, "task", task_names())
+    n_train = whole(n_train, "number of training examples n_train", 1, MAX_EXAMPLES)
+    n_test = whole(n_test, "number of test examples n_test", 1, MAX_TEST_PAIRS if name in TRANSLATIONS else MAX_EXAMPLES)
+    if name == INDUCTION:  # its own bounds, in its own words: rows are 3 x length tokens
+        length, vocab_size = whole(length, "segment length"), whole(vocab_size, "vocabulary size")
+        check_induction_sizes(length, vocab_size)
+    else:
+        length = whole(length, "sequence length", 2, 512)
+        vocab_size = whole(vocab_size, "vocabulary size", 2, 1000)
+    row = 3 * length if name == INDUCTION else length
+    check_memory(f"The {name} task with {n_train + n_test:,} examples of {row} tokens",
+                 (n_train + n_test) * max(row, 48) * 64)  # ids and labels as int64, in numpy, lists and arrow
+    return name, n_train, n_test, length, vocab_size, check_seed(seed)
 
 
 def _draw(name: str, n: int, length: int, vocab_size: int, rng: np.random.Generator) -> np.ndarray:
@@ -115,7 +124,7 @@ def make_task(name: str, n_train: int = 8000, n_test: int = 500, length: int = 1
     data. A translation (``dates``, ``numbers``) has its own lengths and characters, so it ignores ``length`` and
     ``vocab_size`` (see ``explorer.data.translation``). ``induction`` repeats a segment of ``length`` tokens in rows
     of ``3 length`` (see ``explorer.data.induction``)."""
-    _check_task_sizes(name, n_train, n_test, length, vocab_size)
+    name, n_train, n_test, length, vocab_size, seed = _check_task_sizes(name, n_train, n_test, length, vocab_size, seed)
     if name in TRANSLATIONS:
         return make_translation(name, n_train, n_test, seed)
     if name == INDUCTION:
@@ -136,12 +145,15 @@ def make_task(name: str, n_train: int = 8000, n_test: int = 500, length: int = 1
 def _read_text(path: Path) -> str:
     """All the text of a .txt file, or of the ``text`` column of a .csv or .jsonl, via datasets' local loaders."""
     builder = TEXT_SUFFIXES[path.suffix.lower()]
+    if builder == "json" and json_depth(path.read_text(encoding="utf-8", errors="replace")) > MAX_JSON_DEPTH:
+        raise ValueError(f"'{path.name}' nests lists or objects more than {MAX_JSON_DEPTH} deep; the lab reads a "
+                         "'text' field on each line.")
     try:
-        loaded = load_dataset(builder, data_files=str(path), split="train")
+        loaded = read_local(builder, path)
     except Exception as error:  # noqa: BLE001 - a malformed file becomes a message
-        raise ValueError(f"Could not read {path.name} as {path.suffix}: {error}") from None
+        raise ValueError(f"Could not read '{path.name}' as {path.suffix} ({first_line(error)}).") from None
     if "text" not in loaded.column_names:
-        raise ValueError(f"{path.name} has columns {', '.join(loaded.column_names)}; the lab reads a column called 'text'.")
+        raise ValueError(f"'{path.name}' has columns {', '.join(loaded.column_names)}; the lab reads a column called 'text'.")
     return "\n".join(str(t) for t in loaded["text"] if t is not None)
 
 
@@ -153,16 +165,18 @@ def load_text_task(path, length: int = 32, test_fraction: float = 0.1, max_bytes
     The text is cut into windows of ``length`` characters; the label of each position is the next
     character, so a causal model learns to continue the text. Empty or too large files are refused.
     """
-    path = Path(path)
+    path, (test_fraction, seed) = user_path(path, "file's path").expanduser(), check_split(test_fraction, seed)
+    length = whole(length, "window length", 1, 4096)
+    max_bytes = whole(max_bytes, "largest file size max_bytes", 1, MAX_USER_BYTES)
     size = user_file(path, TEXT_SUFFIXES, "the lab reads .txt, .csv or .jsonl files", "text", max_bytes)
     if size == 0:
-        raise ValueError(f"{path.name} is empty: it holds no text.")
+        raise ValueError(f"'{path.name}' is empty: it holds no text.")
     text = _read_text(path)
     if len(text.strip()) == 0:
-        raise ValueError(f"{path.name} holds no text, only spaces or empty rows.")
+        raise ValueError(f"'{path.name}' holds no text, only spaces or empty rows.")
     n_windows = (len(text) - 1) // length
     if n_windows < 2:
-        raise ValueError(f"{path.name} has {len(text)} characters: the lab needs at least {2 * length + 1} "
+        raise ValueError(f"'{path.name}' has {len(text)} characters: the lab needs at least {2 * length + 1} "
                          f"to make training and test windows of {length}.")
     chars = sorted(set(text))
     ids = np.searchsorted(np.array(chars), np.array(list(text)))

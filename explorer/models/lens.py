@@ -53,8 +53,9 @@ class LensReader:
         self.accepts_text = getattr(model, "tokenizer", None) is not None
         self._base: tuple | None = None
 
-    def read(self, inputs, item: int = 0, ablate=()) -> Reading:
-        """The patterns of one run over ``inputs``; ``(part, layer, head)`` heads zeroed at ``hook_z``."""
+    def read(self, inputs, item: int = 0, ablate=(), watch=None) -> Reading:
+        """The patterns of one run over ``inputs``; ``(part, layer, head)`` heads zeroed at ``hook_z`` (a
+        HookedTransformer computes its patterns itself, with no SDPA call for ``watch`` to hear)."""
         ablate = tuple((str(part), int(layer), int(head)) for part, layer, head in ablate)
         reading = self.read_once(inputs, item, ablate)
         if not ablate:

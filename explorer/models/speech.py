@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from explorer.arguments import choice, text
 from explorer.data.audio import RATE, SECONDS, Audio, read_audio, sound_frames
 from explorer.maps import AttentionMaps, MapsInfo
 from explorer.models import hf, whisper_file, word_times
@@ -223,8 +224,7 @@ class SpeechModel:
         """A language code Whisper knows ("de"; a name such as "German" works too), or None to detect it."""
         if language is None or (isinstance(language, str) and not language.strip()):
             return None
-        if not isinstance(language, str):
-            raise TypeError(f"The language must be text such as 'de', got {type(language).__name__}.")
+        language = text(language, "language (a code such as 'de')", max_length=40)
         from transformers.models.whisper.tokenization_whisper import TO_LANGUAGE_CODE
 
         code = TO_LANGUAGE_CODE.get(language.strip().lower(), language.strip().lower())
@@ -235,10 +235,7 @@ class SpeechModel:
         return code
 
     def check_task(self, task) -> str:
-        if task not in TASKS:
-            raise ValueError(f"The task is 'translate' (into English) or 'transcribe' (write what is said), "
-                             f"not {task!r}.")
-        return task
+        return choice(task, "task ('translate' into English, or 'transcribe': write what is said)", TASKS)
 
     def run(self, audio, task: str = "translate", language: str | None = None, sample_rate: int | None = None,
             name: str = "") -> SpeechReading:

@@ -20,8 +20,10 @@ from typing import Callable, ClassVar
 import torch
 from torch import nn
 
-from explorer.attention import SCORES, MultiHeadAttention, check_heads
+from explorer.arguments import choice, flag, real, shown, whole
+from explorer.attention import SCORES, MultiHeadAttention, check_heads, scorer_weights
 from explorer.hooks import Capture, HookPoint, capture
+from explorer.limits import MAX_WEIGHTS, Size, check_layers, check_size
 from explorer.maps import AttentionMaps, MapsInfo, Snapshot
 
 POOLINGS = (None, "cls", "mean", "max", "attention")
@@ -50,32 +52,52 @@ class TransformerConfig:
     attention_only: bool = False  # no feed-forward networks: each layer is attention alone (Elhage et al. 2021)
 
     def __post_init__(self):
-        if self.d_ff is None:
-            self.d_ff = 4 * self.d_model
-        check_heads(self.d_model, self.n_heads)
-        for name in ("vocab_size", "n_layers", "d_ff", "max_len"):
-            if int(getattr(self, name)) <= 0:
-                raise ValueError(f"{name} must be a positive whole number, got {getattr(self, name)}.")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout is a probability in [0, 1), got {self.dropout}.")
-        _check_choice("pooling", self.pooling, POOLINGS)
-        _check_choice("positional", self.positional, POSITIONALS)
-        _check_choice("norm", self.norm, NORMS)
-        _check_choice("cross_score", self.cross_score, SCORES)
-        if self.pad_id is not None and not 0 <= self.pad_id < self.vocab_size:
-            raise ValueError(f"pad_id must be a token of the vocabulary (0..{self.vocab_size - 1}), got {self.pad_id}.")
-        if self.pooling is not None and (self.n_classes is None or self.n_classes < 2):
+        """Every field checked (numpy and 0-d tensor numbers become ints), then the size worked out: a config that
+        cannot be built, or is over the machine's budget, is refused before any module exists."""
+        self.vocab_size = whole(self.vocab_size, "vocabulary size vocab_size", 1, MAX_WEIGHTS)
+        self.d_model, self.n_heads = check_heads(self.d_model, self.n_heads)
+        self.n_layers = check_layers("A TinyTransformer", whole(self.n_layers, "number of layers n_layers", 1))
+        self.d_ff = 4 * self.d_model if self.d_ff is None else whole(self.d_ff, "feed-forward width d_ff", 1, MAX_WEIGHTS)
+        self.max_len = whole(self.max_len, "longest sequence max_len", 1, MAX_WEIGHTS)
+        self.dropout = real(self.dropout, "dropout", 0.0, below=1.0)
+        self.causal = flag(self.causal, "causal switch")
+        self.pooling = choice(self.pooling, "pooling", POOLINGS)
+        self.positional = choice(self.positional, "positional encoding", POSITIONALS)
+        self.norm = choice(self.norm, "LayerNorm placement norm", NORMS)
+        self.cross_score = choice(self.cross_score, "cross-attention score", SCORES)
+        if self.pad_id is not None:
+            self.pad_id = whole(self.pad_id, "padding token pad_id", 0, self.vocab_size - 1)
+        if self.n_classes is not None:
+            self.n_classes = whole(self.n_classes, "number of classes n_classes", 2, MAX_WEIGHTS)
+        if self.pooling is not None and self.n_classes is None:
             raise ValueError(f"Pooling '{self.pooling}' makes a classifier: set n_classes to the number of classes (2 or more).")
         if self.pooling is not None and self.causal:
             raise ValueError("A causal mask hides later tokens from earlier ones; a pooled classifier needs to see all of them.")
+        check_size(self.described(), self.size(), f"for one sequence of {self.max_len:,} tokens")
+
+    def described(self) -> str:
+        return f"A TinyTransformer of width {self.d_model:,} with {self.n_layers:,} layers"
+
+    def size(self, batch: int = 1, length: int | None = None, seq2seq: bool = False) -> Size:
+        """Weights and activations worked out from the config (before anything is built), for ``batch`` sequences of
+        ``length`` tokens (``max_len`` by default); ``seq2seq`` for the encoder-decoder."""
+        d, f, h, layers, t = self.d_model, self.d_ff, self.n_heads, self.n_layers, length or self.max_len
+        attention = 4 * d * d + 4 * d
+        block = attention + 2 * d * f + f + 5 * d  # attention, feed-forward network, two LayerNorms
+        kept = batch * (t * (10 * d + 2 * f) + 3 * h * t * t)  # per block: per token and per query-key pair
+        embedding = (self.vocab_size + 1) * d + (self.max_len * d if self.positional == "learned" else 0)
+        n_out = self.vocab_size if self.pooling is None else self.n_classes
+        weights = embedding + layers * block + (d + 1) * n_out + 2 * d
+        activations = layers * kept + batch * t * (d + 2 * n_out) + self.max_len * d
+        if seq2seq:
+            cross = attention + h * scorer_weights(self.cross_score, d // h, d // h) + 2 * d
+            additive = batch * t * t * d if self.cross_score == "additive" else 0  # tanh(W_q q + W_k k) per pair
+            weights += embedding + layers * (block + cross)
+            activations += layers * (2 * kept + additive)
+        return Size(weights, activations)
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _check_choice(name: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"Unknown {name} '{value}'. Choose one of: {', '.join(str(c) for c in choices)}.")
 
 
 def sinusoidal_positions(max_len: int, d_model: int) -> torch.Tensor:
@@ -196,6 +218,8 @@ class TinyTransformer(nn.Module):
 
     def __init__(self, config: TransformerConfig):
         super().__init__()
+        if not isinstance(config, TransformerConfig):
+            raise TypeError(f"A TinyTransformer is built from a TransformerConfig, got {shown(config)}.")
         self.config = config
         self.embed = Embedding(config.vocab_size + (config.pooling == "cls"), config)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
@@ -258,8 +282,12 @@ class TinySeq2Seq(nn.Module):
 
     def __init__(self, config: TransformerConfig):
         super().__init__()
+        if not isinstance(config, TransformerConfig):
+            raise TypeError(f"A TinySeq2Seq is built from a TransformerConfig, got {shown(config)}.")
         if config.pooling is not None:
             raise ValueError("The encoder-decoder model predicts a sequence; pooling is for the encoder-only classifier.")
+        check_size(config.described().replace("TinyTransformer", "TinySeq2Seq"), config.size(seq2seq=True),
+                   f"for one sequence of {config.max_len:,} tokens")
         self.config = config
         self.source_embed = Embedding(config.vocab_size, config)
         self.target_embed = Embedding(config.vocab_size + 1, config)
@@ -326,6 +354,7 @@ def token_probe(data, index: int = 0) -> Callable[[nn.Module], Snapshot]:
     For an encoder-decoder the maps are the cross-attention (target positions over source tokens).
     """
     split = data["test"]
+    index = whole(index, f"test example index (the test split has {len(split)})", -len(split), len(split) - 1) % len(split)
     example = split.with_format("torch")[index]
     inputs, labels = example["input_ids"][None], example["labels"][None]
     names = _names(split.features["input_ids"].feature, split.features["input_ids"].feature.num_classes)
@@ -345,9 +374,9 @@ def token_probe(data, index: int = 0) -> Callable[[nn.Module], Snapshot]:
             maps = AttentionMaps(tokens=targets, key_tokens=tokens, weights=attention["cross"][0],
                                  meta=MapsInfo(kind="cross-attention"))
             return Snapshot(0, maps, prediction, target)
-        shown = (["[CLS]"] + tokens) if model.config.pooling == "cls" else tokens
+        labels_shown = (["[CLS]"] + tokens) if model.config.pooling == "cls" else tokens
         pooling = tuple(attention["pooling"][0].tolist()) if "pooling" in attention else None
-        return Snapshot(0, AttentionMaps(tokens=shown, weights=attention["self"][0]), prediction, target, pooling)
+        return Snapshot(0, AttentionMaps(tokens=labels_shown, weights=attention["self"][0]), prediction, target, pooling)
 
     return probe
 
@@ -362,9 +391,9 @@ def _decode(ids: torch.Tensor, names: list[str]):
     return tuple(names[i] if 0 <= i < len(names) else "·" for i in ids.tolist())
 
 
-def _check_ids(input_ids: torch.Tensor, vocab_size: int) -> None:
-    if input_ids.dim() != 2:
-        raise ValueError(f"input_ids must be [batch, tokens], got shape {tuple(input_ids.shape)}.")
+def _check_ids(input_ids, vocab_size: int) -> None:
+    if not torch.is_tensor(input_ids) or input_ids.dim() != 2 or input_ids.is_floating_point() or input_ids.is_complex():
+        raise ValueError(f"input_ids must be a tensor of token ids [batch, tokens], got {shown(input_ids)}.")
     if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= vocab_size):
         raise ValueError(f"Token ids must lie in 0..{vocab_size - 1} for a vocabulary of {vocab_size}, "
                          f"got {int(input_ids.min())}..{int(input_ids.max())}.")

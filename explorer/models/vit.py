@@ -14,13 +14,16 @@ and the attention rollout (Abnar and Zuidema, 2020), both at the image's size li
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
+from explorer.arguments import choice, flag, float_tensor, real, shown, text, whole
 from explorer.attention import MultiHeadAttention, check_heads
+from explorer.limits import MAX_WEIGHTS, Size, check_layers, check_size
 from explorer.hooks import capture
 from explorer.maps import AttentionMaps, ImageAttention, MapsInfo, rollout_weights
 from explorer.models.cbam import localization
@@ -29,11 +32,16 @@ from explorer.models.transformer import FeedForward, sinusoidal_positions
 POOLS = ("cls", "mean")
 POSITIONALS = ("learned", "sinusoidal")
 MIN_PATCHES_PER_SIDE = 2  # one patch would leave nothing to attend between
+MAX_IMAGE_SIZE = 2**16  # pixels on a side: larger than any image a ViT of the budget reads
 
 
 def valid_patch_sizes(image_size: int) -> list[int]:
-    """The patch sizes that cut an ``image_size`` square into whole patches, at least 2 x 2 of them."""
-    return [p for p in range(1, image_size + 1) if image_size % p == 0 and image_size // p >= MIN_PATCHES_PER_SIDE]
+    """The patch sizes that cut an ``image_size`` square into whole patches, at least 2 x 2 of them (the divisors, found
+    in O(sqrt(image_size)) steps; a size beyond any image the budget allows is refused first)."""
+    image_size = whole(image_size, "image size", 1, MAX_IMAGE_SIZE)
+    small = [p for p in range(1, math.isqrt(image_size) + 1) if image_size % p == 0]
+    divisors = sorted(set(small) | {image_size // p for p in small})
+    return [p for p in divisors if image_size // p >= MIN_PATCHES_PER_SIDE]
 
 
 @dataclass
@@ -53,29 +61,35 @@ class ViTConfig:
     dropout: float = 0.0  # dropout on attention weights and MLP outputs
 
     def __post_init__(self):
-        for name in ("image_size", "patch_size", "channels", "n_layers"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or int(value) != value or value <= 0:
-                raise ValueError(f"{name} must be a positive whole number, got {value}.")
-        valid = valid_patch_sizes(self.image_size)
-        if self.patch_size not in valid:
+        """Every field checked, then the size worked out: a config that cannot be built, or is over the machine's
+        budget, is refused before any module exists."""
+        self.image_size = whole(self.image_size, "image size", 1, MAX_IMAGE_SIZE)
+        self.patch_size = whole(self.patch_size, "patch size", 1, self.image_size)
+        self.channels = whole(self.channels, "number of channels", 1, MAX_WEIGHTS)
+        self.n_layers = check_layers("A TinyViT", whole(self.n_layers, "number of layers n_layers", 1))
+        self.d_model, self.n_heads = check_heads(self.d_model, self.n_heads)
+        self.pool = choice(self.pool, "pooling", POOLS)
+        self.positional = choice(self.positional, "positional encoding", POSITIONALS)
+        self.n_classes = whole(self.n_classes, "number of classes n_classes", 2, MAX_WEIGHTS)
+        self.d_ff = 2 * self.d_model if self.d_ff is None else whole(self.d_ff, "MLP width d_ff", 1, MAX_WEIGHTS)
+        self.dropout = real(self.dropout, "dropout", 0.0, below=1.0)
+        if self.image_size % self.patch_size or self.image_size // self.patch_size < MIN_PATCHES_PER_SIDE:
+            valid = valid_patch_sizes(self.image_size)
             raise ValueError(f"A patch size of {self.patch_size} does not cut a {self.image_size} x {self.image_size} "
                              f"image into a grid of at least 2 x 2 whole patches. Valid patch sizes: "
-                             f"{', '.join(map(str, valid)) or 'none (the image is too small)'}.")
-        check_heads(self.d_model, self.n_heads)
+                             f"{', '.join(map(str, valid[:12])) or 'none (the image is too small)'}.")
         if self.positional == "sinusoidal" and self.d_model % 4:
             raise ValueError(f"2-D sinusoidal positions give half the width to rows and half to columns, each in "
                              f"sine/cosine pairs: d_model must be a multiple of 4, got {self.d_model}.")
-        if self.pool not in POOLS:
-            raise ValueError(f"Unknown pooling '{self.pool}'. Choose one of: {', '.join(POOLS)}.")
-        if self.positional not in POSITIONALS:
-            raise ValueError(f"Unknown positional '{self.positional}'. Choose one of: {', '.join(POSITIONALS)}.")
-        if self.n_classes is None or self.n_classes < 2:
-            raise ValueError(f"A classifier needs at least 2 classes, got {self.n_classes}.")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout is a probability in [0, 1), got {self.dropout}.")
-        if self.d_ff is None:
-            self.d_ff = 2 * self.d_model
+        check_size(f"A TinyViT of width {self.d_model:,} over {self.grid ** 2:,} patches", self.size(), "for one image")
+
+    def size(self, batch: int = 1) -> Size:
+        """Weights and activations worked out from the config (before anything is built) for ``batch`` images."""
+        d, f, h, t = self.d_model, self.d_ff, self.n_heads, self.grid ** 2 + 1
+        block = 4 * d * d + 4 * d + 2 * d * f + f + 5 * d  # attention, MLP, two LayerNorms
+        weights = self.channels * self.patch_size ** 2 * d + d + t * d + self.n_layers * block + (d + 1) * self.n_classes
+        kept = batch * (t * (10 * d + 2 * f) + 3 * h * t * t)  # per block: per token and per query-key pair
+        return Size(weights, self.n_layers * kept + batch * self.channels * self.image_size ** 2)
 
     @property
     def grid(self) -> int:
@@ -93,9 +107,9 @@ def patch_labels(grid: int, cls: bool = True) -> list[str]:
 
 def patch_index(label: str, grid: int) -> int:
     """The index among the patches (row by row) of a label such as "r2c3"; a ValueError says which labels exist."""
-    match = re.fullmatch(r"r(\d+)c(\d+)", str(label).strip())
+    match = re.fullmatch(r"r(\d{1,6})c(\d{1,6})", text(label, "patch").strip())
     if not match or not all(int(n) < grid for n in match.groups()):
-        raise ValueError(f"There is no patch '{label}': the patches are r0c0 to r{grid - 1}c{grid - 1}.")
+        raise ValueError(f"There is no patch {shown(label)}: the patches are r0c0 to r{grid - 1}c{grid - 1}.")
     return int(match[1]) * grid + int(match[2])
 
 
@@ -142,6 +156,8 @@ class TinyViT(nn.Module):
 
     def __init__(self, config: ViTConfig):
         super().__init__()
+        if not isinstance(config, ViTConfig):
+            raise TypeError(f"A TinyViT is built from a ViTConfig, got {shown(config)}.")
         self.config = config
         n_patches, d = config.grid ** 2, config.d_model
         self.patches = PatchEmbedding(config)
@@ -178,7 +194,7 @@ class TinyViT(nn.Module):
 
 def check_images(config: ViTConfig, pixel_values: torch.Tensor) -> torch.Tensor:
     """``[B, C, H, W]`` images of the size and channels the model reads; a ValueError says what differs."""
-    pixel_values = torch.as_tensor(pixel_values, dtype=torch.float32)
+    pixel_values = float_tensor(pixel_values, "images", dims=(3, 4))
     if pixel_values.dim() == 3:
         pixel_values = pixel_values[None]
     wanted = (config.channels, config.image_size, config.image_size)
@@ -243,7 +259,7 @@ def vit_maps(model: TinyViT, images: torch.Tensor, heads: bool = False) -> Image
     in layer ``l``, the mean over heads; ``rollout[l]``: the same read through the rollout of layers 0..l;
     ``heads[l]`` ``[B, heads, H, W]``, with ``heads=True``: each head alone.
     """
-    pixel_values = check_images(model.config, images)
+    pixel_values, heads = check_images(model.config, images), flag(heads, "heads switch")
     logits, weights = vit_attention(model, pixel_values)  # [B, L, H, T, T]
     config = model.config
     spatial = to_image(pooled_rows(weights.mean(dim=2), config.pool), config)  # [B, L, H, W]
@@ -259,6 +275,8 @@ def patch_maps(model: TinyViT, images: torch.Tensor, patch: str, layer: int = -1
     ``head`` (the mean over heads for None), ``[B, H, W]`` at the image size like ``vit_maps``' maps."""
     config = model.config
     index = patch_index(patch, config.grid)
+    layer = whole(layer, "layer", -config.n_layers, config.n_layers - 1)
+    head = None if head is None else whole(head, "head", 0, config.n_heads - 1)
     _, weights = vit_attention(model, check_images(config, images))  # [B, L, heads, T, T]
     first = 1 if config.pool == "cls" else 0  # the patches' tokens come after the CLS token
     rows = weights[:, layer, :, first + index, first:]  # [B, heads, patches]

@@ -1,9 +1,10 @@
 """The state of one tab: validated settings, the models it runs and the records it makes; no widgets.
 
 A session's settings are traitlets traits tagged ``link=True`` (in links) or ``setting=True`` (not in links, such
-as a checkpoint folder on the server). ``update(**settings)`` sets several at once and
-refuses values that cannot hold with a ``ValueError`` whose message the panel shows; nothing changes then.
-Validators (``@validate``) raise ``TraitError`` with such a message, so traitlets rolls the whole update back.
+as a checkpoint folder on the server). ``update(**settings)`` sets several at once: each value is first checked by
+``explorer.arguments`` for its kind (a whole number, text, a list), then set, then checked by the session's
+validators (``@validate`` from this module) and ``check_settings``. A value that cannot hold is a ``ValueError``
+whose message the panel shows, and every setting stays as it was, whatever went wrong in the checks.
 ``state()`` and ``load_state()`` turn the settings into a link's ``state=`` and back (``explorer.links``).
 
 Long work runs in the session's ``worker``; its results come back on the session's home thread (the kernel's,
@@ -12,26 +13,55 @@ in Jupyter), where every trait change happens, so panels that observe the traits
 
 from __future__ import annotations
 
-import math
+import functools
 from typing import ClassVar
 
-from traitlets import Bool, Float, HasTraits, Int, List, TraitError, Unicode, validate
+import traitlets
+from traitlets import Bool, Float, HasTraits, Int, List, TraitError, Unicode
 
 from explorer import links
+from explorer.arguments import boolean, items, real, say_name, shown, text, whole, whole_pairs
 from explorer.threads import Home, Worker, home
 
 STATUS_KINDS = ("info", "ok", "busy", "error")
+MAX_TEXT = 200_000  # characters of a text setting: a prompt of thousands of tokens fits, a pasted book does not
 
 
-def say_name(name: str, shown: int = 40) -> str:
-    """A name from a link or a user, shortened: a page-long name must not bury the message around it."""
-    name = str(name)
-    return name if len(name) <= shown else name[: shown - 3] + "..."
+def validate(*names):
+    """traitlets' ``@validate`` for a session: the check may raise a ``ValueError`` (the message to show), or fail in
+    any other way, and still refuses with a ``TraitError``, the one error on which traitlets rolls an update back."""
+    def decorate(check):
+        @functools.wraps(check)
+        def checked(self, proposal):
+            try:
+                return check(self, proposal)
+            except TraitError:
+                raise
+            except ValueError as error:
+                raise TraitError(str(error)) from None
+            except Exception:  # noqa: BLE001 - any slip in a check still refuses the value, in words
+                raise TraitError(f"The {self.label(proposal['trait'].name)} cannot be "
+                                 f"{shown(proposal['value'])}.") from None
+        return traitlets.validate(*names)(checked)
+    return decorate
+
+
+@functools.lru_cache(maxsize=None)
+def _validators(cls, name: str) -> tuple:
+    """The ``@validate`` handlers of setting ``name`` in ``cls`` (a subclass's handler hides its parent's of the same
+    method name, as Python's attribute lookup does)."""
+    found = {}
+    for klass in reversed(cls.__mro__):
+        for attribute, value in vars(klass).items():
+            if isinstance(value, traitlets.traitlets.ValidateHandler):
+                found[attribute] = value
+    return tuple(handler for handler in found.values() if name in handler.trait_names)
 
 
 def unknown_name(kind: str, name: str, known) -> ValueError:
     """The error for a name that is not one of ``known`` (a tab, a preset, a task)."""
-    return ValueError(f"There is no {kind} called '{say_name(name)}'. Choose one of: {', '.join(map(str, known))}.")
+    called = f"'{say_name(name)}'" if isinstance(name, str) else shown(name)  # a tensor by its shape, not its repr
+    return ValueError(f"There is no {kind} called {called}. Choose one of: {', '.join(map(str, known))}.")
 
 
 class Session(HasTraits):
@@ -100,68 +130,98 @@ class Session(HasTraits):
         return {name: _plain(getattr(self, name)) for name in self.setting_names()}
 
     def update(self, **changes) -> None:
-        """Set several settings together; a ValueError (the message to show) leaves every setting as it was."""
+        """Set several settings together. Every value is checked for its kind before any is set; a value that cannot
+        hold is a ValueError (the message to show) and leaves every setting as it was, whatever the check raised."""
         names = set(self.all_setting_names())
         unknown = [name for name in changes if name not in names]
         if unknown:
             raise ValueError(f"{type(self).__name__} has no setting called {say_name(unknown[0])}.")
         values = {name: self.coerce(name, value) for name, value in changes.items()}
+        before = {name: getattr(self, name) for name in values}
         try:
             with self.hold_trait_notifications():
-                for name, value in values.items():
-                    setattr(self, name, value)
-                self.check_settings()
+                try:
+                    for name, value in values.items():
+                        setattr(self, name, value)
+                    self._validate_now(values)
+                    self.check_settings()
+                except TraitError:
+                    raise
+                except Exception as error:  # noqa: BLE001 - a check that failed another way still rolls back
+                    raise TraitError(self._refusal(values, error)) from None
         except TraitError as error:
             raise ValueError(str(error)) from None
+        except Exception as error:  # noqa: BLE001 - a validator of another kind failed at the end: undo by hand
+            for name, value in before.items():
+                self.set_trait(name, value)
+            raise ValueError(self._refusal(values, error)) from None
+
+    def _validate_now(self, values: dict) -> None:
+        """Run the validators of the settings in ``values`` with every new value in place, the ones others depend on
+        first (``ordered``). traitlets runs them only when the update ends, after ``check_settings``, which would
+        then see values no validator had read yet."""
+        for name, _ in self.ordered(values):
+            trait = self.traits()[name]
+            for handler in _validators(type(self), name):
+                self.set_trait(name, handler(self, traitlets.Bunch(trait=trait, value=getattr(self, name), owner=self)))
+
+    def _refusal(self, values: dict, error: BaseException) -> str:
+        if isinstance(error, ValueError) and str(error):
+            return str(error)
+        tried = ", ".join(f"{self.label(name)} {shown(value, 24)}" for name, value in values.items())
+        return f"These settings cannot be applied: {tried}. Nothing was changed."
 
     def check_settings(self) -> None:
         """Called inside ``update`` with the new values in place: raise a ``TraitError`` to refuse them all."""
 
+    def label(self, name: str) -> str:
+        """A setting's name in words (its ``help``), as messages name it."""
+        trait = self.traits().get(name)
+        return (trait.help if trait is not None and trait.help else name.replace("_", " "))
+
     def coerce(self, name: str, value):
-        """``value`` as the type of setting ``name`` (text typed in a box becomes a number); a ValueError if it can't."""
-        trait = self.traits()[name]
-        label = trait.help or name.replace("_", " ")
-        try:
-            if isinstance(trait, Bool):
-                return _boolean(value)
-            if isinstance(trait, Int):
-                number = float(str(value).strip()) if isinstance(value, str) else float(value)
-                if isinstance(value, bool) or not math.isfinite(number) or number != int(number):
-                    raise ValueError
-                return int(number)
-            if isinstance(trait, Float):
-                number = float(str(value).strip()) if isinstance(value, str) else float(value)
-                if isinstance(value, bool) or not math.isfinite(number):
-                    raise ValueError
-                return number
-            if isinstance(trait, Unicode):
-                if not isinstance(value, str):
-                    raise ValueError
-                return value
-            if isinstance(trait, List):
-                if not isinstance(value, (list, tuple)):
-                    raise ValueError
-                return list(value)
-        except (TypeError, ValueError, OverflowError):
-            kind = {Bool: "true or false", Int: "a whole number", Float: "a number", Unicode: "text", List: "a list"}
-            wanted = next((words for cls, words in kind.items() if isinstance(trait, cls)), "a different value")
-            raise ValueError(f"'{say_name(value)}' is not {wanted}: the {label} must be {wanted}.") from None
+        """``value`` as the kind of setting ``name`` (text typed in a box becomes a number); a ValueError that names the
+        setting and says what it takes if it can't. Ranges and choices are the validators' (``@validate``)."""
+        trait, label = self.traits()[name], self.label(name)
+        if isinstance(trait, Bool):
+            return boolean(value, label)
+        if isinstance(trait, Int):
+            return whole(value, label)
+        if isinstance(trait, Float):
+            return real(value, label)
+        if isinstance(trait, Unicode):
+            return text(value, label, max_length=MAX_TEXT)
+        if isinstance(trait, List):
+            return items(value, label)
         return value
 
     # ----- presets and links -------------------------------------------------------------------------------------
-    def known_preset(self, name: str, empty: bool = False) -> str:
-        """``name`` when it is one of ``presets`` (or, with ``empty``, ""); a ValueError that lists them otherwise."""
-        if not (name in self.presets or empty and name == ""):
+    def known_preset(self, name, empty: bool = False) -> str:
+        """``name`` when it is one of ``presets`` (or, with ``empty``, ""); a ValueError that lists them otherwise
+        (a list, a dict or a tensor where a name is expected included)."""
+        if not isinstance(name, str) or not (name in self.presets or empty and name == ""):
             raise unknown_name("preset", name, self.presets)
         return name
 
     @validate("preset")
     def _valid_preset(self, proposal):
         """The ``preset`` setting of any tab that has one."""
+        return self.known_preset(proposal["value"], empty=not self.preset_required)
+
+    def chosen_preset(self, changes: dict) -> str:
+        """The example ``changes`` names, checked ("" for none), before an update derives other settings from it."""
+        if "preset" not in changes:
+            return ""
+        return self.known_preset(self.coerce("preset", changes["preset"]), empty=True)
+
+    def with_preset(self, preset: str, changes: dict) -> None:
+        """``update(**changes)``, where ``changes`` holds what example ``preset`` sets: a refusal says which example."""
         try:
-            return self.known_preset(proposal["value"], empty=not self.preset_required)
+            Session.update(self, **changes)
         except ValueError as error:
-            raise TraitError(str(error)) from None
+            if not preset:
+                raise
+            raise ValueError(f"The example '{preset}' cannot be shown here: {error}") from None
 
     def apply_preset(self, name: str) -> None:
         """Set the settings of one of ``presets``; a ValueError lists them if the name is unknown."""
@@ -231,27 +291,21 @@ def place_in_model(name: str, value: int, model=None) -> int:
     """A layer or head number that ``model`` (when loaded) has; a TraitError in words otherwise."""
     limit = None if model is None else {"layer": model.n_layers, "head": model.n_heads}[name]
     if value < 0 or (limit is not None and value >= limit):
-        shown = f"{name}s 0 to {limit - 1}" if limit else f"{name}s from 0"
+        shown_range = f"{name}s 0 to {limit - 1}" if limit else f"{name}s from 0"
         owner = "this model has" if name == "layer" else "each layer has"
-        raise TraitError(f"{name.capitalize()} {value} does not exist: {owner} {shown}.")
+        raise TraitError(f"{name.capitalize()} {shown(value)} does not exist: {owner} {shown_range}.")
     return value
 
 
 def ablated_heads(value, model=None) -> list[list[int]]:
-    """A list of ``[layer, head]`` pairs, sorted and without repeats; a TraitError in words for anything else, or
-    for a head that ``model`` (when loaded) does not have."""
-    pairs = []
-    for pair in value:
-        try:
-            layer, head = (int(v) for v in pair)
-        except (TypeError, ValueError):
-            raise TraitError(f"An ablated head is a (layer, head) pair of numbers, got {say_name(pair)}.") from None
-        if model is not None:
-            try:
-                model.check_ablation([(layer, head)])
-            except ValueError as error:
-                raise TraitError(str(error)) from None
-        pairs.append((layer, head))
+    """A list of ``[layer, head]`` pairs, sorted and without repeats, checked pair by pair; a TraitError in words for
+    anything else, or for a head that ``model`` (when loaded) does not have."""
+    try:
+        pairs = whole_pairs(value, "ablated head", ("layer", "head"))
+        if model is not None and pairs:
+            model.check_ablation(pairs)
+    except ValueError as error:
+        raise TraitError(str(error)) from None
     return [list(p) for p in sorted(set(pairs))]
 
 
@@ -260,16 +314,6 @@ def friendly_error(error: BaseException) -> str:
     if isinstance(error, ValueError):
         return str(error)
     return "Something went wrong inside the explorer, and the previous view is kept. Try again, or reload the page."
-
-
-def _boolean(value) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
-        return value.strip().lower() in ("true", "1", "yes")
-    if isinstance(value, (int, float)) and value in (0, 1):
-        return bool(value)
-    raise ValueError
 
 
 def _plain(value):

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from explorer import checkpoints
+from explorer.arguments import path as user_path, shown
 from explorer.data.sequences import MAX_TEXT_BYTES, is_classification, load_pairs_task, load_text_task, vocabulary
 from explorer.models.transformer import TinySeq2Seq, TransformerConfig
 from explorer.training import Trainer
@@ -38,6 +39,11 @@ def run_name(config: TransformerConfig, with_score: bool = False, with_layers: b
 def text_task(name: str, content: bytes) -> tuple[str, object, str]:
     """A user's file as a task: its key, its DatasetDict and a sentence about it. A .tsv of source<TAB>target
     lines is a translation for the encoder-decoder, any other text a next-character task; limits say why not."""
+    name = user_path(name, "uploaded file's name").name
+    if not name.strip():
+        raise ValueError("An uploaded file needs a name such as notes.txt, to tell its kind.")
+    if not isinstance(content, (bytes, bytearray, memoryview)):
+        raise ValueError(f"An uploaded file is its bytes, got {shown(content)}.")
     pairs = Path(name).suffix.lower() == ".tsv"
     if len(content) > MAX_TEXT_BYTES:
         raise ValueError(f"{name} is {len(content) / 1e6:.1f} MB; the lab takes {'pairs' if pairs else 'text'} "

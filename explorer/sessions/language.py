@@ -6,12 +6,16 @@ choose what to draw from the last ``generation`` (the model is not run again).
 
 from __future__ import annotations
 
-from traitlets import Any, Float, Int, List, TraitError, Unicode, observe, validate
+import time
 
-from explorer.sessions.base import Session, ablated_heads, place_in_model
+from traitlets import Any, Float, Int, List, TraitError, Unicode, observe
+
+from explorer.arguments import seed as check_seed, whole
+from explorer.sessions.base import Session, ablated_heads, place_in_model, validate
 from explorer.sessions.faithful import CheckInput, FaithfulnessCheck
 from explorer.sessions.rules import Choice
 from explorer.sessions.sinks import SinkExperiment
+from explorer.threads import Throttle
 
 INDUCTION_LENGTH = 20
 PRESETS = {
@@ -26,18 +30,22 @@ VIEWS = ("head", "layer")
 DEFAULT_PROMPT = "Once upon a time, there was a little cat who"
 
 
-def head_scores(maps) -> dict:
-    """The head finder's scores of ``maps``, each ``[layers, heads]``."""
+LONG_READ_TOKENS = 1024  # from this many tokens a read says how long it will take and how far it got
+
+
+def head_scores(maps, progress=None, stop=None) -> dict:
+    """The head finder's scores of ``maps``, each ``[layers, heads]`` (``explorer.heads.finder_scores``)."""
     from explorer import heads
 
-    return {"previous token": heads.previous_token_score(maps), "attention sink": heads.first_token_score(maps),
-            "self": heads.self_score(maps), "entropy": heads.entropy_score(maps)}
+    return heads.finder_scores(maps, progress, stop)
 
 
 def _load(name_or_path: str):
     from explorer.models import language
 
-    return language.load(name_or_path or None)
+    model = language.load(name_or_path or None)
+    model.time_a_pass()  # so a long prompt's first read can say how long it will take
+    return model
 
 
 class LanguageSession(SinkExperiment, Session):
@@ -80,12 +88,12 @@ class LanguageSession(SinkExperiment, Session):
 
     # ----- settings ----------------------------------------------------------------------------------------------
     def update(self, **changes) -> None:
-        preset = changes.get("preset")
+        preset = self.chosen_preset(changes)
         if preset:
-            changes = {"token": -1, **PRESETS[self.known_preset(preset)], **changes}
+            changes = {"token": -1, **PRESETS[preset], **changes}
             if preset == "induction heads" and self.language_model is not None and "prompt" not in changes:
                 changes["prompt"] = self._repeated_prompt()
-        super().update(**changes)
+        self.with_preset(preset, changes)
 
     def ordered(self, settings: dict) -> list:
         first = ("model", "preset", "prompt")
@@ -99,10 +107,11 @@ class LanguageSession(SinkExperiment, Session):
     def _valid_count(self, proposal):
         from explorer.models.language import MAX_NEW_TOKENS
 
-        if not 1 <= proposal["value"] <= MAX_NEW_TOKENS:
-            raise TraitError(f"max_new_tokens must be a whole number from 1 to {MAX_NEW_TOKENS}, "
-                             f"got {proposal['value']}.")
-        return proposal["value"]
+        return whole(proposal["value"], "number of new tokens max_new_tokens", 1, MAX_NEW_TOKENS)
+
+    @validate("seed")
+    def _valid_seed(self, proposal):
+        return check_seed(proposal["value"])
 
     @validate("temperature")
     def _valid_temperature(self, proposal):
@@ -163,7 +172,10 @@ class LanguageSession(SinkExperiment, Session):
 
     # ----- actions -----------------------------------------------------------------------------------------------
     def generate(self) -> None:
-        """Continue the prompt in the worker; tokens arrive in ``streamed``, then ``generation`` holds the maps."""
+        """Continue the prompt in the worker; tokens arrive in ``streamed``, then ``generation`` holds the maps.
+
+        A long prompt says how long it will take, then how many layers are read and scored; Stop during that keeps
+        the previous view (during the new tokens it ends the text after the current one)."""
         if self.language_model is None:
             raise ValueError("The model is still loading; press Generate when it is ready.")
         if self.worker.running or self.busy:
@@ -171,17 +183,31 @@ class LanguageSession(SinkExperiment, Session):
         model, home = self.language_model, self.home
         args = (self.prompt, self.max_new_tokens, self.temperature, self.seed)
         ablated = [tuple(pair) for pair in self.ablated]  # the text is written by the ablated model
-        self.streamed = ""
+        ids, full_length = model.encode(self.prompt, model.max_tokens - 1)
+        long = len(ids) >= LONG_READ_TOKENS
+        reading = _Progress(self, f"Reading {len(ids):,} tokens") if long else None
+        scoring = _Progress(self, "Scoring the heads") if long else None
+        self.streamed, self.progress = "", 0.0
 
         def on_token(label, candidates) -> None:
             home.call(self._arrived, label)
 
         def job():
             self.runs += 1
-            generation = model.generate(*args, on_token=on_token, ablate=ablated)
-            return generation, head_scores(generation.maps)
+            generation = model.generate(*args, on_token=on_token, ablate=ablated, progress=reading)
+            return generation, head_scores(generation.maps, scoring, model.stop_flag)
 
-        self.submit("Generating…", job, self._generated)
+        self.submit(self._start_message(model, len(ids), full_length), job, self._generated)
+
+    @staticmethod
+    def _start_message(model, n_tokens: int, full_length: int) -> str:
+        cut = (f"The prompt is {full_length:,} tokens; {model.name} reads {model.max_tokens:,}, so the first "
+               f"{n_tokens:,} are read. " if full_length > n_tokens else "")
+        seconds = model.estimate_seconds(n_tokens) if n_tokens >= LONG_READ_TOKENS else None
+        if seconds is None:
+            return f"{cut}Generating…"
+        return (f"{cut}Reading {n_tokens:,} tokens takes about {_duration(seconds)}, then the heads are scored; Stop "
+                "keeps the previous view.")
 
     def _arrived(self, label: str) -> None:
         self.streamed += label
@@ -192,6 +218,7 @@ class LanguageSession(SinkExperiment, Session):
         with self.hold_trait_notifications():
             self.generation, self.scores = generation, scores
             self.token, self.zoom = -1, -1
+            self.progress = 1.0
         maps = generation.maps
         ended = " (stopped)" if generation.stopped else ""
         self.say(f"{len(generation.tokens)} tokens{ended}, {maps.n_layers} layers x {maps.n_heads} heads. "
@@ -209,10 +236,9 @@ class LanguageSession(SinkExperiment, Session):
             self.runs += 1
             scores = model.induction_scores(INDUCTION_LENGTH, seed)
             top = top_heads(scores, min(3, scores.numel()))
-            with model._lock:
-                loss = second_copy_loss(model, (), INDUCTION_LENGTH, seed)
-                ablated = second_copy_loss(model, top, INDUCTION_LENGTH, seed)
-                mine = second_copy_loss(model, chosen, INDUCTION_LENGTH, seed) if chosen else loss
+            loss = second_copy_loss(model, (), INDUCTION_LENGTH, seed)
+            ablated = second_copy_loss(model, top, INDUCTION_LENGTH, seed)
+            mine = second_copy_loss(model, chosen, INDUCTION_LENGTH, seed) if chosen else loss
             return dict(induction=scores, top=top, loss=loss, ablated_loss=ablated, chosen=chosen, chosen_loss=mine)
 
         self.submit("Finding induction heads…", job, self._found)
@@ -231,14 +257,16 @@ class LanguageSession(SinkExperiment, Session):
         self.update(layer=layer, head=head)
 
     def select_token(self, index: int | None) -> None:
-        self.update(token=-1 if index is None else int(index))
+        self.update(token=-1 if index is None else whole(index, "token", -1))
 
     def zoom_to(self, token: int | None, window: int) -> None:
         """Show the ``window`` tokens around ``token`` whole (``None``: the whole text again, pooled)."""
+        if token is not None:  # checked before a missing generation ends the call: nan is refused either way
+            token, window = whole(token, "token", 0), whole(window, "zoom window", 1)
         if token is None or self.generation is None:
             return self.update(zoom=-1)
         n = len(self.generation.tokens)
-        self.update(zoom=max(0, min(int(token) - window // 2, n - window)))
+        self.update(zoom=max(0, min(token - window // 2, n - window)))
 
     def toggle_ablation(self) -> None:
         pairs = {tuple(p) for p in self.ablated} ^ {(self.layer, self.head)}
@@ -260,3 +288,30 @@ class LanguageSession(SinkExperiment, Session):
         if maps is None:
             return ()
         return maps.meta.next_tokens[self.token]
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
+class _Progress:
+    """A worker's ``progress(done, total)`` for one phase of a read: the session's progress and status follow it on
+    the home thread, a few times a second, with the time left at the pace so far."""
+
+    def __init__(self, session: LanguageSession, what: str):
+        self.session, self.what, self.first = session, what, None
+        self.show = Throttle(session.home, self._show, 0.3)
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if self.first is None:  # the pace is timed from the first layer done
+            self.first = (done, now)
+        pace = (now - self.first[1]) / (done - self.first[0]) if done > self.first[0] else None
+        self.show(done, total, None if pace is None else pace * (total - done))
+
+    def _show(self, done: int, total: int, left: float) -> None:
+        session = self.session
+        if session.busy:  # a report that arrives after the work ended says nothing
+            session.progress = done / total
+            left = "" if left is None else f", about {_duration(left)} left"
+            session.say(f"{self.what}: layer {done} of {total}{left}. Stop keeps the previous view.", "busy")

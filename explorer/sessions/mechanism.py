@@ -7,11 +7,12 @@ update, so a setting that would give no finite weights is refused before anythin
 from __future__ import annotations
 
 import torch
-from traitlets import Float, Instance, List, TraitError, Unicode, observe, validate
+from traitlets import Float, Instance, List, TraitError, Unicode, observe
 
+from explorer.arguments import choice, shown, whole, whole_pair
 from explorer.attention import SCORES
 from explorer.models.mechanism import FOCUS, MASKS, PRESETS, MechanismResult, ToyAttention, parse_vector
-from explorer.sessions.base import Session, say_name
+from explorer.sessions.base import Session, say_name, validate
 from explorer.sessions.rules import Choice
 
 KINDS = ("queries", "keys", "values")
@@ -79,8 +80,9 @@ class MechanismSession(Session):
     # ----- settings ----------------------------------------------------------------------------------------------
     def update(self, **changes) -> None:
         """As ``Session.update``; a new example also brings its own vectors and token unless they are given."""
-        if "preset" in changes and changes["preset"] != self.preset:
-            changes = {**preset_vectors(self.known_preset(changes["preset"])), **changes}
+        preset = self.chosen_preset(changes)
+        if preset and preset != self.preset:
+            changes = {**preset_vectors(preset), **changes}
         super().update(**changes)
 
     def ordered(self, settings: dict) -> list:
@@ -112,13 +114,13 @@ class MechanismSession(Session):
     @validate("blocked")
     def _valid_blocked(self, proposal):
         n = len(self.tokens)
-        cells = []
+        cells = set()
         for cell in proposal["value"]:
-            if not (isinstance(cell, (list, tuple)) and len(cell) == 2 and all(isinstance(i, int) for i in cell)
-                    and all(0 <= i < n for i in cell)):
-                raise TraitError(f"A blocked cell is a pair of token numbers from 0 to {n - 1}, got {say_name(cell)}.")
-            cells.append([int(cell[0]), int(cell[1])])
-        return [list(c) for c in sorted({tuple(c) for c in cells})]
+            query, key = whole_pair(cell, "blocked cell", ("query", "key"))
+            if query >= n or key >= n:
+                raise TraitError(f"A blocked cell is a pair of token numbers from 0 to {n - 1}, got {shown(cell)}.")
+            cells.add((query, key))
+        return [list(c) for c in sorted(cells)]
 
     def check_settings(self) -> None:
         """Compute with the settings being set; a TraitError rolls the update back when they cannot hold."""
@@ -130,8 +132,8 @@ class MechanismSession(Session):
     # ----- actions -----------------------------------------------------------------------------------------------
     def set_vector(self, kind: str, index: int, vector) -> None:
         """Replace one query, key or value vector; ``vector`` may be typed text such as "1.0, -0.5"."""
-        if kind not in KINDS:
-            raise ValueError(f"Unknown vector kind '{say_name(kind)}': choose queries, keys or values.")
+        kind = choice(kind, "vector kind", KINDS)
+        index = whole(index, "token number", 0, len(self.tokens) - 1)
         if isinstance(vector, str):
             vector = parse_vector(vector)
         table = [list(v) for v in getattr(self, kind)]
@@ -140,8 +142,9 @@ class MechanismSession(Session):
 
     def toggle_cell(self, query: int, key: int) -> None:
         """Block (or allow again) query ``query`` from attending to key ``key``; switches the mask to custom."""
+        last = len(self.tokens) - 1
         cells = {tuple(c) for c in self.blocked}
-        cells ^= {(int(query), int(key))}
+        cells ^= {(whole(query, "query token number", 0, last), whole(key, "key token number", 0, last))}
         self.update(blocked=[list(c) for c in sorted(cells)], mask="custom")
 
     # ----- the result --------------------------------------------------------------------------------------------

@@ -9,9 +9,10 @@ newest text); the layer, head, view and token only choose what to draw from the 
 
 from __future__ import annotations
 
-from traitlets import Any, Bool, Int, List, TraitError, Unicode, observe, validate
+from traitlets import Any, Bool, Int, List, TraitError, Unicode, observe
 
-from explorer.sessions.base import Session, ablated_heads, place_in_model, say_name
+from explorer.arguments import whole
+from explorer.sessions.base import Session, ablated_heads, place_in_model, say_name, validate
 from explorer.sessions.faithful import CheckInput, FaithfulnessCheck
 from explorer.sessions.rules import one_of
 
@@ -84,16 +85,16 @@ class PretrainedSession(Session):
     # ----- settings ----------------------------------------------------------------------------------------------
     def update(self, **changes) -> None:
         """As ``Session.update``; an example also sets its texts, view, layer and head (and finds its token)."""
-        preset, label, wanted = changes.get("preset"), None, None
+        preset, label, wanted = self.chosen_preset(changes), None, None
         if preset:
-            example = {"text_b": "", "mode": "pair", "lock": False, "token": -1, **PRESETS[self.known_preset(preset)]}
+            example = {"text_b": "", "mode": "pair", "lock": False, "token": -1, **PRESETS[preset]}
             label = example.pop("token_label", None)
             if "token" in changes:  # a link names the token itself
-                label, wanted = None, changes["token"]
+                label, wanted = None, self.coerce("token", changes["token"])
             changes = {**example, **changes}
         elif "token" in changes and ({"text_a", "text_b", "mode"} & set(changes) or self.reading is None):
-            wanted = changes["token"]
-        super().update(**changes)
+            wanted = self.coerce("token", changes["token"])
+        self.with_preset(preset, changes)
         texts = (self.text_a, self.text_b, self.mode)
         if label is not None or wanted is not None:  # the token belongs to these texts: set it when they are read
             self._token_for = (texts, label, wanted)
@@ -231,7 +232,8 @@ class PretrainedSession(Session):
         if self.lock:
             self.say("The selected token is locked; unlock it to pick another.")
             return
-        index = -1 if index is None or index < 0 or index == self.token else int(index)
+        index = -1 if index is None else whole(index, "token", -1)
+        index = -1 if index < 0 or index == self.token else index
         self.update(token=index)
 
     def select_head(self, layer: int, head: int) -> None:

@@ -2,16 +2,19 @@
 look (part, layer, head, view, token, batch item, ablated heads, the text).
 
 The first reading is made at once, so ``show()`` raises a ValueError in words for bad input. Later readings (a new
-text, another batch item, a head ablated, a continued text) run in the session's worker; if one fails, the status
-line says why and the previous reading stays on screen.
+text, another batch item, a head ablated, a continued text) run in the session's worker, with ``progress`` following
+the model's attention calls; Stop ends a read at its next call. If one fails or is stopped, the status line says
+why and the previous reading stays on screen.
 """
 
 from __future__ import annotations
 
 from traitlets import Any, Int, List, TraitError, Unicode, observe, validate
 
+from explorer.arguments import text as check_text, whole
+from explorer.models.reading import LayerWatch
 from explorer.models.shown import Reading
-from explorer.sessions.base import Session, say_name
+from explorer.sessions.base import MAX_TEXT, Session, say_name
 
 VIEWS = ("head", "layer", "mean", "rollout", "model", "image")
 MAX_CELLS = 512  # longer maps are drawn pooled in the head view only (explorer.views.language)
@@ -40,7 +43,7 @@ class ShowSession(Session):
 
     def __init__(self, reader, inputs=None, owner=None, **settings):
         self.reader, self.inputs = reader, inputs
-        first = reader.read(inputs, int(settings.get("item", 0)))  # raises: show() refuses bad input at once
+        first = reader.read(inputs, whole(settings.get("item", 0), "batch item", 0))  # raises: show() refuses bad input at once
         super().__init__(owner)
         with self.hold_trait_notifications():
             self.reading = first
@@ -190,26 +193,28 @@ class ShowSession(Session):
         """Read another text (readers that take text), in the worker."""
         if not self.reader.accepts_text:
             raise ValueError("This view shows weights or an input that was handed over; it does not read text.")
-        if not str(text).strip():
+        if not check_text(text, "text", max_length=MAX_TEXT).strip():
             raise ValueError("The text is empty: type a sentence to see its attention.")
-        self.update(text=str(text))
+        self.update(text=text)
         self.request()
 
     def request(self) -> None:
         """Read the current input again (another item, text or ablation) in the worker; the view stays meanwhile."""
         inputs = self.text if self.reader.accepts_text and self.text else self.inputs
         ablate = tuple(tuple(t) for t in self.ablated)
-        self.submit("Reading…", lambda: self.reader.read(inputs, self.item, ablate), self._read)
+        watch = self._watch(self.worker.stopping)
+        self.submit("Reading…", lambda: self.reader.read(inputs, self.item, ablate, watch), self._read)
 
     def generate(self) -> None:
         """Continue the text by ``new_tokens`` tokens, greedily, and read the whole text (Stop ends it early)."""
         if not self.reader.can_generate:
             raise ValueError("Only a decoder-only language model with its tokenizer continues a text here.")
         text, count, ablate = self.text, self.new_tokens, tuple(tuple(t) for t in self.ablated)
+        watch = self._watch(None)  # Stop ends the writing; the text written so far is then read whole
 
         def job():
             written = self.reader.generate(text, count, self.worker.stopping)
-            return written, self.reader.read(written, self.item, ablate)
+            return written, self.reader.read(written, self.item, ablate, watch)
 
         self.submit(f"Writing up to {count} tokens…", job, self._generated)
 
@@ -219,7 +224,15 @@ class ShowSession(Session):
             self.set_trait("text", written)
         self._read(reading)
 
+    def _watch(self, stop) -> LayerWatch:
+        """Hears each attention call of a read in the worker: ``progress`` follows them (as many as the last reading
+        made), and a set ``stop`` ends the read at the next call."""
+        total = sum(len(calls) for calls in self.reading.calls.values()) or 1
+        home, self.progress = self.home, 0.0
+        return LayerWatch(total, lambda done, total: home.call(setattr, self, "progress", done / total), stop)
+
     def _read(self, reading: Reading) -> None:
+        self.progress = 1.0
         with self.hold_trait_notifications():  # observers see the new reading with a layer and head that fit it
             self.reading = reading
             if self.part not in reading.parts:
@@ -230,15 +243,16 @@ class ShowSession(Session):
     # ----- actions -----------------------------------------------------------------------------------------------
     def select_token(self, index: int | None) -> None:
         """Pick the token whose row and column are outlined (None or -1, or the same again, clears)."""
-        index = -1 if index is None or index < 0 or index == self.token else int(index)
-        self.update(token=index)
+        index = -1 if index is None else whole(index, "token")
+        self.update(token=-1 if index < 0 or index == self.token else index)
 
     def zoom_to(self, token: int | None, window: int) -> None:
         """Show ``window`` tokens of a long map around ``token`` whole (None: the whole map, pooled)."""
         if token is None:
             return self.update(zoom=-1)
+        token, window = whole(token, "token", 0), whole(window, "zoom window", 1)
         n = len(self.maps().tokens)
-        self.update(zoom=max(0, min(int(token) - window // 2, n - window)))
+        self.update(zoom=max(0, min(token - window // 2, n - window)))
 
     def toggle_ablation(self) -> None:
         """Ablate the head on screen, or restore it."""

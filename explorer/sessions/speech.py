@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from traitlets import Any, Int, TraitError, Unicode, observe, validate
 
+from explorer.arguments import choice, real, shown, text, whole
 from explorer.sessions.base import Session, place_in_model, say_name
 
 PARTS = ("cross", "encoder", "decoder")
 OVERLAYS = ("alignment heads", "this head")
 TASKS = ("translate", "transcribe")
 DEFAULT_CLIP = "German"
+MAX_NAME = 255  # characters of an uploaded file's name, as file systems allow
 
 
 def _clips() -> dict:
@@ -72,10 +74,8 @@ class SpeechSession(Session):
     # ----- settings ----------------------------------------------------------------------------------------------
     def update(self, **changes) -> None:
         preset = changes.get("preset")
-        if preset:
-            if preset not in PRESETS:
-                raise ValueError(f"There is no preset called '{say_name(preset)}'. Choose one of: {', '.join(PRESETS)}.")
-            changes = {**PRESETS[preset], **changes}
+        if not (preset is None or isinstance(preset, str) and not preset):
+            changes = {**PRESETS[self.known_preset(preset)], **changes}  # a list or a dict is refused in words
         super().update(**changes)
 
     def ordered(self, settings: dict) -> list:
@@ -171,6 +171,10 @@ class SpeechSession(Session):
 
     def hear(self, audio: bytes, name: str, kind: str = "file") -> None:
         """Hear the visitor's audio (``kind`` "file" or "microphone"); it is kept to hear again, never linked."""
+        if not isinstance(audio, (bytes, bytearray, memoryview)):
+            raise TypeError(f"The audio to hear must be the bytes of a file or a recording, got {shown(audio)}.")
+        kind = choice(kind, "kind of audio", ("file", "microphone"))
+        name = text(name, "audio file's name", max_length=MAX_NAME)
         self._sources = {(kind, name): bytes(audio)}
         self.listen((kind, name))
 
@@ -205,13 +209,14 @@ class SpeechSession(Session):
 
     # ----- where to look -----------------------------------------------------------------------------------------
     def select_token(self, index: int) -> None:
-        self.update(token=int(index))
+        self.update(token=whole(index, "token"))
 
     def select_head(self, layer: int, head: int) -> None:
         self.update(layer=layer, head=head)
 
     def select_time(self, seconds: float) -> None:
         """Pick the first token of the word spoken at ``seconds``."""
+        seconds = real(seconds, "time in seconds", 0)
         if self.reading is None:
             return
         starts = self.reading.token_starts[:-1]

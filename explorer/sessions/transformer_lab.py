@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import torch
-from traitlets import Bool, Dict, Float, Instance, Int, TraitError, Unicode, observe, validate
+from traitlets import Bool, Dict, Float, Instance, Int, TraitError, Unicode, observe
 
 from explorer.attention import SCORES
 from explorer.data.sequences import (INDUCTION, TASKS, TRANSLATIONS, class_names, is_classification, is_translation,
@@ -23,6 +23,7 @@ from explorer.paths import confined
 from explorer.sessions import lab_files, translating
 from explorer.sessions.rules import Choice, NumberChoice, head_options, nearest_heads, one_of, positive_rate
 from explorer.sessions.lab_files import PAIRS_PREFIX, TEXT_PREFIX, Run, run_name
+from explorer.sessions.base import validate
 from explorer.sessions.faithful import CheckInput, FaithfulnessCheck
 from explorer.sessions.lab_session import LabSession
 from explorer.training import Trainer
@@ -109,9 +110,10 @@ class TransformerLabSession(LabSession):
     def update(self, **changes) -> None:
         """As ``Session.update``, with the settings a change implies: an example's defaults, heads that divide the
         width, pooling only for classification tasks."""
-        if changes.get("preset"):
-            changes = {**DEFAULTS, **PRESETS[self.known_preset(changes["preset"])], **changes}
-        if "width" in changes:
+        preset = self.chosen_preset(changes)
+        if preset:
+            changes = {**DEFAULTS, **PRESETS[preset], **changes}
+        if "width" in changes and self.coerce("width", changes["width"]) in WIDTHS:  # another width is refused below
             width = self.coerce("width", changes["width"])
             for name in ("heads", "heads_b"):
                 changes[name] = nearest_heads(width, self.coerce(name, changes.get(name, getattr(self, name))))
@@ -120,18 +122,18 @@ class TransformerLabSession(LabSession):
         if "task" in changes and "pooling" not in changes:
             changes["pooling"] = "mean" if self._classifies(changes["task"]) and self.pooling == "none" else (
                 self.pooling if self._classifies(changes["task"]) else "none")
-        super().update(**changes)
+        self.with_preset(preset, changes)
 
     def ordered(self, settings: dict) -> list:
         first = ("preset", "task", "width")
         return sorted(settings.items(), key=lambda item: first.index(item[0]) if item[0] in first else len(first))
 
     def _classifies(self, task: str) -> bool:
-        return task in TASKS and TASKS[task][1]
+        return isinstance(task, str) and task in TASKS and TASKS[task][1]
 
     @staticmethod
     def translates(task: str) -> bool:
-        return task in TRANSLATIONS or task.startswith(PAIRS_PREFIX)
+        return isinstance(task, str) and (task in TRANSLATIONS or task.startswith(PAIRS_PREFIX))
 
     def check_settings(self) -> None:
         if self.training and self.architecture() != self._built:

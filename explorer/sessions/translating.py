@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import copy
 
+from explorer.arguments import text as check_text
 from explorer.data.sequences import TRANSLATIONS, is_translation, vocabulary
 from explorer.data.translation import END, READERS
 from explorer.maps import Translation
 from explorer.models.translator import translate
 
+MAX_TYPED = 1_000  # characters: the model reads a few dozen, and the notice says the rest was cut
 EXAMPLES = {"dates": "3 March 2021, 03/03/21 or march 3rd 2021", "numbers": "three hundred and twelve"}
 
 
 def translate_text(model, data, text) -> Translation:
     """Greedy decoding of ``text`` with ``model``, on a copy of its weights of this moment, so a run in training is
     never disturbed; a ValueError in words for no text or a task that is not a translation."""
-    if not isinstance(text, str):
-        raise ValueError(f"Type the text to translate, got {type(text).__name__}.")
+    text = check_text(text, "text to translate", max_length=MAX_TYPED)
     if data is None or not is_translation(data):
         raise ValueError("Translating needs a translation task: choose dates or numbers (or upload a .tsv "
                          "of pairs) with the encoder-decoder.")

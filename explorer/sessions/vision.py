@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from traitlets import Bool, Float, Instance, Int, List, TraitError, Unicode, observe, validate
+from traitlets import Bool, Float, Instance, Int, List, TraitError, Unicode, observe
 
 from explorer.data.images import first_images, load_digits, load_image_folder, make_shapes
 from explorer.lab import Lab, LabView
@@ -21,7 +21,7 @@ from explorer.maps import ImageAttention
 from explorer.models.cbam import KERNEL_SIZES, MERGES, ORDERS, PAPER, POOL_TYPES, PRESET_NOTES, PRESETS, CBAM, hidden_units
 from explorer.models.map_deletion import MapTest, map_curves
 from explorer.paths import confined
-from explorer.sessions.base import say_name
+from explorer.sessions.base import say_name, validate
 from explorer.sessions.rules import Choice, NumberChoice, positive_rate
 from explorer.sessions.vision_base import Nets
 from explorer.sessions.vision_nets import (BATCH_SIZE, GALLERY_SIZE, NAMES, check_net, cnn_models, cnn_settings,  # noqa: F401
@@ -79,11 +79,12 @@ class VisionSession(PretrainedViTSection, ViTSettings):
     # ----- settings ----------------------------------------------------------------------------------------------
     def update(self, **changes) -> None:
         """As ``Session.update``; an example sets every CBAM setting it does not name to the paper's."""
-        if changes.get("preset"):
-            preset = {**PAPER, **PRESETS[self.known_preset(changes["preset"])]}
+        name = self.chosen_preset(changes)
+        if name:
+            preset = {**PAPER, **PRESETS[name]}
             changes = {**{key: preset[key] for key in CBAM_SETTINGS if key != "pools"}, "pools": list(preset["pool"]),
                        **changes}
-        super().update(**self.implied_vit_settings(changes))
+        self.with_preset(name, self.implied_vit_settings(changes))
 
     def cbam_options(self) -> dict:
         return dict(channel=self.channel, spatial=self.spatial, order=self.order, merge=self.merge, ratio=self.ratio,
@@ -92,7 +93,7 @@ class VisionSession(PretrainedViTSection, ViTSettings):
     def check_settings(self) -> None:
         """One CBAM block built from the settings being set: refused (with the reason) if it cannot be built."""
         if not self.pools:
-            raise TraitError(f"Tick at least one pooling type ({', '.join(POOL_TYPES)}).")
+            raise TraitError(f"Tick at least one of the pooling types ({', '.join(POOL_TYPES)}).")
         if self.cbam:
             try:
                 CBAM(NET_WIDTH, **self.cbam_options())
@@ -116,7 +117,7 @@ class VisionSession(PretrainedViTSection, ViTSettings):
     def _valid_count(self, proposal):
         name, value = proposal["trait"].name, proposal["value"]
         if name == "epochs" and value < 1:
-            raise TraitError(f"Train for at least 1 epoch, got {value}.")
+            raise TraitError(f"Train for at least 1 epoch: the number of epochs was {value}.")
         if name == "selected" and not 0 <= value < GALLERY_SIZE:
             raise TraitError(f"The gallery shows images 1 to {GALLERY_SIZE}.")
         return value

@@ -11,11 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from traitlets import Any, Int, TraitError, Unicode, observe, validate
+from traitlets import Any, Int, TraitError, Unicode, observe
 
+from explorer.arguments import shown
 from explorer.maps import AttentionMaps, ImageAttention
 from explorer.models.pretrained import expect_family, load
 from explorer.paths import model_source
+from explorer.sessions.base import validate
 from explorer.sessions.vision_base import VisionBase
 from explorer.sessions.vision_nets import GALLERY_SIZE
 
@@ -51,7 +53,8 @@ class PretrainedViTSection(VisionBase):
     @validate("pretrained_image")
     def _valid_pretrained_image(self, proposal):
         if not YOUR_IMAGE <= proposal["value"] < GALLERY_SIZE:
-            raise TraitError(f"Pick gallery image 1 to {GALLERY_SIZE} or your uploaded image.")
+            raise TraitError(f"The image for the pretrained ViT is a gallery image (0 to {GALLERY_SIZE - 1}) or -1 for "
+                             f"your uploaded image, got {shown(proposal['value'])}.")
         return proposal["value"]
 
     def check_pretrained(self) -> None:

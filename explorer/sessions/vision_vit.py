@@ -12,9 +12,11 @@ import re
 from dataclasses import dataclass
 
 import torch
-from traitlets import Bool, Int, TraitError, Unicode, observe, validate
+from traitlets import Bool, Int, TraitError, Unicode, observe
 
+from explorer.arguments import real
 from explorer.models.vit import POOLS, patch_index, patch_maps
+from explorer.sessions.base import validate
 from explorer.sessions.rules import Choice, head_options
 from explorer.sessions.vision_base import VisionBase
 from explorer.sessions.vision_nets import CNNS, NAMES, trainer_for, vit_config, vit_model
@@ -51,7 +53,7 @@ class ViTSettings(VisionBase):
         """``changes`` with the heads moved to the nearest divisor of a new width (unless they are given too)."""
         if "vit_width" in changes and "vit_heads" not in changes:
             width = self.coerce("vit_width", changes["vit_width"])
-            options = head_options(width) if width > 0 else [self.vit_heads]
+            options = head_options(width) if 0 < width <= 2**16 else [self.vit_heads]  # wider is refused later
             changes = {**changes, "vit_heads": min(options, key=lambda h: abs(h - self.vit_heads))}
         if "vit_heads" in changes and "vit_head" not in changes:  # the picked head stays one of the heads
             heads = self.coerce("vit_heads", changes["vit_heads"])
@@ -63,7 +65,7 @@ class ViTSettings(VisionBase):
     @validate("vit_patch")
     def _valid_patch(self, proposal):
         label = proposal["value"].strip()
-        if label and not re.fullmatch(r"r\d+c\d+", label):
+        if label and not re.fullmatch(r"r\d{1,6}c\d{1,6}", label):
             raise TraitError(f"A patch is named by its row and column, such as r2c3, not '{label[:20]}'.")
         return label
 
@@ -72,6 +74,7 @@ class ViTSettings(VisionBase):
         config = self._shown_vit_config()
         if config is None:
             raise ValueError("Switch the ViT on to see what its patches attend to.")
+        x, y = real(x, "patch's x pixel", -1e9, 1e9), real(y, "patch's y pixel", -1e9, 1e9)
         column, row = int(x) // config.patch_size, int(y) // config.patch_size
         self.update(vit_patch=f"r{min(max(row, 0), config.grid - 1)}c{min(max(column, 0), config.grid - 1)}")
         self.say(f"Patch {self.vit_patch}: the last column shows what it attends to in the last layer, "
@@ -110,7 +113,7 @@ class ViTSettings(VisionBase):
             except ValueError as error:
                 raise TraitError(f"ViT: {error}") from None
         if self.vit_head < 0:
-            raise TraitError(f"Heads are numbered from 0, got {self.vit_head}.")
+            raise TraitError(f"The ViT head in the gallery is numbered from 0, got {self.vit_head}.")
 
     def vit_config(self, data):
         """The ViT the settings describe, for ``data``; a ValueError says why it cannot be built."""

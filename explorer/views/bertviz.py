@@ -97,13 +97,12 @@ def bertviz_seq2seq_page(parts: dict, kind: str = "head", layer: int = 0,
 
 
 def first_tokens(maps, n: int):
-    """``[layers, heads, n, n]``: the first ``n`` queries and keys of every layer (a long text's ``LayerMaps`` works
-    each layer out in turn; in a causal model these are exactly the weights of the first ``n`` tokens alone)."""
+    """``[layers, heads, n, n]``: the first ``n`` queries and keys of every layer, a block of rows at a time (a long
+    text's maps are worked out for those rows only; in a causal model these are exactly the weights of the first
+    ``n`` tokens alone)."""
     import torch
 
-    if hasattr(maps, "weights"):
-        return maps.weights[:, :, :n, :n]
-    return torch.stack([maps.layer(layer)[:, :n, :n] for layer in range(maps.n_layers)])
+    return torch.stack([maps.rows(layer, rows=slice(0, n))[:, :, :n] for layer in range(maps.n_layers)])
 
 
 def script_json(value) -> str:

@@ -17,6 +17,7 @@ DATA_FORMATS = ("json", "npz")
 MIME = {"json": "application/json", "npz": "application/octet-stream", "gif": "image/gif", "html": "text/html"}
 
 DOWNLOAD_LIMIT = 8_000_000  # weights in one download; beyond it only the layer on screen is saved
+LAYER_LIMIT = 64_000_000  # weights of the one layer saved instead (2,048 tokens of SmolLM2: 38 million); beyond it none
 
 
 def export_scope(maps, layer: int, limit: int = DOWNLOAD_LIMIT):
@@ -24,6 +25,10 @@ def export_scope(maps, layer: int, limit: int = DOWNLOAD_LIMIT):
     numbers = maps.n_layers * maps.n_heads * len(maps.tokens) * len(maps.keys)
     if numbers <= limit:
         return maps, f"all {maps.n_layers} layers"
+    if numbers // maps.n_layers > LAYER_LIMIT:
+        raise ValueError(f"One layer of these maps is {numbers // maps.n_layers / 1e6:.0f} million numbers, too many to "
+                         f"download; save it from Python with maps.layer_maps({layer}).save_npz(path), or export the "
+                         "map on screen as PNG or SVG.")
     return maps.layer_maps(layer), (f"layer {layer} only (all {maps.n_layers} layers would be {numbers / 1e6:.0f} million "
                  "numbers; save them from Python with AttentionMaps.save_npz)")
 

@@ -14,19 +14,10 @@ import numpy as np
 from explorer.views import pretrained
 from explorer.views.heatmaps import CanvasMap, outline
 
-MAX_CELLS = 512  # a map longer than this is sent pooled to at most MAX_CELLS x MAX_CELLS cells
+MAX_CELLS = 500  # a map longer than this is sent pooled to at most MAX_CELLS x MAX_CELLS cells (< 1 MB)
 ZOOM = 400  # tokens of a long map shown whole when zoomed in (400 x 400 float32: 640 kB)
 SCORE_RANGES = {"previous token": (0.0, 1.0), "attention sink": (0.0, 1.0), "self": (0.0, 1.0),
                 "induction": (0.0, 1.0), "entropy": (0.0, None)}
-
-
-def pool(matrix: np.ndarray, cells: int = MAX_CELLS) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """``matrix`` [T, T] averaged over blocks so each side has at most ``cells``; the token span of each block."""
-    n = matrix.shape[0]
-    size = -(-n // cells)  # tokens per block, rounded up
-    spans = [(start, min(start + size, n)) for start in range(0, n, size)]
-    rows = np.stack([matrix[a:b].mean(axis=0) for a, b in spans])
-    return np.stack([rows[:, a:b].mean(axis=1) for a, b in spans], axis=1), spans
 
 
 def head_map(maps, layer: int, head: int, token: int | None = None, cells: int = MAX_CELLS, zoom: int = -1,
@@ -38,19 +29,22 @@ def head_map(maps, layer: int, head: int, token: int | None = None, cells: int =
         labels = [f"{i}: {t}" for i, t in zip(range(zoom, end), maps.tokens[zoom:end])]
         inside = None if token is None or not zoom <= token < end else token - zoom
         title = f"layer {layer}, head {head}, tokens {zoom} to {end - 1} of {len(maps.tokens)} (click: pick a token)"
-        update = pretrained.matrix_update(maps.head(layer, head)[zoom:end, zoom:end], labels, labels, title, inside,
-                                          zmax=1.0)
+        region = maps.rows(layer, [head], slice(zoom, end))[0, :, zoom:end]  # only the rows on screen are worked out
+        update = pretrained.matrix_update(region, labels, labels, title, inside, zmax=1.0)
     elif len(maps.tokens) <= cells:
         update = replace(pretrained.head_update(maps, layer, head, token), zmax=1.0)
     else:
-        matrix, spans = pool(np.asarray(maps.head(layer, head), dtype=float), cells)
+        matrix, spans = maps.pooled_head(layer, head, cells)  # worked out in blocks of rows, never T x T at once
+        matrix = matrix.numpy()
         labels = [f"{a}-{b - 1}" for a, b in spans]
         block = None if token is None else next(i for i, (a, b) in enumerate(spans) if a <= token < b)
         lower = matrix[np.tril_indices(len(spans))]
         top = max(float(np.quantile(lower, 0.995)), 1e-3)  # a block's mean is small: show where the weight is
         title = (f"layer {layer}, head {head} (mean over blocks of {spans[0][1]} tokens; colour to {top:.3f}; "
                  "click a block to zoom in)")
-        update = pretrained.matrix_update(matrix, labels, labels, title, block, zmax=top)
+        # block means sit near 1/T: keep DECIMALS significant digits below the colour top, not DECIMALS places
+        decimals = pretrained.DECIMALS - int(np.floor(np.log10(top)))
+        update = pretrained.matrix_update(matrix, labels, labels, title, block, zmax=top, decimals=decimals)
     kv = maps.meta.kv_heads
     if kv and len(set(kv)) < len(kv):
         update = replace(update, title=f"{update.title}, shares key/value head {kv[head]}")

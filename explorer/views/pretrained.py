@@ -31,8 +31,8 @@ GRID_LABELS_UP_TO = 24  # small multiples show token labels up to this many toke
 TICKS = dict(type="category", tickangle=-60, tickfont=dict(size=9))
 
 
-def _z(matrix) -> np.ndarray:
-    return np.round(np.asarray(matrix, dtype=float), DECIMALS)
+def _z(matrix, decimals: int = DECIMALS) -> np.ndarray:
+    return np.round(np.asarray(matrix, dtype=float), decimals)
 
 
 def packed(values):
@@ -66,9 +66,10 @@ def highlight_outlines(n_queries: int, n_keys: int, token: int | None) -> tuple[
     return tuple(outlines)
 
 
-def matrix_update(matrix, keys, queries, title: str, token: int | None = None, zmax: float | None = None) -> CanvasMap:
+def matrix_update(matrix, keys, queries, title: str, token: int | None = None, zmax: float | None = None,
+                  decimals: int = DECIMALS) -> CanvasMap:
     """One labelled matrix for a canvas map, with the selected token's row and column outlined."""
-    return CanvasMap(_z(matrix), unique_labels(keys), unique_labels(queries),
+    return CanvasMap(_z(matrix, decimals), unique_labels(keys), unique_labels(queries),
                      highlight_outlines(len(queries), len(keys), token), title, -45 if len(keys) > 6 else 0, zmax=zmax)
 
 

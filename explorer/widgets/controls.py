@@ -240,6 +240,18 @@ def button(description: str, action: Callable, name: str, style: str = "", icon:
     return control
 
 
+def progress_bar(session: Session, name: str, **layout) -> widgets.FloatProgress:
+    """The bar of a long read: it follows ``session.progress`` and shows only while the session is busy with it."""
+    bar = tagged(widgets.FloatProgress(min=0.0, max=1.0, layout=widgets.Layout(visibility="hidden", **layout)), name)
+
+    def follow(_=None) -> None:
+        bar.value = session.progress
+        bar.layout.visibility = "visible" if session.busy and 0 < session.progress < 1 else "hidden"
+
+    session.observe(follow, ["progress", "busy"])
+    return bar
+
+
 def tagged(widget: widgets.Widget, name: str) -> widgets.Widget:
     widget.add_class(name)
     return widget

@@ -13,7 +13,9 @@ same figures with plotly.js inside, which opens offline (``.data`` is its text, 
 
 from __future__ import annotations
 
+from explorer.arguments import choice, whole
 from explorer.models.readers import bertviz_reader
+from explorer.models.shown import pick
 from explorer.sessions.show import GRID_TOKENS, ShowSession
 from explorer.views import pretrained as pretrained_view
 from explorer.views import show as show_view
@@ -34,6 +36,7 @@ def head_view(attention=None, tokens=None, sentence_b_start=None, prettify_token
                             decoder_attention=decoder_attention, cross_attention=cross_attention,
                             encoder_tokens=encoder_tokens, decoder_tokens=decoder_tokens, include_layers=include_layers)
     names = next(iter(reader.first.layer_names.values()))
+    layer = None if layer is None else whole(layer, "layer")
     if layer is not None and str(layer) not in names:
         raise ValueError(f"Layer {layer} is not among the layers shown ({', '.join(names)}): pick one of "
                          "include_layers.")
@@ -50,8 +53,7 @@ def model_view(attention=None, tokens=None, sentence_b_start=None, prettify_toke
     """bertviz's ``model_view`` (same arguments) with the explorer's views; see the module docstring.
     ``display_mode`` is checked, but the figures keep the explorer's one light style, so every view compares."""
     _check_action(html_action)
-    if display_mode not in MODES:
-        raise ValueError(f"display_mode must be 'light' or 'dark', got {display_mode!r}.")
+    choice(display_mode, "display_mode", MODES)
     reader = bertviz_reader(attention=attention, tokens=tokens, sentence_b_start=sentence_b_start,
                             prettify_tokens=prettify_tokens, encoder_attention=encoder_attention,
                             decoder_attention=decoder_attention, cross_attention=cross_attention,
@@ -68,18 +70,11 @@ def _small(reader) -> bool:
 
 
 def _heads(heads, n_heads: int) -> list[int]:
-    if heads is None or len(heads) == 0:
-        return [0]
-    for head in heads:
-        if isinstance(head, bool) or not isinstance(head, int) or not 0 <= head < n_heads:
-            raise ValueError(f"Head {head} does not exist: each layer has heads 0 to {n_heads - 1}.")
-    return list(heads)
+    return pick(heads, "head", n_heads, empty=[0])
 
 
 def _check_action(html_action) -> None:
-    if html_action not in ACTIONS:
-        raise ValueError(f"html_action must be 'view' (show the panel) or 'return' (return an HTML page), got "
-                         f"{html_action!r}.")
+    choice(html_action, "html_action ('view' shows the panel, 'return' returns an HTML page)", ACTIONS)
 
 
 def _act(panel: ShowPanel, html_action: str, kind: str):

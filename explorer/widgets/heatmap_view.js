@@ -145,7 +145,8 @@ function render({ model, el }) {
       const bx = left + plotW + 18, bw = 12, by = top + 4, bh = Math.min(plotH - 4, 260), steps = 64;
       for (let i = 0; i < steps; i++) painter.rect(bx, by + bh * i / steps, bw, bh / steps + 0.5, colorAt(scale, 1 - (i + 0.5) / steps));
       for (let k = 0; k <= 4; k++) {
-        painter.text(String(Math.round((zmin + span * k / 4) * 100) / 100), bx + bw + 4, by + bh - bh * k / 4, { size: 11, baseline: "middle" });
+        // two significant digits: a long map's pooled colour scale ends near 0.002, which two decimals show as 0
+        painter.text(String(parseFloat((zmin + span * k / 4).toPrecision(2))), bx + bw + 4, by + bh - bh * k / 4, { size: 11, baseline: "middle" });
       }
       painter.text(model.get("colorbar_title"), bx - 4, by - 8, { size: 12 });
     }

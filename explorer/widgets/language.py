@@ -18,7 +18,7 @@ from explorer.views import pretrained as pretrained_view
 from explorer.views.export import export_scope
 from explorer.widgets.bertviz_frame import BertvizFrame
 from explorer.widgets.controls import (Form, Row, StatusLine, button, columns, control, head_numbers, positions,
-                                       preset_row, section, shows_errors, tagged)
+                                       preset_row, progress_bar, section, shows_errors, tagged)
 from explorer.widgets.export import CopyLink, ExportBar, maps_export
 from explorer.widgets.faithfulness import FaithfulnessSection
 from explorer.widgets.heatmap_view import HeatmapView
@@ -87,6 +87,8 @@ class LanguagePanel(widgets.VBox):
         self.score.observe(lambda _: self.redraw_soon(), "value")
         self.generate_button = button("Generate", s.generate, "ae-llm-generate", "primary", "play", "120px")
         self.stop_button = button("Stop", s.stop_work, "ae-llm-stop", "warning", "stop", "90px")
+        self.progress = progress_bar(s, "ae-llm-progress", **WIDE)
+        self.unzoom = button("whole text", lambda: s.zoom_to(None, 0), "ae-llm-unzoom", icon="search-minus", width="120px")
         self.ablate_button = button("ablate this head", s.toggle_ablation, "ae-llm-ablate", icon="ban", width="150px")
         self.export_bar = ExportBar(s, {"head map": "ae-llm-head", "head finder": "ae-llm-finder"},
                                     {"attention maps": maps_export(self.export_maps)}, name="llm")
@@ -94,9 +96,8 @@ class LanguagePanel(widgets.VBox):
         self.controls = w.VBox([
             section("Model", self.model_name), section("Example", self.preset), section("Prompt", self.prompt),
             section("Generation", self.max_new_tokens, self.temperature, self.seed,
-                    w.HBox([self.generate_button, self.stop_button])),
-            section("Where to look", self.layer, self.head, self.view, self.token_pick,
-                    button("whole text", lambda: s.zoom_to(None, 0), "ae-llm-unzoom", icon="search-minus", width="120px")),
+                    w.HBox([self.generate_button, self.stop_button]), self.progress),
+            section("Where to look", self.layer, self.head, self.view, self.token_pick, self.unzoom),
             section("Head finder", self.score,
                     button("Find induction heads", s.find_heads, "ae-llm-find", icon="search", width="180px")),
             section("Head ablation (induction probe)", w.HBox([
@@ -191,6 +192,7 @@ class LanguagePanel(widgets.VBox):
         if maps is None or s.layer >= maps.n_layers or s.head >= maps.n_heads:
             return
         token = None if s.token < 0 else s.token
+        self.unzoom.layout.display = None if s.zoom >= 0 else "none"  # only a zoomed long map has a whole to go back to
         if s.view == "layer":
             self._show_layer(maps, s.layer)
         else:

@@ -22,7 +22,7 @@ from explorer.views import pretrained as view
 from explorer.views import show as show_view
 from explorer.views.export import export_scope
 from explorer.views.heatmaps import FigureUpdate
-from explorer.widgets.controls import StatusLine, bind, button, columns, section, shows_errors, tagged
+from explorer.widgets.controls import StatusLine, bind, button, columns, progress_bar, section, shows_errors, tagged
 from explorer.widgets.export import ExportBar, maps_export
 from explorer.widgets.heatmap_view import HeatmapView
 from explorer.widgets.plot import PlotView
@@ -46,6 +46,7 @@ def show(obj, inputs=None, **options) -> "ShowPanel":
     from explorer.models.readers import reader_for
 
     settings = {name: options.pop(name) for name in SETTINGS if name in options}
+    settings = {name: value for name, value in settings.items() if value is not None}  # None: what is shown first by default
     return ShowPanel(ShowSession(reader_for(obj, **options), inputs, **settings))
 
 
@@ -110,9 +111,10 @@ class ShowPanel(widgets.VBox):
         hidden = lambda box, shown: box if shown else w.VBox()  # noqa: E731 - a section only where the model allows
         self.part_section = section("Attention", self.part)
         self.item_section = section("Batch", self.item)
+        self.progress = progress_bar(s, f"{self.key}-progress", width="180px")
         self.controls = w.VBox([
-            hidden(section("Text", self.text, read), reader.accepts_text),
-            hidden(section("Continue the text", self.new_tokens, w.HBox([generate, stop])), reader.can_generate),
+            hidden(section("Text", self.text, read, w.HBox([stop, self.progress])), reader.accepts_text),
+            hidden(section("Continue the text", self.new_tokens, generate), reader.can_generate),
             self.part_section, self.item_section,
             section("Where to look", self.layer, self.head, self.view, self.token_pick, self.unzoom),
             hidden(section("Head ablation", w.HBox([self.ablate_button, restore], layout=w.Layout(flex_flow="row wrap"))),

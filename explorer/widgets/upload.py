@@ -36,7 +36,8 @@ class SizedUpload(anywidget.AnyWidget):
             return
         name = str(content.get("name", "the file"))
         if content.get("event") == "too_big":
-            self.refuse(self.limit_message(name, int(content.get("size") or 0)))
+            size = content.get("size")
+            self.refuse(self.limit_message(name, size if isinstance(size, int) and not isinstance(size, bool) else 0))
         elif content.get("event") == "file" and buffers:
             data = memoryview(buffers[0])
             if data.nbytes > self.max_bytes:  # a page that skipped the check
