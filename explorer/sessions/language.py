@@ -12,6 +12,7 @@ from traitlets import Any, Float, Int, List, TraitError, Unicode, observe
 
 from explorer.arguments import seed as check_seed, whole
 from explorer.sessions.base import Session, ablated_heads, place_in_model, validate
+from explorer.sessions.faithful import CheckInput, FaithfulnessCheck
 from explorer.sessions.rules import Choice
 from explorer.sessions.sinks import SinkExperiment
 from explorer.threads import Throttle
@@ -78,6 +79,8 @@ class LanguageSession(SinkExperiment, Session):
         self._loaded_model = settings.get("model", "")
         self.runs = 0  # model runs (generations and probes), so tests can see a head switch runs nothing
         super().__init__(owner, **settings)
+        self.faithful = FaithfulnessCheck(self, self.faithful_inputs)
+        self.observe(lambda _: self.faithful.show_kept(), ["language_model", "generation", "token", "layer"])
         if language_model is not None:
             self._loaded(language_model)
         else:
@@ -271,6 +274,13 @@ class LanguageSession(SinkExperiment, Session):
 
     def maps(self):
         return None if self.generation is None else self.generation.maps
+
+    def faithful_inputs(self) -> CheckInput:
+        """What the faithfulness check reads: the last generation up to the picked position (its next token's
+        log-probability), and the attention of the layer on screen."""
+        if self.language_model is None or self.generation is None:
+            raise ValueError("Press Generate first: the check measures the model's next token at a position.")
+        return CheckInput(self.language_model, tuple(self.generation.ids), self.token, self.layer)
 
     def candidates(self) -> tuple:
         """The picked position's top-5 next tokens with probabilities."""

@@ -20,6 +20,7 @@ from explorer.widgets.bertviz_frame import BertvizFrame
 from explorer.widgets.controls import (Form, Row, StatusLine, button, columns, control, head_numbers, positions,
                                        preset_row, progress_bar, section, shows_errors, tagged)
 from explorer.widgets.export import CopyLink, ExportBar, maps_export
+from explorer.widgets.faithfulness import FaithfulnessSection
 from explorer.widgets.heatmap_view import HeatmapView
 from explorer.widgets.plot import PlotView
 from explorer.widgets.sinks import SinksBox
@@ -118,7 +119,10 @@ class LanguagePanel(widgets.VBox):
         self.probe = tagged(w.HTML(), "ae-llm-probe")
         small = w.Box([self.finder_view, self.candidates], layout=w.Layout(display="flex", flex_flow="row wrap"))
         self.bertviz_box = BertvizFrame("ae-llm-bertviz")
-        self.outputs = w.VBox([self.text, self.main, small, self.probe, self.bertviz_box, self.sink_box.outputs],
+        self.faithfulness = FaithfulnessSection(self.session.faithful, self._starred, "llm",
+                                                "this map (the picked position)")
+        self.outputs = w.VBox([self.text, self.main, small, self.probe, self.faithfulness, self.bertviz_box,
+                               self.sink_box.outputs],
                               layout=w.Layout(flex="1 1 560px", min_width="0"))
 
     # ----- session -> panel --------------------------------------------------------------------------------------
@@ -169,6 +173,11 @@ class LanguagePanel(widgets.VBox):
         maps = self.session.maps()
         return None if maps is None else export_scope(maps, self.session.layer)[0]
 
+    def _starred(self) -> str | None:
+        """Raw attention when the map on screen is of the layer the check read."""
+        record = self.session.faithful.record
+        return "attention" if record is not None and record.layer == self.session.layer else None
+
     @shows_errors
     def _guarded(self, action, *args) -> None:
         action(*args)
@@ -179,6 +188,7 @@ class LanguagePanel(widgets.VBox):
         s, maps = self.session, self.session.maps()
         self.ablate_button.description = "restore this head" if [s.layer, s.head] in s.ablated else "ablate this head"
         self.probe.value = view.probe_html(s.probe)
+        self.faithfulness.redraw()
         if maps is None or s.layer >= maps.n_layers or s.head >= maps.n_heads:
             return
         token = None if s.token < 0 else s.token

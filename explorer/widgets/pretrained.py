@@ -18,6 +18,7 @@ from explorer.widgets.bertviz_frame import BertvizFrame
 from explorer.widgets.controls import (Form, Row, StatusLine, button, columns, control, head_numbers, positions,
                                        preset_row, section, shows_errors, tagged)
 from explorer.widgets.export import CopyLink, ExportBar, maps_export
+from explorer.widgets.faithfulness import FaithfulnessSection
 from explorer.widgets.heatmap_view import HeatmapView
 from explorer.widgets.plot import PlotView
 from explorer.widgets.pretrained_seq2seq import Seq2SeqParts
@@ -119,7 +120,9 @@ class PretrainedPanel(widgets.VBox):
         self.bertviz_box = BertvizFrame("ae-pretrained-bertviz")
         self.bertviz_frame = self.bertviz_box.frame
         small = w.Box([self.entropy_box, self.focus_box], layout=w.Layout(display="flex", flex_flow="row wrap"))
-        self.outputs = w.VBox([self.main, small, self.ablation_box, self.bertviz_box],
+        self.faithfulness = FaithfulnessSection(self.session.faithful, self._starred, "pretrained",
+                                                "this map (text A)")
+        self.outputs = w.VBox([self.main, small, self.ablation_box, self.faithfulness, self.bertviz_box],
                               layout=w.Layout(flex="1 1 560px", min_width="0"))
 
     # ----- session -> panel --------------------------------------------------------------------------------------
@@ -173,6 +176,13 @@ class PretrainedPanel(widgets.VBox):
         maps = None if reading is None else reading.parts[s.part] if hasattr(reading, "parts") else reading.maps
         return None if maps is None else export_scope(maps, min(s.layer, maps.n_layers - 1))[0]
 
+    def _starred(self) -> str | None:
+        """The method whose map is on screen: a layer's attention, or its rollout."""
+        s, record = self.session, self.session.faithful.record
+        if record is None or record.layer != s.layer or hasattr(s.reading, "parts"):
+            return None
+        return {"head": "attention", "layer": "attention", "mean": "attention", "rollout": "rollout"}.get(s.view)
+
     def _on_cell_click(self, row: int, col: int) -> None:
         """A click on a map's cell selects its row's token (what it attends to, and what attends to it)."""
         if hasattr(self.session.reading, "parts") and self.session.part == "encoder":
@@ -192,6 +202,7 @@ class PretrainedPanel(widgets.VBox):
     def redraw(self) -> None:
         """Draw the chosen view, the entropy map, the token focus and the ablation effect from the last reading."""
         s, reading = self.session, self.session.reading
+        self.faithfulness.redraw()
         if reading is None:
             return
         self.ablate_button.description = ("restore this head" if [s.layer, s.head] in s.ablated else "ablate this head")
