@@ -229,7 +229,8 @@ class MultiHeadAttention(nn.Module):
     ``forward`` returns the output. The dot-product scores run in torch's fused
     ``scaled_dot_product_attention``, so training runs at its speed; ``explorer.capture_attention`` reads that
     call's weights. The learned scores compute their weights here and pass them through ``hook_pattern``
-    (``[B, H, Q, K]``). ``explorer.hooks.capture`` gives both under the name ``<module>.hook_pattern``.
+    (``[B, H, Q, K]``). ``explorer.hooks.capture`` gives both under the name ``<module>.hook_pattern``, and the
+    values under ``<module>.hook_v``.
     """
 
     def __init__(self, d_model: int, n_heads: int, bias: bool = True, dropout: float = 0.0, score: str = "scaled_dot"):
@@ -248,6 +249,7 @@ class MultiHeadAttention(nn.Module):
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)
         self.dropout = nn.Dropout(dropout)
         self.hook_pattern = HookPoint()  # [B, H, Q, K]
+        self.hook_v = HookPoint()  # [B, H, K, d_head]: the values, where value-weighted attention reads them
 
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:
         b, t, _ = x.shape
@@ -278,6 +280,7 @@ class MultiHeadAttention(nn.Module):
         """``x`` ``[B, Q, d]``, ``context`` ``[B, K, d]`` or None; ``mask`` broadcastable to ``[B, H, Q, K]``, True
         where a query may attend; ``causal``: query i sees keys 0..i."""
         q, k, v = self.project(x, context)  # [B, H, T, d_head]
+        v = self.hook_v(v)
         if mask is not None:
             mask = check_mask(mask, (q.shape[0], self.n_heads, q.shape[2], k.shape[2]))
         if causal and (mask is not None or self.score not in FUSED_SCORES):  # one mask holds both

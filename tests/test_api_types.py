@@ -44,7 +44,19 @@ def session_update(cls, **settings):
     return call
 
 
+def importance(*args, **options):
+    from explorer.faithfulness import compare_methods, token_importance
+
+    return lambda: (compare_methods if "seed" in options else token_importance)(*args, **options)
+
+
 CASES = {
+    "token_importance not a model": importance("a model", "text", "attention"),
+    "token_importance method unknown": importance(model, [1, 2, 3], "saliency"),
+    "token_importance position text": importance(model, [1, 2, 3], "attention", position="2"),
+    "token_importance layer text": importance(model, [1, 2, 3], "attention", position=1, layer="0"),
+    "token_importance text for a lab model": importance(model, "1 2 3", "attention"),
+    "compare_methods seed text": importance(model, [1, 2, 3], position=1, seed="x"),
     "attend score unknown": lambda: attend(q, q, v, score="cosine"),
     "attend temperature text": lambda: attend(q, q, v, temperature="hot"),
     "attend temperature nan": lambda: attend(q, q, v, temperature=float("nan")),

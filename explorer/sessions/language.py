@@ -15,6 +15,7 @@ from traitlets import Any, Bool, Float, Int, List, TraitError, Unicode, observe
 
 from explorer.arguments import seed as check_seed, whole
 from explorer.sessions.base import Session, ablated_heads, place_in_model, validate
+from explorer.sessions.faithful import CheckInput, FaithfulnessCheck
 from explorer.sessions.rules import Choice
 from explorer.sessions.sinks import SinkExperiment
 from explorer.threads import Throttle
@@ -82,9 +83,10 @@ class LanguageSession(SinkExperiment, Session):
         self.runs = 0  # model runs (generations and probes), so tests can see a head switch runs nothing
         self._made_with: tuple | None = None  # (prompt, ablated heads) of the generation on screen
         self._pending: tuple | None = None  # a preset chosen before the model was loaded: (name, its changes)
-        self._then = None  # what to do once the running generation (or probe) is in
-        self._phases: list = []  # the _Progress reporters of the running generation
+        self._then, self._phases = None, []  # what to do once the running work is in; its _Progress reporters
         super().__init__(owner, **settings)
+        self.faithful = FaithfulnessCheck(self, self.faithful_inputs)
+        self.observe(lambda _: self.faithful.show_kept(), ["language_model", "generation", "token", "layer"])
         if language_model is not None:
             self._loaded(language_model)
         else:
@@ -355,6 +357,13 @@ class LanguageSession(SinkExperiment, Session):
         if self.on_probe:
             return None if self.probe is None else self.probe["maps"]
         return None if self.generation is None else self.generation.maps
+
+    def faithful_inputs(self) -> CheckInput:
+        """What the faithfulness check reads: the last generation up to the picked position (its next token's
+        log-probability), and the attention of the layer on screen."""
+        if self.language_model is None or self.generation is None:
+            raise ValueError("Press Generate first: the check measures the model's next token at a position.")
+        return CheckInput(self.language_model, tuple(self.generation.ids), self.token, self.layer)
 
     def candidates(self) -> tuple:
         """The picked position's top-5 next tokens with probabilities, in the maps on screen."""

@@ -13,6 +13,7 @@ from traitlets import Any, Bool, Int, List, TraitError, Unicode, observe
 
 from explorer.arguments import whole
 from explorer.sessions.base import Session, ablated_heads, place_in_model, say_name, validate
+from explorer.sessions.faithful import CheckInput, FaithfulnessCheck
 from explorer.sessions.rules import one_of
 
 PRESETS = {
@@ -74,6 +75,8 @@ class PretrainedSession(Session):
         self._read_texts: tuple | None = None  # the texts of ``reading``
         self._loaded_model = settings.get("model", "")
         super().__init__(owner, **settings)
+        self.faithful = FaithfulnessCheck(self, self.faithful_inputs)
+        self.observe(lambda _: self.faithful.show_kept(), ["encoder", "text_a", "layer"])
         if encoder is not None:
             self._loaded(encoder)
         else:
@@ -252,3 +255,12 @@ class PretrainedSession(Session):
 
     def maps(self):
         return None if self.reading is None else self.reading.maps
+
+    def faithful_inputs(self) -> CheckInput:
+        """What the faithfulness check reads: text A's sentence embedding, the attention of the layer on screen."""
+        if self.encoder is None:
+            raise ValueError("The model is still loading; check the maps when it is ready.")
+        if is_seq2seq(self.encoder):
+            raise ValueError("The faithfulness check reads an encoder's sentence embedding; an encoder-decoder's "
+                             "output is its translation. Load an encoder (the default all-MiniLM-L6-v2).")
+        return CheckInput(self.encoder, self.text_a, -1, self.layer)

@@ -24,6 +24,7 @@ from explorer.sessions import lab_files, translating
 from explorer.sessions.rules import Choice, NumberChoice, head_options, nearest_heads, one_of, positive_rate
 from explorer.sessions.lab_files import PAIRS_PREFIX, TEXT_PREFIX, Run, run_name
 from explorer.sessions.base import validate
+from explorer.sessions.faithful import CheckInput, FaithfulnessCheck
 from explorer.sessions.lab_session import LabSession
 from explorer.training import Trainer
 
@@ -84,6 +85,7 @@ class TransformerLabSession(LabSession):
     layers_b = Int(2, help="second model's layers").tag(link=True)
     score_b = Choice(SCORES, "scaled_dot", help="second model's cross-attention score").tag(link=True)
     typed = Unicode("", help="text to translate").tag(link=True)
+    faith_position = Int(-1, help="position the faithfulness check reads").tag(link=True)  # -1: the last
     lr = Float(1e-3, help="learning rate").tag(link=True)
     batch_size = Int(64, help="batch size").tag(link=True)
     steps = Int(300, help="number of steps").tag(link=True)
@@ -100,6 +102,7 @@ class TransformerLabSession(LabSession):
         self._built: dict | None = None  # the architecture of the models in the lab
         self._building: dict | None = None  # the architecture being built in the worker
         super().__init__(owner)
+        self.faithful = FaithfulnessCheck(self, self.faithful_inputs)
         self.update(**settings)
         if self.lab is None:
             self._use(self.build())
@@ -161,6 +164,12 @@ class TransformerLabSession(LabSession):
             except ValueError as error:
                 raise TraitError(str(error)) from None
         return value
+
+    @validate("faith_position")
+    def _valid_faith_position(self, proposal):
+        if proposal["value"] < -1:
+            raise TraitError(f"The position is -1 (the last) or a token's number from 0, got {proposal['value']}.")
+        return proposal["value"]
 
     @validate("lr")
     def _valid_lr(self, proposal):
@@ -353,3 +362,20 @@ class TransformerLabSession(LabSession):
         self.translation = result  # draws on ``translation``
         self.say(f"{first.name} at step {first.trainer.step} writes '{result.target}'.", "ok")
         return result
+
+    def faithful_inputs(self) -> CheckInput:
+        """What the faithfulness check reads: the first model (its weights of this step) on the probe input, its
+        class or its token at ``faith_position``, and the attention of its last layer."""
+        if not self.runs:
+            raise ValueError("The model is still being built; check it when it is ready.")
+        if self.training:  # the check reads (and freezes for its gradients) the weights the training steps change
+            raise ValueError("Training is running: the weights change with every step. Press Stop, or check the "
+                             "model when training ends.")
+        trainer = self.runs[0].trainer
+        data = trainer.data
+        example, classify = data["test"][0], is_classification(data)
+        options = {"names": tuple(vocabulary(data)), "classes": tuple(class_names(data)) if classify else None}
+        if getattr(trainer.model, "is_encoder_decoder", False):
+            options["length"] = len(example["labels"])
+        position = -1 if classify else self.faith_position
+        return CheckInput(trainer.model, tuple(example["input_ids"]), position, None, options, trainer.step)

@@ -15,10 +15,11 @@ from pathlib import Path
 import torch
 from traitlets import Bool, Float, Instance, Int, List, TraitError, Unicode, observe
 
-from explorer.data.images import load_digits, load_image_folder, make_shapes
+from explorer.data.images import first_images, load_digits, load_image_folder, make_shapes
 from explorer.lab import Lab, LabView
 from explorer.maps import ImageAttention
 from explorer.models.cbam import KERNEL_SIZES, MERGES, ORDERS, PAPER, POOL_TYPES, PRESET_NOTES, PRESETS, CBAM, hidden_units
+from explorer.models.map_deletion import MapTest, map_curves
 from explorer.paths import confined
 from explorer.sessions.base import say_name, validate
 from explorer.sessions.rules import Choice, NumberChoice, positive_rate
@@ -31,6 +32,7 @@ from explorer.threads import Throttle
 
 DATASETS = ("shapes", "digits", "folder")
 NET_WIDTH = 32  # the nets' default width: the channels each CBAM weighs
+DELETION_IMAGES = 32  # test images of the deletion and insertion test: 11 points, 2 orders, 2 curves each per map
 CBAM_SETTINGS = ("cbam", "channel", "spatial", "order", "merge", "ratio", "kernel_size", "pools")
 
 
@@ -66,6 +68,7 @@ class VisionSession(PretrainedViTSection, ViTSettings):
     path = Unicode("checkpoints/cbam", help="checkpoint folder").tag(setting=True)
 
     yours = Instance(YourImage, allow_none=True)  # the uploaded image through the nets
+    map_test = Instance(MapTest, allow_none=True)  # deletion and insertion of the nets' maps at one step
 
     def __init__(self, owner=None, n_train: int = 2000, n_test: int = 500, **settings):
         super().__init__(owner, n_train=n_train, n_test=n_test)
@@ -173,6 +176,7 @@ class VisionSession(PretrainedViTSection, ViTSettings):
 
     def show(self, nets: Nets) -> None:
         super().show(nets)
+        self.map_test = None  # it measured the nets that are gone
         self._refresh_yours()
 
     def _data_summary(self) -> str:
@@ -229,6 +233,30 @@ class VisionSession(PretrainedViTSection, ViTSettings):
     def summary(view: LabView, head: str) -> str:
         parts = [f"{NAMES[run.name]} {run.accuracy:.0%}" for run in view.runs]
         return f"{head}: test accuracy {', '.join(parts)}."
+
+    # ----- deletion and insertion ---------------------------------------------------------------------------------
+    def measure_deletion(self) -> None:
+        """Deletion and insertion of every net's maps (the ones localization scores) over the first test images, in
+        the worker; Stop ends it and the previous result stays. Refused while training: the maps change every step."""
+        if self.training or self.worker.running:
+            raise ValueError("Busy training or loading: the maps change with every step. Press Stop, or measure "
+                             "when training ends.")
+        nets = {NAMES[name]: trainer.model for name, trainer in self.trainers.items()}
+        pixels, _, _ = first_images(self.data["test"], DELETION_IMAGES)
+        step, stop, told = self.lab.step, self.worker.stopping.is_set, Throttle(self.home, self._told_deletion, 0.3)
+        self.progress = 0.0
+        self.submit(f"Deletion and insertion of the maps over {len(pixels)} test images…",
+                    lambda: MapTest(step, len(pixels), map_curves(nets, pixels, stop=stop, progress=told)),
+                    self._measured)
+
+    def _told_deletion(self, fraction: float, words: str) -> None:
+        if self.busy:
+            self.progress = fraction
+            self.say(words, "busy")
+
+    def _measured(self, found: MapTest) -> None:
+        self.map_test, self.progress = found, 1.0
+        self.say(f"Deletion and insertion of the maps at step {found.step}, over {found.images} test images.", "ok")
 
     # ----- your image and checkpoints ------------------------------------------------------------------------------
     def show_image(self, content: bytes) -> None:

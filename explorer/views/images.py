@@ -1,4 +1,5 @@
-"""Figures for the CBAM lab: training curves, a gallery of maps over images, channel-weight bars, localization.
+"""Figures for the CBAM lab: training curves, a gallery of maps over images, channel-weight bars, localization,
+deletion and insertion.
 
 Arrays in, figures out. Maps and weights are drawn on a fixed 0..1 scale so frames compare; trace order is
 fixed for each figure so a panel can update it in place.
@@ -194,19 +195,24 @@ def localization_history(snapshots) -> dict:
     return history
 
 
-def localization_lines(runs: dict) -> dict:
-    """The lines of the localization figure from each net's snapshots (net name -> snapshots): the first CNN's
-    stages, every CNN's Grad-CAM ("Grad-CAM (name)"), and a Vision Transformer's maps ("name CLS map", ...)."""
+def named_maps(per_net: dict, vision_transformers) -> dict:
+    """``{net: {map: value}}`` under the names the localization figure gives its lines: the first CNN's stages,
+    every CNN's Grad-CAM ("Grad-CAM (net)"), and each Vision Transformer's maps ("net CLS map", ...)."""
     stages, cams, vits = {}, {}, {}
-    for name, snapshots in runs.items():
-        history = localization_history(snapshots)
-        if snapshots and snapshots[-1].maps.rollout:  # a Vision Transformer's record
-            vits.update({f"{name} {key}": line for key, line in history.items()})
+    for net, maps in per_net.items():
+        if net in vision_transformers:
+            vits.update({f"{net} {kind}": value for kind, value in maps.items()})
             continue
-        stages = stages or {key: line for key, line in history.items() if key != "Grad-CAM"}
-        if "Grad-CAM" in history:
-            cams[f"Grad-CAM ({name})"] = history["Grad-CAM"]
+        stages = stages or {kind: value for kind, value in maps.items() if kind != "Grad-CAM"}
+        if "Grad-CAM" in maps:
+            cams[f"Grad-CAM ({net})"] = maps["Grad-CAM"]
     return {**stages, **cams, **vits}
+
+
+def localization_lines(runs: dict) -> dict:
+    """The lines of the localization figure from each net's snapshots (net name -> snapshots), by ``named_maps``."""
+    return named_maps({name: localization_history(snapshots) for name, snapshots in runs.items()},
+                      {name for name, snapshots in runs.items() if snapshots and snapshots[-1].maps.rollout})
 
 
 def localization_figure(lines: dict, width: int | None = None) -> go.Figure:
@@ -222,6 +228,30 @@ def localization_figure(lines: dict, width: int | None = None) -> go.Figure:
                       height=300, width=width, margin=dict(l=50, r=20, t=50, b=40), xaxis_title="step",
                       yaxis=dict(title="× uniform", rangemode="tozero"),
                       legend=dict(font=dict(size=10), orientation="h", y=-0.25))
+    return fig
+
+
+def deletion_figure(test, width: int | None = None) -> go.Figure:
+    """Deletion and insertion of every map (``test``: a ``MapTest``), named as the localization figure names them,
+    each beside a random order of the same images' pixels. Deletion is AOPC, the mean fall of the predicted class's
+    probability as the map's top pixels go black first; insertion the mean rise from a black image as they come
+    back first. A map that names the pixels the net uses beats the random order in both."""
+    rows = named_maps(test.curves, {net for net, maps in test.curves.items() if "rollout" in maps})
+    names = list(rows)[::-1]  # plotly draws the first category at the bottom
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04,
+                        subplot_titles=("deletion: mean fall of p(class)", "insertion: mean rise of p(class)"))
+    for col, kind in enumerate(("deletion", "insertion"), start=1):
+        for order, color, field in (("the map's order", "#d62728", kind), ("random order", "#b0b0b0", f"random_{kind}")):
+            values = [getattr(rows[name], field) for name in names]
+            fig.add_trace(go.Bar(y=names, x=values, orientation="h", name=order, marker_color=color, legendgroup=order,
+                                 showlegend=col == 1, hovertemplate=f"%{{y}}<br>{order}: %{{x:.3f}}<extra>{kind}</extra>"),
+                          row=1, col=col)
+    fig.update_xaxes(rangemode="tozero")
+    fig.update_annotations(font=dict(size=12))
+    fig.update_layout(barmode="group", height=190 + 34 * len(names), width=width, margin=dict(l=10, r=20, t=110, b=30),
+                      title=dict(text=f"deletion and insertion: step {test.step}, {test.images} test images",
+                                 font=dict(size=13), yref="container", y=0.97),
+                      legend=dict(font=dict(size=11), orientation="h", x=0, y=1.09, yanchor="bottom"))
     return fig
 
 

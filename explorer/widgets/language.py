@@ -25,6 +25,7 @@ from explorer.widgets.controls import (Form, ModelBox, Row, StatusLine, button, 
                                        guarded, head_numbers, positions, preset_row, progress_bar, section,
                                        shows_errors, tagged)
 from explorer.widgets.export import CopyLink, ExportBar, maps_export
+from explorer.widgets.faithfulness import FaithfulnessSection
 from explorer.widgets.heatmap_view import HeatmapView
 from explorer.widgets.plot import PlotView
 from explorer.widgets.sinks import SinksBox
@@ -142,8 +143,11 @@ class LanguagePanel(widgets.VBox):
                        w.VBox([self.candidates, self.candidate_words], layout=w.Layout(**column))],
                       layout=w.Layout(display="flex", flex_flow="row wrap", width="100%"))
         self.bertviz_box = BertvizFrame("ae-llm-bertviz")
+        self.faithfulness = FaithfulnessSection(self.session.faithful, self._starred, "llm",
+                                                "this map (the picked position)")
         self.outputs = w.VBox([self.text, self.main, self.main_words, small, self.probe, self.probe_words,
-                               self.bertviz_box, self.sink_box.outputs], layout=w.Layout(flex="1 1 560px", min_width="0"))
+                               self.faithfulness, self.bertviz_box, self.sink_box.outputs],
+                              layout=w.Layout(flex="1 1 560px", min_width="0"))
 
     # ----- session -> panel --------------------------------------------------------------------------------------
     def _on_model(self) -> None:
@@ -198,6 +202,11 @@ class LanguagePanel(widgets.VBox):
         maps = self.session.maps()
         return None if maps is None else export_scope(maps, self.session.layer)[0]
 
+    def _starred(self) -> str | None:
+        """Raw attention when the map on screen is of the layer the check read."""
+        record = self.session.faithful.record
+        return "attention" if record is not None and record.layer == self.session.layer else None
+
     @shows_errors
     def _guarded(self, action, *args, **kwargs) -> None:
         action(*args, **kwargs)
@@ -213,6 +222,7 @@ class LanguagePanel(widgets.VBox):
         self.on_probe.disabled = s.probe is None
         self.on_probe.description = "show on your text" if s.on_probe else "show on its probe"
         self._draw_finder()
+        self.faithfulness.redraw()
         self.unzoom.layout.display = None if s.zoom >= 0 else "none"  # only a zoomed long map has a whole to go back to
         if maps is None:
             self.head_view.show(matrix=view.NOTHING, empty_text=view.EMPTY["probe" if s.on_probe else "head"])

@@ -20,6 +20,7 @@ from explorer.widgets.bertviz_frame import BertvizFrame
 from explorer.widgets.controls import (Form, ModelBox, Row, StatusLine, button, columns, control, explain, explanation,
                                        head_numbers, positions, preset_row, section, shows_errors, tagged)
 from explorer.widgets.export import CopyLink, ExportBar, maps_export
+from explorer.widgets.faithfulness import FaithfulnessSection
 from explorer.widgets.heatmap_view import HeatmapView
 from explorer.widgets.plot import PlotView
 from explorer.widgets.pretrained_seq2seq import Seq2SeqParts
@@ -129,7 +130,10 @@ class PretrainedPanel(widgets.VBox):
         small = w.Box([self.entropy_column, self.focus_column],
                       layout=w.Layout(display="flex", flex_flow="row wrap", width="100%"))
         self.ablation_column = w.VBox([self.ablation_box, self.ablation_words], layout=w.Layout(width="100%"))
-        self.outputs = w.VBox([self.main, self.main_words, small, self.ablation_column, self.bertviz_box],
+        self.faithfulness = FaithfulnessSection(self.session.faithful, self._starred, "pretrained",
+                                                "this map (text A)")
+        self.outputs = w.VBox([self.main, self.main_words, small, self.ablation_column, self.faithfulness,
+                               self.bertviz_box],
                               layout=w.Layout(flex="1 1 560px", min_width="0"))
 
     # ----- session -> panel --------------------------------------------------------------------------------------
@@ -185,6 +189,13 @@ class PretrainedPanel(widgets.VBox):
         maps = None if reading is None else reading.parts[s.part] if hasattr(reading, "parts") else reading.maps
         return None if maps is None else export_scope(maps, min(s.layer, maps.n_layers - 1))[0]
 
+    def _starred(self) -> str | None:
+        """The method whose map is on screen: a layer's attention, or its rollout."""
+        s, record = self.session, self.session.faithful.record
+        if record is None or record.layer != s.layer or hasattr(s.reading, "parts"):
+            return None
+        return {"head": "attention", "layer": "attention", "mean": "attention", "rollout": "rollout"}.get(s.view)
+
     def _on_cell_click(self, row: int, col: int) -> None:
         """A click on a map's cell selects its row's token (what it attends to, and what attends to it)."""
         if hasattr(self.session.reading, "parts") and self.session.part == "encoder":
@@ -209,6 +220,7 @@ class PretrainedPanel(widgets.VBox):
     def redraw(self) -> None:
         """Draw the chosen view, the entropy map, the token focus and the ablation effect from the last reading."""
         s, reading = self.session, self.session.reading
+        self.faithfulness.redraw()
         if reading is None:
             return
         self.ablate_button.description = ("restore this head" if [s.layer, s.head] in s.ablated else "ablate this head")

@@ -17,6 +17,7 @@ from explorer.sessions.transformer_lab import ARCHITECTURE, PRESETS, TEXT_PREFIX
 from explorer.views.timeline import timeline_gif, timeline_html
 from explorer.widgets.controls import Form, Row, StatusLine, button, columns, control, preset_row, section, shows_errors, tagged
 from explorer.widgets.export import CopyLink, ExportBar, maps_export
+from explorer.widgets.faithfulness import FaithfulnessSection
 from explorer.widgets.student_files import StudentFiles
 from explorer.widgets.training_monitor import TrainingMonitor
 from explorer.widgets.translator import TranslatorBox
@@ -50,6 +51,7 @@ ROWS = (
     Row("batch_size", control(w.Dropdown, NARROW, options=[16, 32, 64, 128, 256]), "batch size"),
     Row("steps", control(w.IntText, NARROW), "steps", "ae-tl-steps"),
     Row("path", control(w.Text, "250px")),
+    Row("faith_position", control(w.IntText, "80px"), "position", "ae-tl-faith-position"),
 )
 BUTTONS = (("Train", "success"), ("Stop", "danger"), ("Reset", ""), ("Save", ""), ("Load", ""))
 
@@ -82,7 +84,9 @@ class TransformerLabPanel(widgets.VBox):
                                     {"timeline": (("gif", "html"), self.timeline_file),
                                      "attention maps": maps_export(session.probe_maps)}, name="transformer")
         self.controls = self._layout()
-        self.children = [columns(self.controls, widgets.VBox([self.translator, self.monitor],
+        self.faithfulness = FaithfulnessSection(session.faithful, lambda: "attention", "tl", "the first model's map",
+                                                form.rows("faith_position", width="60px"))
+        self.children = [columns(self.controls, widgets.VBox([self.translator, self.monitor, self.faithfulness],
                                                              layout=widgets.Layout(flex="1 1 560px", min_width="0")))]
         session.observe(lambda change: self._on_view(change["new"]), "lab_view")
         self._on_view(session.lab_view)

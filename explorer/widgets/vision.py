@@ -97,6 +97,7 @@ class VisionPanel(widgets.VBox):
         self.children = [columns(self.controls, self.outputs)]
         session.observe(lambda _: self.redraw(), ["lab_view", "selected", "vit_head", "vit_patch"])
         session.observe(lambda _: self._show_yours(), "yours")
+        session.observe(lambda _: self._show_deletion(), "map_test")
         session.observe(lambda change: setattr(self.progress, "value", int(1000 * change["new"])), "progress")
         self.redraw()
 
@@ -106,7 +107,7 @@ class VisionPanel(widgets.VBox):
         act = lambda name, action, style="", icon="", width="100px": button(  # noqa: E731
             name, guarded(s, action), f"ae-cbam-{name.lower().replace(' ', '-')}", style, icon, width)
         export = ExportBar(s, {"gallery": "ae-cbam-gallery", "curves": "ae-cbam-curves",
-                               "localization": "ae-cbam-localization"}, name="cbam")
+                               "localization": "ae-cbam-localization", "deletion": "ae-cbam-deletion"}, name="cbam")
         return w.VBox([
             section("Example", form["preset"]),
             section("Data", *form.rows("dataset", width="70px"), form["folder"],
@@ -128,11 +129,24 @@ class VisionPanel(widgets.VBox):
         ], layout=w.Layout(width="26em", min_width="300px", flex="0 1 26em"))  # em: grows with the font
 
     def _build_figures(self) -> None:
-        self.figures = {name: PlotView(name=f"ae-cbam-{name}") for name in ("curves", "gallery", "channels", "localization")}
+        self.figures = {name: PlotView(name=f"ae-cbam-{name}")
+                        for name in ("curves", "gallery", "channels", "localization", "deletion")}
         self.figures["gallery"].on_click(self._on_gallery_click)
         self.yours_figure = PlotView(name="ae-cbam-yours")
         self.yours = w.VBox()
-        pair = w.Box([self.figures["channels"], self.figures["localization"]],
+        s = self.session
+        self.deletion_figure = w.Box([self.figures["deletion"]], layout=w.Layout(display="none"))
+        self.deletion_run = button("Deletion and insertion", guarded(s, s.measure_deletion), "ae-cbam-deletion-run",
+                                   "info", "eraser", "190px")
+        deletion = w.VBox([
+            w.HTML("<b>Do the maps name the pixels the net uses?</b><div style='font-size:12px;max-width:500px'>"
+                   "Black out each map's top pixels first and watch the predicted class's probability fall "
+                   "(deletion), or start black and bring them back first (insertion), against a random order."
+                   "</div>"),
+            w.HBox([self.deletion_run, button("Stop", guarded(s, s.stop), "ae-cbam-deletion-stop", "warning", "stop", "80px")]),
+            self.deletion_figure], layout=w.Layout(width="520px"))
+        deletion.add_class("ae-cbam-deletion-box")
+        pair = w.Box([self.figures["channels"], self.figures["localization"], deletion],
                      layout=w.Layout(display="flex", flex_flow="row wrap"))
         self.gallery_words = explanation("ae-cbam-gallery-words")
         self.outputs = w.VBox([
@@ -163,6 +177,13 @@ class VisionPanel(widgets.VBox):
         self.figures["channels"].show(view.channel_bars(channel, title, width=560))
         lines = view.localization_lines({NAMES[run.name]: run.snapshots for run in record.runs})
         self.figures["localization"].show(view.localization_figure(lines, width=520))
+
+    def _show_deletion(self) -> None:
+        """The deletion and insertion test of the nets on screen, hidden until one is measured."""
+        test = self.session.map_test
+        if test is not None:
+            self.figures["deletion"].show(view.deletion_figure(test, width=520))
+        self.deletion_figure.layout.display = None if test is not None else "none"
 
     def _vit_view(self) -> dict:
         """The gallery's ViT options: the picked head, and what its per-layer map shows."""
