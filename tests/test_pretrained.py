@@ -470,10 +470,10 @@ def test_a_model_that_cannot_load_keeps_the_typed_name_and_says_why(panel):
 
 
 def test_the_ablation_axis_follows_the_change_and_says_the_numbers():
-    change, update = np.array([0.0, 0.0, 0.0003, 0.0001]), None
+    change = np.array([0.0, 0.0, 0.0003, 0.0001])
     update = view.ablation_update(change, 0.99999, [(1, 2)])
-    top = update["layout"]["yaxis"]["range"][1]
-    assert 0.0003 < top < 0.001 and update["data"][0]["text"][2] == "0.0003"
+    top = update.layout["yaxis"]["range"][1]
+    assert 0.0003 < top < 0.001 and update.data[0]["text"][2] == "0.0003"
 
 
 def test_maps_of_an_older_text_are_greyed_while_the_new_one_is_read(panel):
