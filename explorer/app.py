@@ -4,7 +4,7 @@
 and its panel as ``"module:Class"``. Opening a tab imports both modules and makes the session in a worker (a
 session may load data or a model); the panel, like every widget, is then made on the home thread (the kernel's),
 where the tab first showed a placeholder. ``link()`` gives ``?tab=...&state=...`` for the view on screen and
-``apply_link()`` opens one.
+``apply_link()`` opens one. The "present" switch (``present=1`` in a link) draws everything larger for a projector.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from explorer import links
 from explorer.sessions.base import friendly_error, unknown_name
 from explorer.threads import Worker, home
 from explorer.widgets.page_watch import PageWatch
+from explorer.widgets.present import PresentSwitch, presentable
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ APP_CSS = """
 .ae-app { max-width: 100%; }
 </style>
 """
+TRUE = ("1", "true", "yes", "on")
 
 
 def find_tab(key: str, tabs=TABS) -> int:
@@ -80,13 +82,16 @@ class ExplorerApp(widgets.VBox):
         self.session_options = session_options
         self._building: dict[str, Worker] = {}
         self._then: dict[str, list] = {}
-        self.notice = widgets.HTML()
+        self.notice = widgets.HTML(layout=widgets.Layout(flex="1 1 auto"))
         self.notice.add_class("ae-notice")
+        self.present = PresentSwitch()
         placeholders = [widgets.HTML(f"<i>Opening {html.escape(s.title)}…</i>") for s in self.tabs]
         self.tab = widgets.Tab(children=placeholders, titles=[s.title for s in self.tabs])
         self.watch = PageWatch(on_gone=self.stop_work)
-        super().__init__([widgets.HTML(APP_CSS), self.notice, self.tab, self.watch])
+        header = widgets.HBox([self.notice, self.present], layout=widgets.Layout(align_items="center"))
+        super().__init__([widgets.HTML(APP_CSS), header, self.tab, self.watch])
         self.add_class("ae-app")
+        presentable(self, self.present)
         start = 0
         if tab:
             try:
@@ -98,7 +103,8 @@ class ExplorerApp(widgets.VBox):
         self.tab.observe(self._on_select, "selected_index")
 
     def say(self, text: str) -> None:
-        self.notice.value = f'<span style="color:#b42318">{html.escape(text)}</span>' if text else ""
+        """A notice above the tabs (a link that could not be applied in full): amber, the page still works."""
+        self.notice.value = f'<span class="ae-status-warning" style="color:#9a6700">{html.escape(text)}</span>' if text else ""
 
     # ----- building tabs -----------------------------------------------------------------------------------------
     def _on_select(self, change) -> None:
@@ -179,9 +185,10 @@ class ExplorerApp(widgets.VBox):
         """``?tab=...&state=...`` for the view of tab ``tab`` (the tab on screen by default)."""
         key = tab or self.tabs[self.tab.selected_index or 0].key
         key = self.tabs[find_tab(key, self.tabs)].key
+        present = "1" if self.present.on else None
         if key not in self.sessions:
-            return links.query(key)
-        return links.query(key, self.sessions[key].state())
+            return links.query(key, present=present)
+        return links.query(key, self.sessions[key].state(), present=present)
 
     def select(self, key: str, preset: str | None = None, state: str | None = None) -> None:
         """Show tab ``key`` and, once it is built, apply a preset or a link's state; problems become a notice."""
@@ -237,6 +244,8 @@ class ExplorerApp(widgets.VBox):
 
     def _apply_query(self, query_string: str) -> str | None:
         params = links.parse(query_string)
+        if params.get("present", "").lower() in TRUE:
+            self.present.on = True
         key = params.get("tab") or (self.tabs[self.tab.selected_index or 0].key if params else None)
         if key is None:
             return None

@@ -121,6 +121,11 @@ def second_copy_loss(model, ablate=(), length: int = 40, seed: int = 0) -> float
     return float(torch.nn.functional.cross_entropy(logits[start - 1:-1], targets))
 
 
+def heads_in_words(pairs) -> str:
+    """``[(18, 6), (17, 3)]`` as "layer 18, head 6; layer 17, head 3": a page never shows a Python tuple."""
+    return "; ".join(f"layer {int(layer)}, head {int(head)}" for layer, head in pairs) or "none"
+
+
 def top_heads(scores: torch.Tensor, k: int = 3) -> list[tuple[int, int]]:
     """The ``k`` highest-scoring ``(layer, head)`` pairs."""
     scores = float_tensor(scores, "head scores [layers, heads]", dims=(2,))

@@ -148,3 +148,13 @@ def test_an_error_inside_an_update_handler_leaves_the_panel_answering():
     assert session.score == "additive" and panel.weight_fig.figure.layout.meta == "ae-weights"
     panel.temperature_text.value = "0.5"
     assert session.temperature == 0.5 and session.status_kind == "ok"
+
+
+def test_present_in_a_link_turns_present_mode_on_and_links_carry_it():
+    app = build_app()
+    assert not app.present.on and "ae-present" not in app._dom_classes
+    app.apply_link("tab=mechanism&present=1")
+    assert app.present.on and "ae-present" in app._dom_classes
+    assert links.parse(app.link())["present"] == "1"
+    app.present.on = False  # the switch on the page
+    assert "ae-present" not in app._dom_classes and "present" not in links.parse(app.link())

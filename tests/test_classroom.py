@@ -163,7 +163,8 @@ def test_server_extension_config_for_jupyterhub_and_binder_matches_the_serve_com
     config = PyFileConfigLoader("jupyter_server_config.py", path=str(root / "docs")).load_config()
     command = voila_command(Path("dash.ipynb"), 9000, open_browser=False)
     assert config.ServerApp.tornado_settings == {"websocket_max_message_size": WEBSOCKET_MAX_BYTES,
-                                                 "compress_response": True}  # as explorer/voila_app.py does
+                                                 "compress_response": True,  # as explorer/voila_app.py does
+                                                 "mathjax_url": None, "mathjax_config": None}  # as standalone Voila
     assert config.ServerApp.terminals_enabled is False
     assert config.VoilaConfiguration.strip_sources is True and "--strip_sources=True" in command
     assert config.VoilaConfiguration.file_denylist == [".*"]

@@ -4,7 +4,8 @@ Three students sign in with the class password (one name with a space and Unicod
 the dashboard in a server of their own, each page has its own kernel in its owner's server, and a sentence
 typed by one student is seen by that student only. A student cannot open another's server or its API. A
 wrong password gets a clear login error and no server; the same name signing in from a second browser
-reaches the same server, with a kernel of its own. The hub restarted under the class keeps every server:
+reaches the same server, with a kernel of its own. With every request outside the machine blocked (a class
+offline), the Mechanism tab's equations are typeset, not raw LaTeX. The hub restarted under the class keeps every server:
 an open page reconnects to its kernel, a new visit reaches the same server. A second hub with a short idle timeout culls an idle
 student's server.
 """
@@ -93,6 +94,31 @@ async def own_sentence(page, word: str) -> list[str]:
     return await page.evaluate(f"(name) => ({FIND_PLOT})(name).data[0].x", HEAD)
 
 
+async def offline(context) -> None:
+    """Let the browser reach only this machine, as in a classroom without internet."""
+    async def route(request_route, request):
+        host = urllib.parse.urlparse(request.url).hostname
+        if request.url.startswith(("data:", "about:", "blob:")) or host in ("127.0.0.1", "localhost"):
+            await request_route.continue_()
+        else:
+            await request_route.abort()
+
+    await context.route("**/*", route)
+
+
+async def equations_as_shown(page) -> str:
+    """The Mechanism tab's steps (the dashboard's first tab) as the page shows them, once MathJax has had its
+    chance to typeset them."""
+    from playwright.async_api import TimeoutError as PlaywrightTimeout
+
+    await page.wait_for_selector(".ae-steps", timeout=120_000)
+    try:
+        await page.wait_for_selector(".ae-steps mjx-container", timeout=60_000)
+    except PlaywrightTimeout:
+        pass  # the text below says what the student sees instead
+    return await page.inner_text(".ae-steps")
+
+
 async def kernels_of(context, server: str) -> list[str] | None:
     """The kernel ids that ``server`` lists to this browser context (None if it refuses)."""
     response = await context.request.get(server + "api/kernels", max_redirects=0)
@@ -120,10 +146,13 @@ async def a_class(hub) -> dict:
             await page.context.close()
 
             contexts = [await new_context() for _ in STUDENTS]
+            for context in contexts:
+                await offline(context)
             pages = [page for page, _ in await asyncio.gather(
                 *(log_in(context, url, name) for context, name in zip(contexts, STUDENTS)))]
             seen["kernel_ids"] = await asyncio.gather(*(wait_for_dashboard(page) for page in pages))
             seen["urls"] = [page.url for page in pages]
+            seen["equations"] = await asyncio.gather(*(equations_as_shown(page) for page in pages))
             seen["tokens"] = await asyncio.gather(*(own_sentence(page, word) for page, word in zip(pages, WORDS)))
             servers = [user_url(url, name) for name in STUDENTS]
             seen["kernels"] = [[await kernels_of(context, server) for server in servers] for context in contexts]
@@ -177,6 +206,8 @@ def test_a_class_signs_in_and_each_student_reaches_only_their_own_server(class_h
     names = [name.lower() for name in STUDENTS]
     for name, landed in zip(names, seen["urls"]):
         assert urllib.parse.unquote(landed).split("?")[0].endswith(f"/user/{name}/voila/render/dashboards/explorer.ipynb")
+    for shown in seen["equations"]:  # typeset by the MathJax served with the page, not asked of a CDN
+        assert "Score" in shown and "$$" not in shown and "\\frac" not in shown, shown[:200]
     kernel_ids = seen["kernel_ids"]
     assert len(set(kernel_ids)) == len(STUDENTS)
     for i, listed in enumerate(seen["kernels"]):

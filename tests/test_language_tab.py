@@ -80,13 +80,20 @@ def test_encoder_folder_is_refused_and_the_model_kept(session):
     assert "Pretrained tab" in session.status
 
 
-def test_induction_preset_and_head_finder(session):
-    session.apply_preset("induction heads")
+def test_induction_preset_runs_finds_and_opens_its_head(session):
+    session.update(layer=1, head=3)
+    session.apply_preset("induction heads")  # sets the repeated prompt, generates, finds the heads, opens the top one
+    assert session.wait()
+    assert session.generation is not None and sum(session.generation.generated) == 1  # the preset's one token
+    assert (session.layer, session.head) == session.probe["top"][0] and "induction head is layer" in session.status
+    assert not session.out_of_date()
     session.update(ablated=[[1, 1]])
+    assert session.out_of_date()  # the maps on screen were made without that ablation
     session.find_heads()
     assert session.wait()
     probe = session.probe
     assert probe["induction"].shape == (2, 4) and len(probe["top"]) == 3
+    assert "[(" not in session.status and "layer" in session.status  # heads in words, not Python tuples
     from explorer.heads import second_copy_loss
 
     assert probe["ablated_loss"] == pytest.approx(second_copy_loss(session.language_model, probe["top"], 20, 0))
@@ -205,6 +212,92 @@ def test_a_click_on_a_pooled_map_zooms_into_that_region_and_sends_only_it(tmp_pa
     assert panel.head_view.shape[0] <= MAX_CELLS and session.zoom == -1 and panel.unzoom.layout.display == "none"
 
 
+def test_before_generate_the_views_say_what_will_appear(session):
+    from explorer.widgets.language import LanguagePanel
+
+    panel = LanguagePanel(session)
+    assert panel.head_view.shape == [0, 0] and "Generate" in panel.head_view.empty_text
+    assert panel.finder_view.shape == [0, 0] and "head finder" in panel.finder_view.empty_text
+
+
+def test_a_head_the_probe_found_is_shown_on_its_probe_and_back_on_the_text(session):
+    from explorer.heads import repeated_tokens
+    from explorer.widgets.language import LanguagePanel
+
+    panel = LanguagePanel(session)
+    panel.generate_button.click()
+    panel.wait()
+    session.find_heads()
+    panel.wait()
+    assert panel.score.value == "induction"
+    layer, head = session.probe["top"][0]
+    panel.finder_view.click(layer, head)
+    panel.wait()
+    ids = repeated_tokens(session.language_model, 20, 0)
+    assert session.on_probe and panel.head_view.shape == [len(ids), len(ids)]
+    reference = session.language_model.attend_ids(ids).head(layer, head).numpy()
+    assert abs(panel.head_view.matrix - reference).max() < 1e-3
+    assert "induction probe" in panel.head_view.title and "stripe" in panel.main_words.value
+    assert panel.on_probe.description == "show on your text"
+    session.select_token(30)  # the candidates follow the map on screen: the probe's position 30
+    panel.wait()
+    assert session.candidates() == session.probe["maps"].meta.next_tokens[30]
+    panel.on_probe.value = False
+    panel.wait()
+    assert panel.head_view.shape == [len(session.generation.tokens)] * 2 and session.token == -1
+
+
+def test_maps_of_an_older_prompt_are_greyed_and_the_token_menu_matches_the_axes(session):
+    from explorer.widgets.language import LanguagePanel
+
+    panel = LanguagePanel(session)
+    panel.generate_button.click()
+    panel.wait()
+    assert panel.head_view.stale == ""
+    labels = [label for label, _ in panel.token_pick.options]
+    assert any("the·2" in label for label in labels)  # "the cat sat on the mat": as the axis says
+    panel.prompt.value = "a new prompt"
+    panel.wait()
+    assert "Out of date" in panel.head_view.stale and "Generate" in panel.head_view.stale
+    panel.generate_button.click()
+    panel.wait()
+    assert panel.head_view.stale == ""
+
+
+def test_writing_counts_its_tokens_in_the_status_and_on_the_bar(session):
+    from explorer.widgets.language import LanguagePanel
+
+    panel = LanguagePanel(session)
+    statuses, progress = [], []
+    session.observe(lambda change: statuses.append(change["new"]), "status")
+    session.observe(lambda change: progress.append(change["new"]), "progress")
+    session.generate()
+    panel.wait()
+    assert [s for s in statuses if s.startswith("Writing")] == [f"Writing token {k} of 4…" for k in (1, 2, 3)]
+    assert any(s.startswith("All 4 tokens written") for s in statuses)
+    assert [p for p in progress if p > 0][:4] == [0.25, 0.5, 0.75, 1.0] and progress[-1] == 1.0
+    assert panel.progress.layout.visibility == "hidden"
+
+
+def test_a_stop_during_the_head_scores_keeps_the_previous_view(session, monkeypatch):
+    from explorer.sessions import language as language_session
+
+    session.generate()
+    assert session.wait()
+    before, score = session.generation, language_session.head_scores
+
+    def stopped(maps, progress=None, stop=None):  # Stop pressed once the text is written, before the scoring
+        session.language_model.stop()
+        return score(maps, progress, stop)
+
+    monkeypatch.setattr(language_session, "head_scores", stopped)
+    session.update(prompt="a new prompt")
+    session.generate()
+    assert session.wait()
+    assert session.generation is before and session.status_kind == "error"
+    assert "not scored" in session.status and "previous view" in session.status
+
+
 def test_a_long_read_shows_its_progress_layer_by_layer(tmp_path):
     from explorer.sessions.language import LONG_READ_TOKENS
     from explorer.widgets.language import LanguagePanel
@@ -221,6 +314,6 @@ def test_a_long_read_shows_its_progress_layer_by_layer(tmp_path):
     n = len(model.encode(panel.session.prompt)[0])
     assert n >= LONG_READ_TOKENS
     assert f"Reading {n:,} tokens: layer 1 of 2. Stop keeps the previous view." in statuses
-    assert any(s.startswith("Scoring the heads: layer") for s in statuses)
+    assert any(s.startswith("Scoring every head for the head finder: layer") for s in statuses)
     assert shown[0] == "visible" and shown[-1] == "hidden" and panel.session.progress == 1.0
     assert panel.status.kind == "ok"

@@ -117,7 +117,8 @@ def test_bad_folders_keep_the_model_and_the_view(panel, tmp_path):
     panel.wait()
     assert "not this model's" in panel.status.text
     assert (session.encoder, session.reading, list(panel.figures["head"].x)) == before
-    assert panel.model_name.value == session.model == before[0].name  # the box names the model still loaded
+    assert session.model == before[0].name  # the setting names the model still loaded
+    assert panel.model_name.value == str(other)  # the box keeps what was typed, to be fixed
 
 
 def test_an_encoder_after_an_encoder_decoder_gets_its_own_controls_back(panel):

@@ -39,7 +39,11 @@ def test_controls_reach_the_figures(gpt2, tokenizer):
     assert panel.main.children[0].title == "layer 0, head 3"
     panel.token_pick.value = 2
     panel.wait()
-    assert "'cat' attends to" in panel.focus_box.children[0].figure.layout.title.text
+    assert panel.focus_box.children[0].figure.layout.title.text == "'cat' in layer 0, head 3"
+    panel.view.value = "mean"  # the token bars follow the map on screen
+    panel.wait()
+    assert panel.focus_box.children[0].figure.layout.title.text == "'cat' in layer 0, mean over 4 heads"
+    panel.view.value = "head"
     panel.figures["entropy"].click(1, 2)  # a head of the entropy map opens it
     panel.wait()
     assert (panel.session.layer, panel.session.head, panel.main.children[0].title) == (1, 2, "layer 1, head 2")
@@ -57,15 +61,23 @@ def test_controls_reach_the_figures(gpt2, tokenizer):
     assert json.loads(panel.export_bar.last_file[1])["tokens"][:2] == ["[CLS]", "the"]
 
 
+def tagged_widget(root, name: str):
+    """The widget inside ``root`` with the CSS class ``name``."""
+    if name in getattr(root, "_dom_classes", ()):
+        return root
+    found = (tagged_widget(child, name) for child in getattr(root, "children", ()))
+    return next((widget for widget in found if widget is not None), None)
+
+
 def test_a_new_text_is_read_and_an_empty_one_is_refused(gpt2, tokenizer):
     panel = explorer.show(gpt2, "The cat sat.", tokenizer=tokenizer)
     panel.text.value = "A dog ran far away."
-    panel.children[0].children[0].children[0].children[2].click()  # Show attention
+    tagged_widget(panel, f"{panel.key}-read").click()  # Show attention
     panel.wait()
     assert panel.session.maps().tokens[1:4] == ("a", "dog", "ran")
     before = panel.session.reading
     panel.text.value = "   "
-    panel.children[0].children[0].children[0].children[2].click()
+    tagged_widget(panel, f"{panel.key}-read").click()
     panel.wait()
     assert panel.status.kind == "error" and "empty" in panel.status.text and panel.session.reading is before
 
@@ -160,6 +172,16 @@ def test_a_text_past_the_context_is_cut_with_a_notice_and_drawn_pooled():
     head_map.click(100, 3)  # a block of the pooled map: its tokens, whole
     panel.wait()
     assert panel.session.zoom >= 0 and head_map.shape == [long_view.ZOOM, long_view.ZOOM]
+
+
+def test_present_mode_opens_large_and_the_switch_turns_it_off(gpt2, tokenizer):
+    panel = explorer.show(gpt2, "The cat sat.", tokenizer=tokenizer, present=True)
+    assert panel.present.on and {"ae-presentable", "ae-present"} <= set(panel._dom_classes)
+    panel.present.on = False
+    assert "ae-present" not in panel._dom_classes and "ae-presentable" in panel._dom_classes
+    assert "ae-present" not in explorer.show(gpt2, "The cat sat.", tokenizer=tokenizer)._dom_classes
+    with pytest.raises(TypeError, match="present is True"):
+        explorer.show(gpt2, "The cat sat.", tokenizer=tokenizer, present="yes")
 
 
 def test_a_read_in_the_worker_shows_its_progress_and_stop_ends_it_with_the_view_kept():

@@ -18,9 +18,11 @@ def session(tiny_gpt2):  # noqa: F811
     return LanguageSession(language_model=language.load(tiny_gpt2), window=8, sinks=2, sink_tokens=60)
 
 
-def test_the_preset_sets_xiao_et_als_window_and_sinks(session):
+def test_the_preset_sets_xiao_et_als_window_and_sinks_and_runs_it(session):
     session.apply_preset("attention sinks (Xiao et al. 2023)")
     assert (session.window, session.sinks, session.sink_tokens, session.sink_text) == (256, 4, 2000, "bundled")
+    assert session.wait()
+    assert list(session.sink_run.losses) == ["full attention", "window 256", "window 256 + first 4"]
 
 
 def test_the_experiment_runs_three_passes_equal_to_token_losses(session):
@@ -89,6 +91,7 @@ def test_the_panel_draws_each_setting_and_says_where_the_window_leaves_the_start
     from explorer.widgets.language import LanguagePanel
 
     panel = LanguagePanel(session)
+    assert not panel.sink_box.plot.figure.data and "Run the sink experiment" in panel.sink_box.plot.empty_text
     panel.sink_box.run_button.click()
     panel.wait()
     box = panel.sink_box

@@ -103,8 +103,9 @@ def test_your_audio_is_heard_again_with_a_new_task_and_never_linked(panel):
     assert session.heard == ("microphone", "your recording.wav") and session.reading.language == "de"
     assert "Heute" in session.reading.text and "your recording" in panel.summary.value
     session.update(task="translate", token=3)
+    assert session.busy and session.stoppable  # the work line counts the seconds and offers Stop while Whisper hears
     panel.wait()
-    assert session.heard[0] == "microphone" and "Good morning" in session.reading.text
+    assert session.heard[0] == "microphone" and "Good morning" in session.reading.text and not session.stoppable
     link = session.settings()
     assert link["clip"] == "English" and link["token"] == 0  # the link names the clip on the list, not the recording
     session.update(clip="Italian")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 
+import numpy as np
 import pytest
 
 from explorer.attention import valid_head_counts
@@ -232,3 +233,22 @@ def test_export_timeline_as_gif_and_html_after_training():
     bar.format.value = "html"
     bar.export()
     assert sent[-1][0]["mime"] == "text/html" and panel.status.kind == "ok"
+
+
+def test_scrubbing_back_moves_the_header_and_the_curves_mark_and_a_clicked_head_opens_large(panel):
+    train(panel, 40)
+    monitor = panel.monitor
+    assert "step 40" in monitor.step_label.value and "scrubbed" not in monitor.step_label.value
+    assert [shape.x0 for shape in monitor.curves.figure.layout.shapes] == [40, 40]
+    monitor.timeline.value = 2  # the snapshot of step 20
+    assert "step 20" in monitor.step_label.value and "training is at step 40" in monitor.step_label.value
+    history = panel.runs[0].trainer.history
+    assert f"{[row.loss for row in history if row.step == 20][0]:.4f}" in monitor.step_label.value
+    assert [shape.x0 for shape in monitor.curves.figure.layout.shapes] == [20, 20]
+    monitor.grid_views[0].click(6, {"index": [0, 0]})  # layer 1, head 2 of a 2 x 4 grid
+    snapshot = panel.runs[0].trainer.snapshots[2]
+    assert monitor.large.layout.display is None and "layer 1, head 2 at step 20" in monitor.large.map.title
+    assert np.allclose(monitor.large.map.matrix, snapshot.maps.head(1, 2).numpy(), atol=1e-3)
+    monitor.timeline.value = 4  # the large head follows the timeline
+    assert "at step 40" in monitor.large.map.title
+    assert "step 40" in monitor.grid_words.value and "Click a head" in monitor.grid_words.value

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 
+import numpy as np
 import pytest
 
 from explorer.attention import AdditiveScore
@@ -138,3 +139,37 @@ def test_save_and_load_keep_the_cross_attention_score(panel, tmp_path):
     panel.load()
     assert "Loaded" in panel.status.text and panel.arch["score"].value == "additive"
     assert panel.runs[0].trainer.model.config.cross_score == "additive" and panel.runs[0].trainer.step == 3
+
+
+def test_a_right_answer_is_said_in_green_and_a_wrong_one_in_amber(panel):
+    from explorer.maps import Translation
+    from explorer.sessions.translating import notice
+    from explorer.widgets.controls import STATUS_STYLES
+
+    train(panel, 5)
+    data = panel.runs[0].trainer.data
+    right = Translation(source="3 March 2021", target="2021-03-03")
+    assert notice("dates", "3 March 2021", right, data) == ("Right: 2021-03-03.", "ok")
+    wrong = Translation(source="3 March 2021", target="2021-03-04")
+    assert notice("dates", "3 March 2021", wrong, data)[1] == "warning"
+    assert notice("dates", "yesterday", wrong, data)[1] == "info"  # nothing to compare with
+    panel.translator.typed.value = "3 March 2021"
+    panel.translator.translate()
+    session = panel.session
+    session.translation_notice, session.translation_kind = "Right: 2021-03-03.", "ok"
+    panel.translator.show()
+    assert STATUS_STYLES["ok"] in panel.translator.output.value and "ae-status-ok" in panel.translator.output.value
+
+
+def test_a_head_of_the_translation_grid_opens_large_and_follows_the_next_translation(panel):
+    train(panel, 5)
+    panel.translator.typed.value = "3 March 2021"
+    panel.translator.translate()
+    panel.translator.maps.click(5, {"index": [0, 0]})  # layer 1, head 1 of a 2 x 4 grid
+    cross = panel.session.translation.cross
+    large = panel.translator.large
+    assert large.layout.display is None and "layer 1, head 1" in large.map.title
+    assert np.allclose(large.map.matrix, cross.head(1, 1).numpy(), atol=1e-3)
+    panel.translator.typed.value = "4 May 1999"
+    panel.translator.translate()
+    assert np.allclose(large.map.matrix, panel.session.translation.cross.head(1, 1).numpy(), atol=1e-3)

@@ -113,6 +113,12 @@ def test_the_panel_draws_every_layer_and_head_and_the_picked_one_and_keeps_its_v
     maps = {t.name: np.array(t.z) for t in panel.pretrained.figures["maps"].data if t.name}
     np.testing.assert_allclose(maps["CLS map, layer 1 head 2"], upsampled(expected[1, 2, 0, 1:]), atol=1e-5)
     assert list(panel.pretrained.layer.options) == [0, 1] and list(panel.pretrained.head.options) == [0, 1, 2, 3]
+    figure = panel.pretrained.figures["heads"].figure
+    trace = next(i for i, t in enumerate(figure.data) if t.name == "head 3" and i > len(figure.data) // 2)
+    panel.pretrained.figures["heads"].click(trace, {"x": 1, "y": 1})  # layer 1, head 3 of the grid opens large
+    assert (session.pretrained_layer, session.pretrained_head) == (1, 3)
+    assert "CLS map, layer 1 head 3" in [t.name for t in panel.pretrained.figures["maps"].data]
+    panel.pretrained.layer.value, panel.pretrained.head.value = 1, 2
     panel.pretrained.folder.value = "/no/such/folder"
     load.click()
     panel.wait()

@@ -23,7 +23,7 @@ from explorer import links
 from explorer.arguments import boolean, items, real, say_name, shown, text, whole, whole_pairs
 from explorer.threads import Home, Worker, home
 
-STATUS_KINDS = ("info", "ok", "busy", "error")
+STATUS_KINDS = ("info", "ok", "busy", "warning", "error")
 MAX_TEXT = 200_000  # characters of a text setting: a prompt of thousands of tokens fits, a pasted book does not
 
 
@@ -76,6 +76,7 @@ class Session(HasTraits):
     status_kind = Unicode("info")  # one of STATUS_KINDS
     busy = Bool(False)  # long work is running
     progress = Float(0.0)  # 0..1 of the long work, when it can tell
+    stoppable = Bool(False)  # the running work ends early on stop_work() (it polls the worker's stop flag)
     notice = Unicode("")  # what a link could not apply
 
     def __init__(self, owner: Home | None = None, **settings):
@@ -87,7 +88,7 @@ class Session(HasTraits):
 
     # ----- status ------------------------------------------------------------------------------------------------
     def say(self, text: str, kind: str = "info") -> None:
-        """Show ``text`` in the tab's status line (``kind``: info, ok, busy or error)."""
+        """Show ``text`` in the tab's status line (``kind``: info, ok, busy, warning or error)."""
         self.status_kind = kind if kind in STATUS_KINDS else "info"
         self.status = str(text)
 
@@ -266,17 +267,23 @@ class Session(HasTraits):
         return list(settings.items())
 
     # ----- work ---------------------------------------------------------------------------------------------------
-    def submit(self, message: str, job, done) -> None:
+    def submit(self, message: str, job, done, stoppable: bool = False) -> None:
         """Run ``job()`` in the worker (``message`` says what it does); ``done(result)`` then runs on the home thread,
-        and an error is shown in words. A view that takes a while to build (bertviz's page) comes this way."""
-        self.busy = True
+        and an error is shown in words. A view that takes a while to build (bertviz's page) comes this way.
+        ``stoppable``: the job polls ``worker.stopping``, so the panel offers Stop while it runs."""
+        self.busy, self.progress, self.stoppable = True, 0.0, stoppable
         self.say(message, "busy")
 
         def finished(result) -> None:
             self.busy = self.worker.waiting
+            self.stoppable = self.stoppable and self.busy
             done(result)
 
-        self.worker.submit(job, done=finished, failed=self.fail, latest=True)
+        def failed(error) -> None:
+            self.stoppable = False
+            self.fail(error)
+
+        self.worker.submit(job, done=finished, failed=failed, latest=True)
 
     def wait(self, timeout: float = 120.0) -> bool:
         """Block (on the home thread) until the session's work is done and its results are in; False on timeout."""

@@ -21,10 +21,11 @@ FIRST = "one query matches one key"
 
 
 def preset_vectors(name: str) -> dict:
-    """The settings a named example starts from: its vectors, its focus token, no mask."""
+    """Everything a named example's story depends on: its vectors and focus token, the scaled dot product, T = 1
+    and no mask (a causal mask left from before would hide "a distractor"'s own distractor)."""
     _, queries, keys, values = PRESETS[name]
     return dict(queries=[list(v) for v in queries], keys=[list(v) for v in keys], values=[list(v) for v in values],
-                token=FOCUS[name], blocked=[])
+                token=FOCUS[name], blocked=[], mask="none", temperature=1.0, score="scaled_dot")
 
 
 class MechanismSession(Session):
@@ -79,7 +80,8 @@ class MechanismSession(Session):
 
     # ----- settings ----------------------------------------------------------------------------------------------
     def update(self, **changes) -> None:
-        """As ``Session.update``; a new example also brings its own vectors and token unless they are given."""
+        """As ``Session.update``; a new example also brings its vectors, token, score, temperature and mask unless
+        they are given."""
         preset = self.chosen_preset(changes)
         if preset and preset != self.preset:
             changes = {**preset_vectors(preset), **changes}
@@ -159,11 +161,12 @@ class MechanismSession(Session):
         self._shown = settings
         result = self.compute()
         self.result = result
-        self.say(self.summary(result), "ok")
+        self.say(self.summary(result), "ok" if result.mask.any(dim=-1).all() else "warning")
 
     def summary(self, result: MechanismResult) -> str:
         blocked = int((~result.mask).sum())
-        message = f"{SCORE_LABELS[self.score]} score, T = {self.temperature:.3g}, {blocked} cell(s) masked."
+        cells = "no cell" if not blocked else "1 cell" if blocked == 1 else f"{blocked} cells"
+        message = f"{SCORE_LABELS[self.score]} score, T = {self.temperature:.3g}, {cells} masked."
         empty = [t for i, t in enumerate(self.tokens) if not result.mask[i].any()]
         if empty:
             message += f" Query {', '.join(empty)} may attend to nothing: its weights and context are zero."

@@ -208,11 +208,20 @@ class PretrainedSession(Session):
             self.token = token
         self.busy = self.worker.waiting
         maps = reading.maps
+        kind = "warning" if maps.meta.notice else "ok"  # a text cut to the model's length is said in amber
         if maps.key_tokens is not None:  # an encoder-decoder's cross-attention
-            self.say(f"{len(maps.keys)} source tokens, {len(maps.tokens)} target tokens. {maps.meta.notice}".strip(), "ok")
+            self.say(f"{len(maps.keys)} source tokens, {len(maps.tokens)} target tokens. {maps.meta.notice}".strip(), kind)
         else:
             self.say(f"{len(maps.tokens)} tokens, {maps.n_layers} layers x {maps.n_heads} heads. "
-                     f"{maps.meta.notice}".strip(), "ok")
+                     f"{maps.meta.notice}".strip(), kind)
+
+    def out_of_date(self) -> bool:
+        """Whether the reading on screen is not of the current texts and ablation (a new one is being read, or it
+        could not be read)."""
+        if self.reading is None:
+            return False
+        ablated = tuple(tuple(p) for p in self.ablated) if not is_seq2seq(self.encoder) else ()
+        return self._read_texts != (self.text_a, self.text_b, self.mode) or tuple(self.reading.maps.meta.ablated) != ablated
 
     def _carried_token(self, previous, tokens, texts) -> int:
         """The token chosen for these texts; else keep the selected one over a new reading of the same text, or by
@@ -230,7 +239,7 @@ class PretrainedSession(Session):
     def select_token(self, index: int | None) -> None:
         """Highlight what token ``index`` attends to and what attends to it (None or -1, or the same again, clears)."""
         if self.lock:
-            self.say("The selected token is locked; unlock it to pick another.")
+            self.say("The selected token is locked; unlock it to pick another.", "warning")
             return
         index = -1 if index is None else whole(index, "token", -1)
         index = -1 if index < 0 or index == self.token else index

@@ -216,7 +216,7 @@ class ShowSession(Session):
             written = self.reader.generate(text, count, self.worker.stopping)
             return written, self.reader.read(written, self.item, ablate, watch)
 
-        self.submit(f"Writing up to {count} tokens…", job, self._generated)
+        self.submit(f"Writing up to {count} tokens…", job, self._generated, stoppable=True)
 
     def _generated(self, result) -> None:
         written, reading = result

@@ -63,7 +63,7 @@ class SinkExperiment(HasTraits):
                                    **settings)
 
         self.submit(f"Reading the text with full attention, a window of {self.window}, and the window with the first "
-                    f"{self.sinks} tokens (three passes)…", job, self._sinks_done)
+                    f"{self.sinks} tokens (three passes)…", job, self._sinks_done, stoppable=True)
 
     def _sink_pass(self, run: SinkRun) -> None:
         self.sink_run = run

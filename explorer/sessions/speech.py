@@ -190,7 +190,8 @@ class SpeechSession(Session):
         label = {"clip": f"the {name} clip", "microphone": "your recording"}.get(kind, name)
         model, task, language = self.speech_model, self.task, self.language or None
         doing = "Translating" if task == "translate" else "Transcribing"
-        self.submit(f"{doing} {label}…", lambda: (source, model.run(audio, task, language, name=label)), self._heard)
+        self.submit(f"{doing} {label}…", lambda: (source, model.run(audio, task, language, name=label)), self._heard,
+                    stoppable=True)  # Stop ends the writing after its current token
 
     def _heard(self, result) -> None:
         source, reading = result

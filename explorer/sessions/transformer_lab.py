@@ -94,6 +94,7 @@ class TransformerLabSession(LabSession):
     text_tasks = Dict()  # {"text: name.txt": DatasetDict} of uploaded files
     translation = Instance(Translation, allow_none=True)  # the newest translation of the typed text
     translation_notice = Unicode("")  # what to know about it: the right answer, a cut, unknown characters
+    translation_kind = Unicode("info")  # the notice's colour: "ok" (right), "warning" (wrong, cut), "info"
 
     def __init__(self, owner=None, seed: int = 0, **settings):
         self.seed = seed
@@ -356,7 +357,8 @@ class TransformerLabSession(LabSession):
         first = self.runs[0]
         result = translating.translate_text(first.trainer.model, first.trainer.data, text)
         self.typed = text
-        self.translation_notice = translating.notice(self.task, text, result, first.trainer.data)  # first: the panel
+        self.translation_notice, self.translation_kind = translating.notice(  # first: the panel
+            self.task, text, result, first.trainer.data)
         self.translation = result  # draws on ``translation``
         self.say(f"{first.name} at step {first.trainer.step} writes '{result.target}'.", "ok")
         return result

@@ -40,11 +40,12 @@ def reference(task: str, text: str, data) -> str | None:
     return None
 
 
-def notice(task: str, text: str, result: Translation, data) -> str:
-    """The right answer when it is known, and what the model could not read."""
+def notice(task: str, text: str, result: Translation, data) -> tuple[str, str]:
+    """The right answer when it is known, and what the model could not read; and the notice's kind, its colour:
+    "ok" for a right answer, "warning" for a wrong, cut or unreadable one, "info" when there is nothing to compare."""
     example = EXAMPLES.get(task, "one of the sources of your file")
     if not text.strip():
-        return f"Nothing was typed: the model read only padding. Type something such as {example}."
+        return f"Nothing was typed: the model read only padding. Type something such as {example}.", "warning"
     notes = []
     if result.cut:
         notes.append(f"The text has {len(text)} characters; the model reads only the first {len(result.source)}.")
@@ -58,8 +59,9 @@ def notice(task: str, text: str, result: Translation, data) -> str:
             "a number the generator writes (0 to 9999)" if task in TRANSLATIONS else "a source of your file")
         notes.append(f"'{text[:40]}{'...' if len(text) > 40 else ''}' is not {kind}, so there is no right "
                      f"answer to compare with (the generator writes, for example, {example}).")
-    elif answer == result.target:
+        return " ".join(notes), "warning" if len(notes) > 1 else "info"
+    if answer == result.target:
         notes.append(f"Right: {answer}.")
-    else:
-        notes.append(f"The right answer is {answer}; the model wrote {result.target or 'nothing'}.")
-    return " ".join(notes)
+        return " ".join(notes), "ok" if len(notes) == 1 else "warning"
+    notes.append(f"The right answer is {answer}; the model wrote {result.target or 'nothing'}.")
+    return " ".join(notes), "warning"

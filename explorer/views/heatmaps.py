@@ -16,6 +16,7 @@ from plotly.subplots import make_subplots
 
 WEIGHT_COLORS = "Blues"
 SCORE_COLORS = "RdBu_r"
+GRID_GAP_PX = 70  # between rows of small multiples with token labels
 
 
 @dataclass(frozen=True)
@@ -33,11 +34,13 @@ class CanvasMap:
     zmax: float | None = None
     x_title: str | None = None
     y_title: str | None = None
+    height: int | None = None  # pixels, for a map whose rows must stay tall enough to click
 
     def traits(self) -> dict:
         """What the map sets on a ``HeatmapView``."""
         given = dict(matrix=self.matrix, x=list(self.x), y=list(self.y), outlines=list(self.outlines), title=self.title,
-                     x_angle=self.x_angle, zmin=self.zmin, zmax=self.zmax, x_title=self.x_title, y_title=self.y_title)
+                     x_angle=self.x_angle, zmin=self.zmin, zmax=self.zmax, x_title=self.x_title, y_title=self.y_title,
+                     height=self.height)
         return {name: value for name, value in given.items() if value is not None}
 
 
@@ -128,8 +131,12 @@ def head_grid(
     n_heads = weights.shape[0]
     titles = list(titles) if titles is not None else [f"head {h}" for h in range(n_heads)]
     n_rows, n_cols = grid_shape(n_heads, max_cols)
+    # Room between rows, in pixels: a row's turned tick labels and the next row's titles, also at the larger
+    # fonts of present mode (which keeps these proportions).
+    gap = GRID_GAP_PX if show_labels else 30
+    plot_height = panel_height * n_rows + gap * (n_rows - 1)
     fig = make_subplots(rows=n_rows, cols=n_cols, subplot_titles=titles, horizontal_spacing=0.04,
-                        vertical_spacing=0.12 if show_labels else 0.06)
+                        vertical_spacing=gap / plot_height if n_rows > 1 else 0.0)
     x, y = unique_labels(x_labels), unique_labels(y_labels)
     for h in range(n_heads):
         fig.add_trace(
@@ -138,7 +145,8 @@ def head_grid(
                        hovertemplate=f"{titles[h]}<br>query %{{y}}<br>key %{{x}}<br>weight %{{z:.3f}}<extra></extra>"),
             row=h // n_cols + 1, col=h % n_cols + 1,
         )
-    fig.update_yaxes(autorange="reversed", type="category", showticklabels=show_labels, tickfont=dict(size=8))
-    fig.update_xaxes(type="category", showticklabels=show_labels, tickfont=dict(size=8), tickangle=-60)
-    fig.update_layout(title=dict(text=title), height=panel_height * n_rows + 60, margin=dict(l=50, r=20, t=60, b=40))
+    fig.update_yaxes(autorange="reversed", type="category", showticklabels=show_labels, tickfont=dict(size=10))
+    fig.update_xaxes(type="category", showticklabels=show_labels, tickfont=dict(size=10), tickangle=-60)
+    fig.update_annotations(font_size=11)  # the heads' titles: narrow panels, and present mode makes them larger
+    fig.update_layout(title=dict(text=title), height=plot_height + 120, margin=dict(l=60, r=20, t=60, b=60))
     return fig

@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 MAP_COLORS = "Inferno"
+COLUMN_TITLE_SHIFT = 26  # px between a column's title and the first row's title, also at present mode's fonts
 MAP_OPACITY = 0.55
 MODEL_COLORS = {"CBAM net": "#d62728", "plain baseline": "#1f77b4", "ViT": "#2ca02c"}
 LOCALIZATION_COLORS = ("#fdae61", "#f46d43", "#d73027", "#a50026", "#1a9850", "#4575b4", "#6a3d9a", "#b15928",
@@ -70,18 +71,42 @@ def gallery_figure(images, columns: dict, row_titles, height_per_row: int = 150,
         annotation.update(x=fig.get_subplot(r + 1, 1).xaxis.domain[0], xanchor="left")
     for c, title in enumerate(["image", *columns]):
         x0, x1 = fig.get_subplot(1, c + 1).xaxis.domain
-        fig.add_annotation(text=f"<b>{title.replace(' (', '<br>(')}</b>", x=(x0 + x1) / 2, y=1.0, xref="paper",
-                           yref="paper", yanchor="bottom", showarrow=False, yshift=16, font=dict(size=10))
+        fig.add_annotation(text=f"<b>{'<br>'.join(short_lines(title))}</b>", x=(x0 + x1) / 2, y=1.0, xref="paper",
+                           yref="paper", yanchor="bottom", showarrow=False, yshift=COLUMN_TITLE_SHIFT,
+                           font=dict(size=10))
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, constrain="domain")
     fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, autorange="reversed", constrain="domain")
     for r in range(n_rows):
         for c in range(n_cols):
             axes = fig.get_subplot(r + 1, c + 1)
             fig.update_yaxes(scaleanchor=axes.yaxis.anchor, row=r + 1, col=c + 1)
-    fig.update_layout(height=height_per_row * n_rows + 80, margin=dict(l=10, r=10, t=70, b=10),
+    fig.update_layout(height=height_per_row * n_rows + 100, margin=dict(l=10, r=10, t=90, b=10),
                       plot_bgcolor="white")
     fig.update_annotations(font_size=10)
     return fig
+
+
+SHORT_NAMES = {"(CBAM net)": "(CBAM)", "(plain baseline)": "(plain)"}  # in column titles, where room is short
+
+
+def short_lines(title: str, width: int = 1) -> list[str]:
+    """A column title in lines of about ``width`` characters (by default a word a line), with the nets' short
+    names, so that narrow columns' titles do not run together."""
+    for name, short in SHORT_NAMES.items():
+        title = title.replace(name, short)
+    lines: list[str] = []
+    for word in title.split(" "):
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines
+
+
+def row_title(truth: str, answers: dict) -> str:
+    """A gallery row's title: the true class (or "your image"), then what each net answered, by name."""
+    said = ", ".join(f"{name} says {answer}" for name, answer in answers.items())
+    return f"{truth}: {said}" if said else truth
 
 
 def attention_gallery(images, records: dict, class_names, labels=None, height_per_row: int = 150,
@@ -104,7 +129,7 @@ def attention_gallery(images, records: dict, class_names, labels=None, height_pe
         columns[title] = patch.maps[:n_images]
         marks[title] = (patch.label, patch.box)
     truth = ["your image"] * n_images if labels is None else [class_names[int(label)] for label in labels]
-    titles = [" · ".join([truth[i]] + [class_names[r.predictions[i]] for r in records.values()])
+    titles = [row_title(truth[i], {name: class_names[r.predictions[i]] for name, r in records.items()})
               for i in range(n_images)]
     return gallery_figure(images, columns, titles, height_per_row, marks)
 
@@ -144,9 +169,11 @@ def channel_bars(channel_weights, title: str = "", width: int | None = None) -> 
     """One bar chart per stage of the channel weights ``[C]`` of one image, on a fixed 0..1 axis."""
     n_stages = max(len(channel_weights), 1)
     fig = make_subplots(rows=1, cols=n_stages, subplot_titles=[f"stage {s + 1}" for s in range(n_stages)],
-                        horizontal_spacing=0.04, shared_yaxes=True)
+                        horizontal_spacing=0.12, shared_yaxes=True)
     for s, weights in enumerate(channel_weights):
         weights = np.asarray(weights, dtype=float)
+        step = max(1, len(weights) // 4)  # ticks after channel 0, clear of the corner's "0" of the weight axis
+        fig.update_xaxes(tickvals=list(range(step, len(weights), step)), row=1, col=s + 1)
         fig.add_trace(go.Bar(x=np.arange(len(weights)), y=weights, marker_color="#6a3d9a", showlegend=False,
                              hovertemplate=f"stage {s + 1}<br>channel %{{x}}<br>weight %{{y:.3f}}<extra></extra>"),
                       row=1, col=s + 1)

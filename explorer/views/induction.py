@@ -20,7 +20,7 @@ RUN_DASHES = ("solid", "dot")
 SCORES = (("induction", "induction score"), ("previous_token", "previous-token score"))
 
 
-def copy_losses_figure(names: list[str], height: int = 260) -> go.Figure:
+def copy_losses_figure(names: list[str], height: int = 320) -> go.Figure:
     """Loss on the second copy (solid) and the first copy (dotted) against step, two traces per run in order
     ``[second run 0, first run 0, second run 1, ...]``; the first copy's loss is chance, the second's falls when an
     induction head forms."""
@@ -32,10 +32,11 @@ def copy_losses_figure(names: list[str], height: int = 260) -> go.Figure:
                                      hovertemplate=f"{html.escape(name)}: {key}<br>step %{{x}}<br>loss %{{y:.3f}}"
                                                    "<extra></extra>"))
     fig.update_xaxes(title_text="step", rangemode="tozero")
-    fig.update_yaxes(title_text="loss (nats)", rangemode="tozero")
+    fig.update_yaxes(title_text="loss (nats)", rangemode="tozero", ticklabelstandoff=6)  # clear of the x axis' 0
+    # the legend below the plot, where the phase marks' words cannot run into it
     fig.update_layout(title=dict(text="loss on the copies: the second falls when an induction head forms",
                                  font=dict(size=13)), height=height, margin=dict(l=55, r=20, t=40, b=40),
-                      legend=dict(font=dict(size=11)))
+                      legend=dict(font=dict(size=11), orientation="h", x=0, y=-0.3, yanchor="top"))
     return fig
 
 
@@ -60,7 +61,7 @@ def head_scores_figure(names: list[str], layers: list[int], n_heads: list[int], 
                                              hovertemplate=f"{html.escape(label)}<br>step %{{x}}<br>%{{y:.2f}}"
                                                            "<extra></extra>"), row=1, col=col)
     fig.update_xaxes(title_text="step", rangemode="tozero")
-    fig.update_yaxes(range=[0, 1.02])
+    fig.update_yaxes(range=[0, 1.02], ticklabelstandoff=6)  # the 0s of the two axes apart at the corner
     fig.update_layout(height=height, margin=dict(l=45, r=20, t=40, b=40), title=dict(
         text="each head's scores on the probe (colour: layer " + ", ".join(
             f"<span style='color:{c}'>L{i}</span>" for i, c in enumerate(LAYER_COLORS[:max(layers, default=1)])) + ")",

@@ -13,8 +13,18 @@ import numpy as np
 
 from explorer.views import pretrained
 from explorer.views.heatmaps import CanvasMap, outline
+from explorer.views.words import heads_in_words
 
 MAX_CELLS = 500  # a map longer than this is sent pooled to at most MAX_CELLS x MAX_CELLS cells (< 1 MB)
+NOTHING = np.zeros((0, 0), dtype=np.float32)  # a canvas map with nothing to draw shows its EMPTY line instead
+EMPTY = {
+    "head": "The head map appears here once you press Generate: which earlier tokens each token looks at, for the "
+            "layer and head you choose.",
+    "probe": "Press Find induction heads: this head is then shown on the repeated random tokens it is scored on.",
+    "finder": "The head finder appears here after Generate: one cell per head, coloured by a score such as "
+              "'previous token'. Click a cell to open that head.",
+}
+FINDER_ROW_PX = 16  # a head finder's row is at least this tall, so a cell is easy to click
 ZOOM = 400  # tokens of a long map shown whole when zoomed in (400 x 400 float32: 640 kB)
 SCORE_RANGES = {"previous token": (0.0, 1.0), "attention sink": (0.0, 1.0), "self": (0.0, 1.0),
                 "induction": (0.0, 1.0), "entropy": (0.0, None)}
@@ -58,7 +68,8 @@ def score_grid(scores, name: str, layer: int, head: int) -> CanvasMap:
     low, high = SCORE_RANGES.get(name, (0.0, None))
     return CanvasMap(matrix, [f"H{h}" for h in range(n_heads)], [f"L{l}" for l in range(n_layers)],
                      (outline(head - 0.5, head + 0.5, layer - 0.5, layer + 0.5, width=3, color=pretrained.HIGHLIGHT),),
-                     f"{name} score (click a head)", zmin=low, zmax=float(matrix.max()) if high is None else high)
+                     f"{name} score (click a head)", zmin=low, zmax=float(matrix.max()) if high is None else high,
+                     height=max(300, FINDER_ROW_PX * n_layers + 130))
 
 
 def candidates_html(tokens, position: int, candidates) -> str:
@@ -75,13 +86,12 @@ def probe_html(probe: dict | None) -> str:
     """The induction probe's ablation effect as numbers."""
     if probe is None:
         return "<i>Press Find induction heads to score every head on a repeated random sequence.</i>"
-    top = ", ".join(f"L{l}H{h}" for l, h in probe["top"])
+    top = heads_in_words(probe["top"])
     text = (f"Second-copy loss {probe['loss']:.3f}; with the top induction heads ({top}) ablated "
             f"{probe['ablated_loss']:.3f} (+{probe['ablated_loss'] - probe['loss']:.3f}).")
     if probe["chosen"]:
-        chosen = ", ".join(f"L{l}H{h}" for l, h in probe["chosen"])
-        text += f" With your ablated heads ({chosen}): {probe['chosen_loss']:.3f}."
-    return text
+        text += f" With your ablated heads ({heads_in_words(probe['chosen'])}): {probe['chosen_loss']:.3f}."
+    return html.escape(text)
 
 
 CANVAS_STYLES = {

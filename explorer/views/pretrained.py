@@ -125,29 +125,31 @@ def entropy_update(entropy, n_keys: int, layer: int, head: int) -> CanvasMap:
                      (outline(head - 0.5, head + 0.5, layer - 0.5, layer + 0.5, width=3, color=HIGHLIGHT),))
 
 
-def focus_update(maps, layer: int, head: int, token: int | None) -> FigureUpdate:
-    """The selected token's row (the weights it gives) and column (the weights it receives)."""
-    labels = unique_labels(maps.tokens)
-    weights = maps.head(layer, head)
-    gives = _z(weights[token]) if token is not None else np.zeros(len(labels))
-    receives = _z(weights[:, token]) if token is not None else np.zeros(len(labels))
-    title = ("pick a token (click a row) to see its row and column" if token is None else
-             f"'{labels[token]}' attends to (left) and is attended by (right)")
-    return FigureUpdate(("focus",), (dict(x=unique_labels(maps.keys), y=gives), dict(x=labels, y=receives)),
-                        dict(title=dict(text=title)))
+def focus_update(matrix, keys, queries, token: int, where: str) -> FigureUpdate:
+    """The selected token's row (the weights it gives) and column (the weights it receives) in ``matrix``, the map
+    the main view shows; ``where`` names it ("layer 3, head 1", "layer 3, mean over 12 heads", ...)."""
+    matrix = np.asarray(matrix, dtype=float)
+    labels, key_labels = unique_labels(queries), unique_labels(keys)
+    gives = _z(matrix[token]) if token < len(labels) else np.zeros(len(key_labels))
+    receives = _z(matrix[:, token]) if token < len(key_labels) else np.zeros(len(labels))
+    name = labels[token]
+    return FigureUpdate(("focus",), (dict(x=key_labels, y=gives), dict(x=labels, y=receives)),
+                        dict(title=dict(text=f"'{name}' in {where}"), xaxis=dict(title_text=f"what '{name}' attends to"),
+                             xaxis2=dict(title_text=f"what attends to '{name}'")))
 
 
-def token_focus_figure(maps, layer: int, head: int, token: int | None) -> go.Figure:
-    """Bars of what the selected token attends to (left) and of who attends to it (right)."""
-    gives, receives = (update := focus_update(maps, layer, head, token)).data
+def token_focus_figure(update: FigureUpdate) -> go.Figure:
+    """Bars of what the selected token attends to (left) and of who attends to it (right), from ``focus_update``."""
+    gives, receives = update.data
     return go.Figure([
         go.Bar(marker_color="#1f77b4", name="attends to", hovertemplate="key %{x}: %{y:.3f}<extra></extra>", **gives),
         go.Bar(marker_color="#ff7f0e", name="attended by", xaxis="x2", yaxis="y2",
                hovertemplate="query %{x}: %{y:.3f}<extra></extra>", **receives),
-    ], layout=dict(xaxis=dict(TICKS, domain=[0, 0.46]), xaxis2=dict(TICKS, domain=[0.54, 1], anchor="y2"),
+    ], layout=dict(xaxis=dict(TICKS, domain=[0, 0.46], **update.layout["xaxis"]),
+                   xaxis2=dict(TICKS, domain=[0.54, 1], anchor="y2", **update.layout["xaxis2"]),
                    yaxis=dict(range=[0, 1], title_text="weight"), yaxis2=dict(range=[0, 1], anchor="x2"),
-                   title=dict(text=update.title, font=dict(size=13)), height=260, width=520,
-                   showlegend=False, margin=dict(l=50, r=10, t=40, b=70)))
+                   title=dict(text=update.title, font=dict(size=14)), height=300,
+                   showlegend=False, margin=dict(l=50, r=10, t=50, b=90)))
 
 
 def compare_update(maps_a, maps_b, difference, layer: int, head: int) -> FigureUpdate:
@@ -176,21 +178,26 @@ def compare_figure(maps_a, maps_b, difference, layer: int, head: int) -> go.Figu
 
 
 def ablation_update(change, cosine: float | None, ablated) -> FigureUpdate:
+    """The largest weight change per layer; the axis follows the largest change, and each bar says its number (a
+    change of 0.0003 must not vanish on a 0-1 axis)."""
     change = np.asarray(change, dtype=float)
     names = ", ".join(f"L{l}H{h}" for l, h in ablated) or "none"
     title = f"ablated: {names}" + ("" if cosine is None else f" | embedding cosine before/after {cosine:.4f}")
-    return FigureUpdate(("ablation",), (dict(x=[f"L{l}" for l in range(len(change))], y=_z(change)),),
-                        dict(title=dict(text=title)))
+    top = float(change.max()) if change.size else 0.0
+    return FigureUpdate(("ablation",), (dict(x=[f"L{l}" for l in range(len(change))], y=np.round(change, 6),
+                                             text=[f"{v:.2g}" if v else "0" for v in change]),),
+                        dict(title=dict(text=title), yaxis=dict(range=[0, top * 1.3 if top > 0 else 1e-3])))
 
 
 def ablation_figure(change, cosine: float | None, ablated) -> go.Figure:
     """The largest weight change per layer caused by the ablated heads, and the embedding's cosine similarity."""
     update = ablation_update(change, cosine, ablated)
-    bars = go.Bar(marker_color="#9467bd", hovertemplate="layer %{x}: largest weight change %{y:.3f}<extra></extra>",
-                  **update.data[0])
+    bars = go.Bar(marker_color="#9467bd", textposition="outside", cliponaxis=False,
+                  hovertemplate="layer %{x}: largest weight change %{y:.4g}<extra></extra>", **update.data[0])
     return go.Figure(bars, layout=dict(
-        title=dict(text=update.title, font=dict(size=12)), height=220, margin=dict(l=50, r=10, t=40, b=30),
-        yaxis=dict(range=[0, 1], title_text="max |change|"), xaxis=dict(type="category", title_text="layer")))
+        title=dict(text=update.title, font=dict(size=13)), height=240, margin=dict(l=60, r=10, t=50, b=40),
+        yaxis=dict(update.layout["yaxis"], title_text="max |change|", tickformat=".2g"),
+        xaxis=dict(type="category", title_text="layer")))
 
 
 # ----- canvas maps: their fixed look, by view (the records come from the *_update functions above) ----------

@@ -37,23 +37,31 @@ def sinks_data(run) -> list[tuple[np.ndarray, np.ndarray]]:
     return curves
 
 
+EMPTY = ("The running perplexity of each setting appears here once you press Run the sink experiment: full "
+         "attention, a sliding window, and the window that keeps the first tokens.")
+
+
 def sinks_figure(run=None, height: int = 300) -> go.Figure:
     """Running perplexity against position, one line per setting, with the token where the window first leaves
-    the opening tokens out marked; three traces in the order of ``run.settings``."""
+    the opening tokens out marked; three traces in the order of ``run.settings``. Before any run, a figure with no
+    traces (the page shows ``EMPTY`` instead of empty axes)."""
     fig = go.Figure()
-    names = [name for name, _, _ in run.settings] if run is not None else ["full attention", "window", "window + sinks"]
-    for (x, y), name, color in zip(sinks_data(run) if run is not None else [([], [])] * 3, names, COLORS):
+    if run is None:
+        return fig
+    names = [name for name, _, _ in run.settings]
+    for (x, y), name, color in zip(sinks_data(run), names, COLORS):
         fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=name, line=dict(color=color, width=2),
                                  hovertemplate=f"{name}<br>token %{{x}}<br>perplexity %{{y:.1f}}<extra></extra>"))
     fig.update_xaxes(title_text="position in the text (token)", rangemode="tozero")
-    fig.update_yaxes(title_text=f"perplexity of the last {SPAN} tokens", type="log")
-    settled = np.concatenate([y[SETTLE:] for _, y in sinks_data(run)]) if run is not None else np.zeros(0)
+    # ticks at 1, 2 and 5 of each decade: plotly labels every digit of a short log range, and they run together
+    fig.update_yaxes(title_text=f"perplexity of the last {SPAN} tokens", type="log", dtick="D2",
+                     ticklabelstandoff=6)  # and clear of the x axis' first label at the corner
+    settled = np.concatenate([y[SETTLE:] for _, y in sinks_data(run)])
     if len(settled):  # the first few tokens, predicted from almost nothing, would squash the rest against the axis
         fig.update_yaxes(range=[np.log10(settled.min() / 1.5), np.log10(settled.max() * 1.5)])
-    if run is not None:
-        fig.add_vline(x=run.window, line=dict(color="#555", dash="dash", width=1))
-        fig.add_annotation(x=run.window, y=1, yref="paper", xanchor="left", showarrow=False, font=dict(size=11),
-                           text=f" from token {run.window} the window no longer sees the first tokens")
+    fig.add_vline(x=run.window, line=dict(color="#555", dash="dash", width=1))
+    fig.add_annotation(x=run.window, y=1, yref="paper", xanchor="left", showarrow=False, font=dict(size=11),
+                       text=f" from token {run.window} the window no longer sees the first tokens")
     fig.update_layout(title=dict(text="What a sliding window does without, and with, the attention sinks",
                                  font=dict(size=13)), height=height, margin=dict(l=60, r=20, t=40, b=45),
                       legend=dict(orientation="h", y=-0.25, font=dict(size=11)))

@@ -117,8 +117,9 @@ def summary_html(reading, language_name: str = "", clip=None) -> str:
                     if astray else ""))
     if reading.notice:
         lines.append(e(reading.notice))
-    return (f"<div class='ae-speech-text' style='font-size:16px;font-weight:600;line-height:1.3'>{e(reading.text)}</div>"
-            f"<div style='font-size:12px;line-height:1.45;margin-top:2px'>{'<br>'.join(lines)}</div>")
+    # sizes in em of the page's text, so present mode's larger font reaches them
+    return (f"<div class='ae-speech-text' style='font-size:1.23em;font-weight:600;line-height:1.3'>{e(reading.text)}"
+            f"</div><div style='font-size:0.92em;line-height:1.45;margin-top:2px'>{'<br>'.join(lines)}</div>")
 
 
 CANVAS_STYLES = {

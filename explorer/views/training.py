@@ -54,19 +54,35 @@ def curves_figure(histories: dict, height: int = 260) -> go.Figure:
     return fig
 
 
+def step_marks(step: int) -> list[dict]:
+    """A dotted line at ``step`` on both plots of ``curves_figure``: the step whose snapshot is on screen."""
+    return [dict(type="line", xref=x, yref=f"{y} domain", x0=step, x1=step, y0=0, y1=1,
+                 line=dict(color="#57606a", dash="dot", width=1.5),
+                 label=dict(text=f"step {step}", textposition="end", font=dict(size=11, color="#57606a")))
+            for x, y in (("x", "y"), ("x2", "y2"))]
+
+
+def run_header(name: str, shown: int, newest: int, history) -> str:
+    """What a run's header says: the step on screen and its loss; when scrubbed back, where training is."""
+    loss = next((row.loss for row in reversed(history) if row.step <= shown), None)
+    text = f"{html.escape(name)}: step {shown}" + (f", loss {loss:.4f}" if loss is not None else "")
+    return text + (f" <span style='color:#57606a'>(scrubbed back; training is at step {newest})</span>"
+                   if shown < newest else "")
+
+
 def head_titles(maps: AttentionMaps) -> list[str]:
     return [f"layer {layer} · head {head}" for layer in range(maps.n_layers) for head in range(maps.n_heads)]
 
 
-def all_heads_figure(maps: AttentionMaps, title: str = "", panel_size: int = 150) -> go.Figure:
-    """Every head of every layer as small multiples: one row per layer, one column per head (up to 8).
+def all_heads_figure(maps: AttentionMaps, title: str = "", panel_size: int = 210) -> go.Figure:
+    """Every head of every layer as small multiples, up to four heads a row (a layer of eight takes two rows).
 
-    Each small heatmap is about ``panel_size`` pixels square, so two runs fit side by side.
+    The figure is as wide as its box and each small heatmap ``panel_size`` pixels tall, so that a head's tokens
+    can be read from the back of a room (it was about 110 px, with labels of about 5 px).
     """
-    n_cols = min(maps.n_heads, 8)
-    fig = head_grid(all_heads_data(maps), maps.keys, maps.tokens, titles=head_titles(maps), title=title,
-                    max_cols=n_cols, panel_height=panel_size + 30)
-    return fig.update_layout(width=max(n_cols * (panel_size + 10) + 130, 360))
+    n_cols = min(maps.n_heads, 4)
+    return head_grid(all_heads_data(maps), maps.keys, maps.tokens, titles=head_titles(maps), title=title,
+                     max_cols=n_cols, panel_height=panel_size)
 
 
 def all_heads_data(maps: AttentionMaps) -> np.ndarray:

@@ -18,13 +18,16 @@ from typing import Callable
 import ipywidgets as widgets
 
 from explorer.sessions.base import Session, friendly_error
+from explorer.views.heatmaps import unique_labels
 
-STATUS_STYLES = {
+STATUS_STYLES = {  # success green, warnings amber, errors red
     "info": "color:#333",
     "ok": "color:#1a7f37",
     "busy": "color:#0969da",
+    "warning": "color:#9a6700",
     "error": "color:#b42318;font-weight:600",
 }
+EXPLAIN_STYLE = "color:#57606a;font-size:0.95em;line-height:1.35;margin:2px 16px 10px 0;max-width:900px"
 
 
 class StatusLine(widgets.HTML):
@@ -132,10 +135,15 @@ class Row:
     same: Callable[[widgets.Widget], Callable] | None = None  # for a control that snaps values (a log slider)
 
 
+def grows(width: str) -> str:
+    """A width in px, as read at the widgets' 13 px font, in em: it grows with the font (present mode)."""
+    return f"{float(width[:-2]) / 13:.2f}em" if width.endswith("px") else width
+
+
 def control(kind: type, width: str = "", max_width: str = "", **options) -> Callable[[], widgets.Widget]:
     """What makes one control, such as ``control(widgets.Dropdown, "170px")``: widgets are made with the panel,
-    on the kernel's thread, never when a module is imported."""
-    size = {name: value for name, value in (("width", width), ("max_width", max_width)) if value}
+    on the kernel's thread, never when a module is imported. Widths in px grow with the font (``grows``)."""
+    size = {name: grows(value) for name, value in (("width", width), ("max_width", max_width)) if value}
     return lambda: kind(**({"layout": widgets.Layout(**size)} if size else {}), **options)
 
 
@@ -148,8 +156,9 @@ def head_numbers(model, head: int) -> list[int]:
 
 
 def positions(tokens, first: tuple) -> list:
-    """Choices of a token position: ``first`` (a ``(label, value)`` such as ``("(none)", -1)``), then each token."""
-    return [first] + [(f"{i}: {t}", i) for i, t in enumerate(tokens)]
+    """Choices of a token position: ``first`` (a ``(label, value)`` such as ``("(none)", -1)``), then each token,
+    named as the axes name it ("8: the·2" for the second "the")."""
+    return [first] + [(f"{i}: {t}", i) for i, t in enumerate(unique_labels(tokens))]
 
 
 def preset_row(width: str = "250px", label: str = "", tag: str = "", choose: str = CHOOSE, max_width: str = "") -> Row:
@@ -232,12 +241,29 @@ def guarded(session: Session, action: Callable) -> Callable:
 
 def button(description: str, action: Callable, name: str, style: str = "", icon: str = "",
            width: str = "90px") -> widgets.Button:
-    """A button tagged ``name`` (a CSS class) that runs ``action()``."""
+    """A button tagged ``name`` (a CSS class) that runs ``action()``; at least ``width`` wide, wider when its words
+    need it (present mode draws them larger)."""
     control = widgets.Button(description=description, button_style=style, icon=icon,
-                             layout=widgets.Layout(width=width))
+                             layout=widgets.Layout(min_width=width, width="auto", align_self="flex-start"))
     control.add_class(name)
     control.on_click(lambda _: action())
     return control
+
+
+def explanation(name: str = "") -> widgets.HTML:
+    """The "what am I looking at?" line under a view (its text comes from ``explorer.views.words``)."""
+    line = widgets.HTML(layout=widgets.Layout(width="100%"))
+    line.add_class("ae-explain")
+    if name:
+        line.add_class(name)
+    return line
+
+
+def explain(line: widgets.HTML, text: str) -> None:
+    """Put ``text`` (plain words, escaped here) in an explanation line; empty text hides it."""
+    value = f'<div style="{EXPLAIN_STYLE}">{html.escape(text)}</div>' if text else ""
+    if line.value != value:
+        line.value = value
 
 
 def progress_bar(session: Session, name: str, **layout) -> widgets.FloatProgress:
@@ -258,9 +284,10 @@ def tagged(widget: widgets.Widget, name: str) -> widgets.Widget:
 
 
 def labelled(description: str, widget: widgets.Widget, width: str = "130px") -> widgets.HBox:
-    """A control with its label on the left, aligned with the others in a column."""
-    return widgets.HBox([widgets.Label(description, layout=widgets.Layout(width=width)), widget],
-                        layout=widgets.Layout(flex_flow="row wrap"))
+    """A control with its label on the left, aligned with the others in a column. A width in px is read at the
+    widgets' 13 px font and grows with it (present mode); a label longer than its width gets its room."""
+    label = widgets.Label(description, layout=widgets.Layout(min_width=grows(width), width="auto"))
+    return widgets.HBox([label, widget], layout=widgets.Layout(flex_flow="row wrap"))
 
 
 def section(title: str, *children: widgets.Widget) -> widgets.VBox:
@@ -275,3 +302,29 @@ def columns(controls: widgets.Widget, outputs: widgets.Widget) -> widgets.Box:
                                                                  align_items="flex-start", width="100%"))
     box.add_class("ae-columns")
     return box
+
+
+class ModelBox(widgets.VBox):
+    """The box where a model's name or folder is typed, and Load model. Load (or Enter) reads the box. A model that
+    cannot be loaded leaves the typed text in the box, so a typo can be fixed, and the status line says why; the
+    session keeps its model. The box shows the session's model again once one is loaded (from a link too).
+
+    ``loaded`` names the session's trait that holds the loaded model."""
+
+    def __init__(self, session: Session, loaded: str, name: str, placeholder: str):
+        self.session = session
+        self.text = tagged(widgets.Text(placeholder=placeholder, continuous_update=False,
+                                        layout=widgets.Layout(width="100%", max_width="25em")), f"{name}-model-name")
+        self.load_button = button("Load model", self.load, f"{name}-load", icon="download", width="120px")
+        super().__init__([self.text, self.load_button])
+        self.text.observe(lambda _: self.load(), "value")
+        session.observe(lambda _: self.show_loaded(), loaded)
+        self.show_loaded()
+
+    def show_loaded(self) -> None:
+        self.text.value = self.session.model
+
+    @shows_errors
+    def load(self) -> None:
+        """Load the model named in the box (the session keeps its own until the new one is in)."""
+        self.session.update(model=self.text.value.strip())

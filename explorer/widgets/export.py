@@ -52,9 +52,10 @@ class ExportBar(widgets.HBox):
                  name: str = "attention"):
         self.session, self.name, self.figures, self.data = session, name, dict(figures), dict(data or {})
         self.target = tagged(widgets.Dropdown(options=list(self.figures) + list(self.data),
-                                              layout=widgets.Layout(width="150px")), f"ae-{name}-export-target")
-        self.format = tagged(widgets.Dropdown(layout=widgets.Layout(width="80px")), f"ae-{name}-export-format")
-        self.button = tagged(widgets.Button(description="Export", icon="download", layout=widgets.Layout(width="90px")),
+                                              layout=widgets.Layout(width="11.5em")), f"ae-{name}-export-target")
+        self.format = tagged(widgets.Dropdown(layout=widgets.Layout(width="6em")), f"ae-{name}-export-format")
+        self.button = tagged(widgets.Button(description="Export", icon="download",
+                                            layout=widgets.Layout(min_width="90px", width="auto")),
                              "ae-export")
         self.downloader = PageTool(tool="download")
         super().__init__([self.target, self.format, self.button, self.downloader],

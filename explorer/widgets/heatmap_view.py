@@ -34,9 +34,10 @@ class HeatmapView(anywidget.AnyWidget):
     _css = """
     .ae-heatmap { position: relative; width: 100%; }
     .ae-heatmap canvas { display: block; cursor: crosshair; }
-    .ae-heatmap-tip { position: absolute; display: none; pointer-events: none; background: #fff; color: #2a3f5f;
+    .ae-heatmap canvas.ae-heatmap-overlay { position: absolute; left: 0; top: 0; pointer-events: none; }
+    .ae-heatmap-tip { position: fixed; display: none; pointer-events: none; background: #fff; color: #2a3f5f;
       border: 1px solid #8a9bb3; border-radius: 3px; padding: 3px 6px; font: 12px "Open Sans", verdana, arial, sans-serif;
-      white-space: nowrap; z-index: 10; }
+      white-space: nowrap; z-index: 1000; }
     """
     name = Unicode("").tag(sync=True)
     z = Bytes(b"").tag(sync=True)
@@ -57,6 +58,8 @@ class HeatmapView(anywidget.AnyWidget):
     x_angle = Int(-45).tag(sync=True)
     height = Int(460).tag(sync=True)
     width = Int(0).tag(sync=True)  # 0: as wide as its box
+    empty_text = Unicode("").tag(sync=True)  # shown instead of empty axes while there is no matrix
+    stale = Unicode("").tag(sync=True)  # when set, the map is greyed with this line (it no longer matches its text)
 
     def __init__(self, colors: str = "Blues", **traits):
         matrix = traits.pop("matrix", None)

@@ -14,7 +14,9 @@ from explorer import links
 from explorer.attention import SCORE_FORMULAS, SCORES
 from explorer.sessions.mechanism import KINDS, SCORE_LABELS, MechanismSession
 from explorer.views import mechanism as view
-from explorer.widgets.controls import Form, Row, StatusLine, columns, control, preset_row, section, shows_errors, tagged
+from explorer.views import words
+from explorer.widgets.controls import (Form, Row, StatusLine, columns, control, explain, explanation, preset_row, section,
+                                       shows_errors, tagged)
 from explorer.widgets.export import CopyLink, ExportBar, maps_export
 from explorer.widgets.plot import PlotView
 
@@ -27,16 +29,16 @@ def within_a_step(slider: widgets.FloatLogSlider):
     return lambda a, b: a > 0 and b > 0 and abs(math.log(a / b, slider.base)) <= slider.step / 2 + 1e-12
 
 
-ROWS = (
-    preset_row("210px", label="preset"),
-    Row("score", control(w.ToggleButtons, style=dict(button_width="84px")), tag="ae-score",
+ROWS = (  # sizes in em grow with the font (present mode)
+    preset_row("16em", label="preset"),
+    Row("score", control(w.ToggleButtons, style=dict(button_width="6.5em")), tag="ae-score",
         options=lambda s: [(SCORE_LABELS[k], k) for k in SCORES]),
-    Row("temperature", control(w.FloatLogSlider, "210px", base=10, min=-1, max=1, step=0.01, readout_format=".2f"),
+    Row("temperature", control(w.FloatLogSlider, "16em", base=10, min=-1, max=1, step=0.01, readout_format=".2f"),
         tag="ae-temperature", same=within_a_step),
-    Row("temperature", control(w.Text, "70px", placeholder="T > 0", continuous_update=False), tag="ae-temperature-text",
+    Row("temperature", control(w.Text, "5.4em", placeholder="T > 0", continuous_update=False), tag="ae-temperature-text",
         to_view=lambda v: f"{v:.3g}", name="temperature_text"),
-    Row("mask", control(w.ToggleButtons, style=dict(button_width="70px"))),
-    Row("token", control(w.ToggleButtons, style=dict(button_width="60px")), options=lambda s: list(s.tokens)),
+    Row("mask", control(w.ToggleButtons, style=dict(button_width="5.4em"))),
+    Row("token", control(w.ToggleButtons, style=dict(button_width="4.6em")), options=lambda s: list(s.tokens)),
 )
 
 
@@ -66,18 +68,18 @@ class MechanismPanel(widgets.VBox):
             form[name] for name in ("preset", "score", "temperature", "temperature_text", "mask", "token"))
         self.bindings = list(form.bindings.values())
         self.sliders = {(kind, axis): w.FloatSlider(min=-3, max=3, step=0.05, description=f"{LABELS[kind]} {'xy'[axis]}",
-                                                    readout_format=".2f", layout=w.Layout(width="300px"))
+                                                    readout_format=".2f", layout=w.Layout(width="23em"))
                         for kind in KINDS for axis in (0, 1)}
         for (kind, axis), slider in self.sliders.items():
             slider.observe(lambda change, kind=kind, axis=axis: self._on_slider(kind, axis, change["new"]), "value")
-        self.entries = [[w.Text(layout=w.Layout(width="82px"), continuous_update=False) for _ in KINDS]
+        self.entries = [[w.Text(layout=w.Layout(width="6.3em"), continuous_update=False) for _ in KINDS]
                         for _ in s.tokens]
         for i, row in enumerate(self.entries):
             for kind, entry in zip(KINDS, row):
                 entry.observe(lambda change, i=i, kind=kind: self._on_entry(i, kind, change["new"]), "value")
-        self.token_labels = [w.Label(layout=w.Layout(width="50px")) for _ in s.tokens]
-        header = w.HBox([w.Label("", layout=w.Layout(width="50px"))] +
-                        [w.Label(LABELS[kind], layout=w.Layout(width="82px")) for kind in KINDS])
+        self.token_labels = [w.Label(layout=w.Layout(width="3.8em")) for _ in s.tokens]
+        header = w.HBox([w.Label("", layout=w.Layout(width="3.8em"))] +
+                        [w.Label(LABELS[kind], layout=w.Layout(width="6.3em")) for kind in KINDS])
         table = w.VBox([header] + [w.HBox([label] + row) for label, row in zip(self.token_labels, self.entries)])
         self.export_bar = export = ExportBar(s, {"weights": "ae-weights", "scores": "ae-scores", "vectors": "ae-vectors"},
                            {"attention maps": maps_export(s.maps)}, name="mechanism")
@@ -92,7 +94,7 @@ class MechanismPanel(widgets.VBox):
             section("Export", export),
             section("Share", CopyLink(lambda: links.query(s.key, s.state()))),
             self.status,
-        ], layout=w.Layout(width="380px", min_width="320px", flex="0 1 380px"))
+        ], layout=w.Layout(width="29em", min_width="320px", flex="0 1 29em"))
 
     def _build_figures(self) -> None:
         self.steps = tagged(widgets.HTMLMath(layout=widgets.Layout(min_height="170px")), "ae-steps")
@@ -100,11 +102,13 @@ class MechanismPanel(widgets.VBox):
         self.score_fig = PlotView(name="ae-scores")
         self.weight_fig = PlotView(name="ae-weights")
         self.weight_fig.on_click(self._on_cell_click)
-        matrices = widgets.Box([self.score_fig, self.weight_fig],
+        self.vector_words, self.score_words, self.weight_words = (explanation(f"ae-{n}-words")
+                                                                  for n in ("vectors", "scores", "weights"))
+        column = dict(flex="1 1 380px", min_width="300px", max_width="460px")
+        matrices = widgets.Box([widgets.VBox([self.score_fig, self.score_words], layout=widgets.Layout(**column)),
+                                widgets.VBox([self.weight_fig, self.weight_words], layout=widgets.Layout(**column))],
                                layout=widgets.Layout(display="flex", flex_flow="row wrap", width="100%"))
-        for figure in (self.score_fig, self.weight_fig):
-            figure.layout = widgets.Layout(flex="1 1 380px", min_width="300px", max_width="460px")
-        self.outputs = widgets.VBox([self.steps, self.vector_fig, matrices],
+        self.outputs = widgets.VBox([self.steps, self.vector_fig, self.vector_words, matrices],
                                     layout=widgets.Layout(flex="1 1 560px", min_width="0"))
 
     # ----- events --------------------------------------------------------------------------------
@@ -160,6 +164,9 @@ class MechanismPanel(widgets.VBox):
                                                 result.context, index))
         self.score_fig.show(view.score_figure(result.scores, tokens))
         self.weight_fig.show(view.weight_figure(result.weights, tokens, result.mask))
+        explain(self.vector_words, words.mechanism_vectors())
+        explain(self.score_words, words.mechanism_scores(s.score))
+        explain(self.weight_words, words.mechanism_weights(int((~result.mask).sum())))
         self.steps.value = view.steps_latex(
             SCORE_FORMULAS[s.score], tokens, result.scores[index].tolist(), result.weights[index].tolist(),
             result.context[index].tolist(), s.temperature, tokens[index], masked=~result.mask[index])

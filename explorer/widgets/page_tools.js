@@ -59,7 +59,9 @@ function renderCopyLink({ model, el }) {
   button.addEventListener("click", () => model.send({ event: "link" }));
   const listen = async (message) => {
     if (!message || message.event !== "link") return;
-    const url = window.location.origin + window.location.pathname + message.query;
+    // A link copied in present mode opens in present mode too.
+    const present = el.closest(".ae-present") ? "&present=1" : "";
+    const url = window.location.origin + window.location.pathname + message.query + present;
     field.value = url;
     field.style.display = "block";
     field.select();

@@ -60,11 +60,20 @@ class PlotView(anywidget.AnyWidget):
     """
 
     _esm = Path(__file__).with_name("plot_view.js")
-    _css = ".ae-plot { width: 100%; min-width: 0; }"
+    _css = """
+    .ae-plot { width: 100%; min-width: 0; position: relative; }
+    .ae-plot-empty { color: #57606a; padding: 10px 8px; font-size: 14px; }
+    .ae-present .ae-plot-empty { font-size: 19px; }
+    .ae-plot-stale { position: absolute; left: 50%; top: 80px; transform: translateX(-50%); background: #fff8c5;
+      color: #6e4a00; border: 1px solid #9a6700; padding: 6px 10px; font-size: 14px; max-width: 80%; }
+    .ae-present .ae-plot-stale { font-size: 19px; }
+    """
     data_json = Unicode("[]").tag(sync=True)
     layout_json = Unicode("{}").tag(sync=True)
     name = Unicode("").tag(sync=True)
     bundle = Unicode(BUNDLE_PATH).tag(sync=True)
+    empty_text = Unicode("").tag(sync=True)  # shown instead of empty axes while the figure has no traces
+    stale = Unicode("").tag(sync=True)  # when set, the figure is greyed with this line (it no longer matches its text)
 
     def __init__(self, figure: go.Figure | None = None, name: str = "", **kwargs):
         super().__init__(name=name, **kwargs)

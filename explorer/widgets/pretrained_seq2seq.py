@@ -12,7 +12,8 @@ import ipywidgets as widgets
 from explorer.views import bertviz as bertviz_view
 from explorer.views import pretrained as view
 from explorer.views import seq2seq as seq2seq_view
-from explorer.widgets.controls import bind, section, tagged
+from explorer.views import words
+from explorer.widgets.controls import bind, explain, section, tagged
 
 PARTS = (("cross", "cross"), ("encoder", "encoder"), ("decoder", "decoder"))
 TEXT_TITLES = {False: ("Text A", "Text B (optional)"), True: ("Source", "Target (empty: the model translates)")}
@@ -38,12 +39,12 @@ class Seq2SeqParts:
         """Show the encoder-decoder's controls and figures, or the encoder's (text B's meaning, ablation, focus)."""
         panel, shown, hidden = self.panel, None if seq2seq else "none", "none" if seq2seq else None
         self.controls.layout.display = self.outputs.layout.display = shown
-        for widget in (panel.mode, panel.ablation_section, panel.focus_box, panel.ablation_box):
+        for widget in (panel.mode, panel.ablation_section, panel.focus_column, panel.ablation_column):
             widget.layout.display = hidden
         for box, title in zip(panel.text_sections, TEXT_TITLES[seq2seq]):
             box.children[0].value = f"<b>{title}</b>"
 
-    def redraw(self, reading, layer: int, head: int, token: int | None) -> None:
+    def redraw(self, reading, layer: int, head: int, token: int | None, stale: str = "") -> None:
         """The chosen part's map in the panel's main box, its head entropy, the translation and the alignment."""
         panel, session = self.panel, self.panel.session
         if session.view not in ("head", "layer", "mean"):
@@ -51,7 +52,9 @@ class Seq2SeqParts:
         maps = reading.parts[session.part]
         place = min(layer, maps.n_layers - 1)
         if session.view == "layer":
-            panel._show(panel.main, "layer", view.layer_update(maps, place), lambda: view.layer_figure(maps, place))
+            panel._show(panel.main, "layer", view.layer_update(maps, place), lambda: view.layer_figure(maps, place),
+                        stale=stale)
+            explain(panel.main_words, words.layer_grid(place, maps.n_heads))
         else:
             mark = token if session.part != "encoder" else None
             update = (view.mean_update(maps, place, mark) if session.view == "mean"
@@ -59,9 +62,12 @@ class Seq2SeqParts:
             update = replace(update, title=f"{maps.meta.kind}: {update.title}")
             if session.part == "cross":  # a column here is a source token: only the target row is outlined
                 update = replace(update, outlines=update.outlines[:1])
-            panel._show(panel.main, session.view, update)
+            panel._show(panel.main, session.view, update, stale=stale)
+            explain(panel.main_words, words.mean_map(place, maps.n_heads) if session.view == "mean"
+                    else words.head_map(update.title, causal=session.part == "decoder"))
         entropy = view.entropy_update(reading.entropy[session.part], len(maps.keys), place, head)
-        panel._show(panel.entropy_box, "entropy", entropy)
+        panel._show(panel.entropy_box, "entropy", entropy, stale=stale)
+        explain(panel.entropy_words, words.entropy_map())
         translation = reading.translation
         self.translation.value = seq2seq_view.translation_html(session.text_a, translation.target,
                                                                translation.translated, maps.meta.notice)

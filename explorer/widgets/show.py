@@ -22,10 +22,12 @@ from explorer.views import pretrained as view
 from explorer.views import show as show_view
 from explorer.views.export import export_scope
 from explorer.views.heatmaps import FigureUpdate
-from explorer.widgets.controls import StatusLine, bind, button, columns, progress_bar, section, shows_errors, tagged
+from explorer.widgets.controls import (StatusLine, bind, button, columns, grows, progress_bar, section, shows_errors,
+                                       tagged)
 from explorer.widgets.export import ExportBar, maps_export
 from explorer.widgets.heatmap_view import HeatmapView
 from explorer.widgets.plot import PlotView
+from explorer.widgets.present import PresentSwitch, presentable
 
 PANELS = itertools.count()  # each panel's figures get names of their own: a notebook shows many panels
 VIEW_LABELS = {"head": "head", "layer": "layer", "mean": "mean", "rollout": "rollout", "model": "all", "image": "image"}
@@ -40,20 +42,27 @@ def show(obj, inputs=None, **options) -> "ShowPanel":
     ``obj`` is a transformers model (give ``tokenizer=`` or ``processor=``; ``target=`` is an encoder-decoder's
     decoder text), any ``nn.Module`` (``tokens=`` labels its positions), a TransformerLens model or
     ``ActivationCache``, the tuple ``output_attentions`` returns (with ``tokens=``), or an ``AttentionMaps``.
-    ``layer``, ``head``, ``view``, ``part``, ``token`` and ``item`` choose what is shown first. Bad input raises a
-    ValueError (or TypeError) in words; the user's model is left as it was.
+    ``layer``, ``head``, ``view``, ``part``, ``token`` and ``item`` choose what is shown first; ``present=True``
+    opens it in present mode (large text and maps, for a projector; the panel's "Present" switch turns it off).
+    Bad input raises a ValueError (or TypeError) in words; the user's model is left as it was.
     """
     from explorer.models.readers import reader_for
 
     settings = {name: options.pop(name) for name in SETTINGS if name in options}
     settings = {name: value for name, value in settings.items() if value is not None}  # None: what is shown first by default
-    return ShowPanel(ShowSession(reader_for(obj, **options), inputs, **settings))
+    present = options.pop("present", False)
+    if not isinstance(present, bool):
+        raise TypeError(f"present is True (large text and maps, for a projector) or False, got {present!r}.")
+    panel = ShowPanel(ShowSession(reader_for(obj, **options), inputs, **settings))
+    panel.present.on = present
+    return panel
 
 
 class ShowPanel(widgets.VBox):
     """Controls on the left (text, part, layer, head, view, token, ablation, export); the views on the right."""
 
     def __init__(self, session: ShowSession):
+        w = widgets
         super().__init__()
         self.add_class("ae-show")
         self.session = session
@@ -64,7 +73,10 @@ class ShowPanel(widgets.VBox):
         self.redraw_soon = Throttle(session.home, self.redraw, 0.15)
         self._build_controls()
         self._build_outputs()
-        self.children = [columns(self.controls, self.outputs)]
+        self.present = PresentSwitch()
+        presentable(self, self.present)
+        self.children = [w.HBox([self.present], layout=w.Layout(justify_content="flex-end")),
+                         columns(self.controls, self.outputs)]
         session.observe(lambda _: self._on_reading(), "reading")
         session.observe(lambda change: setattr(self.text, "value", change["new"]), "text")
         session.observe(lambda _: self._on_part(), "part")
@@ -78,18 +90,17 @@ class ShowPanel(widgets.VBox):
         self.text = tagged(w.Textarea(value=s.text, rows=3, layout=wide, placeholder="Type a text"), f"{self.key}-text")
         read = button("Show attention", lambda: self._guarded(s.show_text, self.text.value), f"{self.key}-read",
                       "primary", "play", "150px")
-        self.new_tokens = tagged(w.IntText(description="new tokens", layout=w.Layout(width="170px")),
+        self.new_tokens = tagged(w.IntText(description="new tokens", layout=w.Layout(width=grows("170px"))),
                                  f"{self.key}-new-tokens")
         generate = button("Generate", lambda: self._guarded(s.generate), f"{self.key}-generate", icon="pencil",
                           width="110px")
         stop = button("Stop", s.stop_work, f"{self.key}-stop", "warning", "stop", "80px")
         self.part = tagged(w.ToggleButtons(style=dict(button_width="auto")), f"{self.key}-part")
         self.item = tagged(w.BoundedIntText(description="batch item", min=0, max=max(s.reading.batch - 1, 0),
-                                            layout=w.Layout(width="170px")), f"{self.key}-item")
-        short = dict(description_width="44px")
+                                            layout=w.Layout(width=grows("170px"))), f"{self.key}-item")
+        short = dict(description_width=grows("44px"))
         self.layer = tagged(w.Dropdown(description="layer", style=short, layout=wide), f"{self.key}-layer")
-        self.head = tagged(w.Dropdown(description="head", style=short, layout=w.Layout(width="140px")),
-                           f"{self.key}-head")
+        self.head = tagged(w.Dropdown(description="head", style=short, layout=wide), f"{self.key}-head")
         self.view = tagged(w.ToggleButtons(style=dict(button_width="auto")), f"{self.key}-view")
         self.token_pick = tagged(w.Dropdown(description="token", style=short, layout=wide), f"{self.key}-token")
         self.unzoom = button("whole text", lambda: self._guarded(s.zoom_to, None, 0), f"{self.key}-unzoom",
@@ -111,7 +122,8 @@ class ShowPanel(widgets.VBox):
         hidden = lambda box, shown: box if shown else w.VBox()  # noqa: E731 - a section only where the model allows
         self.part_section = section("Attention", self.part)
         self.item_section = section("Batch", self.item)
-        self.progress = progress_bar(s, f"{self.key}-progress", width="180px")
+        width = grows("290px")  # beside the figures in a 900 px notebook column; grows with present mode's font
+        self.progress = progress_bar(s, f"{self.key}-progress", width=grows("180px"))
         self.controls = w.VBox([
             hidden(section("Text", self.text, read, w.HBox([stop, self.progress])), reader.accepts_text),
             hidden(section("Continue the text", self.new_tokens, generate), reader.can_generate),
@@ -121,16 +133,19 @@ class ShowPanel(widgets.VBox):
                    reader.can_ablate),
             section("Export", self.export_bar),
             self.status,
-        ], layout=w.Layout(width="290px", flex="0 0 290px"))  # beside the figures in a 900 px notebook column
+        ], layout=w.Layout(width=width, flex=f"0 0 {width}"))
 
     def _build_outputs(self) -> None:
         w = widgets
         self.notice = tagged(w.HTML(), f"{self.key}-notice")
         self.main = tagged(w.Box(layout=w.Layout(width="100%")), f"{self.key}-main")
-        self.entropy_box = tagged(w.Box(), f"{self.key}-entropy")
-        self.focus_box = w.Box()
-        self.ablation_box = w.Box()
-        small = w.Box([self.entropy_box, self.focus_box], layout=w.Layout(display="flex", flex_flow="row wrap"))
+        # each small figure in a column of its own that shares the row (a box with no width shrank to nothing)
+        column = dict(flex="1 1 320px", min_width="0", max_width="560px")
+        self.entropy_box = tagged(w.Box(layout=w.Layout(**column)), f"{self.key}-entropy")
+        self.focus_box = w.Box(layout=w.Layout(**column))
+        self.ablation_box = w.Box(layout=w.Layout(width="100%"))
+        small = w.Box([self.entropy_box, self.focus_box],
+                      layout=w.Layout(display="flex", flex_flow="row wrap", width="100%"))
         self.outputs = w.VBox([self.notice, self.main, small, self.ablation_box],
                               layout=w.Layout(flex="1 1 520px", min_width="0"))
 
@@ -213,8 +228,10 @@ class ShowPanel(widgets.VBox):
             self._show(self.entropy_box, "entropy", entropy)
         self.focus_box.layout.display = "none" if token is None or not whole else None
         if token is not None and whole:
-            self._show(self.focus_box, "focus", view.focus_update(maps, layer, head, token),
-                       lambda: view.token_focus_figure(maps, layer, head, token))
+            matrix, where = self._shown_matrix(layer, head)
+            focus = show_view.named(view.focus_update(matrix, maps.keys, maps.tokens, token, where), layer,
+                                    s.layer_name(), head, s.head_name())
+            self._show(self.focus_box, "focus", focus, lambda: view.token_focus_figure(focus))
         change = reading.change.get(s.part)
         self.ablation_box.layout.display = None if change is not None else "none"
         if change is not None:
@@ -247,6 +264,16 @@ class ShowPanel(widgets.VBox):
         if maps.key_tokens is not None:  # cross-attention: queries and keys differ, drawn whole
             return (label(view.head_update(maps, layer, head, token)),)
         return (label(long_view.head_map(maps, layer, head, token, zoom=s.zoom)),)
+
+    def _shown_matrix(self, layer: int, head: int) -> tuple:
+        """The map the main view shows, for the token bars to follow, and the words that name it."""
+        s = self.session
+        maps = s.maps()
+        if s.view == "mean":
+            return maps.mean_over_heads(layer), f"layer {layer}, mean over {maps.n_heads} heads"
+        if s.view == "rollout":
+            return s.reading.rollout(s.part)[layer], f"the rollout through layer {layer}"
+        return maps.head(layer, head), f"layer {layer}, head {head}"
 
     def _show(self, box: widgets.Box, key: str, update: dict, build=None) -> None:
         """Draw ``update`` on the figure ``key``: a canvas map, or a plotly figure rebuilt only when its structure

@@ -38,7 +38,7 @@ class SinksBox:
         self.controls = [*self.form.rows("window", "sinks", "sink_tokens", "sink_text"), w.HBox([self.run_button, stop])]
         self.progress = tagged(w.FloatProgress(value=0, min=0, max=1, description="passes",
                                                layout=w.Layout(width="320px")), "ae-llm-sink-progress")
-        self.plot = PlotView(view.sinks_figure(), name="ae-llm-sinks")
+        self.plot = PlotView(view.sinks_figure(), name="ae-llm-sinks", empty_text=view.EMPTY)
         self.summary = tagged(w.HTML(), "ae-llm-sink-summary")
         source = w.HTML(f"<small>The bundled text: {html.escape(TEXT_SOURCE)}.</small>")
         self.outputs = w.VBox([self.progress, self.plot, self.summary, source], layout=w.Layout(width="100%"))

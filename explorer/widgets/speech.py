@@ -16,12 +16,13 @@ from explorer.sessions.speech import OVERLAYS, PARTS, PRESETS, TASKS, SpeechSess
 from explorer.threads import Throttle
 from explorer.views import speech as view
 from explorer.views.export import export_scope
-from explorer.widgets.controls import StatusLine, bind, button, columns, section, shows_errors, tagged
+from explorer.widgets.controls import StatusLine, bind, button, columns, grows, section, shows_errors, tagged
 from explorer.widgets.export import CopyLink, ExportBar, maps_export
 from explorer.widgets.heatmap_view import HeatmapView
 from explorer.widgets.microphone import MicRecorder
 from explorer.widgets.speech_view import SpeechView
 from explorer.widgets.upload import SizedUpload
+from explorer.widgets.work import WorkLine
 
 CHOOSE = "(choose)"
 MAX_UPLOAD_BYTES = 8_000_000  # 30 s of CD-quality stereo WAV is 5.3 MB; the server refuses messages over 10 MB
@@ -58,7 +59,7 @@ class SpeechPanel(widgets.VBox):
 
     def _build_controls(self) -> None:  # long: one control per setting, made and bound in the order they appear
         s, w = self.session, widgets
-        wide = w.Layout(width="100%", max_width="330px")
+        wide = w.Layout(width="100%", max_width=grows("330px"))  # sizes in em grow with the font (present mode)
         self.microphone = tagged(MicRecorder(description="Record"), "ae-speech-microphone")
         self.upload = tagged(SizedUpload(accept=AUDIO_FILES, description="Your audio file", max_bytes=MAX_UPLOAD_BYTES),
                              "ae-speech-upload")
@@ -75,7 +76,8 @@ class SpeechPanel(widgets.VBox):
             "written tokens over the audio", "audio over audio", "written tokens over the tokens read"]),
             "ae-speech-part")
         self.layer = tagged(w.IntSlider(min=0, max=5, description="layer"), "ae-speech-layer")
-        self.head = tagged(w.Dropdown(options=[0], description="head", layout=w.Layout(width="160px")), "ae-speech-head")
+        self.head = tagged(w.Dropdown(options=[0], description="head", layout=w.Layout(width=grows("160px"))),
+                           "ae-speech-head")
         self.overlay = tagged(w.ToggleButtons(options=list(OVERLAYS), style=dict(button_width="120px"), tooltips=[
             "the mean of Whisper's alignment heads", "the layer and head picked here"]), "ae-speech-overlay")
         self.token = tagged(w.Dropdown(description="token", layout=wide), "ae-speech-token")
@@ -105,8 +107,8 @@ class SpeechPanel(widgets.VBox):
             section("Export", self.export_bar),
             section("Share", CopyLink(lambda: links.query(s.key, s.state())),
                     w.HTML("<small>A link names the sample clip, never your own audio.</small>")),
-            self.status,
-        ], layout=w.Layout(width="360px", min_width="300px", flex="0 1 360px"))
+            self.status, WorkLine(s),
+        ], layout=w.Layout(width=grows("360px"), min_width="300px", flex=f"0 1 {grows('360px')}"))
 
     def _language_options(self) -> list:
         model = self.session.speech_model

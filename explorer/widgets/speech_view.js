@@ -1,9 +1,32 @@
 // The spectrogram, the picked token's cross-attention over it, and the words along the time axis.
-// A click on a word plays its stretch of the audio and tells the kernel which word it was.
+// A click on a word plays its stretch of the audio and tells the kernel which word it was; hovering says the time and
+// the weight there. Inside `ae-present` (the "present" switch) every text is drawn larger, and the element lists
+// its texts (`aeTexts()`, as HeatmapView does) so a test can tell clipped, overlapping or small labels.
 const FONT = '"Open Sans", verdana, arial, sans-serif';
 const INK = "#2a3f5f";
 const VEIL = [255, 127, 14];  // the attention's orange, over the spectrogram's greys
 const PICK = "#d62728";
+const PRESENT = 1.4;  // how much larger texts are drawn in present mode
+
+// A title in lines no wider than `width` (a long one would run off the canvas).
+function wrapped(ctx, text, size, width) {
+  ctx.font = `${size}px ${FONT}`;
+  const lines = [];
+  for (const word of (text || "").split(" ")) {
+    const next = lines.length ? `${lines[lines.length - 1]} ${word}` : word;
+    if (lines.length && ctx.measureText(next).width <= width) lines[lines.length - 1] = next; else lines.push(word);
+  }
+  return lines.filter((line) => line);
+}
+
+// The four corners of a drawn text relative to the canvas (turned by `angle` degrees about its anchor).
+function textCorners(t) {
+  const x0 = t.align === "right" ? -t.width : t.align === "center" ? -t.width / 2 : 0;
+  const y0 = t.baseline === "middle" ? -t.size / 2 : -0.8 * t.size;
+  const a = t.angle * Math.PI / 180, cos = Math.cos(a), sin = Math.sin(a);
+  return [[x0, y0], [x0 + t.width, y0], [x0 + t.width, y0 + t.size], [x0, y0 + t.size]].map(([x, y]) =>
+    [t.x + x * cos - y * sin, t.y + x * sin + y * cos]);
+}
 
 function floats(view) {
   if (!view || !view.byteLength) return new Float32Array(0);
@@ -13,8 +36,10 @@ function floats(view) {
 function render({ model, el }) {
   el.classList.add("ae-speech-view", "ae-heatmap");
   const canvas = document.createElement("canvas");
-  el.append(canvas);
-  let geometry = null, audio = null, audioBytes = null, decoded = null;
+  const tip = document.createElement("div");
+  tip.className = "ae-heatmap-tip";
+  el.append(canvas, tip);
+  let geometry = null, audio = null, audioBytes = null, decoded = null, texts = [];
 
   function describe() {
     const name = model.get("name");
@@ -27,22 +52,28 @@ function render({ model, el }) {
 
   function draw() {
     describe();
-    const width = el.clientWidth || 700, height = model.get("height");
-    const ratio = window.devicePixelRatio || 1;
+    const grow = el.closest(".ae-present") ? PRESENT : 1, big = (size) => Math.round(size * grow);
+    const width = el.clientWidth || 700, ratio = window.devicePixelRatio || 1;
+    const measure = canvas.getContext("2d");
+    const titleLines = wrapped(measure, model.get("title"), big(14), width - 16);
+    const left = big(46), right = 12, top = 14 + titleLines.length * big(14) * 1.25, strip = big(50), axis = big(30);
+    const plotH = Math.max(40, model.get("height") - 34 - 50 - 30);  // the spectrogram keeps its height
+    const height = top + plotH + strip + axis, plotW = Math.max(40, width - left - right);
     canvas.width = Math.round(width * ratio); canvas.height = Math.round(height * ratio);
     canvas.style.width = `${width}px`; canvas.style.height = `${height}px`;
     const ctx = canvas.getContext("2d");
     ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
     ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, width, height);
-    const left = 46, right = 12, top = 34, strip = 50, axis = 30;
-    const plotW = Math.max(40, width - left - right), plotH = Math.max(40, height - top - strip - axis);
     const seconds = model.get("seconds") || 1;
-    geometry = { left, top, plotW, plotH, strip, seconds };
-    const text = (s, x, y, { size = 12, align = "left", baseline = "alphabetic", color = INK } = {}) => {
+    geometry = { left, top, plotW, plotH, strip, seconds, grow };
+    texts = [];
+    const text = (s, x, y, { size = 12, align = "left", baseline = "alphabetic", color = INK, angle = 0 } = {}) => {
+      size = big(size);
       ctx.fillStyle = color; ctx.font = `${size}px ${FONT}`; ctx.textAlign = align; ctx.textBaseline = baseline;
       ctx.fillText(s, x, y);
+      if (!angle) texts.push({ text: s, size, x, y, align, baseline, angle, width: ctx.measureText(s).width });
     };
-    text(model.get("title"), 8, 22, { size: 14 });
+    titleLines.forEach((line, i) => text(line, 8, 10 + big(14) * (1 + 1.25 * i), { size: 14 }));
     const [bins, cols] = model.get("mel_shape");
     const mel = floats(model.get("mel"));
     const [low, high] = model.get("mel_range");
@@ -76,15 +107,18 @@ function render({ model, el }) {
       ctx.stroke();
     }
     ctx.strokeStyle = "#8a9bb3"; ctx.lineWidth = 1; ctx.strokeRect(left, top, plotW, plotH);
-    ctx.save(); ctx.translate(16, top + plotH / 2); ctx.rotate(-Math.PI / 2);
-    text("mel band (low to high)", 0, 0, { size: 11, align: "center", baseline: "middle" });
+    ctx.save(); ctx.translate(big(16), top + plotH / 2); ctx.rotate(-Math.PI / 2);
+    text("mel band (low to high)", 0, 0, { size: 11, align: "center", baseline: "middle", angle: -90 });
     ctx.restore();
+    const band = ctx.measureText("mel band (low to high)").width;
+    texts.push({ text: "mel band (low to high)", size: big(11), x: big(16), y: top + plotH / 2, align: "center",
+                 baseline: "middle", angle: -90, width: band });
     const words = model.get("words"), picked = model.get("picked"), y0 = top + plotH + 4, lane = (strip - 10) / 2;
     const ends = [-Infinity, -Infinity];  // where each lane's last label ends: a label never covers the one before
     geometry.boxes = words.map((w, i) => {  // the words in two lanes, so a short word's label has room
       const x = left + plotW * w.start / seconds, x1 = Math.max(x + 2, left + plotW * w.end / seconds);
       const y = y0 + (i % 2) * lane, mine = i === picked;
-      ctx.font = `12px ${FONT}`;
+      ctx.font = `${big(12)}px ${FONT}`;
       const label = ctx.measureText(w.text).width + 8;
       const from = Math.max(Math.min(x, (x + x1) / 2 - label / 2), ends[i % 2] + 2, left);
       const box = { x: from, y, width: Math.max(x1 - from, label), height: lane - 2 };
@@ -100,11 +134,11 @@ function render({ model, el }) {
         color: mine ? PICK : INK });
       return box;
     });
-    const step = seconds > 12 ? 2 : seconds > 5 ? 1 : 0.5, ya = y0 + strip - 8;
+    const step = (seconds > 12 ? 2 : seconds > 5 ? 1 : 0.5) * (plotW / seconds < 60 * grow ? 2 : 1), ya = y0 + strip - 8;
     for (let t = 0; t <= seconds + 1e-6; t += step) {
       const x = left + plotW * t / seconds;
       ctx.fillStyle = "#8a9bb3"; ctx.fillRect(x, ya, 1, 5);
-      text(`${t.toFixed(step < 1 ? 1 : 0)} s`, x, ya + 16, { size: 11, align: "center" });
+      text(`${t.toFixed(step < 1 ? 1 : 0)} s`, x, ya + 5 + big(11), { size: 11, align: "center" });
     }
     text("time (click a word to hear it)", left + plotW, height - 4, { size: 11, align: "right" });
   }
@@ -129,6 +163,33 @@ function render({ model, el }) {
     source.start(0, word.start, Math.max(0.05, word.end - word.start));
   }
 
+  canvas.addEventListener("mousemove", (event) => {  // the time under the cursor and the weight there
+    const rect = canvas.getBoundingClientRect(), x = event.clientX - rect.left, y = event.clientY - rect.top;
+    const g = geometry, attention = floats(model.get("attention"));
+    const word = wordAt(event);
+    if (!g || x < g.left || x > g.left + g.plotW || y < g.top || y > g.top + g.plotH + g.strip) {
+      tip.style.display = "none";
+      return;
+    }
+    const at = (x - g.left) / g.plotW, lines = [`${(at * g.seconds).toFixed(2)} s`];
+    if (word >= 0) lines.push(`'${model.get("words")[word].text}': click to hear it`);
+    else if (attention.length) {
+      const total = attention.reduce((a, b) => a + b, 0) || 1;
+      lines.push(`${(100 * attention[Math.min(attention.length - 1, Math.floor(at * attention.length))] / total)
+        .toFixed(1)}% of the attention (20 ms)`);
+    }
+    tip.replaceChildren(...lines.flatMap((line, i) => (i ? [document.createElement("br"), line] : [line])));
+    tip.style.fontSize = `${Math.round(12 * g.grow)}px`;
+    tip.style.display = "block";
+    // Fixed, on the cursor's other side near the window's edge (shifted for a page box with `contain`).
+    const w = tip.offsetWidth, h = tip.offsetHeight;
+    const left = Math.max(2, event.clientX + 14 + w > window.innerWidth - 4 ? event.clientX - 14 - w : event.clientX + 14);
+    const top = Math.max(2, event.clientY + 10 + h > window.innerHeight - 4 ? event.clientY - 10 - h : event.clientY + 10);
+    tip.style.left = `${left}px`; tip.style.top = `${top}px`;
+    const placed = tip.getBoundingClientRect();
+    tip.style.left = `${2 * left - placed.left}px`; tip.style.top = `${2 * top - placed.top}px`;
+  });
+  canvas.addEventListener("mouseleave", () => { tip.style.display = "none"; });
   canvas.addEventListener("click", (event) => {
     const index = wordAt(event);
     if (index < 0) return;
@@ -140,6 +201,12 @@ function render({ model, el }) {
     const rect = canvas.getBoundingClientRect();
     return { x: rect.left + geometry.left, y: rect.top + geometry.top, width: geometry.plotW,
              height: geometry.plotH + geometry.strip };
+  };
+  el.aeTexts = () => {
+    const rect = canvas.getBoundingClientRect();
+    const box = { left: rect.left, top: rect.top, right: rect.right, bottom: rect.bottom };
+    return texts.map((t) => ({ text: t.text, size: t.size, box,
+                               corners: textCorners(t).map(([x, y]) => [rect.left + x, rect.top + y]) }));
   };
   el.aeWordBox = (i) => {  // where word ``i`` is on the page (for tests)
     const rect = canvas.getBoundingClientRect(), b = geometry.boxes[i];
@@ -168,12 +235,16 @@ function render({ model, el }) {
     requestAnimationFrame(() => { queued = false; draw(); });
   };
   model.on("change", redraw);
+  window.addEventListener("ae-present", redraw);
   let lastWidth = 0;
   const observer = new ResizeObserver(() => {
     if (el.clientWidth && el.clientWidth !== lastWidth) { lastWidth = el.clientWidth; redraw(); }
   });
   observer.observe(el);
   draw();
-  return () => { observer.disconnect(); model.off("change", redraw); if (audio) audio.close(); };
+  return () => {
+    observer.disconnect(); model.off("change", redraw); window.removeEventListener("ae-present", redraw);
+    if (audio) audio.close();
+  };
 }
 export default { render };

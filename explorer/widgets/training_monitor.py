@@ -3,7 +3,8 @@
 ``TrainingMonitor`` owns its figures and updates them in place; it never trains. ``draw(view)`` draws a lab's
 record (``explorer.lab.LabView``): a record of a new lab (new models) builds the head grids anew, a newer record
 of the same lab updates them. The timeline slider, linked to a Play button in the page, scrubs back through each
-run's snapshots.
+run's snapshots; the header and a mark on the curves follow the step on screen. A click on a head of a grid opens
+it large below, where it follows the timeline too.
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ import ipywidgets as widgets
 
 from explorer.views import training as view
 from explorer.views import translation as translation_view
-from explorer.widgets.controls import tagged
+from explorer.views import words
+from explorer.widgets.controls import explain, explanation, tagged
 from explorer.widgets.induction_monitor import InductionMonitor
+from explorer.widgets.large_head import LargeHead
 from explorer.widgets.plot import PlotView
 
 MAX_RUNS = 2
-GRID_CAPTION = ("<small>Each square shows how much a query token (row) attends to a key token (column) of the "
-                "probe input; in cross-attention the rows are the output positions.</small>")
 
 
 class TrainingMonitor(widgets.VBox):
@@ -43,13 +44,15 @@ class TrainingMonitor(widgets.VBox):
         self.alignments = tagged(w.Box(layout=w.Layout(display="flex", flex_flow="row wrap")), "ae-tl-scores")
         self.alignment_views: list[widgets.HTML] = []
         self.grids = tagged(w.Box(layout=w.Layout(display="flex", flex_flow="row wrap")), "ae-tl-heads")
+        self.grid_words = explanation("ae-tl-heads-words")
         self.grid_views: list[PlotView] = []
         self.prediction_views: list[widgets.HTML] = []
+        self.large = LargeHead("ae-tl-head-large")
         self.induction = InductionMonitor()
         super().__init__([self.step_label, self.curves, self.induction, self.translation_curves, self.alignments,
                           self.predictions,
                           w.HBox([self.play, self.timeline, self.timeline_label], layout=w.Layout(flex_flow="row wrap")),
-                          w.HTML(GRID_CAPTION), self.grids],
+                          self.grids, self.grid_words, self.large],
                          layout=w.Layout(flex="1 1 560px", min_width="0"))
 
     def draw(self, record) -> None:
@@ -76,8 +79,11 @@ class TrainingMonitor(widgets.VBox):
         for i, run in enumerate(runs):
             maps = run.snapshot.maps
             kind = "cross-attention" if maps.key_tokens is not None else "self-attention"
-            self.grid_views.append(PlotView(view.all_heads_figure(maps, f"{run.name} · {kind}"), name=f"ae-tl-heads-{i}"))
+            grid = PlotView(view.all_heads_figure(maps, f"{run.name} · {kind}"), name=f"ae-tl-heads-{i}")
+            grid.on_click(lambda trace, point, i=i: self.open_head(i, trace))
+            self.grid_views.append(grid)
             self.prediction_views.append(widgets.HTML(layout=widgets.Layout(margin="0 24px 0 0")))
+        self.large.hide()
         self.grids.children = self.grid_views
         self.predictions.children = self.prediction_views
         self.timeline.value = self.timeline.max = 0
@@ -87,20 +93,16 @@ class TrainingMonitor(widgets.VBox):
         if self.record is None or not self.record.runs:
             return
         runs = self.record.runs
-        self.step_label.value = "<b>" + " &nbsp; ".join(
-            f"{run.name}: step {run.step}" + (f", loss {run.loss:.4f}" if run.history else "") for run in runs) + "</b>"
         for i, run in enumerate(runs):
             for j, key in enumerate(("loss", "accuracy")):
                 trace = self.curves_figure.data[2 * i + j]
                 trace.x, trace.y = view.curve_data(run.history, key)
-        self.curves.show(self.curves_figure)
         if self.alignment_views:
             for i, run in enumerate(runs):
                 for j, key in enumerate(("exact", "alignment")):
                     trace = self.translation_figure.data[2 * i + j]
                     trace.x, trace.y = translation_view.translation_curve_data(run.snapshots, key)
             self.translation_curves.show(self.translation_figure)
-        self._draw_induction(self.timeline.value if self.timeline.value < self.timeline.max else None)
         newest = max(len(run.snapshots) for run in runs) - 1
         following = self.timeline.value >= self.timeline.max
         self.timeline.max = newest
@@ -108,6 +110,8 @@ class TrainingMonitor(widgets.VBox):
             self.timeline.value = newest  # draws through the observer
         elif following:
             self.show_snapshot(newest)
+        else:  # scrubbed back: the curves grow, the header and the mark stay on the step on screen
+            self._follow(self.timeline.value)
 
     def show_snapshot(self, index: int) -> None:
         """Draw snapshot ``index`` of every run (a run with fewer snapshots shows its newest)."""
@@ -132,9 +136,41 @@ class TrainingMonitor(widgets.VBox):
                 self.alignment_views[i].value = translation_view.alignment_html(snapshot, run.name)
             grid.show(figure)
             prediction.value = view.prediction_html(snapshot, run.name)
-            self.timeline_label.value = f"step {snapshot.step}{self.induction.marked(snapshot.step)}"
-        if index < self.timeline.max:  # scrubbing back: the curves show where the step on screen is
-            self._draw_induction(index)
+        self._follow(index)
+
+    def _follow(self, index: int) -> None:
+        """The header, the curves' mark, the words and the head opened large, at snapshot ``index``: training's
+        newest step when the timeline follows it, the snapshot's step when scrubbed back."""
+        runs = self.record.runs
+        shown = [run.snapshots[min(index, len(run.snapshots) - 1)] if run.snapshots else None for run in runs]
+        following = index >= self.timeline.max
+        steps = [run.step if following or snapshot is None else snapshot.step for run, snapshot in zip(runs, shown)]
+        self.step_label.value = "<b>" + " &nbsp; ".join(
+            view.run_header(run.name, step, run.step, run.history) for run, step in zip(runs, steps)) + "</b>"
+        self.curves_figure.layout.shapes = view.step_marks(steps[0]) if runs else ()
+        self.curves.show(self.curves_figure)
+        self._draw_induction(None if following else index)
+        if shown and shown[0] is not None:
+            self.timeline_label.value = f"step {shown[0].step}{self.induction.marked(shown[0].step)}"
+            explain(self.grid_words, words.training_heads(shown[0].step, shown[0].maps.key_tokens is not None))
+        self._draw_large(shown)
+
+    # ----- one head, large -------------------------------------------------------------------------------------
+    def open_head(self, run: int, trace: int) -> None:
+        """Open head ``trace`` of run ``run``'s grid large (traces run layer by layer, head by head)."""
+        snapshots = self.record.runs[run].snapshots
+        layer, head = divmod(int(trace), snapshots[min(self.timeline.value, len(snapshots) - 1)].maps.n_heads)
+        self.large.shown = (layer, head, run)
+        self._follow(self.timeline.value)
+
+    def _draw_large(self, shown) -> None:
+        if self.large.shown is None:
+            return
+        layer, head, run = self.large.shown
+        if run >= len(shown) or shown[run] is None or layer >= shown[run].maps.n_layers:
+            return self.large.hide()
+        title = f"{self.record.runs[run].name} · layer {layer}, head {head} at step {shown[run].step}"
+        self.large.show_head(shown[run].maps, layer, head, title, run)
 
     def _draw_induction(self, index: int | None) -> None:
         """The induction curves, with the step of snapshot ``index`` (None: the newest) marked."""

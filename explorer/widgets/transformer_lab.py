@@ -41,9 +41,9 @@ ROWS = (
     Row("norm", control(w.ToggleButtons, style=dict(button_width="62px")), "LayerNorm"),
     Row("positional", control(w.ToggleButtons, style=dict(button_width="80px")), "positions"),
     Row("score", control(w.Dropdown, NARROW), "cross score", "ae-tl-score"),
-    Row("attention_only", control(w.Checkbox, description="attention only (no feed-forward)", indent=False),
+    Row("attention_only", control(w.Checkbox, "auto", description="attention only (no feed-forward)", indent=False),
         tag="ae-tl-attention-only"),
-    Row("compare", control(w.Checkbox, description="train a second model", indent=False)),
+    Row("compare", control(w.Checkbox, "auto", description="train a second model", indent=False)),
     Row("heads_b", control(w.Dropdown, NARROW), "its heads", options=lambda s: head_options(s.width)),
     Row("layers_b", control(w.IntSlider, NARROW, min=1, max=4), "its layers", "ae-tl-layers-b"),
     Row("score_b", control(w.Dropdown, NARROW), "its cross score"),
@@ -105,7 +105,7 @@ class TransformerLabPanel(widgets.VBox):
             section("Export", self.export_bar),
             section("Share", CopyLink(lambda: links.query(self.session.key, self.session.state()))),
             self.status,
-        ], layout=widgets.Layout(width="330px", min_width="300px", flex="0 1 330px"))
+        ], layout=widgets.Layout(width="26em", min_width="300px", flex="0 1 26em"))  # em: grows with the font
 
     def _on_view(self, record) -> None:
         """A record of new models (another task or architecture, a load) first refreshes the controls' options."""

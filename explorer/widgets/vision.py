@@ -20,8 +20,9 @@ from explorer.sessions.vision import GALLERY_SIZE, NAMES, VisionSession
 from explorer.sessions.vision_nets import image_shape, patch_choices
 from explorer.sessions.vision_vit import MAX_VIT_LAYERS, VIT_WIDTHS
 from explorer.views import images as view
-from explorer.widgets.controls import (Form, Row, StatusLine, bind, button, columns, control, guarded, preset_row, section,
-                                       shows_errors, tagged)
+from explorer.views import words
+from explorer.widgets.controls import (Form, Row, StatusLine, bind, button, columns, control, explain, explanation, guarded,
+                                       preset_row, section, shows_errors, tagged)
 from explorer.widgets.export import CopyLink, ExportBar
 from explorer.widgets.plot import PlotView
 from explorer.widgets.student_files import StudentFiles
@@ -125,7 +126,7 @@ class VisionPanel(widgets.VBox):
             section("Export", export),
             section("Share", CopyLink(lambda: links.query(s.key, s.state()))),
             self.status,
-        ], layout=w.Layout(width="340px", min_width="300px", flex="0 1 340px"))
+        ], layout=w.Layout(width="26em", min_width="300px", flex="0 1 26em"))  # em: grows with the font
 
     def _build_figures(self) -> None:
         self.figures = {name: PlotView(name=f"ae-cbam-{name}")
@@ -147,12 +148,11 @@ class VisionPanel(widgets.VBox):
         deletion.add_class("ae-cbam-deletion-box")
         pair = w.Box([self.figures["channels"], self.figures["localization"], deletion],
                      layout=w.Layout(display="flex", flex_flow="row wrap"))
+        self.gallery_words = explanation("ae-cbam-gallery-words")
         self.outputs = w.VBox([
             self.figures["curves"],
-            w.HTML("<b>Test images</b>: each CBAM stage's spatial map, Grad-CAM, and the ViT's last-layer "
-                   "CLS map, rollout and one head over the image (titles: true class, then each net's answer). "
-                   "Click a patch of a ViT map to see what that patch attends to."),
-            self.figures["gallery"],
+            w.HTML("<b>Test images</b>: click a patch of a ViT map to see what that patch attends to."),
+            self.figures["gallery"], self.gallery_words,
             w.HBox([w.Label("channel weights of"), self.selected], layout=w.Layout(flex_flow="row wrap")),
             pair, self.yours, self.pretrained.outputs,
         ], layout=w.Layout(flex="1 1 600px", min_width="0"))
@@ -172,6 +172,8 @@ class VisionPanel(widgets.VBox):
                                                        {NAMES[run.name]: run.evaluations for run in record.runs}))
         self.figures["gallery"].show(view.attention_gallery(pixels, maps, s.class_names, labels, patch=s.patch_view(),
                                                             **self._vit_view()))
+        stages = [score for name, score in maps[NAMES["cbam"]].localization.items() if name.startswith("stage")]
+        explain(self.gallery_words, words.cbam_gallery(sum(stages) / len(stages) if stages else None))
         self.figures["channels"].show(view.channel_bars(channel, title, width=560))
         lines = view.localization_lines({NAMES[run.name]: run.snapshots for run in record.runs})
         self.figures["localization"].show(view.localization_figure(lines, width=520))

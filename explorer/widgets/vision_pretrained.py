@@ -35,6 +35,7 @@ class PretrainedViTControls:
                         labelled("image", self.image, "60px"),
                         widgets.HBox([labelled("layer", self.layer, "50px"), labelled("head", self.head, "50px")])]
         self.figures = {name: PlotView(name=f"ae-vision-pretrained-{name}") for name in ("maps", "heads")}
+        self.figures["heads"].on_click(guarded(s, self.open_head))
         self.outputs = widgets.VBox()
         session.observe(lambda _: self.redraw(), ["pretrained_view", "pretrained_layer", "pretrained_head"])
         self.redraw()
@@ -52,5 +53,16 @@ class PretrainedViTControls:
             self.outputs.children = [
                 widgets.HTML("<b>Pretrained ViT</b>: where the CLS token looks among the patches, in the picked layer "
                              "and head, over all heads, and through the rollout"), self.figures["maps"],
-                widgets.HTML("<b>Every layer and head</b>: the CLS token's attention over the patches"),
+                widgets.HTML("<b>Every layer and head</b>: the CLS token's attention over the patches (click a "
+                             "head to open it large above)"),
                 self.figures["heads"]]
+
+    def open_head(self, trace: int, point: dict) -> None:
+        """A click on the grid: that layer's head opens in the large figure (each row is a layer: the image, then a
+        grey copy and the map of each head, named "head h")."""
+        shown = self.session.pretrained_view
+        name = self.figures["heads"].figure.data[trace].name or ""
+        if shown is None or not name.startswith("head "):
+            return
+        layer = trace // (1 + 2 * shown.maps.n_heads)
+        self.session.update(pretrained_layer=layer, pretrained_head=int(name.split()[1]))

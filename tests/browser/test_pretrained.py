@@ -1,5 +1,6 @@
 """The Pretrained tab in a real browser: typed text, layer, head and clicks reach the figures; bertviz and exports
-work with every request outside the local server blocked."""
+work with every request outside the local server blocked; the token bars follow the map on screen, the token
+menu names tokens as the axes do, a name that cannot load stays in the box, a small multiple opens large."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def head_axes(page):
 def click_cell(page, meta: str, row: int, n_rows: int, col: int = 0, n_cols: int = 1) -> None:
     """Click the middle of a cell of the heatmap tagged ``meta`` (a plotly figure or a canvas map)."""
     box = page.evaluate(
-        f"(meta) => {{ const p = ({FIND_PLOT})(meta);"
+        f"(meta) => {{ const p = ({FIND_PLOT})(meta); p.scrollIntoView({{block: 'center'}});"
         " const r = p.aePlotArea ? p.aePlotArea() : p.querySelector('.nsewdrag').getBoundingClientRect();"
         " return {x: r.x, y: r.y, width: r.width, height: r.height}; }", meta)
     page.mouse.click(box["x"] + box["width"] * (col + 0.5) / n_cols, box["y"] + box["height"] * (row + 0.5) / n_rows)
@@ -139,3 +140,59 @@ def test_export_downloads_svg_and_npz(page, dashboard_url):
     assert npz.value.suggested_filename == "pretrained-attention-maps.npz"
     assert Path(npz.value.path()).read_bytes()[:2] == b"PK"  # a zip archive, as .npz files are
     assert not blocked, f"exporting asked for addresses outside this server: {blocked}"
+
+
+def test_the_token_bars_follow_the_mean_and_rollout_views(page, dashboard_url):
+    open_dashboard(page, dashboard_url, "tab=pretrained&preset=coreference")
+    page.wait_for_function(f"() => {{ const p = ({FIND_PLOT})('ae-pretrained-focus'); return p && p.data.length; }}",
+                           timeout=120_000)
+    for view, words in (("mean", "mean over 12 heads"), ("rollout", "rollout through layer 3")):
+        page.locator(".ae-pretrained-view button").filter(has_text=view).click()
+        page.wait_for_function(f"(words) => ({FIND_PLOT})('ae-pretrained-focus').layout.title.text.includes(words)",
+                               arg=words)
+        page.wait_for_timeout(300)
+        shown = page.evaluate(f"() => ({FIND_PLOT})('ae-pretrained-{view}').data[0]")
+        it = shown["y"].index("it")
+        bars = figure_data(page, "ae-pretrained-focus")[0]["y"]
+        assert max(abs(a - b) for a, b in zip(bars, shown["z"][it])) < 2e-3, view
+
+
+def test_the_token_menu_names_a_repeated_token_as_the_axis_does(page, dashboard_url):
+    open_pretrained(page, dashboard_url)
+    x, _, _ = head_axes(page)
+    assert "the·2" in x
+    options = [o.replace("\xa0", " ") for o in page.locator(".ae-pretrained-token select option").all_inner_texts()]
+    assert f"{x.index('the·2')}: the·2" in options
+
+
+def test_a_model_name_that_cannot_load_stays_in_the_box_with_the_reason(page, dashboard_url):
+    open_pretrained(page, dashboard_url)
+    box = page.locator(".ae-pretrained-model-name input")
+    for typo, how in (("bert-base-uncased-typo", "click"), ("bert-base-uncased-typo2", "Enter")):
+        box.fill(typo)
+        if how == "Enter":
+            box.press("Enter")
+        else:
+            page.locator(".ae-pretrained-load").click()
+        page.wait_for_selector(f".ae-pretrained .ae-status-error:has-text('{typo}')", timeout=60_000)
+        page.wait_for_timeout(500)
+        assert box.input_value() == typo, how
+    assert "animal" in head_axes(page)[0]  # the model and its view stayed
+
+
+def test_a_head_of_the_layer_opens_large_and_the_ablation_axis_fits_the_change(page, dashboard_url):
+    open_pretrained(page, dashboard_url)
+    page.locator(".ae-pretrained-view button").filter(has_text="layer").click()
+    wait_for_figure(page, "ae-pretrained-layer")
+    page.wait_for_timeout(500)
+    box = page.evaluate(f"() => {{ const p = ({FIND_PLOT})('ae-pretrained-layer');"
+                        " const r = p.querySelector('.draglayer .x2y2 .nsewdrag').getBoundingClientRect();"
+                        " return {x: r.x + r.width / 2, y: r.y + r.height / 2}; }")
+    page.mouse.click(box["x"], box["y"])  # the second small multiple: head 1
+    page.wait_for_function(f"() => {{ const p = ({FIND_PLOT})('{HEAD}'); return p && p.layout.title.text === 'layer 0, head 1'; }}")
+    page.locator(".ae-pretrained-ablate").click()
+    wait_for_figure(page, "ae-pretrained-ablation", timeout=120_000)
+    layout = page.evaluate(f"() => {{ const p = ({FIND_PLOT})('ae-pretrained-ablation');"
+                           " return {range: p.layout.yaxis.range, top: Math.max(...p.data[0].y), text: p.data[0].text}; }")
+    assert abs(layout["range"][1] - 1.3 * layout["top"]) < 1e-6, "the axis follows the largest change"
+    assert all(text not in ("", None) for text in layout["text"]), "each bar says its number"
