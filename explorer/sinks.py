@@ -61,6 +61,8 @@ def window_mask(n_queries: int, n_keys: int | None = None, window: int | None = 
     n_queries = whole(n_queries, "number of queries", 1)
     n_keys = n_queries if n_keys is None else whole(n_keys, "number of keys", n_queries)
     window, sinks = check_window(window, sinks)
+    # a window or sink count past the keys cuts nothing; capped, it also fits the tensors' int64
+    window, sinks = (None if window is None else min(window, n_keys)), min(sinks, n_keys)
     check_memory(f"A window mask of {n_queries:,} queries x {n_keys:,} keys", n_queries * n_keys * 3)  # the mask and its comparisons
     position = torch.arange(n_keys - n_queries, n_keys, device=device)[:, None]  # [Q, 1] each query's place
     key = torch.arange(n_keys, device=device)[None, :]  # [1, K]
