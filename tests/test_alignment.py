@@ -86,7 +86,7 @@ def test_no_query_attends_to_source_padding_and_padding_changes_nothing():
 
 
 def test_a_bad_cross_score_or_pad_is_a_clear_error():
-    with pytest.raises(ValueError, match="cross_score"):
+    with pytest.raises(ValueError, match="cross-attention score"):
         TransformerConfig(vocab_size=9, cross_score="cosine")
     with pytest.raises(ValueError, match="pad_id"):
         TransformerConfig(vocab_size=9, pad_id=9)

@@ -125,7 +125,7 @@ def test_link_round_trip_keeps_settings(panel, whisper):
 
 
 @pytest.mark.parametrize("changes, words", [
-    (dict(language="klingon"), "does not know the language"), (dict(task="summarise"), "'translate'"),
+    (dict(language="klingon"), "does not know the language"), (dict(task="summarise"), "Choose one of: translate, transcribe"),
     (dict(clip="Dutch"), "no sample clip called 'Dutch'"), (dict(part="rollout"), "part is one of"),
     (dict(layer=6), "Layer 6 does not exist"), (dict(head=8), "Head 8 does not exist"),
     (dict(token=99), "Token 99 does not exist"), (dict(overlay="all"), "overlay is one of"),

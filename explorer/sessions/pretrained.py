@@ -12,9 +12,9 @@ from __future__ import annotations
 from traitlets import Any, Bool, Int, List, TraitError, Unicode, observe
 
 from explorer.arguments import whole
-from explorer.sessions.base import Session, ablated_heads, place_in_model, say_name, validate
+from explorer.sessions.base import Session, ablated_heads, place_in_model, validate
 from explorer.sessions.faithful import CheckInput, FaithfulnessCheck
-from explorer.sessions.rules import one_of
+from explorer.sessions.rules import Choice, one_of
 
 PRESETS = {
     "coreference": dict(text_a="The animal didn't cross the street because it was too tired.", layer=3, head=1,
@@ -58,14 +58,14 @@ class PretrainedSession(Session):
     model = Unicode("", help="model").tag(link=True)  # "" is the packaged all-MiniLM-L6-v2
     text_a = Unicode(DEFAULT_TEXT, help="text A").tag(link=True)
     text_b = Unicode("", help="text B").tag(link=True)
-    mode = Unicode("pair", help="meaning of text B").tag(link=True)
+    mode = Choice(MODES, help="meaning of text B (pair or compare)").tag(link=True)
     layer = Int(0, help="layer").tag(link=True)
     head = Int(0, help="head").tag(link=True)
     view = Unicode("head", help="view").tag(link=True)
     token = Int(-1, help="token").tag(link=True)  # the selected token's position, -1 for none
     lock = Bool(False, help="token lock").tag(link=True)
     ablated = List(help="ablated heads").tag(link=True)  # [[layer, head], ...]
-    part = Unicode("cross", help="attention").tag(link=True)  # of an encoder-decoder: one of PARTS
+    part = Choice(PARTS, help="attention of an encoder-decoder").tag(link=True)
 
     encoder = Any(None)  # the loaded PretrainedEncoder or Seq2SeqModel
     reading = Any(None)  # explorer.models.pretrained.Reading (or seq2seq.Seq2SeqReading) of the last texts
@@ -125,20 +125,6 @@ class PretrainedSession(Session):
         if is_seq2seq(self.encoder) and proposal["value"] not in SEQ2SEQ_VIEWS:
             raise TraitError(f"The {proposal['value']} view is drawn for encoders; for an encoder-decoder choose "
                              f"{', '.join(SEQ2SEQ_VIEWS)} (the alignment follows the head on screen).")
-        return proposal["value"]
-
-    @validate("part")
-    def _valid_part(self, proposal):
-        if proposal["value"] not in PARTS:
-            raise TraitError(f"An encoder-decoder's attention is one of {', '.join(PARTS)}, not "
-                             f"'{say_name(proposal['value'])}'.")
-        return proposal["value"]
-
-    @validate("mode")
-    def _valid_mode(self, proposal):
-        if proposal["value"] not in MODES:
-            raise TraitError(f"Text B is either a sentence pair ('pair') or a text to compare ('compare'), "
-                             f"not '{say_name(proposal['value'])}'.")
         return proposal["value"]
 
     @validate("token")

@@ -12,6 +12,7 @@ from traitlets import Any, Int, TraitError, Unicode, observe, validate
 
 from explorer.arguments import choice, real, shown, text, whole
 from explorer.sessions.base import Session, place_in_model, say_name
+from explorer.sessions.rules import Choice
 
 PARTS = ("cross", "encoder", "decoder")
 OVERLAYS = ("alignment heads", "this head")
@@ -50,7 +51,7 @@ class SpeechSession(Session):
     preset = Unicode("", help="example").tag(link=True)
     model = Unicode("", help="model").tag(link=True)  # "" is the packaged Whisper base
     clip = Unicode(DEFAULT_CLIP, help="sample clip").tag(link=True)
-    task = Unicode("translate", help="task").tag(link=True)
+    task = Choice(TASKS, help="task (translate into English, or transcribe)").tag(link=True)
     language = Unicode("", help="language").tag(link=True)  # "" lets Whisper detect it
     part = Unicode("cross", help="attention").tag(link=True)
     layer = Int(3, help="layer").tag(link=True)  # one of Whisper base's alignment heads, whose map reads well
@@ -100,13 +101,6 @@ class SpeechSession(Session):
         if proposal["value"] not in _clips():
             raise TraitError(f"There is no sample clip called '{say_name(proposal['value'])}'. Choose one of: "
                              f"{', '.join(_clips())}.")
-        return proposal["value"]
-
-    @validate("task")
-    def _valid_task(self, proposal):
-        if proposal["value"] not in TASKS:
-            raise TraitError(f"The task is 'translate' (into English) or 'transcribe' (write what is said), not "
-                             f"'{say_name(proposal['value'])}'.")
         return proposal["value"]
 
     @validate("language")
