@@ -99,7 +99,8 @@ def test_no_token_runs_script_in_any_view_or_export(page, dashboard_url, hostile
     with page.expect_download() as svg:
         page.locator(".ae-pretrained-export").click()
     drawing = Path(svg.value.path()).read_text()
-    assert "&lt;img src=x onerror=alert(1)&gt;" in drawing and "<img" not in drawing and "<script" not in drawing
+    # the map draws a long label cut with "…" (present mode's room), so the escaped start of the token is what shows
+    assert "&lt;img src=x" in drawing and "<img" not in drawing and "<script" not in drawing
     page.locator(".ae-pretrained-export-target select").select_option("attention maps")
     page.locator(".ae-pretrained-export-format select").select_option("json")
     with page.expect_download() as maps:
