@@ -129,5 +129,7 @@ def heads_in_words(pairs) -> str:
 def top_heads(scores: torch.Tensor, k: int = 3) -> list[tuple[int, int]]:
     """The ``k`` highest-scoring ``(layer, head)`` pairs."""
     scores = float_tensor(scores, "head scores [layers, heads]", dims=(2,))
+    if scores.numel() == 0:
+        raise ValueError(f"The head scores [layers, heads] are empty (shape {list(scores.shape)}): no head to rank.")
     flat = scores.flatten().topk(whole(k, "number of heads k", 1, scores.numel())).indices
     return [(int(i) // scores.shape[1], int(i) % scores.shape[1]) for i in flat]

@@ -61,8 +61,8 @@ def state(session) -> dict:
     held = {name: repr(getattr(session, name)) for name in session.all_setting_names()}
     for name in ("encoder", "language_model"):
         held[name] = id(getattr(session, name, None))
-    held["runs"] = [id(run.trainer.model) for run in getattr(session, "runs", None) or []
-                    if hasattr(run, "trainer")]
+    runs = getattr(session, "runs", None)  # a lab's runs; the Language session's ``runs`` counts its jobs
+    held["runs"] = [id(run.trainer.model) for run in runs if hasattr(run, "trainer")] if isinstance(runs, (list, tuple)) else runs
     held["trainers"] = {name: id(t.model) for name, t in (getattr(session, "trainers", None) or {}).items()}
     return held
 

@@ -120,7 +120,10 @@ def token_chooser(temperature: float, seed: int):
     generator = torch.Generator().manual_seed(int(seed))
     if temperature == 0:
         return lambda logits: int(logits.argmax())
-    return lambda logits: int(torch.multinomial(torch.softmax(logits / temperature, dim=-1), 1, generator=generator))
+    # in float64 (a tiny temperature is 0 in float32) and shifted so the top logit is 0: a tiny temperature then
+    # gives the likeliest token, not inf - inf = NaN
+    return lambda logits: int(torch.multinomial(torch.softmax((logits.double() - logits.max()) / temperature, dim=-1),
+                                                1, generator=generator))
 
 
 def steps(model, ids: list, read: Pass, budget: int, choose, on_token=None) -> tuple[list, bool]:

@@ -101,7 +101,7 @@ class LanguageSession(SinkExperiment, Session):
             changes = {"token": -1, "on_probe": False, **PRESETS[preset], **changes}
             if preset == "induction heads" and self.language_model is not None and "prompt" not in changes:
                 changes["prompt"] = self._repeated_prompt()
-        elif "on_probe" in changes and changes["on_probe"] != self.on_probe:
+        elif "on_probe" in changes and self.coerce("on_probe", changes["on_probe"]) != self.on_probe:
             changes = {"token": -1, "zoom": -1, **changes}
         self.with_preset(preset, changes)
         if preset:
