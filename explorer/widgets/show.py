@@ -86,7 +86,7 @@ class ShowPanel(widgets.VBox):
     # ----- layout -------------------------------------------------------------------------------------------------
     def _build_controls(self) -> None:  # long: one control per setting, made and bound in the order they appear
         s, w, reader = self.session, widgets, self.session.reader
-        wide = w.Layout(width="100%")
+        wide = w.Layout(width="calc(100% - 4px)")  # less the widgets' 2 px margins, which 100% would push past the column
         self.text = tagged(w.Textarea(value=s.text, rows=3, layout=wide, placeholder="Type a text"), f"{self.key}-text")
         read = button("Show attention", lambda: self._guarded(s.show_text, self.text.value), f"{self.key}-read",
                       "primary", "play", "150px")
