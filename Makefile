@@ -41,7 +41,7 @@ hub: $(STAMP) node_modules/.package-lock.json
 	AE_CLASS_PASSWORD='$(PASSWORD)' $(BIN)/jupyterhub -f docs/jupyterhub_config.py --ip=0.0.0.0 --port=$(HUB_PORT)
 
 test: $(STAMP) node_modules/.package-lock.json
-	AE_FAST=1 AE_DEBUG_THREADS=1 $(BIN)/python -m pytest -q --nbmake --timeout=900 tests dashboards
+	AE_FAST=1 AE_DEBUG_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadgroup --nbmake --timeout=900 tests dashboards
 
 bench: $(STAMP) node_modules/.package-lock.json
 	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done

@@ -115,7 +115,11 @@ def hub_server(idle_seconds: int | None = None, timeout: float = 120.0, extra_en
         wait_until_up(hub, timeout)
         yield hub
     finally:
-        stop()
+        # Nothing of the class outlives the block, so the hub is not asked to stop in order (its SIGTERM shutdown
+        # waited 20-40 s on its proxy and services); it and everything it started are killed.
+        started.update(descendants(hub.process.pid))
+        hub.process.kill()
+        hub.process.wait()
         for child in started.values():  # the students' servers (the config keeps them over a restart) and all
             try:
                 child.kill()
