@@ -19,6 +19,7 @@ import pytest  # noqa: E402
 SERVER_TESTS = ("browser/", "test_hub.py", "test_classroom")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the group
 def pytest_collection_modifyitems(config, items):
     for item in items:
         path = item.nodeid.replace("\\", "/")
