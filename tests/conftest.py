@@ -12,26 +12,6 @@ check_widget_threads(os.environ["AE_DEBUG_THREADS"] == "1")
 
 import pytest  # noqa: E402
 
-# `make test` runs on two workers (pytest-xdist, --dist loadgroup). The tests that start servers (Voila, JupyterLab,
-# the hub, the classroom) and drive Chromium share one worker, one after another, so two pages never wait on each
-# other's kernels; the rest are spread over both. Each worker's torch keeps to one thread: two workers of two
-# threads each on two cores spin against each other (a SmolLM2 forward took 30 times as long).
-SERVER_TESTS = ("browser/", "test_hub.py", "test_classroom")
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the group
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        path = item.nodeid.replace("\\", "/")
-        if any(part in path for part in SERVER_TESTS):
-            item.add_marker(pytest.mark.xdist_group("servers"))
-
-
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    import torch
-
-    torch.set_num_threads(1)
-
 
 @pytest.fixture(scope="session")
 def fresh_cache(tmp_path_factory):
