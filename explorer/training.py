@@ -10,9 +10,11 @@
 
 A trainer has no thread of its own. ``train_step()`` is one optimiser step; ``run(steps)`` trains here and now;
 ``train(steps, stop)`` is the same loop, ended early when the ``stop`` event is set: ``explorer.lab.Lab`` runs
-one or several trainers that way on its worker. Its state is ``step``, ``history`` (a ``HistoryRow`` per step)
-and ``snapshots``: every ``snapshot_every`` steps the ``probe(model)`` record (attention on a fixed input) is
-kept as a ``Snapshot`` for scrubbing back in time. ``evaluate()`` measures the test split.
+one or several trainers that way on its worker. The rate warms up and then stays at ``lr``, unless
+``decay_over(steps)`` plans the next steps (warm-up, then a cosine to zero); ``augment`` changes each training batch
+with draws from the trainer's seeded generator, so a run stays deterministic. Its state is ``step``, ``history``
+(a ``HistoryRow`` per step) and ``snapshots``: every ``snapshot_every`` steps the ``probe(model)`` record (attention
+on a fixed input) is kept as a ``Snapshot`` for scrubbing back in time. ``evaluate()`` measures the test split.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Callable
 
 import torch
 from torch import nn
+from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, SequentialLR
 
 from explorer.arguments import positive_number, seed as check_seed, whole, whole_number
 from explorer.threads import one_thread
@@ -107,7 +110,8 @@ class Trainer:
     """Train ``model`` on ``data`` with AdamW; see the module docstring for the contract."""
 
     def __init__(self, model: nn.Module, data, lr: float = 1e-3, batch_size: int = 64, seed: int = 0,
-                 probe: Callable | None = None, snapshot_every: int = 10):
+                 probe: Callable | None = None, snapshot_every: int = 10,
+                 augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None):
         self.kind = batch_kind(data)
         columns = TOKEN_COLUMNS if self.kind == "tokens" else IMAGE_COLUMNS
         self.train_inputs, self.train_labels = split_tensors(data["train"], columns)
@@ -118,6 +122,7 @@ class Trainer:
         self.batch_size = batch_size
         self.snapshot_every = whole_number(snapshot_every, "snapshot_every (steps between snapshots)", low=1)
         self.probe = probe if probe is not None else default_probe(model, data, self.kind)
+        self.augment = augment  # augment(inputs, generator): new training inputs, drawn from the trainer's generator
         self.message = "Ready to train."
         self.paused = False  # the guard undid the last step of the last run
         self._busy = threading.Lock()  # held while a loop trains: one place at a time
@@ -146,6 +151,8 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.lr, weight_decay=0.01)
         self.guard = WeightGuard(self.model, self.optimizer)
         self.generator = torch.Generator().manual_seed(self.seed)
+        self.schedule: LRScheduler | None = None  # the rates of a planned run (``decay_over``)
+        self.scheduled = 0  # its steps still to come
         self.step = 0
         self.elapsed = 0.0
         self.history: list[HistoryRow] = []
@@ -171,12 +178,44 @@ class Trainer:
 
     # ----- one step ------------------------------------------------------------------------------
     def current_lr(self) -> float:
-        """A short linear warm-up, then the chosen rate."""
+        """The planned run's rate (``decay_over``); otherwise a short linear warm-up, then the chosen rate."""
+        if self.schedule is not None:
+            return self.schedule.get_last_lr()[0]
         return self.lr * min(1.0, (self.step + 1) / WARMUP_STEPS)
+
+    def decay_over(self, steps: int) -> None:
+        """Plan the next ``steps`` steps: a linear warm-up to ``lr`` over at most ``WARMUP_STEPS`` of them, then a
+        cosine down towards zero (SGDR's half cosine, Loshchilov and Hutter 2017), by torch's schedulers; after them
+        the rate is ``lr`` again. A short run then ends on small steps, where a constant rate leaves the weights
+        bouncing."""
+        steps = check_steps(steps)
+        with self._idle("plan the learning rate"):
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.lr
+                group.pop("initial_lr", None)  # a scheduler starts from "initial_lr" when it is there
+            warm = min(WARMUP_STEPS, steps // 2)
+            cosine = CosineAnnealingLR(self.optimizer, T_max=steps - warm)
+            self.schedule = cosine if warm == 0 else SequentialLR(
+                self.optimizer, [LinearLR(self.optimizer, start_factor=1 / warm, total_iters=max(warm - 1, 1)), cosine],
+                milestones=[warm])
+            self.scheduled = steps
+
+    def _next_rate(self) -> None:
+        """One step of the planned rates was taken; after the last one the rate is ``lr`` again."""
+        if self.schedule is None:
+            return
+        self.scheduled -= 1
+        if self.scheduled > 0:
+            self.schedule.step()
+        else:
+            self.schedule = None
 
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         index = torch.randint(len(self.train_labels), (self.batch_size,), generator=self.generator)
-        return self.train_inputs[index], self.train_labels[index]
+        inputs = self.train_inputs[index]
+        if self.augment is not None:
+            inputs = self.augment(inputs, self.generator)
+        return inputs, self.train_labels[index]
 
     def train_step(self) -> HistoryRow | None:
         """One optimiser step; its history record, or None when the guard undid it (``explorer.guard``)."""
@@ -205,6 +244,7 @@ class Trainer:
         if moved > MAX_UPDATE:
             return self._undo(f"One step would have moved the weights by {moved:.3g} times their size")
         self.guard.accept(value, (inputs, labels))
+        self._next_rate()
         self.step += 1
         self.elapsed += time.perf_counter() - started
         record = HistoryRow(step=self.step, loss=value, accuracy=(hits.sum() / counted.sum()).item(), lr=lr,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 
 import pytest
@@ -276,3 +277,43 @@ def test_weights_wrecked_by_a_step_with_a_finite_update_are_brought_back(reverse
     trainer.run(5)
     assert trainer.step == 34 and trainer.history[-1].loss < 3 * trainer.history[28].loss + 0.5
     assert good.keys() == trainer.model.state_dict().keys()
+
+
+def test_a_planned_run_warms_up_then_follows_a_cosine_to_zero_and_then_the_rate_is_back(reverse_data):
+    trainer = Trainer(reverse_model(), reverse_data, lr=2e-3)
+    trainer.decay_over(60)
+    trainer.run(60)
+    warm = 20  # WARMUP_STEPS: the cosine starts at the chosen rate after them
+    expected = [2e-3 * (k + 1) / warm for k in range(warm)]
+    expected += [2e-3 * 0.5 * (1 + math.cos(math.pi * k / 40)) for k in range(40)]  # the closed form of SGDR's decay
+    assert [row.lr for row in trainer.history] == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    trainer.run(2)
+    assert [row.lr for row in trainer.history[-2:]] == [2e-3, 2e-3]
+    trainer.lr = 1e-3  # a new plan starts from the rate chosen now
+    trainer.decay_over(2)
+    trainer.run(2)
+    assert [row.lr for row in trainer.history[-2:]] == pytest.approx([1e-3, 1e-3])
+    with pytest.raises(ValueError, match="steps"):
+        trainer.decay_over(0)
+
+
+def test_augmented_batches_are_drawn_from_the_trainers_seed():
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 2, (100,), generator=generator)
+    images = torch.rand(100, 1, 6, 6, generator=generator)
+    split = Dataset.from_dict({"pixel_values": images.tolist(), "label": labels.tolist()})
+    data = DatasetDict({"train": split, "test": split})
+    seen = []
+
+    def augment(pixels, draws):
+        seen.append(pixels)
+        return pixels + torch.rand(pixels.shape, generator=draws)
+
+    def losses(seed):
+        torch.manual_seed(0)
+        trainer = Trainer(TinyImageNet(), data, batch_size=8, seed=seed, augment=augment)
+        trainer.run(5)
+        return [row.loss for row in trainer.history]
+
+    first = losses(1)
+    assert len(seen) == 5 and first == losses(1) and first != losses(2)
