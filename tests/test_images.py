@@ -4,9 +4,11 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image
+import torch
+from PIL import Image, ImageDraw
 
-from explorer.data.images import SHAPES, image_from_bytes, load_digits, load_image_folder, make_shapes
+from explorer.data.images import (SHAPES, draw_shape, image_from_bytes, keeps_label_mirrored, load_digits,
+                                  load_image_folder, make_shapes, mirror)
 
 
 def test_make_shapes_has_labelled_scenes_with_boxes():
@@ -21,6 +23,35 @@ def test_make_shapes_has_labelled_scenes_with_boxes():
     for image, (x0, y0, x1, y1) in zip(images[:, 0], boxes):
         assert 0 <= x0 < x1 <= 32 and 0 <= y0 < y1 <= 32
         assert image[y0:y1, x0:x1].max() > 0.7  # the bright target is inside its box
+
+
+def drawn(kind: str, x0: int, side: int) -> np.ndarray:
+    canvas = Image.new("L", (32, 32), 0)
+    draw_shape(ImageDraw.Draw(canvas), kind, x0, 4, side, 255)
+    return np.asarray(canvas) > 0
+
+
+def overlap(a: np.ndarray, b: np.ndarray) -> float:
+    return (a & b).sum() / (a | b).sum()
+
+
+@pytest.mark.parametrize("kind", SHAPES)
+def test_a_mirrored_shape_is_the_same_shape_at_the_mirrored_place(kind):
+    for side in range(9, 17):  # the targets' sizes in 32-pixel scenes
+        for x0 in range(0, 32 - side, 5):
+            mirrored = drawn(kind, x0, side)[:, ::-1]
+            there = {other: overlap(mirrored, drawn(other, 32 - x0 - side, side)) for other in SHAPES}
+            assert max(there, key=there.get) == kind and there[kind] > 0.75, (side, x0, there)
+
+
+def test_mirror_flips_about_half_the_images_left_to_right_from_the_generators_draws():
+    pixels = torch.rand(200, 1, 8, 8)
+    once = mirror(pixels, torch.Generator().manual_seed(0))
+    assert torch.equal(once, mirror(pixels, torch.Generator().manual_seed(0)))
+    flipped = [not torch.equal(a, b) for a, b in zip(once, pixels)]
+    assert all(torch.equal(a, b.flip(-1)) for a, b, f in zip(once, pixels, flipped) if f)
+    assert 70 < sum(flipped) < 130
+    assert keeps_label_mirrored(make_shapes(n_train=8, n_test=4)) and not keeps_label_mirrored(load_digits())
 
 
 def test_make_shapes_is_seeded():

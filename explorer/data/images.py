@@ -3,7 +3,8 @@
 Columns: ``pixel_values`` (float32 ``[C, H, W]`` in [0, 1]), ``label`` (a ``ClassLabel``) and, where the
 object's place is known, ``bbox`` (x0, y0, x1, y1 in pixels, exclusive ends).
 
-- ``make_shapes``: one large target shape (its kind is the label) among small, dimmer distractors and noise.
+- ``make_shapes``: one large target shape (its kind is the label) among small, dimmer distractors and noise;
+  ``mirror`` augments its training batches.
 - ``load_digits``: scikit-learn's bundled 8 x 8 handwritten digits, resized.
 - ``load_image_folder``: a user's own images, one sub-folder per class; at most ``MAX_FOLDER_FILES`` files are
   looked at (a path such as ``/usr/share`` is refused quickly), and the reading reports progress and can be stopped.
@@ -105,6 +106,21 @@ def make_shapes(n_train: int = 2000, n_test: int = 500, size: int = 32, seed: in
         splits[name] = Dataset.from_dict(
             {"pixel_values": np.stack(images)[:, None], "label": list(labels), "bbox": list(boxes)}, features=features)
     return DatasetDict(splits)
+
+
+def mirror(pixels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Each image of ``pixels`` ``[B, C, H, W]`` flipped left to right with probability 1/2 (the coin from
+    ``generator``). Every shape of ``make_shapes`` is symmetric about its vertical axis (up to a pixel of drawing),
+    so a mirrored scene is a scene of the same label; a vertical flip or a quarter turn would point the triangle
+    down or sideways, which no scene does."""
+    flipped = torch.rand(len(pixels), generator=generator) < 0.5
+    return torch.where(flipped[:, None, None, None], pixels.flip(-1), pixels)
+
+
+def keeps_label_mirrored(data) -> bool:
+    """True when ``mirror`` keeps every label of ``data``: its classes are the shapes of ``make_shapes`` (a mirrored
+    digit is no digit, and a folder's classes are unknown)."""
+    return list(data["train"].features["label"].names) == list(SHAPES)
 
 
 def check_share(test_share, seed) -> tuple[float, int]:
