@@ -1,5 +1,7 @@
 """The Vision tab's ViT beside the two CNNs, driven from Python: its switch, its settings, its columns, Save/Load."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -198,3 +200,23 @@ def test_the_panel_draws_the_labs_record_and_updates_your_image_in_place(panel):
         figures.append(panel.yours.children[-1])
     assert figures[0] is figures[1] and figures[1].figure.layout.meta == "ae-cbam-yours"  # one figure, updated
     assert np.array(figures[1].data[0].z).mean() == pytest.approx(200 / 255, abs=0.02)  # the second image is drawn
+
+
+def test_the_default_train_decays_the_rate_over_mirrored_batches_of_the_chosen_data_seed():
+    from explorer.data.images import make_shapes, mirror
+
+    session = VisionSession(n_train=128, n_test=32, data_seed=1, vit_width=32)
+    try:
+        first = make_shapes(n_train=128, n_test=32, seed=1)["train"].with_format("torch")[0]["pixel_values"]
+        assert torch.equal(session.data["train"].with_format("torch")[0]["pixel_values"], first)
+        session.train()
+        assert session.wait(300) and "Finished" in session.status
+        for trainer in session.trainers.values():
+            rates = [row.lr for row in trainer.history]
+            assert len(rates) == session.epochs * 2 == session.steps_for_epochs()  # 2 batches of 64 per epoch
+            cosine = len(rates) - min(20, len(rates) // 2)  # the steps after the warm-up
+            assert max(rates) == pytest.approx(session.lr)
+            assert rates[-1] == pytest.approx(session.lr * 0.5 * (1 + math.cos(math.pi * (cosine - 1) / cosine)))
+            assert trainer.augment is mirror
+    finally:
+        session.stop_work()

@@ -17,6 +17,7 @@ from traitlets import Bool, Float, Instance, Int, List, TraitError, Unicode, obs
 
 from explorer.data.images import first_images, load_digits, load_image_folder, make_shapes
 from explorer.lab import Lab, LabView
+from explorer.limits import check_cap
 from explorer.maps import ImageAttention
 from explorer.models.cbam import KERNEL_SIZES, MERGES, ORDERS, PAPER, POOL_TYPES, PRESET_NOTES, PRESETS, CBAM, hidden_units
 from explorer.models.map_deletion import MapTest, map_curves
@@ -29,6 +30,7 @@ from explorer.sessions.vision_nets import (BATCH_SIZE, GALLERY_SIZE, NAMES, chec
 from explorer.sessions.vision_pretrained import YOUR_IMAGE, PretrainedViTSection
 from explorer.sessions.vision_vit import ViTSettings
 from explorer.threads import Throttle
+from explorer.training import check_steps
 
 DATASETS = ("shapes", "digits", "folder")
 NET_WIDTH = 32  # the nets' default width: the channels each CBAM weighs
@@ -63,15 +65,15 @@ class VisionSession(PretrainedViTSection, ViTSettings):
     kernel_size = NumberChoice(KERNEL_SIZES, 7, help="kernel size").tag(link=True)
     pools = List(list(PAPER["pool"]), help="pooling types").tag(link=True)
     lr = Float(0.003, help="learning rate").tag(link=True)
-    epochs = Int(3, help="number of epochs").tag(link=True)
+    epochs = Int(5, help="number of epochs").tag(link=True)
     selected = Int(0, help="gallery image").tag(link=True)
     path = Unicode("checkpoints/cbam", help="checkpoint folder").tag(setting=True)
 
     yours = Instance(YourImage, allow_none=True)  # the uploaded image through the nets
     map_test = Instance(MapTest, allow_none=True)  # deletion and insertion of the nets' maps at one step
 
-    def __init__(self, owner=None, n_train: int = 2000, n_test: int = 500, **settings):
-        super().__init__(owner, n_train=n_train, n_test=n_test)
+    def __init__(self, owner=None, n_train: int = 8000, n_test: int = 500, data_seed: int = 0, **settings):
+        super().__init__(owner, n_train=n_train, n_test=n_test, data_seed=data_seed)
         self.update(**settings)
         self.show(self._fresh(make_shapes(**self.sizes), "shapes"))
         self.say(f"Ready: press Train to train the {self.net_list()} side by side.", "ok")
@@ -204,10 +206,12 @@ class VisionSession(PretrainedViTSection, ViTSettings):
         """Train the nets ``steps`` steps each (default: the epochs setting) on the lab's worker."""
         if self.training or self.worker.running:
             raise ValueError("Busy training or loading: press Stop or wait a moment.")
+        steps = check_cap(check_steps(self.steps_for_epochs() if steps is None else steps))
         for trainer in self.trainers.values():
             trainer.lr = self.lr
+            trainer.decay_over(steps)
         self.progress = 0.0
-        steps = self.start_training(self.steps_for_epochs() if steps is None else steps)
+        steps = self.start_training(steps)
         self.say(f"Training the {self.net_list()} for {steps} steps…", "busy")
 
     def stop(self) -> None:

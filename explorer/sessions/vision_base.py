@@ -34,8 +34,8 @@ class VisionBase(LabSession):
     data = Any(None)
     data_name = Unicode("")
 
-    def __init__(self, owner=None, n_train: int = 2000, n_test: int = 500):
-        self.sizes = dict(n_train=n_train, n_test=n_test)
+    def __init__(self, owner=None, n_train: int = 8000, n_test: int = 500, data_seed: int = 0):
+        self.sizes = dict(n_train=n_train, n_test=n_test, seed=data_seed)  # of the shapes data (``make_shapes``)
         self.uploaded: bytes | None = None  # the visitor's image file
         super().__init__(owner)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from explorer import checkpoints
-from explorer.data.images import first_images
+from explorer.data.images import first_images, keeps_label_mirrored, mirror
 from explorer.models.cbam import PAPER, CBAMNet, probe_maps
 from explorer.models.vit import TinyViT, ViTConfig, probe_vit, valid_patch_sizes
 from explorer.training import Trainer
@@ -69,10 +69,12 @@ def probe(name: str, model, pixels: torch.Tensor, boxes=None):
 
 
 def trainer_for(name: str, model, data, lr: float) -> Trainer:
-    """A trainer whose snapshots probe the first test images, with its first snapshot taken."""
+    """A trainer whose snapshots probe the first test images, with its first snapshot taken; on the shapes data its
+    batches are mirrored at random (``mirror``): twice the scenes to learn from, which the ViT needs most."""
     pixels, _, boxes = first_images(data["test"], PROBE_SIZE)
     trainer = Trainer(model, data, lr=lr, batch_size=BATCH_SIZE, seed=0, snapshot_every=CHUNK,
-                      probe=lambda m: probe(name, m, pixels, boxes))
+                      probe=lambda m: probe(name, m, pixels, boxes),
+                      augment=mirror if keeps_label_mirrored(data) else None)
     trainer.take_snapshot()
     return trainer
 

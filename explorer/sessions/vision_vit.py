@@ -44,7 +44,7 @@ class ViTSettings(VisionBase):
     patch_size = Int(4, help="patch size").tag(link=True)
     vit_heads = Int(4, help="number of ViT heads").tag(link=True)
     vit_layers = Int(2, help="number of ViT layers").tag(link=True)
-    vit_width = Int(32, help="ViT width").tag(link=True)
+    vit_width = Int(64, help="ViT width").tag(link=True)
     vit_pool = Choice(POOLS, "cls", help="ViT pooling").tag(link=True)
     vit_head = Int(0, help="ViT head in the gallery").tag(link=True)
     vit_patch = Unicode("", help="ViT patch").tag(link=True)  # "r2c3": the clicked patch; "" for none
