@@ -35,7 +35,7 @@ def column(panel, title):
     """The map drawn over the first gallery image in the column titled ``title``."""
     figure = panel.figures["gallery"].figure
     titles = [a.text for a in figure.layout.annotations if a.text.startswith("<b>")][1:]  # without "image"
-    index = [t.replace("<br>", " ").strip("<b>/") for t in titles].index(title)
+    index = [t.replace("-<br>", "-").replace("<br>", " ").strip("<b>/") for t in titles].index(title)
     return np.array(figure.data[2 + 2 * index].z)
 
 

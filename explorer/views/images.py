@@ -90,12 +90,14 @@ SHORT_NAMES = {"(CBAM net)": "(CBAM)", "(plain baseline)": "(plain)"}  # in colu
 
 
 def short_lines(title: str, width: int = 1) -> list[str]:
-    """A column title in lines of about ``width`` characters (by default a word a line), with the nets' short
-    names, so that narrow columns' titles do not run together."""
+    """A column title in lines of about ``width`` characters (by default a word a line, split after hyphens), with
+    the nets' short names, so that narrow columns' titles do not run together."""
     for name, short in SHORT_NAMES.items():
         title = title.replace(name, short)
     lines: list[str] = []
-    for word in title.split(" "):
+    # "Grad-CAM" is as wide as a column at 1280 px, so it breaks after its hyphen and two such titles side by side
+    # keep a gap between them.
+    for word in title.replace("-", "- ").split(" "):
         if lines and len(lines[-1]) + 1 + len(word) <= width:
             lines[-1] += " " + word
         else:
