@@ -40,19 +40,8 @@ classroom: $(STAMP)
 hub: $(STAMP) node_modules/.package-lock.json
 	AE_CLASS_PASSWORD='$(PASSWORD)' $(BIN)/jupyterhub -f docs/jupyterhub_config.py --ip=0.0.0.0 --port=$(HUB_PORT)
 
-# Two pytest runs side by side, one per core: the tests that serve pages and drive Chromium, one at a time (so pages
-# never wait on each other's kernels), and all the others with torch on one thread (two runs of two threads each on
-# two cores spin against each other). One run took 29 minutes and left a core mostly idle.
-SERVER_TESTS := tests/browser tests/test_hub.py tests/test_classroom.py
-
 test: $(STAMP) node_modules/.package-lock.json
-	@export AE_FAST=1 AE_DEBUG_THREADS=1; \
-	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=10 --timeout=900 $(SERVER_TESTS) > .test-servers.log 2>&1 & \
-	servers=$$!; trap 'kill $$servers 2>/dev/null' INT TERM; \
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q --durations=10 --nbmake --timeout=900 tests dashboards \
-		$(addprefix --ignore=,$(SERVER_TESTS)); others=$$?; \
-	wait $$servers; served=$$?; echo "== the server and browser tests =="; cat .test-servers.log; \
-	echo "pytest exit codes: others $$others, servers $$served"; test $$others = 0 && test $$served = 0
+	AE_FAST=1 AE_DEBUG_THREADS=1 $(BIN)/python -m pytest -q --durations=15 --nbmake --timeout=900 tests dashboards
 
 bench: $(STAMP) node_modules/.package-lock.json
 	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done
